@@ -1,0 +1,240 @@
+//! The `anneal` command: check, build, schedule and conformance over recipe files.
+//! Each subcommand is a thin shell over the compiler and runtime crates; all user-facing
+//! errors come back as diagnostics or as one-line messages naming a path and a fix.
+
+mod plot;
+
+use anneal_compiler::{compile, diagnostic, Compilation};
+use anneal_runtime::conformance;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "anneal", version, about = "A typed, compiled language for deep-learning training recipes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Type-check a recipe file and report every mistake at once.
+    Check {
+        /// The recipe file.
+        file: PathBuf,
+        /// Print diagnostics as JSON instead of rendered reports.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compile a recipe and print an intermediate form.
+    Build {
+        file: PathBuf,
+        /// What to print.
+        #[arg(long, value_enum, default_value_t = Emit::Ir)]
+        emit: Emit,
+    },
+    /// Print or plot the learning rate of every schedule in a recipe.
+    Schedule {
+        file: PathBuf,
+        /// Number of steps to evaluate (default: the recipe's `steps`, else 100).
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Print one JSON object: {"steps": N, "schedules": {name: [values]}}.
+        #[arg(long)]
+        json: bool,
+        /// Write a plot (.png or .svg) instead of printing a table.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
+    },
+    /// Check anneal against golden numbers from Optax and PyTorch.
+    Conformance {
+        /// Case files or directories (searched recursively for *.json).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The back end that runs the cases.
+        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        backend: Backend,
+        /// Print {"passed", "failed", "cases": [...]} as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print the recipe source each case becomes, and nothing else.
+        #[arg(long)]
+        emit_recipe: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Emit {
+    /// The typed IR: definitions, arenas and the elaborated recipe.
+    Ir,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// The reference interpreter.
+    Interp,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { file, json } => cmd_check(&file, json),
+        Command::Build { file, emit } => cmd_build(&file, emit),
+        Command::Schedule { file, steps, json, plot } => cmd_schedule(&file, steps, json, plot.as_deref()),
+        Command::Conformance {
+            paths,
+            backend: Backend::Interp,
+            json,
+            emit_recipe,
+        } => cmd_conformance(&paths, json, emit_recipe),
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::FAILURE
+}
+
+/// Reads and compiles a recipe file; prints its diagnostics (errors and warnings) unless
+/// `quiet`. `None` when the file cannot be read or has errors.
+fn load(file: &Path, quiet: bool) -> Option<Compilation> {
+    let text = match std::fs::read(file) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => {
+                eprintln!("error: {} is not UTF-8 text; save the recipe as UTF-8", file.display());
+                return None;
+            }
+        },
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}; check the path", file.display());
+            return None;
+        }
+    };
+    let c = compile(&file.display().to_string(), &text);
+    if !quiet && !c.diagnostics.is_empty() {
+        let color = std::io::stderr().is_terminal();
+        eprint!("{}", diagnostic::render(&c.diagnostics, &c.sources, color));
+    }
+    if c.has_errors() {
+        return None;
+    }
+    Some(c)
+}
+
+fn cmd_check(file: &Path, json: bool) -> ExitCode {
+    if json {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => return fail(format!("cannot read {}: {e}; check the path", file.display())),
+        };
+        let c = compile(&file.display().to_string(), &text);
+        println!("{}", diagnostic::to_json(&c.diagnostics, &c.sources));
+        return if c.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+    }
+    match load(file, false) {
+        Some(c) => {
+            let warnings = c.diagnostics.len();
+            let recipes = c.recipes().len();
+            eprintln!(
+                "checked {}: {recipes} recipe{}, {warnings} warning{}",
+                file.display(),
+                if recipes == 1 { "" } else { "s" },
+                if warnings == 1 { "" } else { "s" }
+            );
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+fn cmd_build(file: &Path, emit: Emit) -> ExitCode {
+    let Some(c) = load(file, false) else {
+        return ExitCode::FAILURE;
+    };
+    match emit {
+        Emit::Ir => print!("{}", anneal_compiler::print::print_program(&c.program)),
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_schedule(file: &Path, steps: Option<u64>, json: bool, plot_path: Option<&Path>) -> ExitCode {
+    let Some(c) = load(file, false) else {
+        return ExitCode::FAILURE;
+    };
+    let Some(recipe) = c.recipes().first() else {
+        return fail(format!("{} has no recipe; add `recipe NAME {{ schedule lr = ... }}`", file.display()));
+    };
+    let n = steps.or(recipe.steps).unwrap_or(100);
+    if n > 10_000_000 {
+        return fail(format!("--steps {n} is too many to print; use at most 10000000"));
+    }
+    let curves = match anneal_runtime::schedule::curves(&c.program, recipe, n) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if curves.is_empty() {
+        return fail(format!(
+            "recipe `{}` has no schedules; bind one with `schedule lr = ...` or pass a schedule to an optimizer",
+            recipe.name
+        ));
+    }
+    if let Some(path) = plot_path {
+        return match plot::schedules(path, &recipe.name, &curves) {
+            Ok(()) => {
+                eprintln!("wrote {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = curves
+            .iter()
+            .map(|c| (c.name.clone(), serde_json::json!(c.values)))
+            .collect();
+        println!("{}", serde_json::json!({"steps": n, "schedules": map}));
+        return ExitCode::SUCCESS;
+    }
+    let names: Vec<&str> = curves.iter().map(|c| c.name.as_str()).collect();
+    println!("{:>8}  {}", "step", names.iter().map(|n| format!("{n:>14}")).collect::<String>());
+    for k in 0..n as usize {
+        let row: String = curves.iter().map(|c| format!("{:>14.6e}", c.values[k])).collect();
+        println!("{k:>8}  {row}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_conformance(paths: &[PathBuf], json: bool, emit_recipe: bool) -> ExitCode {
+    let files = match conformance::collect_cases(paths) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    if emit_recipe {
+        for f in &files {
+            match conformance::load_case(f).and_then(|c| conformance::recipe_source(&c)) {
+                Ok(src) => println!("// {}\n{src}", f.display()),
+                Err(e) => println!("// {}: {e}", f.display()),
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let report = conformance::run_files(&files);
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        for case in &report.cases {
+            if !case.passed {
+                println!("FAIL {}: {}", case.name, case.message);
+            }
+        }
+        println!("{} passed, {} failed", report.passed(), report.failed());
+    }
+    if report.failed() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,282 @@
+//! The syntax tree: what the parser builds from pest pairs. Every node carries its span;
+//! nothing here is resolved or typed yet (that is `check`'s job).
+
+use crate::source::Span;
+
+/// One parsed source file.
+#[derive(Debug, Clone, Default)]
+pub struct Ast {
+    pub module: Option<Ident>,
+    pub imports: Vec<Import>,
+    pub defs: Vec<Def>,
+    pub recipes: Vec<Recipe>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Import {
+    /// The module path, e.g. `std.optax`.
+    pub module: Ident,
+    pub names: ImportNames,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum ImportNames {
+    /// `import std.optax.*`
+    All,
+    /// `import std.optax.{adam, sgd}`
+    Some(Vec<Ident>),
+    /// `import std.optax`: the module alone, which imports nothing by name.
+    Module,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DefKind {
+    Transform,
+    Optimizer,
+    Schedule,
+}
+
+impl DefKind {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            DefKind::Transform => "transform",
+            DefKind::Optimizer => "optimizer",
+            DefKind::Schedule => "schedule",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Def {
+    pub kind: DefKind,
+    pub name: Ident,
+    pub params: Vec<Param>,
+    pub body: DefBody,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum DefBody {
+    /// `= expr`: a chain of definitions, or a schedule written as one expression.
+    Expr(Expr),
+    /// `{ statements }`
+    Block(Vec<Stmt>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: Ident,
+    pub ty: TypeExpr,
+    pub constraint: Option<Constraint>,
+    pub default: Option<Expr>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarType {
+    Real,
+    Int,
+    Bool,
+    Schedule,
+}
+
+impl ScalarType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScalarType::Real => "real",
+            ScalarType::Int => "int",
+            ScalarType::Bool => "bool",
+            ScalarType::Schedule => "schedule",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TypeExpr {
+    Scalar(ScalarType),
+    List(ScalarType),
+    Map(ScalarType, ScalarType),
+}
+
+#[derive(Debug, Clone)]
+pub enum Constraint {
+    /// `in [lo, hi)` and friends; `lo_closed` is `[`, `hi_closed` is `]`.
+    Range {
+        lo: Expr,
+        lo_closed: bool,
+        hi: Expr,
+        hi_closed: bool,
+        span: Span,
+    },
+    /// `> 0`, `>= 0`, `< 1`, `<= 1`.
+    Bound { op: CmpOp, value: Expr, span: Span },
+}
+
+impl Constraint {
+    pub fn span(&self) -> Span {
+        match self {
+            Constraint::Range { span, .. } | Constraint::Bound { span, .. } => *span,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateExtent {
+    Element,
+    Tensor,
+    Scalar,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignOp {
+    Set,
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+#[derive(Debug, Clone)]
+pub enum Stmt {
+    State {
+        name: Ident,
+        extent: Option<(StateExtent, Span)>,
+        init: Expr,
+        span: Span,
+    },
+    Let {
+        name: Ident,
+        value: Expr,
+        span: Span,
+    },
+    Assign {
+        target: Ident,
+        op: AssignOp,
+        value: Expr,
+        span: Span,
+    },
+    /// A bare expression: the value of a schedule block (its last line).
+    Expr(Expr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl CmpOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    And,
+    Or,
+    Cmp(CmpOp),
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Pow => "^",
+            BinOp::And => "and",
+            BinOp::Or => "or",
+            BinOp::Cmp(c) => c.symbol(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnOp {
+    Neg,
+    Not,
+}
+
+#[derive(Debug, Clone)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExprKind {
+    /// A numeric literal; `is_int` when written without `.` or exponent.
+    Number { value: f64, is_int: bool },
+    Bool(bool),
+    Name(String),
+    Unary(UnOp, Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    If(Box<Expr>, Box<Expr>, Box<Expr>),
+    Call { callee: Ident, args: Vec<Arg> },
+    Index(Box<Expr>, Box<Expr>),
+    List(Vec<Expr>),
+    Map(Vec<(MapKey, Expr)>),
+    /// `a |> b |> c`: a chain of update stages.
+    Pipe(Vec<Expr>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Arg {
+    pub name: Option<Ident>,
+    pub value: Expr,
+}
+
+#[derive(Debug, Clone)]
+pub enum MapKey {
+    Number(f64, Span),
+    Name(Ident),
+}
+
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub name: Ident,
+    pub items: Vec<RecipeItem>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum RecipeItem {
+    Steps(Expr, Span),
+    Schedule(Ident, Expr, Span),
+    Groups(Vec<GroupDef>, Span),
+    Update(Expr, Span),
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupDef {
+    pub name: Ident,
+    /// `None` for `rest`: every tensor no earlier group matched.
+    pub patterns: Option<Vec<(String, Span)>>,
+    pub except: Vec<(String, Span)>,
+    pub span: Span,
+}

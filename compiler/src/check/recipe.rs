@@ -1,0 +1,338 @@
+//! Checking and elaborating recipes: steps, parameter groups, schedule bindings and the
+//! update chain. Elaboration evaluates every hyperparameter and flattens chain
+//! definitions into one list of stage instances (`ir::Recipe::stages`).
+
+use super::hyper::{self, HType, HyperNames};
+use super::{Checker, Scope};
+use crate::ast::{self, ExprKind, RecipeItem};
+use crate::diagnostic::Diagnostic;
+use crate::ir::{self, DefBody, DefId, Group, HyperValue, StageInst};
+use crate::source::Span;
+use crate::value::{as_sched, eval_hyper};
+use std::collections::HashMap;
+
+/// Chains nest (adamw = scale_by_adam |> ...); deeper than this is a definition calling itself.
+const MAX_CHAIN_DEPTH: usize = 32;
+
+pub(crate) fn check_recipe(cx: &mut Checker, scope: &Scope, r: &ast::Recipe, warn_unused: bool) -> Option<ir::Recipe> {
+    if scope.is_library {
+        cx.diags.push(
+            Diagnostic::error("E0160", r.name.span, "library modules cannot hold recipes")
+                .with_label("recipe in a library")
+                .with_help("move the recipe to its own file"),
+        );
+        return None;
+    }
+    let mut seen: HashMap<&'static str, Span> = HashMap::new();
+    let mut once = |cx: &mut Checker, what: &'static str, span: Span| -> bool {
+        if let Some(prev) = seen.get(what) {
+            cx.diags.push(
+                Diagnostic::error("E0160", span, format!("`{what}` is given twice in recipe `{}`", r.name.name))
+                    .with_label("second one")
+                    .with_secondary(*prev, "first one")
+                    .with_help(format!("keep one `{what}`")),
+            );
+            return false;
+        }
+        seen.insert(what, span);
+        true
+    };
+    let mut ok = true;
+    // Groups first: per-group values anywhere in the recipe refer to them.
+    let mut groups: Vec<Group> = Vec::new();
+    for item in &r.items {
+        if let RecipeItem::Groups(defs, span) = item {
+            if once(cx, "groups", *span) {
+                ok &= check_groups(cx, defs, &mut groups);
+            }
+        }
+    }
+    let group_names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+    let mut steps = None;
+    let mut bindings: HashMap<String, (HyperValue, HType)> = HashMap::new();
+    let mut binding_spans: Vec<(String, Span, bool)> = Vec::new();
+    let mut schedules = Vec::new();
+    let mut stages = Vec::new();
+    for item in &r.items {
+        match item {
+            RecipeItem::Groups(..) => {}
+            RecipeItem::Steps(e, span) => {
+                if once(cx, "steps", *span) {
+                    match &e.kind {
+                        ExprKind::Number { value, is_int: true } if *value >= 1.0 && *value <= 9.0e15 => {
+                            steps = Some(*value as u64)
+                        }
+                        _ => {
+                            cx.diags.push(
+                                Diagnostic::error("E0163", e.span, "`steps` must be a positive whole number")
+                                    .with_label("not a step count")
+                                    .with_help("write e.g. `steps 10_000`"),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            RecipeItem::Schedule(name, e, _) => {
+                if let Some((_, prev, _)) = binding_spans.iter().find(|(n, ..)| *n == name.name) {
+                    cx.diags.push(
+                        Diagnostic::error("E0104", name.span, format!("schedule `{}` is bound twice", name.name))
+                            .with_label("bound again here")
+                            .with_secondary(*prev, "first bound here")
+                            .with_help("give the second schedule its own name"),
+                    );
+                    ok = false;
+                    continue;
+                }
+                let names = HyperNames::Recipe {
+                    bindings: &bindings,
+                    groups: &group_names,
+                };
+                // Mark earlier bindings used when this one reads them.
+                mark_used(&mut binding_spans, e);
+                let Some((h, t)) = hyper::check_hyper(cx, scope, &names, e) else {
+                    ok = false;
+                    continue;
+                };
+                if !hyper::assignable(&t, &HType::Schedule) {
+                    cx.diags.push(hyper::type_mismatch(e.span, &name.name, &HType::Schedule, &t));
+                    ok = false;
+                    continue;
+                }
+                match eval_hyper(&h, &[]) {
+                    Ok(v) => {
+                        if let Some(s) = as_sched(&v) {
+                            schedules.push((name.name.clone(), s, name.span));
+                        }
+                        bindings.insert(name.name.clone(), (v, t));
+                        binding_spans.push((name.name.clone(), name.span, false));
+                    }
+                    Err(msg) => {
+                        cx.diags.push(
+                            Diagnostic::error("E0120", e.span, format!("cannot evaluate schedule `{}`: {msg}", name.name))
+                                .with_label("here")
+                                .with_help("a schedule binding is a schedule call, a number, or arithmetic on those"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            RecipeItem::Update(e, span) => {
+                if !once(cx, "update", *span) {
+                    continue;
+                }
+                mark_used(&mut binding_spans, e);
+                let names = HyperNames::Recipe {
+                    bindings: &bindings,
+                    groups: &group_names,
+                };
+                let calls: Vec<&ast::Expr> = match &e.kind {
+                    ExprKind::Pipe(items) => items.iter().collect(),
+                    _ => vec![e],
+                };
+                for c in calls {
+                    let Some(call) = hyper::check_stage_call(cx, scope, &names, c) else {
+                        ok = false;
+                        continue;
+                    };
+                    let mut args = Vec::new();
+                    for a in &call.args {
+                        match eval_hyper(a, &[]) {
+                            Ok(v) => args.push(v),
+                            Err(msg) => {
+                                cx.diags.push(
+                                    Diagnostic::error("E0120", call.span, format!("cannot evaluate an argument: {msg}"))
+                                        .with_label("here")
+                                        .with_help("arguments are numbers, booleans, lists, schedules or per-group maps"),
+                                );
+                                ok = false;
+                            }
+                        }
+                    }
+                    if args.len() == call.args.len() {
+                        ok &= expand(cx, call.def, args, call.span, 0, &mut stages);
+                    }
+                }
+            }
+        }
+    }
+    ok &= check_stage_order(cx, &stages);
+    if warn_unused {
+        for (name, span, used) in &binding_spans {
+            if !used {
+                cx.diags.push(
+                    Diagnostic::warning("W0003", *span, format!("schedule `{name}` is never used"))
+                        .with_label("not passed to any stage")
+                        .with_help(format!("pass it to an optimizer, e.g. `adam(learning_rate: {name})`, or remove it")),
+                );
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let applies_updates = !stages.iter().any(|s: &StageInst| writes_param(cx, s.def));
+    if groups.is_empty() {
+        groups.push(Group {
+            name: "all".into(),
+            patterns: None,
+            except: Vec::new(),
+        });
+    }
+    Some(ir::Recipe {
+        name: r.name.name.clone(),
+        span: r.name.span,
+        steps,
+        schedules,
+        groups,
+        stages,
+        applies_updates,
+    })
+}
+
+fn mark_used(bindings: &mut [(String, Span, bool)], e: &ast::Expr) {
+    let mut names = Vec::new();
+    collect_names(e, &mut names);
+    for (n, _, used) in bindings.iter_mut() {
+        if names.iter().any(|x| x == n) {
+            *used = true;
+        }
+    }
+}
+
+fn collect_names(e: &ast::Expr, out: &mut Vec<String>) {
+    match &e.kind {
+        ExprKind::Name(n) => out.push(n.clone()),
+        ExprKind::Unary(_, a) => collect_names(a, out),
+        ExprKind::Binary(_, a, b) | ExprKind::Index(a, b) => {
+            collect_names(a, out);
+            collect_names(b, out);
+        }
+        ExprKind::If(a, b, c) => {
+            collect_names(a, out);
+            collect_names(b, out);
+            collect_names(c, out);
+        }
+        ExprKind::Call { args, .. } => args.iter().for_each(|a| collect_names(&a.value, out)),
+        ExprKind::List(items) | ExprKind::Pipe(items) => items.iter().for_each(|a| collect_names(a, out)),
+        ExprKind::Map(entries) => entries.iter().for_each(|(_, v)| collect_names(v, out)),
+        ExprKind::Number { .. } | ExprKind::Bool(_) => {}
+    }
+}
+
+fn writes_param(cx: &Checker, def: DefId) -> bool {
+    matches!(&cx.program.defs[def].body, DefBody::Stage(b) if b.writes_param())
+}
+
+/// Flattens a call into stage instances, evaluating chain definitions' arguments and
+/// checking every inner definition's ranges against the values it receives.
+fn expand(cx: &mut Checker, def: DefId, args: Vec<HyperValue>, span: Span, depth: usize, out: &mut Vec<StageInst>) -> bool {
+    if depth > MAX_CHAIN_DEPTH {
+        let name = cx.program.defs[def].name.clone();
+        cx.diags.push(
+            Diagnostic::error("E0145", span, format!("`{name}` expands into itself"))
+                .with_label("chain definitions nest too deeply")
+                .with_help("a chain definition must not call itself, directly or through others"),
+        );
+        return false;
+    }
+    let mut ok = true;
+    let d = cx.program.defs[def].clone();
+    for (p, v) in d.params.iter().zip(&args) {
+        if let Some(r) = &p.range {
+            if depth > 0 && !hyper::check_range(cx, v, r, span, &p.name, &d.name) {
+                ok = false;
+            }
+        }
+    }
+    match &d.body {
+        DefBody::Chain(calls) => {
+            for c in calls {
+                let mut inner = Vec::new();
+                for a in &c.args {
+                    match eval_hyper(a, &args) {
+                        Ok(v) => inner.push(v),
+                        Err(msg) => {
+                            cx.diags.push(
+                                Diagnostic::error("E0120", span, format!("cannot evaluate an argument of `{}`: {msg}", d.name))
+                                    .with_label("in this call")
+                                    .with_help("check the types of the values passed"),
+                            );
+                            return false;
+                        }
+                    }
+                }
+                ok &= expand(cx, c.def, inner, span, depth + 1, out);
+            }
+        }
+        _ => out.push(StageInst { def, args, span }),
+    }
+    ok
+}
+
+/// A stage after one that updated the parameters would see an update nobody applies.
+fn check_stage_order(cx: &mut Checker, stages: &[StageInst]) -> bool {
+    let Some(first) = stages.iter().position(|s| writes_param(cx, s.def)) else {
+        return true;
+    };
+    let Some(later) = stages[first + 1..].iter().find(|s| s.span != stages[first].span) else {
+        return true;
+    };
+    let opt = cx.program.defs[stages[first].def].name.clone();
+    let name = cx.program.defs[later.def].name.clone();
+    cx.diags.push(
+        Diagnostic::error("E0142", later.span, format!("`{name}` comes after `{opt}`, which already updated the parameters"))
+            .with_label("this stage would have no effect")
+            .with_secondary(stages[first].span, "parameters are updated here")
+            .with_help(format!("put `{name}` before `{opt}` in the chain")),
+    );
+    false
+}
+
+fn check_groups(cx: &mut Checker, defs: &[ast::GroupDef], out: &mut Vec<Group>) -> bool {
+    let mut ok = true;
+    let mut rest_at: Option<Span> = None;
+    let mut spans: Vec<Span> = Vec::new();
+    for g in defs {
+        if let Some(i) = out.iter().position(|x| x.name == g.name.name) {
+            cx.diags.push(
+                Diagnostic::error("E0162", g.name.span, format!("group `{}` is declared twice", g.name.name))
+                    .with_label("declared again")
+                    .with_secondary(spans[i], "first declared here")
+                    .with_help("merge the patterns into one group"),
+            );
+            ok = false;
+            continue;
+        }
+        if g.patterns.is_none() {
+            if let Some(prev) = rest_at {
+                cx.diags.push(
+                    Diagnostic::error("E0162", g.span, "only one group can be `rest`")
+                        .with_label("second `rest`")
+                        .with_secondary(prev, "first `rest`")
+                        .with_help("`rest` takes every tensor no other group matched; keep one"),
+                );
+                ok = false;
+                continue;
+            }
+            rest_at = Some(g.span);
+        }
+        for (p, span) in g.patterns.iter().flatten().chain(&g.except) {
+            if let Err(msg) = crate::glob::validate(p) {
+                cx.diags.push(
+                    Diagnostic::error("E0164", *span, format!("bad pattern: {msg}"))
+                        .with_label("invalid glob")
+                        .with_help("patterns use `*` (any run), `?` (one character) and `[abc]` sets, as Python's fnmatch"),
+                );
+                ok = false;
+            }
+        }
+        spans.push(g.name.span);
+        out.push(Group {
+            name: g.name.name.clone(),
+            patterns: g.patterns.as_ref().map(|ps| ps.iter().map(|(p, _)| p.clone()).collect()),
+            except: g.except.iter().map(|(p, _)| p.clone()).collect(),
+        });
+    }
+    ok
+}

@@ -1,0 +1,703 @@
+//! The reference interpreter: the semantics every back end must match.
+//!
+//! Numbers: per-element values (`grad`, `param`, element states) are f32, as in the
+//! libraries anneal is compared with; everything coarser (hyperparameters, schedules,
+//! reductions, scalar and per-tensor states) is f64 and is rounded to f32 where it meets a
+//! per-element operand. Reductions accumulate in f64, tensor by tensor, element by element.
+//! A step runs the recipe's stages in order; each stage runs its statements in order over
+//! every tensor; when no stage writes `param`, the final update is added (`apply_updates`).
+
+use crate::ast::{BinOp, UnOp};
+use crate::glob::assign_groups;
+use crate::ir::{
+    Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, ListOp, Program, Recipe, ReduceOp, Sched, Scope, Stmt,
+};
+use crate::value::{arith, eval_hyper};
+
+/// Evaluates a schedule at `count` (updates already made) for parameter group `group`.
+pub fn eval_sched(program: &Program, s: &Sched, count: f64, group: usize) -> Result<f64, String> {
+    match s {
+        Sched::Const(v) => Ok(*v),
+        Sched::Unary(op, a) => {
+            let x = eval_sched(program, a, count, group)?;
+            Ok(match op {
+                UnOp::Neg => -x,
+                UnOp::Not => f64::from(u8::from(x == 0.0)),
+            })
+        }
+        Sched::Binary(op, a, b) => Ok(arith(
+            *op,
+            eval_sched(program, a, count, group)?,
+            eval_sched(program, b, count, group)?,
+        )),
+        Sched::Call(def, args) => {
+            let d = program.defs.get(*def).ok_or("unknown schedule")?;
+            let DefBody::Schedule(body) = &d.body else {
+                return Err(format!("`{}` is not a schedule", d.name));
+            };
+            let mut cx = SchedCx {
+                program,
+                body,
+                args,
+                count,
+                group,
+                locals: vec![0.0; body.locals.len()],
+            };
+            for s in &body.stmts {
+                if let Stmt::Let(l, e) = s {
+                    let v = cx.eval(*e)?;
+                    cx.locals[*l] = v;
+                }
+            }
+            let r = body.result.ok_or_else(|| format!("schedule `{}` has no value", d.name))?;
+            cx.eval(r)
+        }
+    }
+}
+
+/// The scalar value of a hyperparameter for one group at one count.
+fn hyper_scalar(program: &Program, v: &HyperValue, count: f64, group: usize) -> Result<f64, String> {
+    match v {
+        HyperValue::PerGroup(vs) => {
+            let g = vs.get(group).ok_or("per-group value has no entry for this group")?;
+            hyper_scalar(program, g, count, group)
+        }
+        HyperValue::Schedule(s) => eval_sched(program, s, count, group),
+        other => other.as_f64().ok_or_else(|| "expected a number".to_string()),
+    }
+}
+
+fn hyper_list(v: &HyperValue, group: usize) -> Result<&[HyperValue], String> {
+    match v {
+        HyperValue::List(items) => Ok(items),
+        HyperValue::PerGroup(vs) => hyper_list(vs.get(group).ok_or("no value for this group")?, group),
+        _ => Err("expected a list".into()),
+    }
+}
+
+struct SchedCx<'a> {
+    program: &'a Program,
+    body: &'a Body,
+    args: &'a [HyperValue],
+    count: f64,
+    group: usize,
+    locals: Vec<f64>,
+}
+
+impl SchedCx<'_> {
+    fn arg(&self, i: usize) -> Result<&HyperValue, String> {
+        self.args.get(i).ok_or_else(|| format!("missing argument #{i}"))
+    }
+
+    fn eval(&self, id: ExprId) -> Result<f64, String> {
+        Ok(match &self.body.exprs[id] {
+            Expr::Const(v) => *v,
+            Expr::Count => self.count,
+            Expr::Local(l) => self.locals[*l],
+            Expr::Hyper(i) => hyper_scalar(self.program, self.arg(*i)?, self.count, self.group)?,
+            Expr::HyperIndex(i, k) => {
+                let items = hyper_list(self.arg(*i)?, self.group)?;
+                let item = items.get(*k).ok_or_else(|| format!("list has no element {k}"))?;
+                hyper_scalar(self.program, item, self.count, self.group)?
+            }
+            Expr::Unary(op, a) => {
+                let x = self.eval(*a)?;
+                match op {
+                    UnOp::Neg => -x,
+                    UnOp::Not => f64::from(u8::from(x == 0.0)),
+                }
+            }
+            Expr::Binary(op, a, b) => arith(*op, self.eval(*a)?, self.eval(*b)?),
+            Expr::Select(c, a, b) => {
+                if self.eval(*c)? != 0.0 {
+                    self.eval(*a)?
+                } else {
+                    self.eval(*b)?
+                }
+            }
+            Expr::Call(b, xs) => {
+                let vals = xs.iter().map(|x| self.eval(*x)).collect::<Result<Vec<_>, _>>()?;
+                builtin64(*b, &vals)
+            }
+            Expr::ScheduleAt(i, x) => {
+                let at = self.eval(*x)?;
+                hyper_scalar(self.program, self.arg(*i)?, at, self.group)?
+            }
+            Expr::SchedCall(def, hargs, at) => {
+                let vals = hargs
+                    .iter()
+                    .map(|h| eval_hyper(h, self.args))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let at = self.eval(*at)?;
+                eval_sched(self.program, &Sched::Call(*def, vals), at, self.group)?
+            }
+            Expr::List(op, i, rest) => self.list_op(*op, *i, rest)?,
+            Expr::Grad | Expr::Param | Expr::Step | Expr::State(_) | Expr::Reduce(..) => {
+                return Err("per-step tensor value inside a schedule".into())
+            }
+        })
+    }
+
+    fn list_op(&self, op: ListOp, i: usize, rest: &[ExprId]) -> Result<f64, String> {
+        let arg = self.arg(i)?;
+        match op {
+            ListOp::Len => Ok(hyper_list(arg, self.group)?.len() as f64),
+            ListOp::CountLe => {
+                let x = self.eval(rest[0])?;
+                let items = hyper_list(arg, self.group)?;
+                let mut n = 0.0;
+                for it in items {
+                    if hyper_scalar(self.program, it, self.count, self.group)? <= x {
+                        n += 1.0;
+                    }
+                }
+                Ok(n)
+            }
+            ListOp::ProdLe => {
+                let x = self.eval(rest[0])?;
+                let HyperValue::Map(entries) = arg else {
+                    return Err("expected a map".into());
+                };
+                let mut p = 1.0;
+                for (k, v) in entries {
+                    let k = k.as_f64().ok_or("map key is not a number")?;
+                    if k <= x {
+                        p *= hyper_scalar(self.program, v, self.count, self.group)?;
+                    }
+                }
+                Ok(p)
+            }
+            ListOp::Join => {
+                let Expr::Hyper(bi) = &self.body.exprs[rest[0]] else {
+                    return Err("join needs a boundaries parameter".into());
+                };
+                let bounds = hyper_list(self.arg(*bi)?, self.group)?
+                    .iter()
+                    .map(|b| b.as_f64().ok_or("boundary is not a number"))
+                    .collect::<Result<Vec<f64>, _>>()?;
+                let scheds = hyper_list(arg, self.group)?;
+                let x = self.eval(rest[1])?;
+                let i = bounds.iter().filter(|b| **b <= x).count();
+                let offset = if i == 0 { 0.0 } else { bounds[i - 1] };
+                let s = scheds.get(i).ok_or("join: fewer schedules than boundaries + 1")?;
+                hyper_scalar(self.program, s, x - offset, self.group)
+            }
+        }
+    }
+}
+
+/// Scalar math in f64.
+pub fn builtin64(b: Builtin, x: &[f64]) -> f64 {
+    match b {
+        Builtin::Sqrt => x[0].sqrt(),
+        Builtin::Exp => x[0].exp(),
+        Builtin::Log => x[0].ln(),
+        Builtin::Abs => x[0].abs(),
+        Builtin::Sign => sign64(x[0]),
+        Builtin::Min => x[0].min(x[1]),
+        Builtin::Max => x[0].max(x[1]),
+        Builtin::Pow => x[0].powf(x[1]),
+        Builtin::Clamp => x[0].max(x[1]).min(x[2]),
+        Builtin::Lerp => lerp64(x[0], x[1], x[2]),
+        Builtin::Floor => x[0].floor(),
+        Builtin::Ceil => x[0].ceil(),
+        Builtin::Cos => x[0].cos(),
+        Builtin::Sin => x[0].sin(),
+        Builtin::Tanh => x[0].tanh(),
+        Builtin::IsFinite => f64::from(u8::from(x[0].is_finite())),
+        Builtin::IsNone => f64::from(u8::from(x[0].is_nan())),
+    }
+}
+
+/// The same math in f32, for per-element values.
+pub fn builtin32(b: Builtin, x: &[f32]) -> f32 {
+    match b {
+        Builtin::Sqrt => x[0].sqrt(),
+        Builtin::Exp => x[0].exp(),
+        Builtin::Log => x[0].ln(),
+        Builtin::Abs => x[0].abs(),
+        Builtin::Sign => sign32(x[0]),
+        Builtin::Min => x[0].min(x[1]),
+        Builtin::Max => x[0].max(x[1]),
+        Builtin::Pow => x[0].powf(x[1]),
+        Builtin::Clamp => x[0].max(x[1]).min(x[2]),
+        Builtin::Lerp => {
+            let (a, b, w) = (x[0], x[1], x[2]);
+            // torch's lerp: two formulas, each exact at its end (ATen Lerp.h).
+            if w.abs() < 0.5 {
+                a + w * (b - a)
+            } else {
+                b - (b - a) * (1.0 - w)
+            }
+        }
+        Builtin::Floor => x[0].floor(),
+        Builtin::Ceil => x[0].ceil(),
+        Builtin::Cos => x[0].cos(),
+        Builtin::Sin => x[0].sin(),
+        Builtin::Tanh => x[0].tanh(),
+        Builtin::IsFinite => f32::from(u8::from(x[0].is_finite())),
+        Builtin::IsNone => f32::from(u8::from(x[0].is_nan())),
+    }
+}
+
+fn lerp64(a: f64, b: f64, w: f64) -> f64 {
+    if w.abs() < 0.5 {
+        a + w * (b - a)
+    } else {
+        b - (b - a) * (1.0 - w)
+    }
+}
+
+/// sign with sign(0) = 0 (optimizers' convention; `signum(0.0)` is 1).
+pub fn sign64(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        x
+    }
+}
+
+pub fn sign32(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        x
+    }
+}
+
+/// f32 arithmetic for per-element operations.
+pub fn arith32(op: BinOp, x: f32, y: f32) -> f32 {
+    match op {
+        BinOp::Add => x + y,
+        BinOp::Sub => x - y,
+        BinOp::Mul => x * y,
+        BinOp::Div => x / y,
+        BinOp::Pow => x.powf(y),
+        BinOp::And => f32::from(u8::from(x != 0.0 && y != 0.0)),
+        BinOp::Or => f32::from(u8::from(x != 0.0 || y != 0.0)),
+        BinOp::Cmp(c) => f32::from(u8::from(crate::value::compare(c, f64::from(x), f64::from(y)))),
+    }
+}
+
+/// A value during a step: step-uniform, one per tensor, or one per element.
+#[derive(Debug, Clone)]
+enum V {
+    U(f64),
+    T(Vec<f64>),
+    E(Vec<Vec<f32>>),
+}
+
+/// One stage's state buffers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateValue {
+    Element(Vec<Vec<f32>>),
+    Tensor(Vec<f64>),
+    Scalar(f64),
+}
+
+/// Runs a recipe's update step on host tensors: the reference every back end is tested
+/// against.
+pub struct Interpreter<'p> {
+    program: &'p Program,
+    recipe: Recipe,
+    /// Group index of each tensor.
+    group_of: Vec<usize>,
+    sizes: Vec<usize>,
+    /// Per stage, per declared state.
+    pub states: Vec<Vec<StateValue>>,
+    /// Updates made so far.
+    pub count: u64,
+}
+
+impl<'p> Interpreter<'p> {
+    /// Binds a recipe to named tensors and creates every stage's state from `params`.
+    pub fn new(program: &'p Program, recipe: &Recipe, names: &[String], params: &[Vec<f32>]) -> Result<Self, String> {
+        if names.len() != params.len() {
+            return Err("one name per tensor is needed".into());
+        }
+        let group_of = assign_groups(&recipe.groups, names)?;
+        let mut it = Interpreter {
+            program,
+            recipe: recipe.clone(),
+            group_of,
+            sizes: params.iter().map(Vec::len).collect(),
+            states: Vec::new(),
+            count: 0,
+        };
+        for si in 0..it.recipe.stages.len() {
+            let body = it.stage_body(si)?;
+            let hypers = it.hypers(si, 0.0)?;
+            let mut cx = StepCx {
+                it: &it,
+                body,
+                args: &it.recipe.stages[si].args,
+                hypers: &hypers,
+                grad: Vec::new(),
+                params: params.to_vec(),
+                states: Vec::new(),
+                locals: vec![V::U(0.0); body.locals.len()],
+                step: 0.0,
+            };
+            let mut states = Vec::new();
+            for st in &body.states {
+                let v = cx.eval(st.init)?;
+                let sv = cx.to_state(v, st.extent);
+                cx.states.push(sv.clone());
+                states.push(sv);
+            }
+            it.states.push(states);
+        }
+        Ok(it)
+    }
+
+    fn stage_body(&self, si: usize) -> Result<&'p Body, String> {
+        let def = self.recipe.stages[si].def;
+        match &self.program.defs[def].body {
+            DefBody::Stage(b) => Ok(b),
+            _ => Err(format!("`{}` is not a stage", self.program.defs[def].name)),
+        }
+    }
+
+    /// Every hyperparameter of stage `si`, per group, at `count`; `None` for lists.
+    fn hypers(&self, si: usize, count: f64) -> Result<Vec<Option<Vec<f64>>>, String> {
+        let groups = self.recipe.groups.len().max(1);
+        let stage = &self.recipe.stages[si];
+        let mut out = Vec::new();
+        for v in &stage.args {
+            let scalar = !matches!(v, HyperValue::List(_) | HyperValue::Map(_))
+                && !matches!(v, HyperValue::PerGroup(vs) if vs.iter().any(|x| matches!(x, HyperValue::List(_))));
+            if scalar {
+                let per = (0..groups)
+                    .map(|g| hyper_scalar(self.program, v, count, g))
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.push(Some(per));
+            } else {
+                out.push(None);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One update: `grads` in, `params` updated in place.
+    pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
+        if params.len() != self.sizes.len() || grads.len() != self.sizes.len() {
+            return Err(format!("expected {} tensors", self.sizes.len()));
+        }
+        for (i, (p, g)) in params.iter().zip(grads).enumerate() {
+            if p.len() != self.sizes[i] || g.len() != self.sizes[i] {
+                return Err(format!("tensor #{i} changed size"));
+            }
+        }
+        let count = self.count as f64;
+        let mut grad = grads.to_vec();
+        let mut ps = params.to_vec();
+        for si in 0..self.recipe.stages.len() {
+            let body = self.stage_body(si)?;
+            let hypers = self.hypers(si, count)?;
+            let states = std::mem::take(&mut self.states[si]);
+            let mut cx = StepCx {
+                it: self,
+                body,
+                args: &self.recipe.stages[si].args,
+                hypers: &hypers,
+                grad,
+                params: ps,
+                states,
+                locals: vec![V::U(0.0); body.locals.len()],
+                step: count + 1.0,
+            };
+            cx.run()?;
+            let StepCx { grad: g, params: p, states, .. } = cx;
+            grad = g;
+            ps = p;
+            self.states[si] = states;
+        }
+        if self.recipe.applies_updates {
+            for (p, g) in ps.iter_mut().zip(&grad) {
+                for (x, u) in p.iter_mut().zip(g) {
+                    *x += *u;
+                }
+            }
+        }
+        for (dst, src) in params.iter_mut().zip(ps) {
+            *dst = src;
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The hyperparameter values a list-typed argument holds, for stage `si`.
+    fn list_arg(&self, args: &[HyperValue], i: usize, group: usize, count: f64) -> Result<Vec<f64>, String> {
+        let v = args.get(i).ok_or("missing argument")?;
+        hyper_list(v, group)?
+            .iter()
+            .map(|x| hyper_scalar(self.program, x, count, group))
+            .collect()
+    }
+}
+
+struct StepCx<'a, 'p> {
+    it: &'a Interpreter<'p>,
+    body: &'p Body,
+    args: &'a [HyperValue],
+    hypers: &'a [Option<Vec<f64>>],
+    grad: Vec<Vec<f32>>,
+    params: Vec<Vec<f32>>,
+    states: Vec<StateValue>,
+    locals: Vec<V>,
+    step: f64,
+}
+
+impl StepCx<'_, '_> {
+    fn run(&mut self) -> Result<(), String> {
+        for s in &self.body.stmts {
+            match s {
+                Stmt::Let(l, e) => self.locals[*l] = self.eval(*e)?,
+                Stmt::SetState(id, e) => {
+                    let v = self.eval(*e)?;
+                    let extent = self.body.states[*id].extent;
+                    self.states[*id] = self.to_state(v, extent);
+                }
+                Stmt::SetGrad(e) => {
+                    let v = self.eval(*e)?;
+                    self.grad = self.elements(v);
+                }
+                Stmt::SetParam(e) => {
+                    let v = self.eval(*e)?;
+                    self.params = self.elements(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn ntensors(&self) -> usize {
+        self.it.sizes.len()
+    }
+
+    fn elements(&self, v: V) -> Vec<Vec<f32>> {
+        match v {
+            V::E(e) => e,
+            V::U(x) => self.it.sizes.iter().map(|&n| vec![x as f32; n]).collect(),
+            V::T(xs) => self.it.sizes.iter().zip(xs).map(|(&n, x)| vec![x as f32; n]).collect(),
+        }
+    }
+
+    fn per_tensor(&self, v: &V) -> Vec<f64> {
+        match v {
+            V::U(x) => vec![*x; self.ntensors()],
+            V::T(xs) => xs.clone(),
+            V::E(_) => Vec::new(),
+        }
+    }
+
+    fn to_state(&self, v: V, extent: Extent) -> StateValue {
+        match extent {
+            Extent::Element => StateValue::Element(self.elements(v)),
+            Extent::Tensor | Extent::Group => StateValue::Tensor(self.per_tensor(&v)),
+            Extent::Uniform => StateValue::Scalar(match v {
+                V::U(x) => x,
+                _ => f64::NAN,
+            }),
+        }
+    }
+
+    fn eval(&self, id: ExprId) -> Result<V, String> {
+        Ok(match &self.body.exprs[id] {
+            Expr::Const(v) => V::U(*v),
+            Expr::Step => V::U(self.step),
+            Expr::Count => V::U(self.step - 1.0),
+            Expr::Grad => V::E(self.grad.clone()),
+            Expr::Param => V::E(self.params.clone()),
+            Expr::Local(l) => self.locals[*l].clone(),
+            Expr::State(s) => match &self.states[*s] {
+                StateValue::Element(e) => V::E(e.clone()),
+                StateValue::Tensor(t) => V::T(t.clone()),
+                StateValue::Scalar(x) => V::U(*x),
+            },
+            Expr::Hyper(i) => {
+                let per_group = self.hypers.get(*i).and_then(|h| h.as_ref()).ok_or("list used as a number")?;
+                self.from_groups(per_group)
+            }
+            Expr::HyperIndex(i, k) => {
+                let groups = self.it.recipe.groups.len().max(1);
+                let mut per = Vec::with_capacity(groups);
+                for g in 0..groups {
+                    let xs = self.it.list_arg(self.args, *i, g, self.step - 1.0)?;
+                    per.push(*xs.get(*k).ok_or_else(|| format!("list has {} elements, index {k}", xs.len()))?);
+                }
+                self.from_groups(&per)
+            }
+            Expr::Unary(op, a) => {
+                let x = self.eval(*a)?;
+                map1(x, |v| match op {
+                    UnOp::Neg => -v,
+                    UnOp::Not => f64::from(u8::from(v == 0.0)),
+                }, |v| match op {
+                    UnOp::Neg => -v,
+                    UnOp::Not => f32::from(u8::from(v == 0.0)),
+                })
+            }
+            Expr::Binary(op, a, b) => {
+                let (x, y) = (self.eval(*a)?, self.eval(*b)?);
+                let op = *op;
+                self.zip(&[x, y], |v| arith(op, v[0], v[1]), |v| arith32(op, v[0], v[1]))
+            }
+            Expr::Select(c, a, b) => {
+                let vals = [self.eval(*c)?, self.eval(*a)?, self.eval(*b)?];
+                self.zip(
+                    &vals,
+                    |v| if v[0] != 0.0 { v[1] } else { v[2] },
+                    |v| if v[0] != 0.0 { v[1] } else { v[2] },
+                )
+            }
+            Expr::Call(b, xs) => {
+                let vals = xs.iter().map(|x| self.eval(*x)).collect::<Result<Vec<_>, _>>()?;
+                let b = *b;
+                self.zip(&vals, |v| builtin64(b, v), |v| builtin32(b, v))
+            }
+            Expr::Reduce(op, scope, x) => {
+                let x = self.eval(*x)?;
+                self.reduce(*op, *scope, x)?
+            }
+            Expr::ScheduleAt(..) | Expr::SchedCall(..) | Expr::List(..) => {
+                return Err("schedule-only expression in a stage".into())
+            }
+        })
+    }
+
+    fn from_groups(&self, per_group: &[f64]) -> V {
+        if per_group.iter().all(|v| v.to_bits() == per_group[0].to_bits()) {
+            V::U(per_group[0])
+        } else {
+            V::T(self.it.group_of.iter().map(|&g| per_group[g]).collect())
+        }
+    }
+
+    /// Applies an elementwise function, broadcasting to the finest operand.
+    fn zip(&self, vals: &[V], f64op: impl Fn(&[f64]) -> f64, f32op: impl Fn(&[f32]) -> f32) -> V {
+        if vals.iter().all(|v| matches!(v, V::U(_))) {
+            let xs: Vec<f64> = vals.iter().map(|v| if let V::U(x) = v { *x } else { 0.0 }).collect();
+            return V::U(f64op(&xs));
+        }
+        if !vals.iter().any(|v| matches!(v, V::E(_))) {
+            let cols: Vec<Vec<f64>> = vals.iter().map(|v| self.per_tensor(v)).collect();
+            return V::T(
+                (0..self.ntensors())
+                    .map(|t| {
+                        let xs: Vec<f64> = cols.iter().map(|c| c[t]).collect();
+                        f64op(&xs)
+                    })
+                    .collect(),
+            );
+        }
+        let mut out = Vec::with_capacity(self.ntensors());
+        let mut xs = vec![0f32; vals.len()];
+        for (t, &n) in self.it.sizes.iter().enumerate() {
+            let mut col = Vec::with_capacity(n);
+            for i in 0..n {
+                for (k, v) in vals.iter().enumerate() {
+                    xs[k] = match v {
+                        V::U(x) => *x as f32,
+                        V::T(ts) => ts[t] as f32,
+                        V::E(es) => es[t][i],
+                    };
+                }
+                col.push(f32op(&xs));
+            }
+            out.push(col);
+        }
+        V::E(out)
+    }
+
+    fn reduce(&self, op: ReduceOp, scope: Scope, x: V) -> Result<V, String> {
+        let V::E(es) = x else {
+            return Err("reduction of a value that is not per element".into());
+        };
+        // Partial results per tensor: (sum, sum of squares, max, min, all finite, count).
+        let parts: Vec<Partial> = es.iter().map(|t| Partial::of(t)).collect();
+        let finish = |p: &Partial| -> f64 {
+            match op {
+                ReduceOp::Norm => p.sumsq.sqrt(),
+                ReduceOp::Sum => p.sum,
+                ReduceOp::Mean => p.sum / p.n as f64,
+                ReduceOp::Max => p.max,
+                ReduceOp::Min => p.min,
+                ReduceOp::AllFinite => f64::from(u8::from(p.finite)),
+            }
+        };
+        Ok(match scope {
+            Scope::Tensor => V::T(parts.iter().map(finish).collect()),
+            Scope::Global => V::U(finish(&parts.iter().fold(Partial::empty(), |a, b| a.merge(b)))),
+            Scope::Group => {
+                let groups = self.it.recipe.groups.len().max(1);
+                let mut acc = vec![Partial::empty(); groups];
+                for (t, p) in parts.iter().enumerate() {
+                    let g = self.it.group_of[t];
+                    acc[g] = acc[g].merge(p);
+                }
+                V::T(self.it.group_of.iter().map(|&g| finish(&acc[g])).collect())
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Partial {
+    sum: f64,
+    sumsq: f64,
+    max: f64,
+    min: f64,
+    finite: bool,
+    n: usize,
+}
+
+impl Partial {
+    fn empty() -> Partial {
+        Partial {
+            sum: 0.0,
+            sumsq: 0.0,
+            max: f64::NEG_INFINITY,
+            min: f64::INFINITY,
+            finite: true,
+            n: 0,
+        }
+    }
+
+    fn of(xs: &[f32]) -> Partial {
+        let mut p = Partial::empty();
+        for &x in xs {
+            let x = f64::from(x);
+            p.sum += x;
+            p.sumsq += x * x;
+            p.max = p.max.max(x);
+            p.min = p.min.min(x);
+            p.finite &= x.is_finite();
+        }
+        p.n = xs.len();
+        p
+    }
+
+    fn merge(&self, o: &Partial) -> Partial {
+        Partial {
+            sum: self.sum + o.sum,
+            sumsq: self.sumsq + o.sumsq,
+            max: self.max.max(o.max),
+            min: self.min.min(o.min),
+            finite: self.finite && o.finite,
+            n: self.n + o.n,
+        }
+    }
+}
+
+fn map1(x: V, f: impl Fn(f64) -> f64, g: impl Fn(f32) -> f32) -> V {
+    match x {
+        V::U(v) => V::U(f(v)),
+        V::T(vs) => V::T(vs.into_iter().map(f).collect()),
+        V::E(es) => V::E(es.into_iter().map(|t| t.into_iter().map(&g).collect()).collect()),
+    }
+}

@@ -1,0 +1,442 @@
+//! The typed IR: what the checker produces and every back end reads. Definitions live in
+//! `Program::defs` and are referred to by `DefId`; each body keeps its expressions in an
+//! arena (`Body::exprs`) addressed by `ExprId`, with types and spans in side tables of the
+//! same length. Nothing here can be ill-typed: the checker only builds what it validated.
+
+pub use crate::ast::{BinOp, CmpOp, DefKind, ScalarType, StateExtent, TypeExpr, UnOp};
+use crate::source::Span;
+
+pub type DefId = usize;
+pub type ExprId = usize;
+pub type StateId = usize;
+pub type LocalId = usize;
+
+/// Every definition of every loaded module, and the user's recipes.
+#[derive(Debug, Clone, Default)]
+pub struct Program {
+    pub defs: Vec<Def>,
+    pub recipes: Vec<Recipe>,
+}
+
+impl Program {
+    /// Finds a definition by module and name.
+    pub fn find(&self, module: &str, name: &str) -> Option<DefId> {
+        self.defs.iter().position(|d| d.module == module && d.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Def {
+    pub name: String,
+    pub module: String,
+    pub kind: DefKind,
+    pub params: Vec<HyperParam>,
+    pub body: DefBody,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct HyperParam {
+    pub name: String,
+    pub ty: TypeExpr,
+    pub range: Option<ValueRange>,
+    pub default: Option<HyperValue>,
+    pub span: Span,
+}
+
+/// A checked range on a hyperparameter: `in [0, 1)`, `> 0`, ...
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValueRange {
+    /// Lower bound and whether it is included.
+    pub lo: Option<(f64, bool)>,
+    pub hi: Option<(f64, bool)>,
+}
+
+impl ValueRange {
+    pub fn contains(&self, v: f64) -> bool {
+        let lo_ok = match self.lo {
+            None => true,
+            Some((lo, true)) => v >= lo,
+            Some((lo, false)) => v > lo,
+        };
+        let hi_ok = match self.hi {
+            None => true,
+            Some((hi, true)) => v <= hi,
+            Some((hi, false)) => v < hi,
+        };
+        lo_ok && hi_ok
+    }
+
+    /// The range as the user wrote it: `[0, 1)`, `> 0`, `<= 1`.
+    pub fn describe(&self) -> String {
+        match (self.lo, self.hi) {
+            (Some((lo, lc)), Some((hi, hc))) => format!(
+                "{}{}, {}{}",
+                if lc { "[" } else { "(" },
+                fmt_num(lo),
+                fmt_num(hi),
+                if hc { "]" } else { ")" }
+            ),
+            (Some((lo, true)), None) => format!(">= {}", fmt_num(lo)),
+            (Some((lo, false)), None) => format!("> {}", fmt_num(lo)),
+            (None, Some((hi, true))) => format!("<= {}", fmt_num(hi)),
+            (None, Some((hi, false))) => format!("< {}", fmt_num(hi)),
+            (None, None) => "any value".into(),
+        }
+    }
+}
+
+/// Prints a number the way a user writes it (`0.9`, `1e-08`, `100`).
+pub fn fmt_num(v: f64) -> String {
+    if v.is_nan() {
+        return "none".into();
+    }
+    if v == v.trunc() && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum DefBody {
+    /// A transform or optimizer written as statements.
+    Stage(Body),
+    /// A definition written as a chain of others: `= a(...) |> b(...)`.
+    Chain(Vec<ChainCall>),
+    /// A schedule: a scalar function of `count`.
+    Schedule(Body),
+}
+
+/// One call in a chain definition; `args` has one entry per parameter of `def`, in order.
+#[derive(Debug, Clone)]
+pub struct ChainCall {
+    pub def: DefId,
+    pub args: Vec<HyperExpr>,
+    pub span: Span,
+}
+
+/// An expression over hyperparameters, evaluated when a recipe is elaborated (never per
+/// element): defaults, chain-call arguments, recipe bindings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HyperExpr {
+    Value(HyperValue),
+    /// A parameter of the enclosing chain definition.
+    Param(usize),
+    Unary(UnOp, Box<HyperExpr>),
+    Binary(BinOp, Box<HyperExpr>, Box<HyperExpr>),
+    /// A schedule call; `args` has one entry per parameter.
+    Call(DefId, Vec<HyperExpr>),
+    If(Box<HyperExpr>, Box<HyperExpr>, Box<HyperExpr>),
+    List(Vec<HyperExpr>),
+    /// `{5: 0.5}`
+    Map(Vec<(HyperExpr, HyperExpr)>),
+    /// A per-group value, one entry per recipe group in group order.
+    PerGroup(Vec<HyperExpr>),
+}
+
+/// A hyperparameter's value after elaboration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HyperValue {
+    Real(f64),
+    Int(i64),
+    Bool(bool),
+    Schedule(Sched),
+    List(Vec<HyperValue>),
+    /// `{5: 0.5, 10: 0.1}`: keys and values in the order written.
+    Map(Vec<(HyperValue, HyperValue)>),
+    /// One value per parameter group of the recipe, in group order.
+    PerGroup(Vec<HyperValue>),
+}
+
+impl HyperValue {
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            HyperValue::Real(v) => Some(*v),
+            HyperValue::Int(v) => Some(*v as f64),
+            HyperValue::Bool(b) => Some(f64::from(u8::from(*b))),
+            HyperValue::Schedule(Sched::Const(v)) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// A schedule value: a scalar function of the step count, evaluated once per step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sched {
+    Const(f64),
+    /// A schedule definition applied to its arguments (one per parameter).
+    Call(DefId, Vec<HyperValue>),
+    Unary(UnOp, Box<Sched>),
+    Binary(BinOp, Box<Sched>, Box<Sched>),
+}
+
+/// Where a value varies: the same for the whole step, per parameter group, per tensor, or
+/// per element. Ordered: a binary operation's result has the larger of its operands'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Extent {
+    Uniform,
+    Group,
+    Tensor,
+    Element,
+}
+
+impl Extent {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Extent::Uniform => "step-uniform",
+            Extent::Group => "per-group",
+            Extent::Tensor => "per-tensor",
+            Extent::Element => "per-element",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ValueKind {
+    Real,
+    Int,
+    Bool,
+}
+
+impl ValueKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueKind::Real => "real",
+            ValueKind::Int => "int",
+            ValueKind::Bool => "bool",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Type {
+    pub kind: ValueKind,
+    pub extent: Extent,
+}
+
+/// The scope a reduction sums over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Tensor,
+    Group,
+    Global,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Tensor => "tensor",
+            Scope::Group => "group",
+            Scope::Global => "global",
+        }
+    }
+
+    pub fn extent(self) -> Extent {
+        match self {
+            Scope::Tensor => Extent::Tensor,
+            Scope::Group => Extent::Group,
+            Scope::Global => Extent::Uniform,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// Euclidean norm: sqrt of the sum of squares.
+    Norm,
+    Sum,
+    Mean,
+    Max,
+    Min,
+    /// True when no element is inf or NaN.
+    AllFinite,
+}
+
+impl ReduceOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Norm => "norm",
+            ReduceOp::Sum => "sum",
+            ReduceOp::Mean => "mean",
+            ReduceOp::Max => "max",
+            ReduceOp::Min => "min",
+            ReduceOp::AllFinite => "all_finite",
+        }
+    }
+}
+
+/// Elementwise (or scalar) math functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    Sqrt,
+    Exp,
+    Log,
+    Abs,
+    /// sign(0) = 0, as every optimizer means it (not `f32::signum`).
+    Sign,
+    Min,
+    Max,
+    Pow,
+    Clamp,
+    /// torch's `lerp(a, b, w)`, with its two-branch formula for accuracy.
+    Lerp,
+    Floor,
+    Ceil,
+    Cos,
+    Sin,
+    Tanh,
+    IsFinite,
+    /// `is_none(x)`: whether an optional hyperparameter was left at `none`.
+    IsNone,
+}
+
+impl Builtin {
+    pub const ALL: [(&'static str, Builtin, usize); 17] = [
+        ("sqrt", Builtin::Sqrt, 1),
+        ("exp", Builtin::Exp, 1),
+        ("log", Builtin::Log, 1),
+        ("abs", Builtin::Abs, 1),
+        ("sign", Builtin::Sign, 1),
+        ("min", Builtin::Min, 2),
+        ("max", Builtin::Max, 2),
+        ("pow", Builtin::Pow, 2),
+        ("clamp", Builtin::Clamp, 3),
+        ("lerp", Builtin::Lerp, 3),
+        ("floor", Builtin::Floor, 1),
+        ("ceil", Builtin::Ceil, 1),
+        ("cos", Builtin::Cos, 1),
+        ("sin", Builtin::Sin, 1),
+        ("tanh", Builtin::Tanh, 1),
+        ("is_finite", Builtin::IsFinite, 1),
+        ("is_none", Builtin::IsNone, 1),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Builtin::ALL
+            .iter()
+            .find(|(_, b, _)| *b == self)
+            .map(|(n, _, _)| *n)
+            .unwrap_or("?")
+    }
+}
+
+/// Schedule-body functions over list- and map-valued hyperparameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListOp {
+    /// `count_le(xs, x)`: how many of xs are <= x.
+    CountLe,
+    /// `prod_le(map, x)`: the product of the values whose key is <= x (1 if none).
+    ProdLe,
+    /// `join(schedules, boundaries, x)`: schedules[i](x - boundaries[i-1]) where i is the
+    /// number of boundaries <= x (optax `join_schedules`, torch `SequentialLR`).
+    Join,
+    /// `len(xs)`
+    Len,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Const(f64),
+    /// A scalar hyperparameter (a schedule is evaluated at the current count).
+    Hyper(usize),
+    /// `betas[1]`: an element of a list hyperparameter.
+    HyperIndex(usize, usize),
+    State(StateId),
+    Local(LocalId),
+    /// The update flowing through the chain (the gradient, as earlier stages left it).
+    Grad,
+    /// The parameter tensor.
+    Param,
+    /// The optimizer step number: 1 at the first update.
+    Step,
+    /// In schedules: updates already made (0 at the first step).
+    Count,
+    Unary(UnOp, ExprId),
+    Binary(BinOp, ExprId, ExprId),
+    Select(ExprId, ExprId, ExprId),
+    Call(Builtin, Vec<ExprId>),
+    Reduce(ReduceOp, Scope, ExprId),
+    /// `s(x)`: a schedule-valued hyperparameter evaluated at count x.
+    ScheduleAt(usize, ExprId),
+    /// A list function; the first operand is a hyperparameter index.
+    List(ListOp, usize, Vec<ExprId>),
+    /// In schedules: another schedule, called with arguments over this one's parameters,
+    /// evaluated at a count (`at(s(...), x)`; the current count when written plainly).
+    SchedCall(DefId, Vec<HyperExpr>, ExprId),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateDecl {
+    pub name: String,
+    pub extent: Extent,
+    /// Evaluated once, when the state is created (may read `param` and hyperparameters).
+    pub init: ExprId,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stmt {
+    Let(LocalId, ExprId),
+    SetState(StateId, ExprId),
+    SetGrad(ExprId),
+    SetParam(ExprId),
+}
+
+/// A checked body: the expression arena, its side tables, and the statements in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Body {
+    pub exprs: Vec<Expr>,
+    pub types: Vec<Type>,
+    pub spans: Vec<Span>,
+    pub states: Vec<StateDecl>,
+    pub locals: Vec<String>,
+    pub stmts: Vec<Stmt>,
+    /// The value of a schedule body.
+    pub result: Option<ExprId>,
+}
+
+impl Body {
+    pub fn push(&mut self, e: Expr, ty: Type, span: Span) -> ExprId {
+        self.exprs.push(e);
+        self.types.push(ty);
+        self.spans.push(span);
+        self.exprs.len() - 1
+    }
+
+    pub fn writes_param(&self) -> bool {
+        self.stmts.iter().any(|s| matches!(s, Stmt::SetParam(_)))
+    }
+}
+
+/// A recipe after elaboration: its chain flattened into stage instances with values.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub name: String,
+    pub span: Span,
+    pub steps: Option<u64>,
+    /// `schedule NAME = ...` bindings, in order.
+    pub schedules: Vec<(String, Sched, Span)>,
+    pub groups: Vec<Group>,
+    pub stages: Vec<StageInst>,
+    /// No stage writes `param`: the final update is added to the parameters
+    /// (optax's `apply_updates`).
+    pub applies_updates: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    /// `None`: `rest`, every tensor no earlier group took.
+    pub patterns: Option<Vec<String>>,
+    pub except: Vec<String>,
+}
+
+/// One transform or optimizer of a recipe's chain, with its hyperparameter values (one per
+/// parameter of `def`, defaults filled in).
+#[derive(Debug, Clone)]
+pub struct StageInst {
+    pub def: DefId,
+    pub args: Vec<HyperValue>,
+    pub span: Span,
+}

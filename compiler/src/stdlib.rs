@@ -1,0 +1,14 @@
+//! The standard library's source files, embedded in the binary so a recipe compiles
+//! anywhere. The library is written in the language itself (`stdlib/*.anneal`); Rust
+//! only supplies the primitives it is built from.
+
+/// (module name, file name shown in diagnostics, source text)
+pub const MODULES: &[(&str, &str, &str)] = &[
+    ("std.optax", "stdlib/optax.anneal", include_str!("../../stdlib/optax.anneal")),
+    ("std.torch", "stdlib/torch.anneal", include_str!("../../stdlib/torch.anneal")),
+];
+
+/// The names of the library modules, for messages.
+pub fn module_names() -> Vec<&'static str> {
+    MODULES.iter().map(|(m, _, _)| *m).collect()
+}

@@ -1,0 +1,688 @@
+//! Parsing: source text → `Ast`, through the pest grammar in `grammar/anneal.pest`.
+//! Entry point: `parse`. A syntax error does not stop the file: the text is cut at
+//! top-level items and every item is parsed on its own, so one run reports every broken
+//! item and keeps the good ones for the checker.
+
+use crate::ast::*;
+use crate::diagnostic::Diagnostic;
+use crate::source::{FileId, Span};
+use anneal_grammar::{AnnealParser, Rule};
+use pest::iterators::Pair;
+use pest::Parser;
+
+/// Parses one file. Returns what could be built and every syntax error found.
+pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diagnostic>) {
+    match AnnealParser::parse(Rule::file, text) {
+        Ok(mut pairs) => {
+            let mut ast = Ast::default();
+            let mut errors = Vec::new();
+            if let Some(file_pair) = pairs.next() {
+                build_file(file, 0, file_pair, &mut ast, &mut errors);
+            }
+            (ast, errors)
+        }
+        Err(_) => parse_in_chunks(file, text),
+    }
+}
+
+const TOP_LEVEL: [&str; 6] = [
+    "module",
+    "import",
+    "transform",
+    "optimizer",
+    "schedule",
+    "recipe",
+];
+
+/// Error recovery: each top-level item starts on a line beginning (column 0) with one of
+/// `TOP_LEVEL`; parse every such chunk as a file of its own.
+fn parse_in_chunks(file: FileId, text: &str) -> (Ast, Vec<Diagnostic>) {
+    let mut starts = vec![0];
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let starts_item = TOP_LEVEL.iter().any(|k| {
+            line.strip_prefix(k)
+                .is_some_and(|rest| rest.starts_with([' ', '\t']))
+        });
+        if starts_item && offset != 0 {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    starts.push(text.len());
+    let mut ast = Ast::default();
+    let mut errors = Vec::new();
+    for w in starts.windows(2) {
+        let (lo, hi) = (w[0], w[1]);
+        let chunk = &text[lo..hi];
+        match AnnealParser::parse(Rule::file, chunk) {
+            Ok(mut pairs) => {
+                if let Some(p) = pairs.next() {
+                    build_file(file, lo, p, &mut ast, &mut errors);
+                }
+            }
+            Err(e) => errors.push(syntax_error(file, lo, chunk, &e)),
+        }
+    }
+    (ast, errors)
+}
+
+fn syntax_error(file: FileId, base: usize, chunk: &str, e: &pest::error::Error<Rule>) -> Diagnostic {
+    let pos = match e.location {
+        pest::error::InputLocation::Pos(p) => p,
+        pest::error::InputLocation::Span((s, _)) => s,
+    };
+    // Point at the offending token (up to the next space), or at the end of input.
+    let rest = &chunk[pos.min(chunk.len())..];
+    let len = rest
+        .char_indices()
+        .find(|(_, c)| c.is_whitespace())
+        .map(|(i, _)| i)
+        .unwrap_or(rest.len())
+        .max(if rest.is_empty() { 0 } else { 1 });
+    let len = if rest.is_empty() { 0 } else { len.min(rest.len()) };
+    let span = Span::new(file, base + pos..base + pos + len);
+    let found = if rest.is_empty() {
+        "end of file".to_string()
+    } else {
+        format!("`{}`", &rest[..len])
+    };
+    let expected = match &e.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => describe_expected(positives),
+        pest::error::ErrorVariant::CustomError { message } => message.clone(),
+    };
+    Diagnostic::error("E0001", span, format!("syntax error: expected {expected}, found {found}"))
+        .with_label(format!("expected {expected} here"))
+        .with_help(
+            "see spec/syntax.md for the form of each construct; a definition is \
+             `transform NAME(params) { ... }`, a recipe `recipe NAME { ... }`",
+        )
+}
+
+fn describe_expected(rules: &[Rule]) -> String {
+    let mut words: Vec<&str> = rules.iter().map(|r| rule_name(*r)).collect();
+    words.sort_unstable();
+    words.dedup();
+    match words.len() {
+        0 => "something else".into(),
+        1 => words[0].into(),
+        _ => {
+            let last = words.pop().unwrap_or_default();
+            format!("{} or {}", words.join(", "), last)
+        }
+    }
+}
+
+fn rule_name(rule: Rule) -> &'static str {
+    match rule {
+        Rule::EOI => "end of file",
+        Rule::ident | Rule::path => "a name",
+        Rule::number => "a number",
+        Rule::string => "a quoted pattern",
+        Rule::expr
+        | Rule::if_expr
+        | Rule::pipe
+        | Rule::or_expr
+        | Rule::and_expr
+        | Rule::not_expr
+        | Rule::cmp_expr
+        | Rule::add_expr
+        | Rule::mul_expr
+        | Rule::unary
+        | Rule::power
+        | Rule::postfix
+        | Rule::boolean
+        | Rule::list
+        | Rule::map => "an expression",
+        Rule::definition | Rule::def_kind => "`transform`, `optimizer` or `schedule`",
+        Rule::recipe => "`recipe`",
+        Rule::import => "`import`",
+        Rule::module_decl => "`module`",
+        Rule::param => "a parameter `name: type`",
+        Rule::ty | Rule::scalar_ty | Rule::list_ty | Rule::map_ty => {
+            "a type (`real`, `int`, `bool`, `schedule`, `[real]`)"
+        }
+        Rule::constraint | Rule::range_constraint | Rule::bound_constraint => "a range such as `in [0, 1)`",
+        Rule::block => "`{`",
+        Rule::state_decl => "`state`",
+        Rule::let_stmt => "`let`",
+        Rule::assign | Rule::assign_op => "an assignment",
+        Rule::result_expr => "an expression",
+        Rule::steps_item => "`steps`",
+        Rule::schedule_item => "`schedule`",
+        Rule::update_item => "`update`",
+        Rule::groups_item => "`groups`",
+        Rule::group_def => "a group `name = \"pattern\"`",
+        Rule::rest_kw => "`rest`",
+        Rule::patterns => "a quoted pattern",
+        Rule::except_clause => "`except`",
+        Rule::call_args => "`(`",
+        Rule::index => "`[`",
+        Rule::arg => "an argument",
+        Rule::cmp_op => "a comparison",
+        Rule::add_op | Rule::mul_op | Rule::pow_op | Rule::pipe_op => "an operator",
+        Rule::or_op | Rule::and_op => "`and` or `or`",
+        Rule::not_op => "`not`",
+        Rule::neg_op => "`-`",
+        Rule::extent_kw => "`element`, `tensor` or `scalar`",
+        Rule::import_tail | Rule::import_all | Rule::import_names => "`.{names}` or `.*`",
+        Rule::open_bracket => "`[` or `(`",
+        Rule::close_bracket => "`]` or `)`",
+        Rule::map_entry => "a `key: value` entry",
+        _ => "a token",
+    }
+}
+
+struct Builder<'a> {
+    file: FileId,
+    base: usize,
+    errors: &'a mut Vec<Diagnostic>,
+}
+
+fn build_file(file: FileId, base: usize, pair: Pair<Rule>, ast: &mut Ast, errors: &mut Vec<Diagnostic>) {
+    let mut b = Builder { file, base, errors };
+    for p in pair.into_inner() {
+        match p.as_rule() {
+            Rule::module_decl => {
+                if let Some(path) = p.into_inner().next() {
+                    ast.module = Some(b.ident(path));
+                }
+            }
+            Rule::import => ast.imports.push(b.import(p)),
+            Rule::definition => ast.defs.push(b.definition(p)),
+            Rule::recipe => ast.recipes.push(b.recipe(p)),
+            _ => {}
+        }
+    }
+}
+
+impl Builder<'_> {
+    fn span(&self, p: &Pair<Rule>) -> Span {
+        let s = p.as_span();
+        Span::new(self.file, self.base + s.start()..self.base + s.end())
+    }
+
+    fn ident(&self, p: Pair<Rule>) -> Ident {
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(&p),
+        }
+    }
+
+    fn import(&mut self, p: Pair<Rule>) -> Import {
+        let span = self.span(&p);
+        let mut inner = p.into_inner();
+        let module = inner.next().map(|m| self.ident(m)).unwrap_or(Ident {
+            name: String::new(),
+            span,
+        });
+        let names = match inner.next().and_then(|t| t.into_inner().next()) {
+            None => ImportNames::Module,
+            Some(t) if t.as_rule() == Rule::import_all => ImportNames::All,
+            Some(t) => ImportNames::Some(t.into_inner().map(|n| self.ident(n)).collect()),
+        };
+        Import {
+            module,
+            names,
+            span,
+        }
+    }
+
+    fn definition(&mut self, p: Pair<Rule>) -> Def {
+        let span = self.span(&p);
+        let mut kind = DefKind::Transform;
+        let mut name = Ident {
+            name: String::new(),
+            span,
+        };
+        let mut params = Vec::new();
+        let mut body = DefBody::Block(Vec::new());
+        for q in p.into_inner() {
+            match q.as_rule() {
+                Rule::def_kind => {
+                    kind = match q.as_str() {
+                        "optimizer" => DefKind::Optimizer,
+                        "schedule" => DefKind::Schedule,
+                        _ => DefKind::Transform,
+                    }
+                }
+                Rule::ident => name = self.ident(q),
+                Rule::param => params.push(self.param(q)),
+                Rule::def_expr_body => {
+                    if let Some(e) = q.into_inner().next() {
+                        body = DefBody::Expr(self.expr(e));
+                    }
+                }
+                Rule::block => body = DefBody::Block(self.block(q)),
+                _ => {}
+            }
+        }
+        Def {
+            kind,
+            name,
+            params,
+            body,
+            span,
+        }
+    }
+
+    fn param(&mut self, p: Pair<Rule>) -> Param {
+        let span = self.span(&p);
+        let mut name = Ident {
+            name: String::new(),
+            span,
+        };
+        let mut ty = TypeExpr::Scalar(ScalarType::Real);
+        let mut constraint = None;
+        let mut default = None;
+        for q in p.into_inner() {
+            match q.as_rule() {
+                Rule::ident => name = self.ident(q),
+                Rule::ty => ty = self.ty(q),
+                Rule::constraint => constraint = q.into_inner().next().map(|c| self.constraint(c)),
+                Rule::expr => default = Some(self.expr(q)),
+                _ => {}
+            }
+        }
+        Param {
+            name,
+            ty,
+            constraint,
+            default,
+            span,
+        }
+    }
+
+    fn ty(&self, p: Pair<Rule>) -> TypeExpr {
+        let scalar = |q: &Pair<Rule>| match q.as_str() {
+            "int" => ScalarType::Int,
+            "bool" => ScalarType::Bool,
+            "schedule" => ScalarType::Schedule,
+            _ => ScalarType::Real,
+        };
+        let Some(inner) = p.into_inner().next() else {
+            return TypeExpr::Scalar(ScalarType::Real);
+        };
+        match inner.as_rule() {
+            Rule::list_ty => {
+                let s: Vec<_> = inner.into_inner().collect();
+                TypeExpr::List(s.first().map(scalar).unwrap_or(ScalarType::Real))
+            }
+            Rule::map_ty => {
+                let s: Vec<_> = inner.into_inner().collect();
+                TypeExpr::Map(
+                    s.first().map(scalar).unwrap_or(ScalarType::Int),
+                    s.get(1).map(scalar).unwrap_or(ScalarType::Real),
+                )
+            }
+            _ => TypeExpr::Scalar(scalar(&inner)),
+        }
+    }
+
+    fn constraint(&mut self, p: Pair<Rule>) -> Constraint {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        let parts: Vec<Pair<Rule>> = p.into_inner().collect();
+        if rule == Rule::range_constraint && parts.len() == 4 {
+            Constraint::Range {
+                lo_closed: parts[0].as_str() == "[",
+                lo: self.expr(parts[1].clone()),
+                hi: self.expr(parts[2].clone()),
+                hi_closed: parts[3].as_str() == "]",
+                span,
+            }
+        } else {
+            let op = parts.first().map(|o| cmp_op(o.as_str())).unwrap_or(CmpOp::Ge);
+            let value = match parts.get(1) {
+                Some(v) => self.expr(v.clone()),
+                None => Expr {
+                    kind: ExprKind::Number {
+                        value: 0.0,
+                        is_int: true,
+                    },
+                    span,
+                },
+            };
+            Constraint::Bound { op, value, span }
+        }
+    }
+
+    fn block(&mut self, p: Pair<Rule>) -> Vec<Stmt> {
+        p.into_inner().map(|s| self.statement(s)).collect()
+    }
+
+    fn statement(&mut self, p: Pair<Rule>) -> Stmt {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        let parts: Vec<Pair<Rule>> = p.into_inner().collect();
+        match rule {
+            Rule::state_decl => {
+                let name = self.ident(parts[0].clone());
+                let (extent, init) = if parts.len() == 3 {
+                    let e = match parts[1].as_str() {
+                        "tensor" => StateExtent::Tensor,
+                        "scalar" => StateExtent::Scalar,
+                        _ => StateExtent::Element,
+                    };
+                    (Some((e, self.span(&parts[1]))), self.expr(parts[2].clone()))
+                } else {
+                    (None, self.expr(parts[1].clone()))
+                };
+                Stmt::State {
+                    name,
+                    extent,
+                    init,
+                    span,
+                }
+            }
+            Rule::let_stmt => Stmt::Let {
+                name: self.ident(parts[0].clone()),
+                value: self.expr(parts[1].clone()),
+                span,
+            },
+            Rule::assign => {
+                let op = match parts[1].as_str() {
+                    "+=" => AssignOp::Add,
+                    "-=" => AssignOp::Sub,
+                    "*=" => AssignOp::Mul,
+                    "/=" => AssignOp::Div,
+                    _ => AssignOp::Set,
+                };
+                Stmt::Assign {
+                    target: self.ident(parts[0].clone()),
+                    op,
+                    value: self.expr(parts[2].clone()),
+                    span,
+                }
+            }
+            _ => Stmt::Expr(self.expr(parts[0].clone())),
+        }
+    }
+
+    fn recipe(&mut self, p: Pair<Rule>) -> Recipe {
+        let span = self.span(&p);
+        let mut parts = p.into_inner();
+        let name = parts.next().map(|n| self.ident(n)).unwrap_or(Ident {
+            name: String::new(),
+            span,
+        });
+        let mut items = Vec::new();
+        for q in parts {
+            let s = self.span(&q);
+            let rule = q.as_rule();
+            let inner: Vec<Pair<Rule>> = q.into_inner().collect();
+            match rule {
+                Rule::steps_item => items.push(RecipeItem::Steps(self.expr(inner[0].clone()), s)),
+                Rule::schedule_item => items.push(RecipeItem::Schedule(
+                    self.ident(inner[0].clone()),
+                    self.expr(inner[1].clone()),
+                    s,
+                )),
+                Rule::update_item => items.push(RecipeItem::Update(self.expr(inner[0].clone()), s)),
+                Rule::groups_item => {
+                    let groups = inner.into_iter().map(|g| self.group(g)).collect();
+                    items.push(RecipeItem::Groups(groups, s));
+                }
+                _ => {}
+            }
+        }
+        Recipe { name, items, span }
+    }
+
+    fn group(&mut self, p: Pair<Rule>) -> GroupDef {
+        let span = self.span(&p);
+        let mut parts = p.into_inner();
+        let name = parts.next().map(|n| self.ident(n)).unwrap_or(Ident {
+            name: String::new(),
+            span,
+        });
+        let mut patterns = None;
+        let mut except = Vec::new();
+        if let Some(body) = parts.next() {
+            if body.as_rule() == Rule::patterns {
+                let mut list = Vec::new();
+                for q in body.into_inner() {
+                    match q.as_rule() {
+                        Rule::string => list.push(self.string(q)),
+                        Rule::except_clause => except = q.into_inner().map(|s| self.string(s)).collect(),
+                        _ => {}
+                    }
+                }
+                patterns = Some(list);
+            }
+        }
+        GroupDef {
+            name,
+            patterns,
+            except,
+            span,
+        }
+    }
+
+    fn string(&self, p: Pair<Rule>) -> (String, Span) {
+        let s = p.as_str();
+        let inner = s.get(1..s.len().saturating_sub(1)).unwrap_or("");
+        (inner.to_string(), self.span(&p))
+    }
+
+    fn expr(&mut self, p: Pair<Rule>) -> Expr {
+        if matches!(p.as_rule(), Rule::number | Rule::boolean | Rule::ident) {
+            return self.operand(p);
+        }
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        let mut parts: Vec<Pair<Rule>> = p.into_inner().collect();
+        let kind = match rule {
+            Rule::expr | Rule::result_expr => {
+                return match parts.pop() {
+                    Some(q) => self.expr(q),
+                    None => number(0.0, span),
+                }
+            }
+            Rule::if_expr => {
+                let c = self.expr(parts[0].clone());
+                let a = self.expr(parts[1].clone());
+                let e = self.expr(parts[2].clone());
+                ExprKind::If(Box::new(c), Box::new(a), Box::new(e))
+            }
+            Rule::pipe => {
+                let stages: Vec<Expr> = parts
+                    .into_iter()
+                    .filter(|q| q.as_rule() != Rule::pipe_op)
+                    .map(|q| self.expr(q))
+                    .collect();
+                if stages.len() == 1 {
+                    return stages.into_iter().next().unwrap_or_else(|| number(0.0, span));
+                }
+                ExprKind::Pipe(stages)
+            }
+            Rule::or_expr | Rule::and_expr | Rule::add_expr | Rule::mul_expr | Rule::cmp_expr => {
+                return self.left_assoc(parts);
+            }
+            Rule::not_expr | Rule::unary => {
+                let operand = match parts.pop() {
+                    Some(q) => self.expr(q),
+                    None => return number(0.0, span),
+                };
+                let op = if rule == Rule::not_expr { UnOp::Not } else { UnOp::Neg };
+                let mut e = operand;
+                for o in parts.iter().rev() {
+                    let s = self.span(o).to(e.span);
+                    e = Expr {
+                        kind: ExprKind::Unary(op, Box::new(e)),
+                        span: s,
+                    };
+                }
+                return e;
+            }
+            Rule::power => {
+                if parts.len() == 3 {
+                    let a = self.expr(parts[0].clone());
+                    let b = self.expr(parts[2].clone());
+                    ExprKind::Binary(BinOp::Pow, Box::new(a), Box::new(b))
+                } else {
+                    return self.expr(parts.remove(0));
+                }
+            }
+            Rule::postfix => {
+                let mut iter = parts.into_iter();
+                let Some(head) = iter.next() else {
+                    return number(0.0, span);
+                };
+                let mut e = self.expr(head);
+                for q in iter {
+                    let s = e.span.to(self.span(&q));
+                    if q.as_rule() == Rule::call_args {
+                        let args = q.into_inner().map(|a| self.arg(a)).collect();
+                        let callee = match &e.kind {
+                            ExprKind::Name(n) => Ident {
+                                name: n.clone(),
+                                span: e.span,
+                            },
+                            _ => {
+                                self.errors.push(
+                                    Diagnostic::error("E0002", e.span, "only a name can be called")
+                                        .with_label("this is not the name of a function")
+                                        .with_help("call a definition or builtin by its name, e.g. `sqrt(x)`"),
+                                );
+                                Ident {
+                                    name: String::new(),
+                                    span: e.span,
+                                }
+                            }
+                        };
+                        e = Expr {
+                            kind: ExprKind::Call { callee, args },
+                            span: s,
+                        };
+                    } else {
+                        let idx = match q.into_inner().next() {
+                            Some(i) => self.expr(i),
+                            None => number(0.0, s),
+                        };
+                        e = Expr {
+                            kind: ExprKind::Index(Box::new(e), Box::new(idx)),
+                            span: s,
+                        };
+                    }
+                }
+                return e;
+            }
+            Rule::list => ExprKind::List(parts.into_iter().map(|q| self.expr(q)).collect()),
+            Rule::map => {
+                let mut entries = Vec::new();
+                for entry in parts {
+                    let mut kv = entry.into_inner();
+                    let (Some(k), Some(v)) = (kv.next(), kv.next()) else {
+                        continue;
+                    };
+                    let key = if k.as_rule() == Rule::number {
+                        let (value, _) = parse_number(k.as_str());
+                        MapKey::Number(value, self.span(&k))
+                    } else {
+                        MapKey::Name(self.ident(k))
+                    };
+                    entries.push((key, self.expr(v)));
+                }
+                ExprKind::Map(entries)
+            }
+            _ => ExprKind::Number {
+                value: 0.0,
+                is_int: true,
+            },
+        };
+        Expr { kind, span }
+    }
+
+    fn left_assoc(&mut self, parts: Vec<Pair<Rule>>) -> Expr {
+        let mut iter = parts.into_iter();
+        let Some(first) = iter.next() else {
+            return number(0.0, Span::default());
+        };
+        let mut acc = self.operand(first);
+        while let (Some(op), Some(rhs)) = (iter.next(), iter.next()) {
+            let op = match op.as_rule() {
+                Rule::or_op => BinOp::Or,
+                Rule::and_op => BinOp::And,
+                Rule::cmp_op => BinOp::Cmp(cmp_op(op.as_str())),
+                _ => match op.as_str() {
+                    "+" => BinOp::Add,
+                    "-" => BinOp::Sub,
+                    "*" => BinOp::Mul,
+                    _ => BinOp::Div,
+                },
+            };
+            let rhs = self.operand(rhs);
+            let span = acc.span.to(rhs.span);
+            acc = Expr {
+                kind: ExprKind::Binary(op, Box::new(acc), Box::new(rhs)),
+                span,
+            };
+        }
+        acc
+    }
+
+    /// Leaves (numbers, names, booleans) come straight from atomic rules.
+    fn operand(&mut self, p: Pair<Rule>) -> Expr {
+        let span = self.span(&p);
+        match p.as_rule() {
+            Rule::number => {
+                let (value, is_int) = parse_number(p.as_str());
+                Expr {
+                    kind: ExprKind::Number { value, is_int },
+                    span,
+                }
+            }
+            Rule::boolean => Expr {
+                kind: ExprKind::Bool(p.as_str() == "true"),
+                span,
+            },
+            Rule::ident => Expr {
+                kind: ExprKind::Name(p.as_str().to_string()),
+                span,
+            },
+            _ => self.expr(p),
+        }
+    }
+
+    fn arg(&mut self, p: Pair<Rule>) -> Arg {
+        let parts: Vec<Pair<Rule>> = p.into_inner().collect();
+        if parts.len() == 2 {
+            Arg {
+                name: Some(self.ident(parts[0].clone())),
+                value: self.expr(parts[1].clone()),
+            }
+        } else {
+            let value = match parts.into_iter().next() {
+                Some(v) => self.expr(v),
+                None => number(0.0, Span::default()),
+            };
+            Arg { name: None, value }
+        }
+    }
+}
+
+fn cmp_op(s: &str) -> CmpOp {
+    match s {
+        "<" => CmpOp::Lt,
+        "<=" => CmpOp::Le,
+        ">" => CmpOp::Gt,
+        ">=" => CmpOp::Ge,
+        "==" => CmpOp::Eq,
+        _ => CmpOp::Ne,
+    }
+}
+
+fn number(value: f64, span: Span) -> Expr {
+    Expr {
+        kind: ExprKind::Number { value, is_int: false },
+        span,
+    }
+}
+
+/// `100_000` → (100000, int); `1e-3` → (0.001, real). The grammar guarantees the shape.
+pub fn parse_number(text: &str) -> (f64, bool) {
+    let clean: String = text.chars().filter(|c| *c != '_').collect();
+    let is_int = !clean.contains(['.', 'e', 'E']);
+    (clean.parse::<f64>().unwrap_or(f64::NAN), is_int)
+}

@@ -1,0 +1,283 @@
+//! The conformance runner (`anneal conformance`): each case file becomes recipe source
+//! (`source::recipe_source`), is compiled like a user's file, run for its steps, and
+//! compared value by value with the golden numbers: pass iff
+//! |got − expected| ≤ atol + rtol·|expected| for every value.
+
+mod case;
+mod source;
+
+pub use case::{load_case, Case};
+pub use source::function_names;
+
+use anneal_compiler::interp::{eval_sched, Interpreter};
+use anneal_compiler::{compile, diagnostic, ir::Program};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The outcome of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub name: String,
+    pub passed: bool,
+    pub message: String,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub cases: Vec<CaseResult>,
+}
+
+impl Report {
+    pub fn passed(&self) -> usize {
+        self.cases.iter().filter(|c| c.passed).count()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.cases.len() - self.passed()
+    }
+
+    /// `{"passed": N, "failed": M, "cases": [{"name", "status", "message"}]}`
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "passed": self.passed(),
+            "failed": self.failed(),
+            "cases": self.cases.iter().map(|c| serde_json::json!({
+                "name": c.name,
+                "status": if c.passed { "passed" } else { "failed" },
+                "message": c.message,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Case files under `paths` (files as given; directories searched recursively for
+/// `*.json` other than `index.json`), sorted.
+pub fn collect_cases(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out).map_err(|e| format!("cannot read directory {}: {e}", p.display()))?;
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            return Err(format!("{} does not exist; pass a case file or a directory of cases", p.display()));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "json") && path.file_name().is_some_and(|n| n != "index.json") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The standard library alone, compiled once per run.
+pub fn library() -> Program {
+    compile("<library>", "").program
+}
+
+/// The recipe source for one case (`--emit-recipe`).
+pub fn recipe_source(case: &Case) -> Result<String, String> {
+    source::recipe_source(case, &library())
+}
+
+/// Runs every case file; a file that cannot be read or parsed is one failed case.
+pub fn run_files(files: &[PathBuf]) -> Report {
+    let lib = library();
+    let mut report = Report::default();
+    for f in files {
+        let result = match load_case(f) {
+            Ok(case) => {
+                let name = case.name.clone();
+                match run_case(&case, &lib) {
+                    Ok(()) => CaseResult {
+                        name,
+                        passed: true,
+                        message: String::new(),
+                    },
+                    Err(message) => CaseResult {
+                        name,
+                        passed: false,
+                        message,
+                    },
+                }
+            }
+            Err(e) => CaseResult {
+                name: f.display().to_string(),
+                passed: false,
+                message: format!("malformed case file {}: {e}", f.display()),
+            },
+        };
+        report.cases.push(result);
+    }
+    report
+}
+
+/// Runs one case: Err carries the first mismatch (or why it could not run).
+pub fn run_case(case: &Case, lib: &Program) -> Result<(), String> {
+    if case.kind == "train" {
+        return Err("not implemented: train (training cases need the runtime's models)".into());
+    }
+    let module = source::library_module(case)?;
+    for f in function_names(case) {
+        if lib.find(module, &f).is_none() {
+            return Err(format!("not implemented: {f}"));
+        }
+    }
+    let src = source::recipe_source(case, lib)?;
+    let c = compile(&format!("<case {}>", case.name), &src);
+    if c.has_errors() {
+        let first: Vec<_> = c.diagnostics.iter().filter(|d| d.is_error()).take(1).cloned().collect();
+        return Err(format!(
+            "the recipe for this case does not compile:\n{}",
+            diagnostic::render(&first, &c.sources, false)
+        ));
+    }
+    let recipe = c.recipes().first().ok_or("the case produced no recipe")?;
+    match case.kind.as_str() {
+        "schedule" => {
+            let (_, sched, _) = recipe.schedules.first().ok_or("the case produced no schedule")?;
+            let expected = case::f64_list(case.json.get("expected").ok_or("missing `expected`")?, "expected")?;
+            if expected.len() != case.steps {
+                return Err(format!("`expected` has {} values for {} steps", expected.len(), case.steps));
+            }
+            for (k, want) in expected.iter().enumerate() {
+                let got = eval_sched(&c.program, sched, k as f64, 0)?;
+                check_value(case, want, got, || format!("step {k}"))?;
+            }
+            Ok(())
+        }
+        "optimizer" => run_optimizer(case, &c.program, recipe),
+        other => Err(format!("unknown case kind `{other}`")),
+    }
+}
+
+fn check_value(case: &Case, want: &f64, got: f64, at: impl Fn() -> String) -> Result<(), String> {
+    let tol = case.atol + case.rtol * want.abs();
+    if (got - want).abs() <= tol {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: expected {want:e}, got {got:e} (|diff| {:.3e} > tolerance {tol:.3e})",
+        at(),
+        (got - want).abs()
+    ))
+}
+
+fn run_optimizer(case: &Case, program: &Program, recipe: &anneal_compiler::ir::Recipe) -> Result<(), String> {
+    let tensors = case::params(case)?;
+    let names: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
+    let mut params: Vec<Vec<f32>> = tensors.into_iter().map(|t| t.data).collect();
+    let grads_src = gradient_source(case, &names)?;
+    let expected = case
+        .json
+        .get("expected")
+        .and_then(Value::as_array)
+        .ok_or("missing list field `expected`")?;
+    if expected.len() != case.steps {
+        return Err(format!("`expected` has {} entries for {} steps", expected.len(), case.steps));
+    }
+    let mut interp = Interpreter::new(program, recipe, &names, &params)?;
+    for (k, want) in expected.iter().enumerate() {
+        let grads = grads_src.at(k, &params)?;
+        for (i, g) in grads.iter().enumerate() {
+            if g.len() != params[i].len() {
+                return Err(format!("step {k}: gradient of `{}` has {} values, param has {}", names[i], g.len(), params[i].len()));
+            }
+        }
+        interp.step(&mut params, &grads)?;
+        let want = case::per_tensor(want, &names, &format!("expected[{k}]"))?;
+        for (ti, (w, g)) in want.iter().zip(&params).enumerate() {
+            if w.len() != g.len() {
+                return Err(format!("expected[{k}].{} has {} values, param has {}", names[ti], w.len(), g.len()));
+            }
+            for (i, (w, g)) in w.iter().zip(g).enumerate() {
+                check_value(case, &f64::from(*w), f64::from(*g), || {
+                    format!("step {k}, tensor `{}`, index {i}", names[ti])
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where a case's gradients come from: a fixed list, or a loss written out (FORMAT.md).
+enum Gradients {
+    Given(Vec<Vec<Vec<f32>>>),
+    Quadratic { a: Vec<Vec<f32>>, c: Vec<Vec<f32>> },
+    Rosenbrock { a: f32, b: f32 },
+}
+
+fn gradient_source(case: &Case, names: &[String]) -> Result<Gradients, String> {
+    if let Some(list) = case.json.get("grads") {
+        let list = list.as_array().ok_or("`grads` must be a list")?;
+        if list.len() < case.steps {
+            return Err(format!("`grads` has {} entries for {} steps", list.len(), case.steps));
+        }
+        let all = list
+            .iter()
+            .enumerate()
+            .map(|(k, g)| case::per_tensor(g, names, &format!("grads[{k}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Gradients::Given(all));
+    }
+    let loss = case.json.get("loss").ok_or("a case needs `grads` or `loss`")?;
+    let fname = loss.get("fn").and_then(Value::as_str).ok_or("`loss` has no `fn`")?;
+    let args = loss.get("args").ok_or("`loss` has no `args`")?;
+    match fname {
+        "quadratic" => Ok(Gradients::Quadratic {
+            a: case::per_tensor(args.get("a").ok_or("quadratic loss needs `a`")?, names, "loss.args.a")?,
+            c: case::per_tensor(args.get("c").ok_or("quadratic loss needs `c`")?, names, "loss.args.c")?,
+        }),
+        "rosenbrock" => {
+            if names.len() != 1 {
+                return Err("rosenbrock takes exactly one parameter `xy` of shape [2]".into());
+            }
+            let get = |k: &str| args.get(k).and_then(Value::as_f64).map(|v| v as f32);
+            Ok(Gradients::Rosenbrock {
+                a: get("a").ok_or("rosenbrock needs `a`")?,
+                b: get("b").ok_or("rosenbrock needs `b`")?,
+            })
+        }
+        other => Err(format!("not implemented: loss `{other}`")),
+    }
+}
+
+impl Gradients {
+    fn at(&self, k: usize, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+        match self {
+            Gradients::Given(all) => Ok(all[k].clone()),
+            Gradients::Quadratic { a, c } => {
+                let mut out = Vec::new();
+                for (i, p) in params.iter().enumerate() {
+                    if a[i].len() != p.len() || c[i].len() != p.len() {
+                        return Err("quadratic loss coefficients do not match the parameter sizes".into());
+                    }
+                    out.push(p.iter().zip(&a[i]).zip(&c[i]).map(|((x, a), c)| a * (x - c)).collect());
+                }
+                Ok(out)
+            }
+            Gradients::Rosenbrock { a, b } => {
+                let xy = &params[0];
+                if xy.len() != 2 {
+                    return Err("rosenbrock needs a parameter of shape [2]".into());
+                }
+                let (x, y) = (xy[0], xy[1]);
+                let r = y - x * x;
+                let gx = -2.0 * (a - x) - 4.0 * b * x * r;
+                let gy = 2.0 * b * r;
+                Ok(vec![vec![gx, gy]])
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Writes the recipe source text a conformance case stands for: its `update` chain (or
+//! schedule) in the language, importing `std.optax`, `std.torch` or `std.formula` by the
+//! case's module. The runner then compiles that text like any user file.
+
+use super::case::Case;
+use anneal_compiler::ir::{HyperValue, Program};
+use serde_json::{Map, Value};
+
+/// The library module a case's names live in.
+pub fn library_module(case: &Case) -> Result<&'static str, String> {
+    match case.module.as_str() {
+        "optax" => Ok("std.optax"),
+        "torch" => Ok("std.torch"),
+        "formula" => Ok("std.formula"),
+        other => Err(format!("unknown module `{other}`: expected optax, torch or formula")),
+    }
+}
+
+/// Every function name a case uses (stages, wrappers, schedules), for the
+/// "not implemented" check.
+pub fn function_names(case: &Case) -> Vec<String> {
+    let mut out = Vec::new();
+    if case.kind == "loss_scale" {
+        out.push("GradScaler".to_string());
+    }
+    for key in ["update", "schedule", "scheduler"] {
+        if let Some(v) = case.json.get(key) {
+            collect_fns(v, &mut out);
+        }
+    }
+    out
+}
+
+fn collect_fns(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::String(f)) = o.get("fn") {
+                if !out.contains(f) {
+                    out.push(f.clone());
+                }
+            }
+            for x in o.values() {
+                collect_fns(x, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|x| collect_fns(x, out)),
+        _ => {}
+    }
+}
+
+/// The recipe text for `case`. `library` is the compiled standard library, used for
+/// PyTorch's default learning rates when a torch case leaves `lr` out.
+pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
+    let module = library_module(case)?;
+    let mut body = String::new();
+    body.push_str(&format!("  steps {}\n", case.steps.max(1)));
+    match case.kind.as_str() {
+        "optimizer" => {
+            let update = case
+                .json
+                .get("update")
+                .and_then(Value::as_array)
+                .ok_or("missing list field `update`")?;
+            if update.is_empty() {
+                return Err("`update` is empty".into());
+            }
+            let mut stages = Vec::new();
+            let last = update.len() - 1;
+            for (i, entry) in update.iter().enumerate() {
+                let entry = entry.as_object().ok_or("each `update` entry must be an object")?;
+                let (name, mut args) = fn_and_args(entry)?;
+                // A torch scheduler drives the optimizer's (last stage's) learning rate.
+                if i == last && case.module == "torch" {
+                    if let Some(sched) = case.json.get("scheduler") {
+                        let sched = sched.as_object().ok_or("`scheduler` must be an object")?;
+                        let base = match args.get("lr") {
+                            Some(v) => value_text(v)?,
+                            None => default_lr(library, module, &name)?,
+                        };
+                        body.push_str(&format!("  schedule lr = {}\n", torch_scheduler(sched, &base)?));
+                        args.insert("lr".into(), Value::String("@lr".into()));
+                    }
+                }
+                stages.push(call_text(&name, &args)?);
+            }
+            body.push_str(&format!("  update = {}\n", stages.join("\n        |> ")));
+        }
+        "schedule" => {
+            let sched = case
+                .json
+                .get("schedule")
+                .and_then(Value::as_object)
+                .ok_or("missing object field `schedule`")?;
+            let text = if case.module == "torch" {
+                let base = case.json.get("base_lr").map(value_text).transpose()?.unwrap_or_else(|| "0.1".into());
+                torch_scheduler(sched, &base)?
+            } else {
+                let (name, args) = fn_and_args(sched)?;
+                call_text(&name, &args)?
+            };
+            body.push_str(&format!("  schedule lr = {text}\n"));
+        }
+        other => return Err(format!("cases of kind `{other}` are not recipes")),
+    }
+    Ok(format!(
+        "// {} ({})\nimport {module}.*\n\nrecipe case {{\n{body}}}\n",
+        case.name,
+        case.json.get("source").and_then(Value::as_str).unwrap_or("golden case")
+    ))
+}
+
+fn fn_and_args(entry: &Map<String, Value>) -> Result<(String, Map<String, Value>), String> {
+    let name = entry
+        .get("fn")
+        .and_then(Value::as_str)
+        .ok_or("an entry has no string `fn`")?
+        .to_string();
+    let args = match entry.get("args") {
+        None => Map::new(),
+        Some(Value::Object(a)) => a.clone(),
+        Some(_) => return Err(format!("`{name}`: `args` must be an object")),
+    };
+    Ok((name, args))
+}
+
+/// A torch scheduler call with its `base_lr`; SequentialLR passes it to its parts.
+fn torch_scheduler(entry: &Map<String, Value>, base_lr: &str) -> Result<String, String> {
+    let (name, mut args) = fn_and_args(entry)?;
+    if name == "SequentialLR" {
+        let parts = args
+            .get("schedulers")
+            .and_then(Value::as_array)
+            .ok_or("SequentialLR needs a `schedulers` list")?;
+        let texts = parts
+            .iter()
+            .map(|p| {
+                p.as_object()
+                    .ok_or_else(|| "each scheduler must be an object".to_string())
+                    .and_then(|o| torch_scheduler(o, base_lr))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        args.insert("schedulers".into(), Value::String(format!("@[{}]", texts.join(", "))));
+        return call_text(&name, &args);
+    }
+    if !matches!(name.as_str(), "CyclicLR" | "OneCycleLR") {
+        let mut with_base = Map::new();
+        with_base.insert("base_lr".into(), Value::String(format!("@{base_lr}")));
+        with_base.extend(args);
+        args = with_base;
+    }
+    call_text(&name, &args)
+}
+
+fn default_lr(library: &Program, module: &str, name: &str) -> Result<String, String> {
+    let id = library
+        .find(module, name)
+        .ok_or_else(|| format!("not implemented: {name}"))?;
+    let p = library.defs[id]
+        .params
+        .iter()
+        .find(|p| p.name == "lr")
+        .ok_or_else(|| format!("`{name}` has no `lr`"))?;
+    match &p.default {
+        Some(HyperValue::Real(v)) => Ok(format!("{v:?}")),
+        Some(HyperValue::Int(v)) => Ok(v.to_string()),
+        _ => Err(format!("`{name}` has no default `lr`")),
+    }
+}
+
+/// `name(key: value, ...)`. A string value starting with `@` is recipe text already.
+fn call_text(name: &str, args: &Map<String, Value>) -> Result<String, String> {
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("not implemented: {name}"));
+    }
+    let mut parts = Vec::new();
+    for (k, v) in args {
+        if !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`{name}`: argument name `{k}` is not a name"));
+        }
+        parts.push(format!("{k}: {}", value_text(v)?));
+    }
+    Ok(format!("{name}({})", parts.join(", ")))
+}
+
+/// A JSON argument as recipe text.
+fn value_text(v: &Value) -> Result<String, String> {
+    Ok(match v {
+        Value::Null => "none".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.to_string(),
+            (None, Some(f)) if f.is_finite() => format!("{f:?}"),
+            _ => return Err(format!("unsupported number {n}")),
+        },
+        Value::String(s) => match s.strip_prefix('@') {
+            Some(text) => text.to_string(),
+            None => return Err(format!("unsupported string argument {s:?}")),
+        },
+        Value::Array(items) => format!("[{}]", items.iter().map(value_text).collect::<Result<Vec<_>, _>>()?.join(", ")),
+        Value::Object(o) => {
+            if let Some(s) = o.get("schedule").and_then(Value::as_object) {
+                let (name, args) = fn_and_args(s)?;
+                call_text(&name, &args)?
+            } else {
+                // {"5": 0.5, "10": 0.2}: a map keyed by step numbers.
+                let mut entries = Vec::new();
+                for (k, x) in o {
+                    let key: i64 = k.parse().map_err(|_| format!("unsupported argument object key {k:?}"))?;
+                    entries.push(format!("{key}: {}", value_text(x)?));
+                }
+                format!("{{{}}}", entries.join(", "))
+            }
+        }
+    })
+}

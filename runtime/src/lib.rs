@@ -1,0 +1,6 @@
+//! anneal's runtime: evaluates schedules over a run, drives the compiled update step, and
+//! runs the conformance cases against the golden numbers from Optax and PyTorch.
+//! Later stages (models, data, the training loop, checkpoints) grow here.
+
+pub mod conformance;
+pub mod schedule;
