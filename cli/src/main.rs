@@ -119,6 +119,16 @@ fn load(file: &Path, quiet: bool) -> Option<Compilation> {
         eprint!("{}", diagnostic::render(&c.diagnostics, &c.sources, color));
     }
     if c.has_errors() {
+        let errors = c.diagnostics.iter().filter(|d| d.is_error()).count();
+        let warnings = c.diagnostics.len() - errors;
+        if !quiet {
+            eprintln!(
+                "error: {} has {errors} error{} and {warnings} warning{}",
+                file.display(),
+                if errors == 1 { "" } else { "s" },
+                if warnings == 1 { "" } else { "s" }
+            );
+        }
         return None;
     }
     Some(c)

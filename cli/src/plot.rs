@@ -78,6 +78,7 @@ where
         .configure_mesh()
         .x_desc("step")
         .y_desc("learning rate")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| format!("{v:.3e}"))
         .draw()
         .map_err(err)?;

@@ -112,11 +112,17 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
                     .with_color(primary_color),
             );
         for (span, text) in &d.labels {
-            report = report.with_label(
-                Label::new((sources.name(span.file).to_string(), span.range()))
-                    .with_message(text)
-                    .with_color(Color::Blue),
-            );
+            if span.file == d.span.file {
+                report = report.with_label(
+                    Label::new((sources.name(span.file).to_string(), span.range()))
+                        .with_message(text)
+                        .with_color(Color::Blue),
+                );
+            } else {
+                // Another file (usually the standard library): a pointer, not a snippet.
+                let (line, col) = sources.line_col(span.file, span.start);
+                report = report.with_note(format!("{text}: {}:{line}:{col}", sources.name(span.file)));
+            }
         }
         if let Some(help) = &d.help {
             report = report.with_help(help);

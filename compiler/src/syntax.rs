@@ -91,12 +91,57 @@ fn syntax_error(file: FileId, base: usize, chunk: &str, e: &pest::error::Error<R
         pest::error::ErrorVariant::ParsingError { positives, .. } => describe_expected(positives),
         pest::error::ErrorVariant::CustomError { message } => message.clone(),
     };
+    if let Some((open, at)) = unclosed_bracket(&chunk[..pos.min(chunk.len())]) {
+        let close = match open {
+            '(' => ')',
+            '[' => ']',
+            _ => '}',
+        };
+        let found_closer = rest.starts_with([')', ']', '}']) || rest.is_empty();
+        if found_closer && !rest.starts_with(close) {
+            let open_span = Span::new(file, base + at..base + at + 1);
+            return Diagnostic::error("E0001", span, format!("syntax error: `{open}` is never closed, found {found}"))
+                .with_label(format!("expected `{close}` before this"))
+                .with_secondary(open_span, format!("this `{open}` is still open"))
+                .with_help(format!("add `{close}` to close it"));
+        }
+    }
     Diagnostic::error("E0001", span, format!("syntax error: expected {expected}, found {found}"))
         .with_label(format!("expected {expected} here"))
         .with_help(
             "see spec/syntax.md for the form of each construct; a definition is \
              `transform NAME(params) { ... }`, a recipe `recipe NAME { ... }`",
         )
+}
+
+/// The innermost bracket still open at the end of `text`, with its offset; strings and
+/// comments are skipped.
+fn unclosed_bracket(text: &str) -> Option<(char, usize)> {
+    let mut stack: Vec<(char, usize)> = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'(' | b'[' | b'{' => stack.push((bytes[i] as char, i)),
+            b')' | b']' | b'}' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    stack.pop()
 }
 
 fn describe_expected(rules: &[Rule]) -> String {

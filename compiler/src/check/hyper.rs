@@ -582,7 +582,8 @@ pub(crate) fn check_call_args(
             None => match &p.default {
                 Some(v) => out.push(HyperExpr::Value(v.clone())),
                 None => {
-                    if given_at[pi].is_none() {
+                    // A positional argument already failed the call; do not pile on.
+                    if given_at[pi].is_none() && args.iter().all(|a| a.name.is_some()) {
                         cx.diags.push(
                             Diagnostic::error(
                                 "E0111",

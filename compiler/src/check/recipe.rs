@@ -91,6 +91,8 @@ pub(crate) fn check_recipe(cx: &mut Checker, scope: &Scope, r: &ast::Recipe, war
                 // Mark earlier bindings used when this one reads them.
                 mark_used(&mut binding_spans, e);
                 let Some((h, t)) = hyper::check_hyper(cx, scope, &names, e) else {
+                    // Bind the name anyway so later uses do not report it as unknown.
+                    poison(&mut bindings, &mut binding_spans, name);
                     ok = false;
                     continue;
                 };
@@ -157,7 +159,8 @@ pub(crate) fn check_recipe(cx: &mut Checker, scope: &Scope, r: &ast::Recipe, war
         }
     }
     ok &= check_stage_order(cx, &stages);
-    if warn_unused {
+    // A recipe without `update` studies its schedules: nothing to warn about.
+    if warn_unused && seen.contains_key("update") {
         for (name, span, used) in &binding_spans {
             if !used {
                 cx.diags.push(
@@ -188,6 +191,11 @@ pub(crate) fn check_recipe(cx: &mut Checker, scope: &Scope, r: &ast::Recipe, war
         stages,
         applies_updates,
     })
+}
+
+fn poison(bindings: &mut HashMap<String, (HyperValue, HType)>, spans: &mut Vec<(String, Span, bool)>, name: &ast::Ident) {
+    bindings.insert(name.name.clone(), (HyperValue::Real(f64::NAN), HType::Schedule));
+    spans.push((name.name.clone(), name.span, true));
 }
 
 fn mark_used(bindings: &mut [(String, Span, bool)], e: &ast::Expr) {
