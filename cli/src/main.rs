@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "anneal", version, about = "A typed, compiled language for deep-learning training recipes")]
+#[command(
+    name = "anneal",
+    version,
+    about = "A typed, compiled language for deep-learning training recipes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -79,10 +83,27 @@ enum Backend {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The front end recurses over expressions; a big stack keeps long (but legal) recipe
+    // expressions from overflowing it.
+    let worker = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || dispatch(cli));
+    match worker.map(|h| h.join()) {
+        Ok(Ok(code)) => code,
+        _ => fail("internal error: the command thread stopped unexpectedly; please report this with the input"),
+    }
+}
+
+fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { file, json } => cmd_check(&file, json),
         Command::Build { file, emit } => cmd_build(&file, emit),
-        Command::Schedule { file, steps, json, plot } => cmd_schedule(&file, steps, json, plot.as_deref()),
+        Command::Schedule {
+            file,
+            steps,
+            json,
+            plot,
+        } => cmd_schedule(&file, steps, json, plot.as_deref()),
         Command::Conformance {
             paths,
             backend: Backend::Interp,
@@ -104,7 +125,10 @@ fn load(file: &Path, quiet: bool) -> Option<Compilation> {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(_) => {
-                eprintln!("error: {} is not UTF-8 text; save the recipe as UTF-8", file.display());
+                eprintln!(
+                    "error: {} is not UTF-8 text; save the recipe as UTF-8",
+                    file.display()
+                );
                 return None;
             }
         },
@@ -138,11 +162,20 @@ fn cmd_check(file: &Path, json: bool) -> ExitCode {
     if json {
         let text = match std::fs::read_to_string(file) {
             Ok(t) => t,
-            Err(e) => return fail(format!("cannot read {}: {e}; check the path", file.display())),
+            Err(e) => {
+                return fail(format!(
+                    "cannot read {}: {e}; check the path",
+                    file.display()
+                ))
+            }
         };
         let c = compile(&file.display().to_string(), &text);
         println!("{}", diagnostic::to_json(&c.diagnostics, &c.sources));
-        return if c.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        return if c.has_errors() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     match load(file, false) {
         Some(c) => {
@@ -175,11 +208,16 @@ fn cmd_schedule(file: &Path, steps: Option<u64>, json: bool, plot_path: Option<&
         return ExitCode::FAILURE;
     };
     let Some(recipe) = c.recipes().first() else {
-        return fail(format!("{} has no recipe; add `recipe NAME {{ schedule lr = ... }}`", file.display()));
+        return fail(format!(
+            "{} has no recipe; add `recipe NAME {{ schedule lr = ... }}`",
+            file.display()
+        ));
     };
     let n = steps.or(recipe.steps).unwrap_or(100);
     if n > 10_000_000 {
-        return fail(format!("--steps {n} is too many to print; use at most 10000000"));
+        return fail(format!(
+            "--steps {n} is too many to print; use at most 10000000"
+        ));
     }
     let curves = match anneal_runtime::schedule::curves(&c.program, recipe, n) {
         Ok(c) => c,
@@ -209,9 +247,16 @@ fn cmd_schedule(file: &Path, steps: Option<u64>, json: bool, plot_path: Option<&
         return ExitCode::SUCCESS;
     }
     let names: Vec<&str> = curves.iter().map(|c| c.name.as_str()).collect();
-    println!("{:>8}  {}", "step", names.iter().map(|n| format!("{n:>14}")).collect::<String>());
+    println!(
+        "{:>8}  {}",
+        "step",
+        names.iter().map(|n| format!("{n:>14}")).collect::<String>()
+    );
     for k in 0..n as usize {
-        let row: String = curves.iter().map(|c| format!("{:>14.6e}", c.values[k])).collect();
+        let row: String = curves
+            .iter()
+            .map(|c| format!("{:>14.6e}", c.values[k]))
+            .collect();
         println!("{k:>8}  {row}");
     }
     ExitCode::SUCCESS

@@ -20,11 +20,23 @@ fn register_font() {
 /// Draws the learning-rate curves to `path` (.png or .svg).
 pub fn schedules(path: &Path, title: &str, curves: &[Curve]) -> Result<(), String> {
     register_font();
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let tmp = temp_path(path);
     let result = match ext.as_str() {
-        "png" => draw(BitMapBackend::new(&tmp, (900, 540)).into_drawing_area(), title, curves),
-        "svg" => draw(SVGBackend::new(&tmp, (900, 540)).into_drawing_area(), title, curves),
+        "png" => draw(
+            BitMapBackend::new(&tmp, (900, 540)).into_drawing_area(),
+            title,
+            curves,
+        ),
+        "svg" => draw(
+            SVGBackend::new(&tmp, (900, 540)).into_drawing_area(),
+            title,
+            curves,
+        ),
         _ => {
             return Err(format!(
                 "cannot plot to {}: the file name must end in .png or .svg",
@@ -42,8 +54,14 @@ pub fn schedules(path: &Path, title: &str, curves: &[Curve]) -> Result<(), Strin
 /// Plots are written beside their destination and renamed into place, so a reader never
 /// sees half a file.
 fn temp_path(path: &Path) -> std::path::PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp.{ext}", std::process::id()))
 }
 
@@ -56,19 +74,36 @@ fn finish(tmp: &Path, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, title: &str, curves: &[Curve]) -> Result<(), String>
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    curves: &[Curve],
+) -> Result<(), String>
 where
     DB::ErrorType: 'static,
 {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(err)?;
-    let n = curves.iter().map(|c| c.values.len()).max().unwrap_or(1).max(2);
-    let finite = curves.iter().flat_map(|c| c.values.iter().copied()).filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let n = curves
+        .iter()
+        .map(|c| c.values.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let finite = curves
+        .iter()
+        .flat_map(|c| c.values.iter().copied())
+        .filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
     let pad = ((hi - lo) * 0.05).max(hi.abs() * 1e-6).max(1e-12);
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("learning rate — recipe {title}"), ("sans-serif", 22))
+        .caption(
+            format!("learning rate — recipe {title}"),
+            ("sans-serif", 22),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(80)
@@ -86,12 +121,18 @@ where
         let color = Palette99::pick(i).to_rgba();
         chart
             .draw_series(LineSeries::new(
-                c.values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(k, v)| (k as f64, *v)),
+                c.values
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(k, v)| (k as f64, *v)),
                 color.stroke_width(2),
             ))
             .map_err(err)?
             .label(c.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()

@@ -121,7 +121,8 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
             } else {
                 // Another file (usually the standard library): a pointer, not a snippet.
                 let (line, col) = sources.line_col(span.file, span.start);
-                report = report.with_note(format!("{text}: {}:{line}:{col}", sources.name(span.file)));
+                report =
+                    report.with_note(format!("{text}: {}:{line}:{col}", sources.name(span.file)));
             }
         }
         if let Some(help) = &d.help {
@@ -171,7 +172,10 @@ pub fn to_json(diagnostics: &[Diagnostic], sources: &Sources) -> serde_json::Val
 }
 
 /// The closest of `candidates` to `name`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase());

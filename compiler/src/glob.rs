@@ -114,8 +114,8 @@ pub fn assign_groups(groups: &[Group], tensors: &[String]) -> Result<Vec<usize>,
             Some(g) => out.push(g),
             None => {
                 return Err(format!(
-                    "tensor `{t}` matches no parameter group; add a group `other = rest` to collect it"
-                ))
+                "tensor `{t}` matches no parameter group; add a group `other = rest` to collect it"
+            ))
             }
         }
     }

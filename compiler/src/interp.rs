@@ -10,7 +10,8 @@
 use crate::ast::{BinOp, UnOp};
 use crate::glob::assign_groups;
 use crate::ir::{
-    Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, ListOp, Program, Recipe, ReduceOp, Sched, Scope, Stmt,
+    Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, ListOp, Program, Recipe, ReduceOp,
+    Sched, Scope, Stmt,
 };
 use crate::value::{arith, eval_hyper};
 
@@ -49,28 +50,41 @@ pub fn eval_sched(program: &Program, s: &Sched, count: f64, group: usize) -> Res
                     cx.locals[*l] = v;
                 }
             }
-            let r = body.result.ok_or_else(|| format!("schedule `{}` has no value", d.name))?;
+            let r = body
+                .result
+                .ok_or_else(|| format!("schedule `{}` has no value", d.name))?;
             cx.eval(r)
         }
     }
 }
 
 /// The scalar value of a hyperparameter for one group at one count.
-fn hyper_scalar(program: &Program, v: &HyperValue, count: f64, group: usize) -> Result<f64, String> {
+fn hyper_scalar(
+    program: &Program,
+    v: &HyperValue,
+    count: f64,
+    group: usize,
+) -> Result<f64, String> {
     match v {
         HyperValue::PerGroup(vs) => {
-            let g = vs.get(group).ok_or("per-group value has no entry for this group")?;
+            let g = vs
+                .get(group)
+                .ok_or("per-group value has no entry for this group")?;
             hyper_scalar(program, g, count, group)
         }
         HyperValue::Schedule(s) => eval_sched(program, s, count, group),
-        other => other.as_f64().ok_or_else(|| "expected a number".to_string()),
+        other => other
+            .as_f64()
+            .ok_or_else(|| "expected a number".to_string()),
     }
 }
 
 fn hyper_list(v: &HyperValue, group: usize) -> Result<&[HyperValue], String> {
     match v {
         HyperValue::List(items) => Ok(items),
-        HyperValue::PerGroup(vs) => hyper_list(vs.get(group).ok_or("no value for this group")?, group),
+        HyperValue::PerGroup(vs) => {
+            hyper_list(vs.get(group).ok_or("no value for this group")?, group)
+        }
         _ => Err("expected a list".into()),
     }
 }
@@ -86,7 +100,9 @@ struct SchedCx<'a> {
 
 impl SchedCx<'_> {
     fn arg(&self, i: usize) -> Result<&HyperValue, String> {
-        self.args.get(i).ok_or_else(|| format!("missing argument #{i}"))
+        self.args
+            .get(i)
+            .ok_or_else(|| format!("missing argument #{i}"))
     }
 
     fn eval(&self, id: ExprId) -> Result<f64, String> {
@@ -97,7 +113,9 @@ impl SchedCx<'_> {
             Expr::Hyper(i) => hyper_scalar(self.program, self.arg(*i)?, self.count, self.group)?,
             Expr::HyperIndex(i, k) => {
                 let items = hyper_list(self.arg(*i)?, self.group)?;
-                let item = items.get(*k).ok_or_else(|| format!("list has no element {k}"))?;
+                let item = items
+                    .get(*k)
+                    .ok_or_else(|| format!("list has no element {k}"))?;
                 hyper_scalar(self.program, item, self.count, self.group)?
             }
             Expr::Unary(op, a) => {
@@ -116,7 +134,10 @@ impl SchedCx<'_> {
                 }
             }
             Expr::Call(b, xs) => {
-                let vals = xs.iter().map(|x| self.eval(*x)).collect::<Result<Vec<_>, _>>()?;
+                let vals = xs
+                    .iter()
+                    .map(|x| self.eval(*x))
+                    .collect::<Result<Vec<_>, _>>()?;
                 builtin64(*b, &vals)
             }
             Expr::ScheduleAt(i, x) => {
@@ -179,7 +200,9 @@ impl SchedCx<'_> {
                 let x = self.eval(rest[1])?;
                 let i = bounds.iter().filter(|b| **b <= x).count();
                 let offset = if i == 0 { 0.0 } else { bounds[i - 1] };
-                let s = scheds.get(i).ok_or("join: fewer schedules than boundaries + 1")?;
+                let s = scheds
+                    .get(i)
+                    .ok_or("join: fewer schedules than boundaries + 1")?;
                 hyper_scalar(self.program, s, x - offset, self.group)
             }
         }
@@ -279,7 +302,11 @@ pub fn arith32(op: BinOp, x: f32, y: f32) -> f32 {
         BinOp::Pow => x.powf(y),
         BinOp::And => f32::from(u8::from(x != 0.0 && y != 0.0)),
         BinOp::Or => f32::from(u8::from(x != 0.0 || y != 0.0)),
-        BinOp::Cmp(c) => f32::from(u8::from(crate::value::compare(c, f64::from(x), f64::from(y)))),
+        BinOp::Cmp(c) => f32::from(u8::from(crate::value::compare(
+            c,
+            f64::from(x),
+            f64::from(y),
+        ))),
     }
 }
 
@@ -315,7 +342,12 @@ pub struct Interpreter<'p> {
 
 impl<'p> Interpreter<'p> {
     /// Binds a recipe to named tensors and creates every stage's state from `params`.
-    pub fn new(program: &'p Program, recipe: &Recipe, names: &[String], params: &[Vec<f32>]) -> Result<Self, String> {
+    pub fn new(
+        program: &'p Program,
+        recipe: &Recipe,
+        names: &[String],
+        params: &[Vec<f32>],
+    ) -> Result<Self, String> {
         if names.len() != params.len() {
             return Err("one name per tensor is needed".into());
         }
@@ -411,7 +443,12 @@ impl<'p> Interpreter<'p> {
                 step: count + 1.0,
             };
             cx.run()?;
-            let StepCx { grad: g, params: p, states, .. } = cx;
+            let StepCx {
+                grad: g,
+                params: p,
+                states,
+                ..
+            } = cx;
             grad = g;
             ps = p;
             self.states[si] = states;
@@ -431,7 +468,13 @@ impl<'p> Interpreter<'p> {
     }
 
     /// The hyperparameter values a list-typed argument holds, for stage `si`.
-    fn list_arg(&self, args: &[HyperValue], i: usize, group: usize, count: f64) -> Result<Vec<f64>, String> {
+    fn list_arg(
+        &self,
+        args: &[HyperValue],
+        i: usize,
+        group: usize,
+        count: f64,
+    ) -> Result<Vec<f64>, String> {
         let v = args.get(i).ok_or("missing argument")?;
         hyper_list(v, group)?
             .iter()
@@ -483,7 +526,13 @@ impl StepCx<'_, '_> {
         match v {
             V::E(e) => e,
             V::U(x) => self.it.sizes.iter().map(|&n| vec![x as f32; n]).collect(),
-            V::T(xs) => self.it.sizes.iter().zip(xs).map(|(&n, x)| vec![x as f32; n]).collect(),
+            V::T(xs) => self
+                .it
+                .sizes
+                .iter()
+                .zip(xs)
+                .map(|(&n, x)| vec![x as f32; n])
+                .collect(),
         }
     }
 
@@ -520,32 +569,47 @@ impl StepCx<'_, '_> {
                 StateValue::Scalar(x) => V::U(*x),
             },
             Expr::Hyper(i) => {
-                let per_group = self.hypers.get(*i).and_then(|h| h.as_ref()).ok_or("list used as a number")?;
-                self.from_groups(per_group)
+                let per_group = self
+                    .hypers
+                    .get(*i)
+                    .and_then(|h| h.as_ref())
+                    .ok_or("list used as a number")?;
+                self.spread_groups(per_group)
             }
             Expr::HyperIndex(i, k) => {
                 let groups = self.it.recipe.groups.len().max(1);
                 let mut per = Vec::with_capacity(groups);
                 for g in 0..groups {
                     let xs = self.it.list_arg(self.args, *i, g, self.step - 1.0)?;
-                    per.push(*xs.get(*k).ok_or_else(|| format!("list has {} elements, index {k}", xs.len()))?);
+                    per.push(
+                        *xs.get(*k)
+                            .ok_or_else(|| format!("list has {} elements, index {k}", xs.len()))?,
+                    );
                 }
-                self.from_groups(&per)
+                self.spread_groups(&per)
             }
             Expr::Unary(op, a) => {
                 let x = self.eval(*a)?;
-                map1(x, |v| match op {
-                    UnOp::Neg => -v,
-                    UnOp::Not => f64::from(u8::from(v == 0.0)),
-                }, |v| match op {
-                    UnOp::Neg => -v,
-                    UnOp::Not => f32::from(u8::from(v == 0.0)),
-                })
+                map1(
+                    x,
+                    |v| match op {
+                        UnOp::Neg => -v,
+                        UnOp::Not => f64::from(u8::from(v == 0.0)),
+                    },
+                    |v| match op {
+                        UnOp::Neg => -v,
+                        UnOp::Not => f32::from(u8::from(v == 0.0)),
+                    },
+                )
             }
             Expr::Binary(op, a, b) => {
                 let (x, y) = (self.eval(*a)?, self.eval(*b)?);
                 let op = *op;
-                self.zip(&[x, y], |v| arith(op, v[0], v[1]), |v| arith32(op, v[0], v[1]))
+                self.zip(
+                    &[x, y],
+                    |v| arith(op, v[0], v[1]),
+                    |v| arith32(op, v[0], v[1]),
+                )
             }
             Expr::Select(c, a, b) => {
                 let vals = [self.eval(*c)?, self.eval(*a)?, self.eval(*b)?];
@@ -556,7 +620,10 @@ impl StepCx<'_, '_> {
                 )
             }
             Expr::Call(b, xs) => {
-                let vals = xs.iter().map(|x| self.eval(*x)).collect::<Result<Vec<_>, _>>()?;
+                let vals = xs
+                    .iter()
+                    .map(|x| self.eval(*x))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let b = *b;
                 self.zip(&vals, |v| builtin64(b, v), |v| builtin32(b, v))
             }
@@ -570,8 +637,11 @@ impl StepCx<'_, '_> {
         })
     }
 
-    fn from_groups(&self, per_group: &[f64]) -> V {
-        if per_group.iter().all(|v| v.to_bits() == per_group[0].to_bits()) {
+    fn spread_groups(&self, per_group: &[f64]) -> V {
+        if per_group
+            .iter()
+            .all(|v| v.to_bits() == per_group[0].to_bits())
+        {
             V::U(per_group[0])
         } else {
             V::T(self.it.group_of.iter().map(|&g| per_group[g]).collect())
@@ -581,7 +651,10 @@ impl StepCx<'_, '_> {
     /// Applies an elementwise function, broadcasting to the finest operand.
     fn zip(&self, vals: &[V], f64op: impl Fn(&[f64]) -> f64, f32op: impl Fn(&[f32]) -> f32) -> V {
         if vals.iter().all(|v| matches!(v, V::U(_))) {
-            let xs: Vec<f64> = vals.iter().map(|v| if let V::U(x) = v { *x } else { 0.0 }).collect();
+            let xs: Vec<f64> = vals
+                .iter()
+                .map(|v| if let V::U(x) = v { *x } else { 0.0 })
+                .collect();
             return V::U(f64op(&xs));
         }
         if !vals.iter().any(|v| matches!(v, V::E(_))) {
@@ -632,7 +705,9 @@ impl StepCx<'_, '_> {
         };
         Ok(match scope {
             Scope::Tensor => V::T(parts.iter().map(finish).collect()),
-            Scope::Global => V::U(finish(&parts.iter().fold(Partial::empty(), |a, b| a.merge(b)))),
+            Scope::Global => V::U(finish(
+                &parts.iter().fold(Partial::empty(), |a, b| a.merge(b)),
+            )),
             Scope::Group => {
                 let groups = self.it.recipe.groups.len().max(1);
                 let mut acc = vec![Partial::empty(); groups];
@@ -698,6 +773,10 @@ fn map1(x: V, f: impl Fn(f64) -> f64, g: impl Fn(f32) -> f32) -> V {
     match x {
         V::U(v) => V::U(f(v)),
         V::T(vs) => V::T(vs.into_iter().map(f).collect()),
-        V::E(es) => V::E(es.into_iter().map(|t| t.into_iter().map(&g).collect()).collect()),
+        V::E(es) => V::E(
+            es.into_iter()
+                .map(|t| t.into_iter().map(&g).collect())
+                .collect(),
+        ),
     }
 }

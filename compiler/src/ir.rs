@@ -21,7 +21,9 @@ pub struct Program {
 impl Program {
     /// Finds a definition by module and name.
     pub fn find(&self, module: &str, name: &str) -> Option<DefId> {
-        self.defs.iter().position(|d| d.module == module && d.name == name)
+        self.defs
+            .iter()
+            .position(|d| d.module == module && d.name == name)
     }
 }
 

@@ -59,7 +59,11 @@ pub fn compile(name: &str, text: &str) -> Compilation {
     let user_file = sources.add(name, text);
     let (ast, errs) = syntax::parse(user_file, text);
     diagnostics.extend(errs);
-    let module_name = ast.module.as_ref().map(|m| m.name.clone()).unwrap_or_else(|| "main".into());
+    let module_name = ast
+        .module
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_else(|| "main".into());
     modules.push(check::Module {
         name: module_name,
         file: user_file,

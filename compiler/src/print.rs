@@ -34,7 +34,9 @@ pub fn print_program(p: &Program) -> String {
 fn reach_value(p: &Program, v: &HyperValue, used: &mut BTreeSet<DefId>) {
     match v {
         HyperValue::Schedule(s) => reach_sched(p, s, used),
-        HyperValue::List(items) | HyperValue::PerGroup(items) => items.iter().for_each(|x| reach_value(p, x, used)),
+        HyperValue::List(items) | HyperValue::PerGroup(items) => {
+            items.iter().for_each(|x| reach_value(p, x, used))
+        }
         HyperValue::Map(entries) => entries.iter().for_each(|(_, x)| reach_value(p, x, used)),
         _ => {}
     }
@@ -67,7 +69,12 @@ fn print_def(p: &Program, id: DefId, out: &mut String) {
     let d = &p.defs[id];
     let _ = writeln!(out, "{} {}.{}", d.kind.keyword(), d.module, d.name);
     for prm in &d.params {
-        let _ = write!(out, "  param {}: {}", prm.name, crate::check::type_name_pub(&prm.ty));
+        let _ = write!(
+            out,
+            "  param {}: {}",
+            prm.name,
+            crate::check::type_name_pub(&prm.ty)
+        );
         if let Some(r) = &prm.range {
             let _ = write!(out, " {}", r.describe());
         }
@@ -96,7 +103,13 @@ fn print_def(p: &Program, id: DefId, out: &mut String) {
         );
     }
     for s in &body.states {
-        let _ = writeln!(out, "  state {}: {} = %{}", s.name, s.extent.describe(), s.init);
+        let _ = writeln!(
+            out,
+            "  state {}: {} = %{}",
+            s.name,
+            s.extent.describe(),
+            s.init
+        );
     }
     for s in &body.stmts {
         let _ = match s {
@@ -117,8 +130,14 @@ fn expr_text(p: &Program, d: &Def, b: &Body, e: &Expr) -> String {
         Expr::Const(v) => fmt_num(*v),
         Expr::Hyper(i) => format!("hyper {}", hp(i)),
         Expr::HyperIndex(i, k) => format!("hyper {}[{k}]", hp(i)),
-        Expr::State(s) => format!("state {}", b.states.get(*s).map(|x| x.name.as_str()).unwrap_or("?")),
-        Expr::Local(l) => format!("let {}", b.locals.get(*l).map(String::as_str).unwrap_or("?")),
+        Expr::State(s) => format!(
+            "state {}",
+            b.states.get(*s).map(|x| x.name.as_str()).unwrap_or("?")
+        ),
+        Expr::Local(l) => format!(
+            "let {}",
+            b.locals.get(*l).map(String::as_str).unwrap_or("?")
+        ),
         Expr::Grad => "grad".into(),
         Expr::Param => "param".into(),
         Expr::Step => "step".into(),
@@ -135,7 +154,10 @@ fn expr_text(p: &Program, d: &Def, b: &Body, e: &Expr) -> String {
 }
 
 fn ids(xs: &[ExprId]) -> String {
-    xs.iter().map(|x| format!("%{x}")).collect::<Vec<_>>().join(", ")
+    xs.iter()
+        .map(|x| format!("%{x}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_recipe(p: &Program, r: &Recipe, out: &mut String) {
@@ -146,12 +168,23 @@ fn print_recipe(p: &Program, r: &Recipe, out: &mut String) {
     for g in &r.groups {
         let pats = match &g.patterns {
             None => "rest".to_string(),
-            Some(ps) => ps.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", "),
+            Some(ps) => ps
+                .iter()
+                .map(|x| format!("{x:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         };
         let except = if g.except.is_empty() {
             String::new()
         } else {
-            format!(" except {}", g.except.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", "))
+            format!(
+                " except {}",
+                g.except
+                    .iter()
+                    .map(|x| format!("{x:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
         let _ = writeln!(out, "  group {} = {pats}{except}", g.name);
     }
@@ -166,7 +199,13 @@ fn print_recipe(p: &Program, r: &Recipe, out: &mut String) {
             .zip(&s.args)
             .map(|(prm, v)| format!("{}: {}", prm.name, value_text(p, v)))
             .collect();
-        let _ = writeln!(out, "  stage {i}: {}.{}({})", d.module, d.name, args.join(", "));
+        let _ = writeln!(
+            out,
+            "  stage {i}: {}.{}({})",
+            d.module,
+            d.name,
+            args.join(", ")
+        );
     }
     let _ = writeln!(
         out,
@@ -186,7 +225,14 @@ pub fn value_text(p: &Program, v: &HyperValue) -> String {
         HyperValue::Int(x) => x.to_string(),
         HyperValue::Bool(b) => b.to_string(),
         HyperValue::Schedule(s) => sched_text(p, s),
-        HyperValue::List(items) => format!("[{}]", items.iter().map(|x| value_text(p, x)).collect::<Vec<_>>().join(", ")),
+        HyperValue::List(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|x| value_text(p, x))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         HyperValue::Map(entries) => format!(
             "{{{}}}",
             entries
@@ -197,7 +243,11 @@ pub fn value_text(p: &Program, v: &HyperValue) -> String {
         ),
         HyperValue::PerGroup(items) => format!(
             "per-group[{}]",
-            items.iter().map(|x| value_text(p, x)).collect::<Vec<_>>().join(", ")
+            items
+                .iter()
+                .map(|x| value_text(p, x))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -216,7 +266,16 @@ pub fn sched_text(p: &Program, s: &Sched) -> String {
                 .collect();
             format!("{}({})", def.name, a.join(", "))
         }
-        Sched::Unary(op, a) => format!("{}({})", if *op == UnOp::Neg { "-" } else { "not " }, sched_text(p, a)),
-        Sched::Binary(op, a, b) => format!("({} {} {})", sched_text(p, a), op.symbol(), sched_text(p, b)),
+        Sched::Unary(op, a) => format!(
+            "{}({})",
+            if *op == UnOp::Neg { "-" } else { "not " },
+            sched_text(p, a)
+        ),
+        Sched::Binary(op, a, b) => format!(
+            "({} {} {})",
+            sched_text(p, a),
+            op.symbol(),
+            sched_text(p, b)
+        ),
     }
 }

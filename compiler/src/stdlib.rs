@@ -4,8 +4,16 @@
 
 /// (module name, file name shown in diagnostics, source text)
 pub const MODULES: &[(&str, &str, &str)] = &[
-    ("std.optax", "stdlib/optax.anneal", include_str!("../../stdlib/optax.anneal")),
-    ("std.torch", "stdlib/torch.anneal", include_str!("../../stdlib/torch.anneal")),
+    (
+        "std.optax",
+        "stdlib/optax.anneal",
+        include_str!("../../stdlib/optax.anneal"),
+    ),
+    (
+        "std.torch",
+        "stdlib/torch.anneal",
+        include_str!("../../stdlib/torch.anneal"),
+    ),
 ];
 
 /// The names of the library modules, for messages.

@@ -10,8 +10,25 @@ use anneal_grammar::{AnnealParser, Rule};
 use pest::iterators::Pair;
 use pest::Parser;
 
+/// Deeper bracket nesting than this is refused before parsing: every level costs stack in
+/// the parser and in each later stage, and no recipe needs it.
+const MAX_NESTING: usize = 64;
+/// Operands in one chain of binary operators (`a + b + ...`) or prefix operators.
+const MAX_CHAIN: usize = 1000;
+
 /// Parses one file. Returns what could be built and every syntax error found.
 pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diagnostic>) {
+    if let Some(at) = too_deep(text) {
+        let span = Span::new(file, at..at + 1);
+        let d = Diagnostic::error(
+            "E0001",
+            span,
+            format!("brackets nest more than {MAX_NESTING} deep"),
+        )
+        .with_label("too deep")
+        .with_help("split the expression with `let` bindings");
+        return (Ast::default(), vec![d]);
+    }
     match AnnealParser::parse(Rule::file, text) {
         Ok(mut pairs) => {
             let mut ast = Ast::default();
@@ -67,7 +84,12 @@ fn parse_in_chunks(file: FileId, text: &str) -> (Ast, Vec<Diagnostic>) {
     (ast, errors)
 }
 
-fn syntax_error(file: FileId, base: usize, chunk: &str, e: &pest::error::Error<Rule>) -> Diagnostic {
+fn syntax_error(
+    file: FileId,
+    base: usize,
+    chunk: &str,
+    e: &pest::error::Error<Rule>,
+) -> Diagnostic {
     let pos = match e.location {
         pest::error::InputLocation::Pos(p) => p,
         pest::error::InputLocation::Span((s, _)) => s,
@@ -80,7 +102,11 @@ fn syntax_error(file: FileId, base: usize, chunk: &str, e: &pest::error::Error<R
         .map(|(i, _)| i)
         .unwrap_or(rest.len())
         .max(if rest.is_empty() { 0 } else { 1 });
-    let len = if rest.is_empty() { 0 } else { len.min(rest.len()) };
+    let len = if rest.is_empty() {
+        0
+    } else {
+        len.min(rest.len())
+    };
     let span = Span::new(file, base + pos..base + pos + len);
     let found = if rest.is_empty() {
         "end of file".to_string()
@@ -100,18 +126,44 @@ fn syntax_error(file: FileId, base: usize, chunk: &str, e: &pest::error::Error<R
         let found_closer = rest.starts_with([')', ']', '}']) || rest.is_empty();
         if found_closer && !rest.starts_with(close) {
             let open_span = Span::new(file, base + at..base + at + 1);
-            return Diagnostic::error("E0001", span, format!("syntax error: `{open}` is never closed, found {found}"))
-                .with_label(format!("expected `{close}` before this"))
-                .with_secondary(open_span, format!("this `{open}` is still open"))
-                .with_help(format!("add `{close}` to close it"));
+            return Diagnostic::error(
+                "E0001",
+                span,
+                format!("syntax error: `{open}` is never closed, found {found}"),
+            )
+            .with_label(format!("expected `{close}` before this"))
+            .with_secondary(open_span, format!("this `{open}` is still open"))
+            .with_help(format!("add `{close}` to close it"));
         }
     }
-    Diagnostic::error("E0001", span, format!("syntax error: expected {expected}, found {found}"))
-        .with_label(format!("expected {expected} here"))
-        .with_help(
-            "see spec/syntax.md for the form of each construct; a definition is \
+    Diagnostic::error(
+        "E0001",
+        span,
+        format!("syntax error: expected {expected}, found {found}"),
+    )
+    .with_label(format!("expected {expected} here"))
+    .with_help(
+        "see spec/syntax.md for the form of each construct; a definition is \
              `transform NAME(params) { ... }`, a recipe `recipe NAME { ... }`",
-        )
+    )
+}
+
+/// The offset of the first bracket that opens level MAX_NESTING + 1, if any.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(i);
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The innermost bracket still open at the end of `text`, with its offset; strings and
@@ -187,7 +239,9 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::ty | Rule::scalar_ty | Rule::list_ty | Rule::map_ty => {
             "a type (`real`, `int`, `bool`, `schedule`, `[real]`)"
         }
-        Rule::constraint | Rule::range_constraint | Rule::bound_constraint => "a range such as `in [0, 1)`",
+        Rule::constraint | Rule::range_constraint | Rule::bound_constraint => {
+            "a range such as `in [0, 1)`"
+        }
         Rule::block => "`{`",
         Rule::state_decl => "`state`",
         Rule::let_stmt => "`let`",
@@ -224,7 +278,13 @@ struct Builder<'a> {
     errors: &'a mut Vec<Diagnostic>,
 }
 
-fn build_file(file: FileId, base: usize, pair: Pair<Rule>, ast: &mut Ast, errors: &mut Vec<Diagnostic>) {
+fn build_file(
+    file: FileId,
+    base: usize,
+    pair: Pair<Rule>,
+    ast: &mut Ast,
+    errors: &mut Vec<Diagnostic>,
+) {
     let mut b = Builder { file, base, errors };
     for p in pair.into_inner() {
         match p.as_rule() {
@@ -377,7 +437,10 @@ impl Builder<'_> {
                 span,
             }
         } else {
-            let op = parts.first().map(|o| cmp_op(o.as_str())).unwrap_or(CmpOp::Ge);
+            let op = parts
+                .first()
+                .map(|o| cmp_op(o.as_str()))
+                .unwrap_or(CmpOp::Ge);
             let value = match parts.get(1) {
                 Some(v) => self.expr(v.clone()),
                 None => Expr {
@@ -489,7 +552,9 @@ impl Builder<'_> {
                 for q in body.into_inner() {
                     match q.as_rule() {
                         Rule::string => list.push(self.string(q)),
-                        Rule::except_clause => except = q.into_inner().map(|s| self.string(s)).collect(),
+                        Rule::except_clause => {
+                            except = q.into_inner().map(|s| self.string(s)).collect()
+                        }
                         _ => {}
                     }
                 }
@@ -537,7 +602,10 @@ impl Builder<'_> {
                     .map(|q| self.expr(q))
                     .collect();
                 if stages.len() == 1 {
-                    return stages.into_iter().next().unwrap_or_else(|| number(0.0, span));
+                    return stages
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| number(0.0, span));
                 }
                 ExprKind::Pipe(stages)
             }
@@ -545,11 +613,18 @@ impl Builder<'_> {
                 return self.left_assoc(parts);
             }
             Rule::not_expr | Rule::unary => {
+                if parts.len() > MAX_CHAIN {
+                    return self.too_long(&parts[0]);
+                }
                 let operand = match parts.pop() {
                     Some(q) => self.expr(q),
                     None => return number(0.0, span),
                 };
-                let op = if rule == Rule::not_expr { UnOp::Not } else { UnOp::Neg };
+                let op = if rule == Rule::not_expr {
+                    UnOp::Not
+                } else {
+                    UnOp::Neg
+                };
                 let mut e = operand;
                 for o in parts.iter().rev() {
                     let s = self.span(o).to(e.span);
@@ -640,6 +715,9 @@ impl Builder<'_> {
     }
 
     fn left_assoc(&mut self, parts: Vec<Pair<Rule>>) -> Expr {
+        if parts.len() > 2 * MAX_CHAIN {
+            return self.too_long(&parts[0]);
+        }
         let mut iter = parts.into_iter();
         let Some(first) = iter.next() else {
             return number(0.0, Span::default());
@@ -665,6 +743,20 @@ impl Builder<'_> {
             };
         }
         acc
+    }
+
+    fn too_long(&mut self, first: &Pair<Rule>) -> Expr {
+        let span = self.span(first);
+        self.errors.push(
+            Diagnostic::error(
+                "E0001",
+                span,
+                format!("an expression chains more than {MAX_CHAIN} operators"),
+            )
+            .with_label("starts here")
+            .with_help("split it with `let` bindings"),
+        );
+        number(0.0, span)
     }
 
     /// Leaves (numbers, names, booleans) come straight from atomic rules.
@@ -720,7 +812,10 @@ fn cmp_op(s: &str) -> CmpOp {
 
 fn number(value: f64, span: Span) -> Expr {
     Expr {
-        kind: ExprKind::Number { value, is_int: false },
+        kind: ExprKind::Number {
+            value,
+            is_int: false,
+        },
         span,
     }
 }

@@ -61,12 +61,16 @@ pub fn as_sched(v: &HyperValue) -> Option<Sched> {
 fn unary(op: UnOp, a: HyperValue) -> Result<HyperValue, String> {
     Ok(match (op, a) {
         (UnOp::Neg, HyperValue::Real(x)) => HyperValue::Real(-x),
-        (UnOp::Neg, HyperValue::Int(x)) => HyperValue::Int(x.checked_neg().ok_or("integer overflow")?),
+        (UnOp::Neg, HyperValue::Int(x)) => {
+            HyperValue::Int(x.checked_neg().ok_or("integer overflow")?)
+        }
         (UnOp::Not, HyperValue::Bool(b)) => HyperValue::Bool(!b),
         (op, HyperValue::Schedule(s)) => HyperValue::Schedule(Sched::Unary(op, Box::new(s))),
-        (op, HyperValue::PerGroup(vs)) => {
-            HyperValue::PerGroup(vs.into_iter().map(|v| unary(op, v)).collect::<Result<_, _>>()?)
-        }
+        (op, HyperValue::PerGroup(vs)) => HyperValue::PerGroup(
+            vs.into_iter()
+                .map(|v| unary(op, v))
+                .collect::<Result<_, _>>()?,
+        ),
         (op, v) => return Err(format!("cannot apply `{op:?}` to {v:?}")),
     })
 }
@@ -86,8 +90,16 @@ pub fn binary(op: BinOp, a: HyperValue, b: HyperValue) -> Result<HyperValue, Str
                     .collect::<Result<_, _>>()?,
             )
         }
-        (PerGroup(xs), y) => PerGroup(xs.into_iter().map(|x| binary(op, x, y.clone())).collect::<Result<_, _>>()?),
-        (x, PerGroup(ys)) => PerGroup(ys.into_iter().map(|y| binary(op, x.clone(), y)).collect::<Result<_, _>>()?),
+        (PerGroup(xs), y) => PerGroup(
+            xs.into_iter()
+                .map(|x| binary(op, x, y.clone()))
+                .collect::<Result<_, _>>()?,
+        ),
+        (x, PerGroup(ys)) => PerGroup(
+            ys.into_iter()
+                .map(|y| binary(op, x.clone(), y))
+                .collect::<Result<_, _>>()?,
+        ),
         (a @ Schedule(_), b) | (a, b @ Schedule(_)) => {
             let (Some(x), Some(y)) = (as_sched(&a), as_sched(&b)) else {
                 return Err("a schedule combines only with numbers and schedules".into());

@@ -2,8 +2,8 @@
 //! the diagnostic says what is wrong, points at the right text, and suggests the fix.
 //! When a user finds a message confusing, add the case here.
 
-use anneal_compiler::diagnostic::Diagnostic;
 use anneal_compiler::compile;
+use anneal_compiler::diagnostic::Diagnostic;
 
 fn errors(src: &str) -> Vec<Diagnostic> {
     let c = compile("recipe.anneal", src);
@@ -20,21 +20,33 @@ fn only_error(src: &str) -> (Diagnostic, String) {
 
 #[test]
 fn typo_in_optimizer_name_suggests_the_right_one() {
-    let (d, at) = only_error("import std.optax.*\nrecipe r {\n  update = adamw_(learning_rate: 1e-3)\n}\n");
+    let (d, at) =
+        only_error("import std.optax.*\nrecipe r {\n  update = adamw_(learning_rate: 1e-3)\n}\n");
     assert_eq!(d.code, "E0102");
     assert_eq!(at, "adamw_");
-    assert!(d.help.as_deref().unwrap().contains("did you mean `adamw`?"), "{d:?}");
+    assert!(
+        d.help.as_deref().unwrap().contains("did you mean `adamw`?"),
+        "{d:?}"
+    );
 }
 
 #[test]
 fn torch_name_in_an_optax_recipe_points_to_std_torch() {
     let (d, _) = only_error("import std.optax.*\nrecipe r {\n  update = AdamW(lr: 1e-3)\n}\n");
-    assert!(d.help.as_deref().unwrap().contains("import std.torch.{AdamW}"), "{d:?}");
+    assert!(
+        d.help
+            .as_deref()
+            .unwrap()
+            .contains("import std.torch.{AdamW}"),
+        "{d:?}"
+    );
 }
 
 #[test]
 fn b1_of_one_is_out_of_range_and_names_the_range() {
-    let (d, at) = only_error("import std.optax.*\nrecipe r {\n  update = adam(learning_rate: 1e-3, b1: 1.0)\n}\n");
+    let (d, at) = only_error(
+        "import std.optax.*\nrecipe r {\n  update = adam(learning_rate: 1e-3, b1: 1.0)\n}\n",
+    );
     assert_eq!(d.code, "E0121");
     assert_eq!(at, "1.0");
     assert!(d.message.contains("[0, 1)"), "{}", d.message);
@@ -43,20 +55,30 @@ fn b1_of_one_is_out_of_range_and_names_the_range() {
 #[test]
 fn b1_out_of_range_through_a_chain_definition() {
     // adamw passes b1 on to scale_by_adam; the range of adamw's own b1 catches it first.
-    let (d, _) = only_error("import std.optax.*\nrecipe r {\n  update = adamw(learning_rate: 1e-3, b1: 1.5)\n}\n");
-    assert!(d.message.contains("`b1` of `adamw` must be in [0, 1), but is 1.5"), "{}", d.message);
+    let (d, _) = only_error(
+        "import std.optax.*\nrecipe r {\n  update = adamw(learning_rate: 1e-3, b1: 1.5)\n}\n",
+    );
+    assert!(
+        d.message
+            .contains("`b1` of `adamw` must be in [0, 1), but is 1.5"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]
 fn torch_betas_are_checked_element_by_element() {
-    let (d, _) = only_error("import std.torch.*\nrecipe r {\n  update = Adam(lr: 1e-3, betas: [0.9, 1.2])\n}\n");
+    let (d, _) = only_error(
+        "import std.torch.*\nrecipe r {\n  update = Adam(lr: 1e-3, betas: [0.9, 1.2])\n}\n",
+    );
     assert_eq!(d.code, "E0121");
     assert!(d.message.contains("1.2"), "{}", d.message);
 }
 
 #[test]
 fn per_element_value_as_learning_rate() {
-    let (d, at) = only_error("import std.optax.*\nrecipe r {\n  update = sgd(learning_rate: param)\n}\n");
+    let (d, at) =
+        only_error("import std.optax.*\nrecipe r {\n  update = sgd(learning_rate: param)\n}\n");
     assert_eq!(d.code, "E0130");
     assert_eq!(at, "param");
     assert!(d.message.contains("per-element"), "{}", d.message);
@@ -66,25 +88,36 @@ fn per_element_value_as_learning_rate() {
 fn per_element_value_into_a_per_tensor_state() {
     let (d, _) = only_error("transform t() {\n  state scale: tensor = 1\n  scale = abs(grad)\n  grad = grad * scale\n}\n");
     assert_eq!(d.code, "E0130");
-    assert!(d.help.as_deref().unwrap().contains("norm(x, tensor)"), "{d:?}");
+    assert!(
+        d.help.as_deref().unwrap().contains("norm(x, tensor)"),
+        "{d:?}"
+    );
 }
 
 #[test]
 fn missing_import_names_the_module_and_the_line_to_add() {
     let (d, _) = only_error("recipe r {\n  update = sgd(learning_rate: 0.1)\n}\n");
-    assert_eq!(d.help.as_deref(), Some("`sgd` is defined in `std.optax`: add `import std.optax.{sgd}` at the top of the file"));
+    assert_eq!(
+        d.help.as_deref(),
+        Some(
+            "`sgd` is defined in `std.optax`: add `import std.optax.{sgd}` at the top of the file"
+        )
+    );
 }
 
 #[test]
 fn optax_keyword_on_a_torch_optimizer() {
-    let (d, _) = only_error("import std.torch.*\nrecipe r {\n  update = SGD(learning_rate: 0.1)\n}\n");
+    let (d, _) =
+        only_error("import std.torch.*\nrecipe r {\n  update = SGD(learning_rate: 0.1)\n}\n");
     assert_eq!(d.code, "E0110");
     assert!(d.help.as_deref().unwrap().contains("`lr`"), "{d:?}");
 }
 
 #[test]
 fn float_where_steps_are_counted() {
-    let (d, _) = only_error("import std.torch.*\nrecipe r {\n  schedule lr = StepLR(base_lr: 0.1, step_size: 2.5)\n}\n");
+    let (d, _) = only_error(
+        "import std.torch.*\nrecipe r {\n  schedule lr = StepLR(base_lr: 0.1, step_size: 2.5)\n}\n",
+    );
     assert_eq!(d.code, "E0120");
     assert!(d.help.as_deref().unwrap().contains("whole number"), "{d:?}");
 }
@@ -112,6 +145,12 @@ fn five_mistakes_give_five_diagnostics_in_one_run() {
                }\n";
     let errs = errors(src);
     let codes: Vec<&str> = errs.iter().map(|d| d.code).collect();
-    assert_eq!(codes, ["E0102", "E0102", "E0121", "E0110", "E0130"], "{errs:#?}");
-    assert!(errs.iter().all(|d| d.help.is_some() && d.span.end > d.span.start));
+    assert_eq!(
+        codes,
+        ["E0102", "E0102", "E0121", "E0110", "E0130"],
+        "{errs:#?}"
+    );
+    assert!(errs
+        .iter()
+        .all(|d| d.help.is_some() && d.span.end > d.span.start));
 }

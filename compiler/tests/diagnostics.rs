@@ -6,7 +6,10 @@ use anneal_compiler::{compile, diagnostic};
 
 fn render(src: &str) -> String {
     let c = compile("recipe.anneal", src);
-    assert!(!c.diagnostics.is_empty(), "expected a diagnostic for:\n{src}");
+    assert!(
+        !c.diagnostics.is_empty(),
+        "expected a diagnostic for:\n{src}"
+    );
     diagnostic::render(&c.diagnostics, &c.sources, false)
 }
 
@@ -19,42 +22,123 @@ macro_rules! case {
     };
 }
 
-case!(syntax_error_unclosed_call, "import std.optax.*\nrecipe r {\n  update = adam(learning_rate: 0.1\n}\n");
-case!(syntax_error_recovers_per_item, "transform t(x: real) {\n  grad = grad *\n}\n\ntransform u() {\n  grad = grad + \n}\n");
+case!(
+    syntax_error_unclosed_call,
+    "import std.optax.*\nrecipe r {\n  update = adam(learning_rate: 0.1\n}\n"
+);
+case!(
+    syntax_error_recovers_per_item,
+    "transform t(x: real) {\n  grad = grad *\n}\n\ntransform u() {\n  grad = grad + \n}\n"
+);
 case!(unknown_module, "import std.optx.{adam}\n");
 case!(unknown_import_name, "import std.optax.{adamm}\n");
-case!(unknown_name_typo, "import std.optax.*\nrecipe r {\n  update = adma(learning_rate: 0.1)\n}\n");
-case!(missing_import, "recipe r {\n  update = adam(learning_rate: 0.1)\n}\n");
-case!(duplicate_definition, "transform t() {\n  grad = grad\n}\ntransform t() {\n  grad = -grad\n}\n");
-case!(duplicate_parameter, "transform t(a: real, a: real) {\n  grad = a * grad\n}\n");
-case!(let_redefined, "transform t() {\n  let x = grad\n  let x = 2 * grad\n  grad = x\n}\n");
-case!(unknown_keyword, "import std.optax.*\nrecipe r {\n  update = adam(learning_rate: 0.1, beta1: 0.9)\n}\n");
-case!(missing_argument, "import std.optax.*\nrecipe r {\n  update = adam(b1: 0.9)\n}\n");
-case!(argument_given_twice, "import std.optax.*\nrecipe r {\n  update = adam(learning_rate: 0.1, learning_rate: 0.2)\n}\n");
-case!(positional_argument, "import std.optax.*\nrecipe r {\n  update = adam(0.1)\n}\n");
+case!(
+    unknown_name_typo,
+    "import std.optax.*\nrecipe r {\n  update = adma(learning_rate: 0.1)\n}\n"
+);
+case!(
+    missing_import,
+    "recipe r {\n  update = adam(learning_rate: 0.1)\n}\n"
+);
+case!(
+    duplicate_definition,
+    "transform t() {\n  grad = grad\n}\ntransform t() {\n  grad = -grad\n}\n"
+);
+case!(
+    duplicate_parameter,
+    "transform t(a: real, a: real) {\n  grad = a * grad\n}\n"
+);
+case!(
+    let_redefined,
+    "transform t() {\n  let x = grad\n  let x = 2 * grad\n  grad = x\n}\n"
+);
+case!(
+    unknown_keyword,
+    "import std.optax.*\nrecipe r {\n  update = adam(learning_rate: 0.1, beta1: 0.9)\n}\n"
+);
+case!(
+    missing_argument,
+    "import std.optax.*\nrecipe r {\n  update = adam(b1: 0.9)\n}\n"
+);
+case!(
+    argument_given_twice,
+    "import std.optax.*\nrecipe r {\n  update = adam(learning_rate: 0.1, learning_rate: 0.2)\n}\n"
+);
+case!(
+    positional_argument,
+    "import std.optax.*\nrecipe r {\n  update = adam(0.1)\n}\n"
+);
 case!(int_expected, "import std.optax.*\nrecipe r {\n  schedule lr = cosine_decay_schedule(init_value: 0.1, decay_steps: 1000.5)\n}\n");
-case!(bool_in_arithmetic, "transform t(flag: bool) {\n  grad = flag * grad\n}\n");
-case!(out_of_range, "import std.optax.*\nrecipe r {\n  update = adam(learning_rate: 1e-3, b1: 1.0)\n}\n");
-case!(per_element_learning_rate, "import std.optax.*\nrecipe r {\n  update = sgd(learning_rate: grad)\n}\n");
-case!(per_element_in_scalar_state, "transform t() {\n  state s: scalar = 0\n  s = grad * grad\n  grad = grad / s\n}\n");
-case!(reduction_without_scope, "transform t() {\n  grad = grad / norm(grad)\n}\n");
-case!(reduction_in_schedule, "schedule s(x: real) = norm(x, global)\n");
-case!(assign_to_let, "transform t() {\n  let x = grad\n  x = 2 * x\n  grad = x\n}\n");
-case!(assign_to_hyperparameter, "transform t(lr: real) {\n  lr = 2 * lr\n  grad = lr * grad\n}\n");
-case!(transform_assigns_param, "transform t(lr: real) {\n  param -= lr * grad\n}\n");
+case!(
+    bool_in_arithmetic,
+    "transform t(flag: bool) {\n  grad = flag * grad\n}\n"
+);
+case!(
+    out_of_range,
+    "import std.optax.*\nrecipe r {\n  update = adam(learning_rate: 1e-3, b1: 1.0)\n}\n"
+);
+case!(
+    per_element_learning_rate,
+    "import std.optax.*\nrecipe r {\n  update = sgd(learning_rate: grad)\n}\n"
+);
+case!(
+    per_element_in_scalar_state,
+    "transform t() {\n  state s: scalar = 0\n  s = grad * grad\n  grad = grad / s\n}\n"
+);
+case!(
+    reduction_without_scope,
+    "transform t() {\n  grad = grad / norm(grad)\n}\n"
+);
+case!(
+    reduction_in_schedule,
+    "schedule s(x: real) = norm(x, global)\n"
+);
+case!(
+    assign_to_let,
+    "transform t() {\n  let x = grad\n  x = 2 * x\n  grad = x\n}\n"
+);
+case!(
+    assign_to_hyperparameter,
+    "transform t(lr: real) {\n  lr = 2 * lr\n  grad = lr * grad\n}\n"
+);
+case!(
+    transform_assigns_param,
+    "transform t(lr: real) {\n  param -= lr * grad\n}\n"
+);
 case!(stage_after_optimizer, "import std.torch.*\nrecipe r {\n  update = SGD(lr: 0.1) |> clip_grad_norm_(max_norm: 1.0)\n}\n");
 case!(expression_statement, "transform t() {\n  grad * 2\n}\n");
 case!(schedule_as_stage, "import std.optax.*\nrecipe r {\n  update = linear_schedule(init_value: 1, end_value: 0, transition_steps: 10)\n}\n");
-case!(builtin_arity, "transform t() {\n  grad = clamp(grad, 1)\n}\n");
+case!(
+    builtin_arity,
+    "transform t() {\n  grad = clamp(grad, 1)\n}\n"
+);
 case!(duplicate_steps, "recipe r {\n  steps 10\n  steps 20\n}\n");
 case!(unknown_group, "import std.optax.*\nrecipe r {\n  groups {\n    decay = \"*.weight\"\n    other = rest\n  }\n  update = adamw(learning_rate: 1e-3, weight_decay: {decya: 0.1, other: 0.0})\n}\n");
 case!(missing_group_value, "import std.optax.*\nrecipe r {\n  groups {\n    decay = \"*.weight\"\n    other = rest\n  }\n  update = adamw(learning_rate: 1e-3, weight_decay: {decay: 0.1})\n}\n");
-case!(two_rest_groups, "recipe r {\n  groups {\n    a = rest\n    b = rest\n  }\n}\n");
+case!(
+    two_rest_groups,
+    "recipe r {\n  groups {\n    a = rest\n    b = rest\n  }\n}\n"
+);
 case!(steps_not_positive, "recipe r {\n  steps 0\n}\n");
-case!(index_non_list, "transform t(x: real) {\n  grad = x[0] * grad\n}\n");
-case!(unused_let, "transform t() {\n  let unused = grad * 2\n  grad = grad\n}\n");
+case!(
+    index_non_list,
+    "transform t(x: real) {\n  grad = x[0] * grad\n}\n"
+);
+case!(
+    unused_let,
+    "transform t() {\n  let unused = grad * 2\n  grad = grad\n}\n"
+);
 case!(unused_schedule, "import std.optax.*\nrecipe r {\n  schedule lr = constant_schedule(value: 0.1)\n  schedule other = constant_schedule(value: 0.2)\n  update = sgd(learning_rate: lr)\n}\n");
-case!(range_on_bool, "transform t(flag: bool in [0, 1]) {\n  grad = if flag then grad else -grad\n}\n");
+case!(
+    range_on_bool,
+    "transform t(flag: bool in [0, 1]) {\n  grad = if flag then grad else -grad\n}\n"
+);
 case!(recursive_chain, "optimizer a(x: real) = b(x: x)\noptimizer b(x: real) = a(x: x)\nrecipe r {\n  update = a(x: 1.0)\n}\n");
-case!(count_in_transform, "transform t() {\n  grad = grad / (count + 1)\n}\n");
-case!(if_condition_not_bool, "transform t() {\n  grad = if grad then grad else 0\n}\n");
+case!(
+    count_in_transform,
+    "transform t() {\n  grad = grad / (count + 1)\n}\n"
+);
+case!(
+    if_condition_not_bool,
+    "transform t() {\n  grad = if grad then grad else 0\n}\n"
+);

@@ -5,11 +5,69 @@ use anneal_compiler::compile;
 use proptest::prelude::*;
 
 const TOKENS: &[&str] = &[
-    "import", "std.optax.*", "std.torch.{SGD}", "recipe", "r", "{", "}", "(", ")", "[", "]", "transform",
-    "optimizer", "schedule", "state", "let", "grad", "param", "step", "count", "=", "-=", "+", "-", "*", "/",
-    "^", "|>", ",", ":", "real", "int", "bool", "in", "[0, 1)", "> 0", "if", "then", "else", "and", "or", "not",
-    "0.9", "1e-3", "100_000", "-1", "true", "norm(grad, global)", "sqrt", "adam", "sgd", "learning_rate",
-    "lr", "groups", "rest", "except", "\"*.bias\"", "update", "steps", "\n", "at", "join", "none",
+    "import",
+    "std.optax.*",
+    "std.torch.{SGD}",
+    "recipe",
+    "r",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    "transform",
+    "optimizer",
+    "schedule",
+    "state",
+    "let",
+    "grad",
+    "param",
+    "step",
+    "count",
+    "=",
+    "-=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "^",
+    "|>",
+    ",",
+    ":",
+    "real",
+    "int",
+    "bool",
+    "in",
+    "[0, 1)",
+    "> 0",
+    "if",
+    "then",
+    "else",
+    "and",
+    "or",
+    "not",
+    "0.9",
+    "1e-3",
+    "100_000",
+    "-1",
+    "true",
+    "norm(grad, global)",
+    "sqrt",
+    "adam",
+    "sgd",
+    "learning_rate",
+    "lr",
+    "groups",
+    "rest",
+    "except",
+    "\"*.bias\"",
+    "update",
+    "steps",
+    "\n",
+    "at",
+    "join",
+    "none",
 ];
 
 fn soup() -> impl Strategy<Value = String> {
@@ -39,5 +97,22 @@ proptest! {
         let c = compile("fuzz.anneal", &text);
         // Whatever was built, rendering the diagnostics must not panic either.
         let _ = anneal_compiler::diagnostic::render(&c.diagnostics, &c.sources, false);
+    }
+}
+
+#[test]
+fn pathological_nesting_and_chains_are_refused_not_overflowed() {
+    for text in [
+        format!("schedule s() = {}1{}", "(".repeat(5000), ")".repeat(5000)),
+        format!("schedule s() = {}1", "1 + ".repeat(20000)),
+        format!("schedule s() = {}1", "-".repeat(20000)),
+        format!("transform t() {{\n grad = {}grad\n}}", "not ".repeat(5000)),
+    ] {
+        let c = compile("deep.anneal", &text);
+        assert!(
+            c.diagnostics.iter().any(|d| d.code == "E0001"),
+            "{:?}",
+            c.diagnostics
+        );
     }
 }

@@ -47,7 +47,13 @@ pub fn curves(program: &Program, recipe: &Recipe, steps: u64) -> Result<Vec<Curv
     Ok(out)
 }
 
-fn curve(program: &Program, name: String, s: &Sched, group: usize, steps: u64) -> Result<Curve, String> {
+fn curve(
+    program: &Program,
+    name: String,
+    s: &Sched,
+    group: usize,
+    steps: u64,
+) -> Result<Curve, String> {
     let values = (0..steps)
         .map(|k| eval_sched(program, s, k as f64, group))
         .collect::<Result<Vec<_>, _>>()

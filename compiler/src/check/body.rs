@@ -4,9 +4,14 @@
 
 use super::hyper::{self, HyperNames};
 use super::{Checker, Scope};
-use crate::ast::{self, AssignOp, BinOp, DefKind, ExprKind, ScalarType, StateExtent, TypeExpr, UnOp};
+use crate::ast::{
+    self, AssignOp, BinOp, DefKind, ExprKind, ScalarType, StateExtent, TypeExpr, UnOp,
+};
 use crate::diagnostic::Diagnostic;
-use crate::ir::{Body, Builtin, DefId, Expr, ExprId, Extent, ListOp, ReduceOp, Scope as RScope, StateDecl, Stmt, Type, ValueKind};
+use crate::ir::{
+    Body, Builtin, DefId, Expr, ExprId, Extent, ListOp, ReduceOp, Scope as RScope, StateDecl, Stmt,
+    Type, ValueKind,
+};
 use crate::source::Span;
 
 const REDUCTIONS: [(&str, ReduceOp); 6] = [
@@ -94,14 +99,24 @@ pub(crate) fn check_schedule(
             ast::Stmt::Let { name, value, .. } => b.let_stmt(name, value),
             ast::Stmt::Expr(e) if i + 1 == stmts.len() => result = Some(b.expr(e)),
             ast::Stmt::Expr(e) => b.cx.diags.push(
-                Diagnostic::error("E0143", e.span, "only the last line of a schedule is its value")
-                    .with_label("this value is never used")
-                    .with_help("bind it with `let name = ...`, or move it to the end"),
+                Diagnostic::error(
+                    "E0143",
+                    e.span,
+                    "only the last line of a schedule is its value",
+                )
+                .with_label("this value is never used")
+                .with_help("bind it with `let name = ...`, or move it to the end"),
             ),
             ast::Stmt::State { span, .. } | ast::Stmt::Assign { span, .. } => b.cx.diags.push(
-                Diagnostic::error("E0143", *span, "a schedule has no state and assigns nothing")
-                    .with_label("not allowed in a schedule")
-                    .with_help("a schedule is a pure function of `count`: use `let` and end with the value"),
+                Diagnostic::error(
+                    "E0143",
+                    *span,
+                    "a schedule has no state and assigns nothing",
+                )
+                .with_label("not allowed in a schedule")
+                .with_help(
+                    "a schedule is a pure function of `count`: use `let` and end with the value",
+                ),
             ),
         }
     }
@@ -114,9 +129,13 @@ pub(crate) fn check_schedule(
             if t.kind == ValueKind::Bool {
                 let span = b.body.spans[r];
                 b.cx.diags.push(
-                    Diagnostic::error("E0120", span, "a schedule's value must be a number, found bool")
-                        .with_label("bool")
-                        .with_help("use `if cond then a else b` to choose between numbers"),
+                    Diagnostic::error(
+                        "E0120",
+                        span,
+                        "a schedule's value must be a number, found bool",
+                    )
+                    .with_label("bool")
+                    .with_help("use `if cond then a else b` to choose between numbers"),
                 );
             }
             b.body.result = Some(r);
@@ -154,9 +173,20 @@ impl BodyCx<'_> {
     }
 
     fn declare(&mut self, name: &ast::Ident, binding: Binding) -> bool {
-        let reserved = matches!(name.name.as_str(), "grad" | "param" | "step" | "count" | "pi");
-        let clash = self.names.iter().find(|(n, ..)| *n == name.name).map(|(_, _, s, _)| *s);
-        let param_clash = self.params().iter().find(|p| p.name == name.name).map(|p| p.span);
+        let reserved = matches!(
+            name.name.as_str(),
+            "grad" | "param" | "step" | "count" | "pi"
+        );
+        let clash = self
+            .names
+            .iter()
+            .find(|(n, ..)| *n == name.name)
+            .map(|(_, _, s, _)| *s);
+        let param_clash = self
+            .params()
+            .iter()
+            .find(|p| p.name == name.name)
+            .map(|p| p.span);
         if reserved || clash.is_some() || param_clash.is_some() {
             let mut d = Diagnostic::error("E0104", name.span, format!("`{}` is already defined", name.name))
                 .with_label("defined again here")
@@ -298,7 +328,11 @@ impl BodyCx<'_> {
                 self.body.stmts.push(Stmt::SetParam(v));
             }
             _ => {
-                let found = self.names.iter().find(|(n, ..)| n == name).map(|(_, b, s, _)| (*b, *s));
+                let found = self
+                    .names
+                    .iter()
+                    .find(|(n, ..)| n == name)
+                    .map(|(_, b, s, _)| (*b, *s));
                 match found {
                     Some((Binding::State(id), _)) => {
                         let st = self.body.states[id].clone();
@@ -388,8 +422,13 @@ impl BodyCx<'_> {
     fn expr(&mut self, e: &ast::Expr) -> ExprId {
         match &e.kind {
             ExprKind::Number { value, is_int } => {
-                let kind = if *is_int { ValueKind::Int } else { ValueKind::Real };
-                self.body.push(Expr::Const(*value), Self::ty(kind, Extent::Uniform), e.span)
+                let kind = if *is_int {
+                    ValueKind::Int
+                } else {
+                    ValueKind::Real
+                };
+                self.body
+                    .push(Expr::Const(*value), Self::ty(kind, Extent::Uniform), e.span)
             }
             ExprKind::Bool(b) => self.body.push(
                 Expr::Const(f64::from(u8::from(*b))),
@@ -407,7 +446,10 @@ impl BodyCx<'_> {
                 if !ok {
                     let (what, help) = match op {
                         UnOp::Neg => ("cannot negate a bool", "use `not` for booleans"),
-                        UnOp::Not => ("`not` applies to booleans", "compare first, e.g. `not (x > 0)`"),
+                        UnOp::Not => (
+                            "`not` applies to booleans",
+                            "compare first, e.g. `not (x > 0)`",
+                        ),
                     };
                     self.cx.diags.push(
                         Diagnostic::error("E0120", e.span, what)
@@ -432,7 +474,8 @@ impl BodyCx<'_> {
                     BinOp::Cmp(c) => {
                         let both_bool = tx.kind == ValueKind::Bool && ty.kind == ValueKind::Bool;
                         let any_bool = tx.kind == ValueKind::Bool || ty.kind == ValueKind::Bool;
-                        if any_bool && !(both_bool && matches!(c, ast::CmpOp::Eq | ast::CmpOp::Ne)) {
+                        if any_bool && !(both_bool && matches!(c, ast::CmpOp::Eq | ast::CmpOp::Ne))
+                        {
                             self.op_mismatch(*op, tx, ty, e.span);
                         }
                         ValueKind::Bool
@@ -441,14 +484,18 @@ impl BodyCx<'_> {
                         if tx.kind == ValueKind::Bool || ty.kind == ValueKind::Bool {
                             self.op_mismatch(*op, tx, ty, e.span);
                         }
-                        if tx.kind == ValueKind::Int && ty.kind == ValueKind::Int && !matches!(op, BinOp::Div | BinOp::Pow) {
+                        if tx.kind == ValueKind::Int
+                            && ty.kind == ValueKind::Int
+                            && !matches!(op, BinOp::Div | BinOp::Pow)
+                        {
                             ValueKind::Int
                         } else {
                             ValueKind::Real
                         }
                     }
                 };
-                self.body.push(Expr::Binary(*op, x, y), Self::ty(kind, extent), e.span)
+                self.body
+                    .push(Expr::Binary(*op, x, y), Self::ty(kind, extent), e.span)
             }
             ExprKind::If(c, a, b) => {
                 let c = self.expr(c);
@@ -458,9 +505,16 @@ impl BodyCx<'_> {
                 if tc.kind != ValueKind::Bool {
                     let span = self.body.spans[c];
                     self.cx.diags.push(
-                        Diagnostic::error("E0120", span, format!("the condition of `if` must be bool, found {}", tc.kind.name()))
-                            .with_label("not a condition")
-                            .with_help("compare it: e.g. `if x > 0 then ... else ...`"),
+                        Diagnostic::error(
+                            "E0120",
+                            span,
+                            format!(
+                                "the condition of `if` must be bool, found {}",
+                                tc.kind.name()
+                            ),
+                        )
+                        .with_label("not a condition")
+                        .with_help("compare it: e.g. `if x > 0 then ... else ...`"),
                     );
                 }
                 if (tx.kind == ValueKind::Bool) != (ty.kind == ValueKind::Bool) {
@@ -468,23 +522,38 @@ impl BodyCx<'_> {
                         Diagnostic::error(
                             "E0120",
                             e.span,
-                            format!("the branches of `if` differ: {} and {}", tx.kind.name(), ty.kind.name()),
+                            format!(
+                                "the branches of `if` differ: {} and {}",
+                                tx.kind.name(),
+                                ty.kind.name()
+                            ),
                         )
                         .with_label("branches must have the same type")
                         .with_help("make both branches numbers, or both booleans"),
                     );
                 }
-                let kind = if tx.kind == ty.kind { tx.kind } else { ValueKind::Real };
+                let kind = if tx.kind == ty.kind {
+                    tx.kind
+                } else {
+                    ValueKind::Real
+                };
                 let extent = tc.extent.max(tx.extent).max(ty.extent);
-                self.body.push(Expr::Select(c, x, y), Self::ty(kind, extent), e.span)
+                self.body
+                    .push(Expr::Select(c, x, y), Self::ty(kind, extent), e.span)
             }
             ExprKind::Call { callee, args } => self.call(callee, args, e.span),
             ExprKind::Index(base, idx) => self.index(base, idx, e.span),
             ExprKind::List(_) | ExprKind::Map(_) => {
                 self.cx.diags.push(
-                    Diagnostic::error("E0120", e.span, "lists and maps are hyperparameter values, not body values")
-                        .with_label("not allowed here")
-                        .with_help("declare a list parameter (e.g. `betas: [real]`) and index it: `betas[0]`"),
+                    Diagnostic::error(
+                        "E0120",
+                        e.span,
+                        "lists and maps are hyperparameter values, not body values",
+                    )
+                    .with_label("not allowed here")
+                    .with_help(
+                        "declare a list parameter (e.g. `betas: [real]`) and index it: `betas[0]`",
+                    ),
                 );
                 self.error_expr(e.span)
             }
@@ -504,7 +573,12 @@ impl BodyCx<'_> {
             Diagnostic::error(
                 "E0120",
                 span,
-                format!("`{}` does not apply to {} and {}", op.symbol(), a.kind.name(), b.kind.name()),
+                format!(
+                    "`{}` does not apply to {} and {}",
+                    op.symbol(),
+                    a.kind.name(),
+                    b.kind.name()
+                ),
             )
             .with_label("mismatched operands")
             .with_help(match op {
@@ -524,7 +598,8 @@ impl BodyCx<'_> {
                 }
                 Binding::State(id) => {
                     let extent = self.body.states[id].extent;
-                    self.body.push(Expr::State(id), Self::ty(ValueKind::Real, extent), span)
+                    self.body
+                        .push(Expr::State(id), Self::ty(ValueKind::Real, extent), span)
                 }
             };
         }
@@ -533,19 +608,47 @@ impl BodyCx<'_> {
             "grad" if stage => {
                 if self.in_state_init {
                     self.cx.diags.push(
-                        Diagnostic::error("E0130", span, "a state's initial value cannot read `grad`")
-                            .with_label("no gradient exists when state is created")
-                            .with_help("start from a constant or from `param`, and update it in the body"),
+                        Diagnostic::error(
+                            "E0130",
+                            span,
+                            "a state's initial value cannot read `grad`",
+                        )
+                        .with_label("no gradient exists when state is created")
+                        .with_help(
+                            "start from a constant or from `param`, and update it in the body",
+                        ),
                     );
                 }
-                return self.body.push(Expr::Grad, Self::ty(ValueKind::Real, Extent::Element), span);
+                return self.body.push(
+                    Expr::Grad,
+                    Self::ty(ValueKind::Real, Extent::Element),
+                    span,
+                );
             }
             "param" if stage => {
-                return self.body.push(Expr::Param, Self::ty(ValueKind::Real, Extent::Element), span);
+                return self.body.push(
+                    Expr::Param,
+                    Self::ty(ValueKind::Real, Extent::Element),
+                    span,
+                );
             }
-            "step" if stage => return self.body.push(Expr::Step, Self::ty(ValueKind::Int, Extent::Uniform), span),
-            "count" if !stage => return self.body.push(Expr::Count, Self::ty(ValueKind::Int, Extent::Uniform), span),
-            "pi" => return self.body.push(Expr::Const(std::f64::consts::PI), Self::ty(ValueKind::Real, Extent::Uniform), span),
+            "step" if stage => {
+                return self
+                    .body
+                    .push(Expr::Step, Self::ty(ValueKind::Int, Extent::Uniform), span)
+            }
+            "count" if !stage => {
+                return self
+                    .body
+                    .push(Expr::Count, Self::ty(ValueKind::Int, Extent::Uniform), span)
+            }
+            "pi" => {
+                return self.body.push(
+                    Expr::Const(std::f64::consts::PI),
+                    Self::ty(ValueKind::Real, Extent::Uniform),
+                    span,
+                )
+            }
             _ => {}
         }
         if let Some(i) = self.params().iter().position(|p| p.name == n) {
@@ -557,9 +660,13 @@ impl BodyCx<'_> {
                 TypeExpr::List(_) | TypeExpr::Map(..) => {
                     let pname = p.name.clone();
                     self.cx.diags.push(
-                        Diagnostic::error("E0170", span, format!("`{pname}` is a list; use one of its elements"))
-                            .with_label("a list, not a number")
-                            .with_help(format!("index it, e.g. `{pname}[0]`")),
+                        Diagnostic::error(
+                            "E0170",
+                            span,
+                            format!("`{pname}` is a list; use one of its elements"),
+                        )
+                        .with_label("a list, not a number")
+                        .with_help(format!("index it, e.g. `{pname}[0]`")),
                     );
                     return self.error_expr(span);
                 }
@@ -569,9 +676,15 @@ impl BodyCx<'_> {
         }
         if !stage && matches!(n, "grad" | "param") {
             self.cx.diags.push(
-                Diagnostic::error("E0130", span, format!("per-element value `{n}` used in a schedule"))
-                    .with_label(format!("`{n}` has one value per element"))
-                    .with_help("a schedule is one number per step, a function of `count` and its parameters"),
+                Diagnostic::error(
+                    "E0130",
+                    span,
+                    format!("per-element value `{n}` used in a schedule"),
+                )
+                .with_label(format!("`{n}` has one value per element"))
+                .with_help(
+                    "a schedule is one number per step, a function of `count` and its parameters",
+                ),
             );
             return self.error_expr(span);
         }
@@ -598,28 +711,45 @@ impl BodyCx<'_> {
     fn index(&mut self, base: &ast::Expr, idx: &ast::Expr, span: Span) -> ExprId {
         let ExprKind::Name(n) = &base.kind else {
             self.cx.diags.push(
-                Diagnostic::error("E0170", base.span, "only a list hyperparameter can be indexed")
-                    .with_label("not a list")
-                    .with_help("declare e.g. `betas: [real]` and write `betas[0]`"),
+                Diagnostic::error(
+                    "E0170",
+                    base.span,
+                    "only a list hyperparameter can be indexed",
+                )
+                .with_label("not a list")
+                .with_help("declare e.g. `betas: [real]` and write `betas[0]`"),
             );
             return self.error_expr(span);
         };
         let pi = self.params().iter().position(|p| p.name == *n);
         let Some(pi) = pi.filter(|&i| matches!(self.params()[i].ty, TypeExpr::List(_))) else {
             self.cx.diags.push(
-                Diagnostic::error("E0170", base.span, format!("`{n}` is not a list hyperparameter"))
-                    .with_label("cannot be indexed")
-                    .with_help("only parameters declared with a list type such as `[real]` can be indexed"),
+                Diagnostic::error(
+                    "E0170",
+                    base.span,
+                    format!("`{n}` is not a list hyperparameter"),
+                )
+                .with_label("cannot be indexed")
+                .with_help(
+                    "only parameters declared with a list type such as `[real]` can be indexed",
+                ),
             );
             return self.error_expr(span);
         };
         let k = match &idx.kind {
-            ExprKind::Number { value, is_int: true } if *value >= 0.0 => *value as usize,
+            ExprKind::Number {
+                value,
+                is_int: true,
+            } if *value >= 0.0 => *value as usize,
             _ => {
                 self.cx.diags.push(
-                    Diagnostic::error("E0170", idx.span, "a list index must be a whole-number literal")
-                        .with_label("not a literal index")
-                        .with_help("write e.g. `betas[0]`"),
+                    Diagnostic::error(
+                        "E0170",
+                        idx.span,
+                        "a list index must be a whole-number literal",
+                    )
+                    .with_label("not a literal index")
+                    .with_help("write e.g. `betas[0]`"),
                 );
                 return self.error_expr(span);
             }
@@ -630,7 +760,8 @@ impl BodyCx<'_> {
             _ => ValueKind::Real,
         };
         let extent = self.hyper_extent();
-        self.body.push(Expr::HyperIndex(pi, k), Self::ty(kind, extent), span)
+        self.body
+            .push(Expr::HyperIndex(pi, k), Self::ty(kind, extent), span)
     }
 
     fn call(&mut self, callee: &ast::Ident, args: &[ast::Arg], span: Span) -> ExprId {
@@ -640,12 +771,21 @@ impl BodyCx<'_> {
             if let Some(scope) = args.get(1).and_then(|a| scope_of(&a.value)) {
                 return self.reduction(*op, scope, args, span);
             }
-            if matches!(op, ReduceOp::Norm | ReduceOp::Sum | ReduceOp::Mean | ReduceOp::AllFinite) {
+            if matches!(
+                op,
+                ReduceOp::Norm | ReduceOp::Sum | ReduceOp::Mean | ReduceOp::AllFinite
+            ) {
                 let scope_span = args.get(1).map(|a| a.value.span).unwrap_or(callee.span);
                 self.cx.diags.push(
-                    Diagnostic::error("E0131", scope_span, format!("`{name}` needs a scope: `tensor`, `group` or `global`"))
-                        .with_label("missing or unknown scope")
-                        .with_help(format!("write e.g. `{name}(grad, global)` for one value over every tensor")),
+                    Diagnostic::error(
+                        "E0131",
+                        scope_span,
+                        format!("`{name}` needs a scope: `tensor`, `group` or `global`"),
+                    )
+                    .with_label("missing or unknown scope")
+                    .with_help(format!(
+                        "write e.g. `{name}(grad, global)` for one value over every tensor"
+                    )),
                 );
                 return self.error_expr(span);
             }
@@ -662,9 +802,13 @@ impl BodyCx<'_> {
                 if self.params()[pi].ty == TypeExpr::Scalar(ScalarType::Schedule) {
                     if args.len() != 1 || args[0].name.is_some() {
                         self.cx.diags.push(
-                            Diagnostic::error("E0150", span, format!("schedule `{name}` takes one count"))
-                                .with_label("wrong arguments")
-                                .with_help(format!("write `{name}(count - 10)`")),
+                            Diagnostic::error(
+                                "E0150",
+                                span,
+                                format!("schedule `{name}` takes one count"),
+                            )
+                            .with_label("wrong arguments")
+                            .with_help(format!("write `{name}(count - 10)`")),
                         );
                         return self.error_expr(span);
                     }
@@ -681,7 +825,11 @@ impl BodyCx<'_> {
             }
             if let Some(&def) = self.scope.names.get(name) {
                 if self.cx.program.defs[def].kind == DefKind::Schedule {
-                    let at = self.body.push(Expr::Count, Self::ty(ValueKind::Int, Extent::Uniform), span);
+                    let at = self.body.push(
+                        Expr::Count,
+                        Self::ty(ValueKind::Int, Extent::Uniform),
+                        span,
+                    );
                     return self.sched_call(def, callee, args, at, span);
                 }
             }
@@ -689,12 +837,20 @@ impl BodyCx<'_> {
         if let Some(&def) = self.scope.names.get(name) {
             let kind = self.cx.program.defs[def].kind.keyword();
             self.cx.diags.push(
-                Diagnostic::error("E0144", callee.span, format!("`{name}` is a {kind} and cannot be called inside a body"))
-                    .with_label("definition called as a function")
-                    .with_help(match self.kind {
-                        DefKind::Schedule => "only schedules can be called inside a schedule".to_string(),
-                        _ => format!("compose it in a chain instead: `optimizer mine(...) = {name}(...) |> ...`"),
-                    }),
+                Diagnostic::error(
+                    "E0144",
+                    callee.span,
+                    format!("`{name}` is a {kind} and cannot be called inside a body"),
+                )
+                .with_label("definition called as a function")
+                .with_help(match self.kind {
+                    DefKind::Schedule => {
+                        "only schedules can be called inside a schedule".to_string()
+                    }
+                    _ => format!(
+                        "compose it in a chain instead: `optimizer mine(...) = {name}(...) |> ...`"
+                    ),
+                }),
             );
             return self.error_expr(span);
         }
@@ -703,14 +859,25 @@ impl BodyCx<'_> {
         self.error_expr(span)
     }
 
-    fn sched_call(&mut self, def: DefId, callee: &ast::Ident, args: &[ast::Arg], at: ExprId, span: Span) -> ExprId {
+    fn sched_call(
+        &mut self,
+        def: DefId,
+        callee: &ast::Ident,
+        args: &[ast::Arg],
+        at: ExprId,
+        span: Span,
+    ) -> ExprId {
         let params = self.params().to_vec();
         let names = HyperNames::Params(&params);
-        let Some(hargs) = hyper::check_call_args(self.cx, self.scope, &names, def, args, callee) else {
+        let Some(hargs) = hyper::check_call_args(self.cx, self.scope, &names, def, args, callee)
+        else {
             return self.error_expr(span);
         };
-        self.body
-            .push(Expr::SchedCall(def, hargs, at), Self::ty(ValueKind::Real, Extent::Uniform), span)
+        self.body.push(
+            Expr::SchedCall(def, hargs, at),
+            Self::ty(ValueKind::Real, Extent::Uniform),
+            span,
+        )
     }
 
     /// `at(s, x)`: a schedule (a parameter or a call) evaluated at count x.
@@ -726,11 +893,22 @@ impl BodyCx<'_> {
         let x = self.expr(&args[1].value);
         match &args[0].value.kind {
             ExprKind::Name(n) => {
-                if let Some(pi) = self.params().iter().position(|p| p.name == *n && p.ty == TypeExpr::Scalar(ScalarType::Schedule)) {
-                    return self.body.push(Expr::ScheduleAt(pi, x), Self::ty(ValueKind::Real, Extent::Uniform), span);
+                if let Some(pi) = self
+                    .params()
+                    .iter()
+                    .position(|p| p.name == *n && p.ty == TypeExpr::Scalar(ScalarType::Schedule))
+                {
+                    return self.body.push(
+                        Expr::ScheduleAt(pi, x),
+                        Self::ty(ValueKind::Real, Extent::Uniform),
+                        span,
+                    );
                 }
             }
-            ExprKind::Call { callee: inner, args: inner_args } => {
+            ExprKind::Call {
+                callee: inner,
+                args: inner_args,
+            } => {
                 if let Some(&def) = self.scope.names.get(&inner.name) {
                     if self.cx.program.defs[def].kind == DefKind::Schedule {
                         return self.sched_call(def, inner, inner_args, x, span);
@@ -740,20 +918,35 @@ impl BodyCx<'_> {
             _ => {}
         }
         self.cx.diags.push(
-            Diagnostic::error("E0150", args[0].value.span, format!("`{}` needs a schedule first", callee.name))
-                .with_label("not a schedule")
-                .with_help(builtin_usage("at")),
+            Diagnostic::error(
+                "E0150",
+                args[0].value.span,
+                format!("`{}` needs a schedule first", callee.name),
+            )
+            .with_label("not a schedule")
+            .with_help(builtin_usage("at")),
         );
         self.error_expr(span)
     }
 
-    fn positional(&mut self, callee: &ast::Ident, args: &[ast::Arg], arity: usize, span: Span) -> Option<Vec<ExprId>> {
+    fn positional(
+        &mut self,
+        callee: &ast::Ident,
+        args: &[ast::Arg],
+        arity: usize,
+        span: Span,
+    ) -> Option<Vec<ExprId>> {
         if args.len() != arity || args.iter().any(|a| a.name.is_some()) {
             self.cx.diags.push(
                 Diagnostic::error(
                     "E0150",
                     span,
-                    format!("`{}` takes {arity} argument{}, given {}", callee.name, if arity == 1 { "" } else { "s" }, args.len()),
+                    format!(
+                        "`{}` takes {arity} argument{}, given {}",
+                        callee.name,
+                        if arity == 1 { "" } else { "s" },
+                        args.len()
+                    ),
                 )
                 .with_label("wrong number of arguments")
                 .with_help(builtin_usage(&callee.name)),
@@ -763,7 +956,14 @@ impl BodyCx<'_> {
         Some(args.iter().map(|a| self.expr(&a.value)).collect())
     }
 
-    fn builtin(&mut self, b: Builtin, arity: usize, callee: &ast::Ident, args: &[ast::Arg], span: Span) -> ExprId {
+    fn builtin(
+        &mut self,
+        b: Builtin,
+        arity: usize,
+        callee: &ast::Ident,
+        args: &[ast::Arg],
+        span: Span,
+    ) -> ExprId {
         let Some(xs) = self.positional(callee, args, arity, span) else {
             return self.error_expr(span);
         };
@@ -774,22 +974,29 @@ impl BodyCx<'_> {
             if t.kind == ValueKind::Bool {
                 let s = self.body.spans[x];
                 self.cx.diags.push(
-                    Diagnostic::error("E0120", s, format!("`{}` needs a number, found bool", callee.name))
-                        .with_label("bool")
-                        .with_help("use `if cond then a else b` to turn a condition into a number"),
+                    Diagnostic::error(
+                        "E0120",
+                        s,
+                        format!("`{}` needs a number, found bool", callee.name),
+                    )
+                    .with_label("bool")
+                    .with_help("use `if cond then a else b` to turn a condition into a number"),
                 );
             }
         }
         let kind = match b {
             Builtin::IsFinite | Builtin::IsNone => ValueKind::Bool,
             Builtin::Abs | Builtin::Min | Builtin::Max | Builtin::Clamp | Builtin::Sign
-                if xs.iter().all(|&x| self.body.types[x].kind == ValueKind::Int) =>
+                if xs
+                    .iter()
+                    .all(|&x| self.body.types[x].kind == ValueKind::Int) =>
             {
                 ValueKind::Int
             }
             _ => ValueKind::Real,
         };
-        self.body.push(Expr::Call(b, xs), Self::ty(kind, extent), span)
+        self.body
+            .push(Expr::Call(b, xs), Self::ty(kind, extent), span)
     }
 
     fn reduction(&mut self, op: ReduceOp, scope: RScope, args: &[ast::Arg], span: Span) -> ExprId {
@@ -803,9 +1010,13 @@ impl BodyCx<'_> {
         }
         if args.len() != 2 {
             self.cx.diags.push(
-                Diagnostic::error("E0150", span, format!("`{}` takes a value and a scope", op.name()))
-                    .with_label("wrong number of arguments")
-                    .with_help(format!("write `{}(grad, global)`", op.name())),
+                Diagnostic::error(
+                    "E0150",
+                    span,
+                    format!("`{}` takes a value and a scope", op.name()),
+                )
+                .with_label("wrong number of arguments")
+                .with_help(format!("write `{}(grad, global)`", op.name())),
             );
             return self.error_expr(span);
         }
@@ -814,30 +1025,63 @@ impl BodyCx<'_> {
         if t.extent != Extent::Element {
             let s = self.body.spans[x];
             self.cx.diags.push(
-                Diagnostic::error("E0132", s, format!("`{}` reduces per-element values, found {}", op.name(), t.extent.describe()))
-                    .with_label("nothing to reduce")
-                    .with_help("reduce a per-element value such as `grad`, `param` or a per-element state"),
+                Diagnostic::error(
+                    "E0132",
+                    s,
+                    format!(
+                        "`{}` reduces per-element values, found {}",
+                        op.name(),
+                        t.extent.describe()
+                    ),
+                )
+                .with_label("nothing to reduce")
+                .with_help(
+                    "reduce a per-element value such as `grad`, `param` or a per-element state",
+                ),
             );
         }
         let want_bool = op == ReduceOp::AllFinite;
         if (t.kind == ValueKind::Bool) && !want_bool {
             let s = self.body.spans[x];
             self.cx.diags.push(
-                Diagnostic::error("E0120", s, format!("`{}` needs numbers, found bool", op.name()))
-                    .with_label("bool")
-                    .with_help("reduce numbers; `if c then 1 else 0` counts conditions"),
+                Diagnostic::error(
+                    "E0120",
+                    s,
+                    format!("`{}` needs numbers, found bool", op.name()),
+                )
+                .with_label("bool")
+                .with_help("reduce numbers; `if c then 1 else 0` counts conditions"),
             );
         }
-        let kind = if want_bool { ValueKind::Bool } else { ValueKind::Real };
-        self.body.push(Expr::Reduce(op, scope, x), Self::ty(kind, scope.extent()), span)
+        let kind = if want_bool {
+            ValueKind::Bool
+        } else {
+            ValueKind::Real
+        };
+        self.body.push(
+            Expr::Reduce(op, scope, x),
+            Self::ty(kind, scope.extent()),
+            span,
+        )
     }
 
-    fn list_op(&mut self, op: ListOp, arity: usize, callee: &ast::Ident, args: &[ast::Arg], span: Span) -> ExprId {
+    fn list_op(
+        &mut self,
+        op: ListOp,
+        arity: usize,
+        callee: &ast::Ident,
+        args: &[ast::Arg],
+        span: Span,
+    ) -> ExprId {
         if args.len() != arity || args.iter().any(|a| a.name.is_some()) {
             self.cx.diags.push(
-                Diagnostic::error("E0150", span, format!("`{}` takes {arity} arguments", callee.name))
-                    .with_label("wrong arguments")
-                    .with_help(builtin_usage(&callee.name)),
+                Diagnostic::error(
+                    "E0150",
+                    span,
+                    format!("`{}` takes {arity} arguments", callee.name),
+                )
+                .with_label("wrong arguments")
+                .with_help(builtin_usage(&callee.name)),
             );
             return self.error_expr(span);
         }
@@ -854,23 +1098,37 @@ impl BodyCx<'_> {
         };
         let Some(pi) = list_param(self, &args[0].value, first_ok) else {
             self.cx.diags.push(
-                Diagnostic::error("E0170", args[0].value.span, format!("`{}` needs a list parameter here", callee.name))
-                    .with_label("not a list parameter of this schedule")
-                    .with_help(builtin_usage(&callee.name)),
+                Diagnostic::error(
+                    "E0170",
+                    args[0].value.span,
+                    format!("`{}` needs a list parameter here", callee.name),
+                )
+                .with_label("not a list parameter of this schedule")
+                .with_help(builtin_usage(&callee.name)),
             );
             return self.error_expr(span);
         };
         let mut rest = Vec::new();
         if op == ListOp::Join {
-            let Some(bi) = list_param(self, &args[1].value, |t| *t == TypeExpr::List(ScalarType::Int)) else {
+            let Some(bi) = list_param(self, &args[1].value, |t| {
+                *t == TypeExpr::List(ScalarType::Int)
+            }) else {
                 self.cx.diags.push(
-                    Diagnostic::error("E0170", args[1].value.span, "`join` needs the boundaries as an `[int]` parameter")
-                        .with_label("not an [int] parameter")
-                        .with_help(builtin_usage("join")),
+                    Diagnostic::error(
+                        "E0170",
+                        args[1].value.span,
+                        "`join` needs the boundaries as an `[int]` parameter",
+                    )
+                    .with_label("not an [int] parameter")
+                    .with_help(builtin_usage("join")),
                 );
                 return self.error_expr(span);
             };
-            let b = self.body.push(Expr::Hyper(bi), Self::ty(ValueKind::Int, Extent::Uniform), args[1].value.span);
+            let b = self.body.push(
+                Expr::Hyper(bi),
+                Self::ty(ValueKind::Int, Extent::Uniform),
+                args[1].value.span,
+            );
             rest.push(b);
             rest.push(self.expr(&args[2].value));
         } else {
@@ -883,7 +1141,11 @@ impl BodyCx<'_> {
         } else {
             ValueKind::Real
         };
-        self.body.push(Expr::List(op, pi, rest), Self::ty(kind, Extent::Uniform), span)
+        self.body.push(
+            Expr::List(op, pi, rest),
+            Self::ty(kind, Extent::Uniform),
+            span,
+        )
     }
 
     fn warn_unused(&mut self) {
@@ -898,7 +1160,9 @@ impl BodyCx<'_> {
             self.cx.diags.push(
                 Diagnostic::warning(code, *span, format!("unused {what} `{name}`"))
                     .with_label("never read")
-                    .with_help(format!("remove it, or prefix it with `_` (`_{name}`) to keep it quiet")),
+                    .with_help(format!(
+                        "remove it, or prefix it with `_` (`_{name}`) to keep it quiet"
+                    )),
             );
         }
     }

@@ -51,7 +51,10 @@ impl HType {
         match t {
             TypeExpr::Scalar(s) => HType::of_scalar(*s),
             TypeExpr::List(s) => HType::List(Box::new(HType::of_scalar(*s))),
-            TypeExpr::Map(k, v) => HType::Map(Box::new(HType::of_scalar(*k)), Box::new(HType::of_scalar(*v))),
+            TypeExpr::Map(k, v) => HType::Map(
+                Box::new(HType::of_scalar(*k)),
+                Box::new(HType::of_scalar(*v)),
+            ),
         }
     }
 }
@@ -89,9 +92,13 @@ pub(crate) fn const_value(cx: &mut Checker, e: &ast::Expr) -> Option<HyperValue>
         Ok(v) => Some(v),
         Err(msg) => {
             cx.diags.push(
-                Diagnostic::error("E0180", e.span, format!("cannot evaluate this value: {msg}"))
-                    .with_label("here")
-                    .with_help("write a literal such as `0.9`, `1e-8`, `true` or `[0.9, 0.999]`"),
+                Diagnostic::error(
+                    "E0180",
+                    e.span,
+                    format!("cannot evaluate this value: {msg}"),
+                )
+                .with_label("here")
+                .with_help("write a literal such as `0.9`, `1e-8`, `true` or `[0.9, 0.999]`"),
             );
             None
         }
@@ -108,7 +115,8 @@ pub(crate) fn coerce_value(
 ) -> Option<HyperValue> {
     let vt = value_type(&v);
     if !assignable(&vt, &HType::of_type(ty)) {
-        cx.diags.push(type_mismatch(span, pname, &HType::of_type(ty), &vt));
+        cx.diags
+            .push(type_mismatch(span, pname, &HType::of_type(ty), &vt));
         return None;
     }
     Some(v)
@@ -123,7 +131,10 @@ pub(crate) fn value_type(v: &HyperValue) -> HType {
         HyperValue::List(items) => match items.first() {
             None => HType::EmptyList,
             Some(first) => {
-                let t = items.iter().skip(1).fold(value_type(first), |acc, x| join(&acc, &value_type(x)));
+                let t = items
+                    .iter()
+                    .skip(1)
+                    .fold(value_type(first), |acc, x| join(&acc, &value_type(x)));
                 HType::List(Box::new(t))
             }
         },
@@ -141,14 +152,22 @@ pub(crate) fn value_type(v: &HyperValue) -> HType {
 fn join(a: &HType, b: &HType) -> HType {
     match (a, b) {
         (HType::Int, HType::Real) | (HType::Real, HType::Int) => HType::Real,
-        (HType::Schedule, HType::Real | HType::Int) | (HType::Real | HType::Int, HType::Schedule) => HType::Schedule,
+        (HType::Schedule, HType::Real | HType::Int)
+        | (HType::Real | HType::Int, HType::Schedule) => HType::Schedule,
         _ => a.clone(),
     }
 }
 
-pub(crate) fn type_mismatch(span: Span, pname: &str, expected: &HType, found: &HType) -> Diagnostic {
+pub(crate) fn type_mismatch(
+    span: Span,
+    pname: &str,
+    expected: &HType,
+    found: &HType,
+) -> Diagnostic {
     let help = match (expected, found) {
-        (HType::Int, HType::Real) => format!("`{pname}` counts steps: write a whole number such as `1000`"),
+        (HType::Int, HType::Real) => {
+            format!("`{pname}` counts steps: write a whole number such as `1000`")
+        }
         (HType::Bool, _) => format!("`{pname}` is a switch: write `true` or `false`"),
         (HType::List(_), _) => format!("`{pname}` takes a list such as `[0.9, 0.999]`"),
         _ => format!("pass a {} for `{pname}`", expected.name()),
@@ -156,7 +175,11 @@ pub(crate) fn type_mismatch(span: Span, pname: &str, expected: &HType, found: &H
     Diagnostic::error(
         "E0120",
         span,
-        format!("`{pname}` expects {}, found {}", expected.name(), found.name()),
+        format!(
+            "`{pname}` expects {}, found {}",
+            expected.name(),
+            found.name()
+        ),
     )
     .with_label(format!("this is {}", found.name()))
     .with_help(help)
@@ -164,11 +187,18 @@ pub(crate) fn type_mismatch(span: Span, pname: &str, expected: &HType, found: &H
 
 /// Reports values outside a parameter's declared range. Schedules other than constants
 /// cannot be bounded here and pass.
-pub(crate) fn check_range(cx: &mut Checker, v: &HyperValue, r: &ValueRange, span: Span, pname: &str, def: &str) -> bool {
+pub(crate) fn check_range(
+    cx: &mut Checker,
+    v: &HyperValue,
+    r: &ValueRange,
+    span: Span,
+    pname: &str,
+    def: &str,
+) -> bool {
     match v {
-        HyperValue::List(items) | HyperValue::PerGroup(items) => {
-            items.iter().all(|x| check_range(cx, x, r, span, pname, def))
-        }
+        HyperValue::List(items) | HyperValue::PerGroup(items) => items
+            .iter()
+            .all(|x| check_range(cx, x, r, span, pname, def)),
         _ => {
             let Some(x) = v.as_f64() else { return true };
             if x.is_nan() || r.contains(x) {
@@ -178,7 +208,11 @@ pub(crate) fn check_range(cx: &mut Checker, v: &HyperValue, r: &ValueRange, span
                 Diagnostic::error(
                     "E0121",
                     span,
-                    format!("`{pname}` of `{def}` must be in {}, but is {}", r.describe(), fmt_num(x)),
+                    format!(
+                        "`{pname}` of `{def}` must be in {}, but is {}",
+                        r.describe(),
+                        fmt_num(x)
+                    ),
                 )
                 .with_label(format!("outside {}", r.describe()))
                 .with_help(range_help(pname, r)),
@@ -200,7 +234,12 @@ fn range_help(pname: &str, r: &ValueRange) -> String {
 }
 
 /// Checks one hyperparameter expression; returns it with its type.
-pub(crate) fn check_hyper(cx: &mut Checker, scope: &Scope, names: &HyperNames, e: &ast::Expr) -> Option<(HyperExpr, HType)> {
+pub(crate) fn check_hyper(
+    cx: &mut Checker,
+    scope: &Scope,
+    names: &HyperNames,
+    e: &ast::Expr,
+) -> Option<(HyperExpr, HType)> {
     match &e.kind {
         ExprKind::Number { value, is_int } => {
             if *is_int && value.abs() < 9.0e15 {
@@ -236,10 +275,17 @@ pub(crate) fn check_hyper(cx: &mut Checker, scope: &Scope, names: &HyperNames, e
                     Diagnostic::error(
                         "E0120",
                         e.span,
-                        format!("`{}` does not combine {} and {}", op.symbol(), ta.name(), tb.name()),
+                        format!(
+                            "`{}` does not combine {} and {}",
+                            op.symbol(),
+                            ta.name(),
+                            tb.name()
+                        ),
                     )
                     .with_label("these operands do not fit")
-                    .with_help("arithmetic applies to numbers and schedules; `and`/`or` to booleans"),
+                    .with_help(
+                        "arithmetic applies to numbers and schedules; `and`/`or` to booleans",
+                    ),
                 );
                 return None;
             };
@@ -254,10 +300,16 @@ pub(crate) fn check_hyper(cx: &mut Checker, scope: &Scope, names: &HyperNames, e
                     Diagnostic::error(
                         "E0144",
                         callee.span,
-                        format!("`{}` is {} {kind}, not a schedule", callee.name, article(kind)),
+                        format!(
+                            "`{}` is {} {kind}, not a schedule",
+                            callee.name,
+                            article(kind)
+                        ),
                     )
                     .with_label("not a value")
-                    .with_help("transforms and optimizers go in a recipe's `update = ... |> ...` chain"),
+                    .with_help(
+                        "transforms and optimizers go in a recipe's `update = ... |> ...` chain",
+                    ),
                 );
                 return None;
             }
@@ -275,7 +327,9 @@ pub(crate) fn check_hyper(cx: &mut Checker, scope: &Scope, names: &HyperNames, e
                 });
                 hs.push(h);
             }
-            let t = t.map(|t| HType::List(Box::new(t))).unwrap_or(HType::EmptyList);
+            let t = t
+                .map(|t| HType::List(Box::new(t)))
+                .unwrap_or(HType::EmptyList);
             Some((HyperExpr::List(hs), t))
         }
         ExprKind::Map(entries) => check_map(cx, scope, names, entries, e.span),
@@ -285,21 +339,36 @@ pub(crate) fn check_hyper(cx: &mut Checker, scope: &Scope, names: &HyperNames, e
             let (hb, tb) = check_hyper(cx, scope, names, b)?;
             if tc != HType::Bool {
                 cx.diags.push(
-                    Diagnostic::error("E0120", c.span, format!("the condition of `if` must be bool, found {}", tc.name()))
-                        .with_label("not a condition")
-                        .with_help("compare it: e.g. `if x > 0 then a else b`"),
+                    Diagnostic::error(
+                        "E0120",
+                        c.span,
+                        format!("the condition of `if` must be bool, found {}", tc.name()),
+                    )
+                    .with_label("not a condition")
+                    .with_help("compare it: e.g. `if x > 0 then a else b`"),
                 );
                 return None;
             }
             if !(assignable(&ta, &tb) || assignable(&tb, &ta)) {
                 cx.diags.push(
-                    Diagnostic::error("E0120", e.span, format!("the branches of `if` differ: {} and {}", ta.name(), tb.name()))
-                        .with_label("branches must have the same type")
-                        .with_help("make both branches the same kind of value"),
+                    Diagnostic::error(
+                        "E0120",
+                        e.span,
+                        format!(
+                            "the branches of `if` differ: {} and {}",
+                            ta.name(),
+                            tb.name()
+                        ),
+                    )
+                    .with_label("branches must have the same type")
+                    .with_help("make both branches the same kind of value"),
                 );
                 return None;
             }
-            Some((HyperExpr::If(Box::new(hc), Box::new(ha), Box::new(hb)), join(&ta, &tb)))
+            Some((
+                HyperExpr::If(Box::new(hc), Box::new(ha), Box::new(hb)),
+                join(&ta, &tb),
+            ))
         }
         ExprKind::Index(..) => {
             cx.diags.push(
@@ -313,7 +382,9 @@ pub(crate) fn check_hyper(cx: &mut Checker, scope: &Scope, names: &HyperNames, e
             cx.diags.push(
                 Diagnostic::error("E0144", e.span, "a chain (`|>`) is not a value")
                     .with_label("chain used as a value")
-                    .with_help("chains belong in `update = ...` or in a definition's `= a |> b` body"),
+                    .with_help(
+                        "chains belong in `update = ...` or in a definition's `= a |> b` body",
+                    ),
             );
             None
         }
@@ -343,7 +414,8 @@ fn binary_type(op: ast::BinOp, a: &HType, b: &HType) -> Option<HType> {
         And | Or => (a == &HType::Bool && b == &HType::Bool).then_some(HType::Bool)?,
         Cmp(_) => {
             let numeric = |t: &HType| matches!(t, HType::Real | HType::Int);
-            ((numeric(a) && numeric(b)) || (a == &HType::Bool && b == &HType::Bool)).then_some(HType::Bool)?
+            ((numeric(a) && numeric(b)) || (a == &HType::Bool && b == &HType::Bool))
+                .then_some(HType::Bool)?
         }
         _ => match (a, b) {
             (HType::Schedule, HType::Real | HType::Int | HType::Schedule)
@@ -353,10 +425,20 @@ fn binary_type(op: ast::BinOp, a: &HType, b: &HType) -> Option<HType> {
             _ => return None,
         },
     };
-    Some(if grouped { HType::Groups(Box::new(t)) } else { t })
+    Some(if grouped {
+        HType::Groups(Box::new(t))
+    } else {
+        t
+    })
 }
 
-fn resolve_name(cx: &mut Checker, scope: &Scope, names: &HyperNames, n: &str, span: Span) -> Option<(HyperExpr, HType)> {
+fn resolve_name(
+    cx: &mut Checker,
+    scope: &Scope,
+    names: &HyperNames,
+    n: &str,
+    span: Span,
+) -> Option<(HyperExpr, HType)> {
     if n == "none" {
         // An absent optional value; bodies test it with `is_none`.
         return Some((HyperExpr::Value(HyperValue::Real(f64::NAN)), HType::Real));
@@ -430,7 +512,10 @@ fn check_map(
             vt = t;
             out.push((HyperExpr::Value(key), h));
         }
-        return Some((HyperExpr::Map(out), HType::Map(Box::new(HType::Int), Box::new(vt))));
+        return Some((
+            HyperExpr::Map(out),
+            HType::Map(Box::new(HType::Int), Box::new(vt)),
+        ));
     }
     let HyperNames::Recipe { groups, .. } = names else {
         cx.diags.push(
@@ -448,23 +533,31 @@ fn check_map(
             cx.diags.push(
                 Diagnostic::error("E0161", v.span, "a per-group value is keyed by group names")
                     .with_label("mixes numbers and group names")
-                    .with_help("write `{decay: 0.1, no_decay: 0.0}` with the names of the recipe's groups"),
+                    .with_help(
+                        "write `{decay: 0.1, no_decay: 0.0}` with the names of the recipe's groups",
+                    ),
             );
             return None;
         };
         let Some(gi) = groups.iter().position(|g| *g == key.name) else {
             let help = match did_you_mean(&key.name, groups.iter().map(String::as_str)) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None if groups.is_empty() => "declare parameter groups in a `groups { ... }` block first".to_string(),
+                None if groups.is_empty() => {
+                    "declare parameter groups in a `groups { ... }` block first".to_string()
+                }
                 None => format!(
                     "the groups are {}",
                     join_ticked(&groups.iter().map(String::as_str).collect::<Vec<_>>())
                 ),
             };
             cx.diags.push(
-                Diagnostic::error("E0161", key.span, format!("there is no group `{}`", key.name))
-                    .with_label("unknown group")
-                    .with_help(help),
+                Diagnostic::error(
+                    "E0161",
+                    key.span,
+                    format!("there is no group `{}`", key.name),
+                )
+                .with_label("unknown group")
+                .with_help(help),
             );
             ok = false;
             continue;
@@ -491,14 +584,21 @@ fn check_map(
         .collect();
     if !missing.is_empty() {
         cx.diags.push(
-            Diagnostic::error("E0161", span, format!("no value for group {}", join_ticked(&missing)))
-                .with_label("every group needs a value")
-                .with_help(format!("add `{}: ...` to this map", missing[0])),
+            Diagnostic::error(
+                "E0161",
+                span,
+                format!("no value for group {}", join_ticked(&missing)),
+            )
+            .with_label("every group needs a value")
+            .with_help(format!("add `{}: ...` to this map", missing[0])),
         );
         return None;
     }
     let items = slots.into_iter().flatten().collect();
-    Some((HyperExpr::PerGroup(items), HType::Groups(Box::new(inner_t.unwrap_or(HType::Real)))))
+    Some((
+        HyperExpr::PerGroup(items),
+        HType::Groups(Box::new(inner_t.unwrap_or(HType::Real))),
+    ))
 }
 
 /// Matches keyword arguments to `def`'s parameters; fills defaults; checks types, and
@@ -520,9 +620,15 @@ pub(crate) fn check_call_args(
         let Some(key) = &a.name else {
             let first = params.first().map(|p| p.name.as_str()).unwrap_or("name");
             cx.diags.push(
-                Diagnostic::error("E0113", a.value.span, format!("arguments to `{def_name}` must be named"))
-                    .with_label("positional argument")
-                    .with_help(format!("write `{first}: ...`; named arguments keep recipes readable and order-proof")),
+                Diagnostic::error(
+                    "E0113",
+                    a.value.span,
+                    format!("arguments to `{def_name}` must be named"),
+                )
+                .with_label("positional argument")
+                .with_help(format!(
+                    "write `{first}: ...`; named arguments keep recipes readable and order-proof"
+                )),
             );
             ok = false;
             continue;
@@ -536,10 +642,14 @@ pub(crate) fn check_call_args(
                 ),
             };
             cx.diags.push(
-                Diagnostic::error("E0110", key.span, format!("`{def_name}` has no parameter `{}`", key.name))
-                    .with_label("unknown keyword")
-                    .with_help(help)
-                    .with_secondary(super::span_of_def(cx, def), "defined here"),
+                Diagnostic::error(
+                    "E0110",
+                    key.span,
+                    format!("`{def_name}` has no parameter `{}`", key.name),
+                )
+                .with_label("unknown keyword")
+                .with_help(help)
+                .with_secondary(super::span_of_def(cx, def), "defined here"),
             );
             ok = false;
             continue;
@@ -561,7 +671,8 @@ pub(crate) fn check_call_args(
         };
         let want = HType::of_type(&params[pi].ty);
         if !assignable(&t, &want) {
-            cx.diags.push(type_mismatch(a.value.span, &params[pi].name, &want, &t));
+            cx.diags
+                .push(type_mismatch(a.value.span, &params[pi].name, &want, &t));
             ok = false;
             continue;
         }
@@ -592,7 +703,11 @@ pub(crate) fn check_call_args(
                             )
                             .with_label(format!("`{}` missing", p.name))
                             .with_secondary(p.span, "declared here")
-                            .with_help(format!("add `{}: ...` ({})", p.name, type_name(&p.ty))),
+                            .with_help(format!(
+                                "add `{}: ...` ({})",
+                                p.name,
+                                type_name(&p.ty)
+                            )),
                         );
                     }
                     ok = false;
@@ -604,7 +719,12 @@ pub(crate) fn check_call_args(
 }
 
 /// A definition written as `= a(...) |> b(...)`: every stage a transform or optimizer.
-pub(crate) fn check_chain_def(cx: &mut Checker, scope: &Scope, id: DefId, e: &ast::Expr) -> Vec<ChainCall> {
+pub(crate) fn check_chain_def(
+    cx: &mut Checker,
+    scope: &Scope,
+    id: DefId,
+    e: &ast::Expr,
+) -> Vec<ChainCall> {
     let params = cx.program.defs[id].params.clone();
     let names = HyperNames::Params(&params);
     let stages: Vec<&ast::Expr> = match &e.kind {
@@ -621,7 +741,12 @@ pub(crate) fn check_chain_def(cx: &mut Checker, scope: &Scope, id: DefId, e: &as
 }
 
 /// One stage of a chain: a call of a transform or optimizer.
-pub(crate) fn check_stage_call(cx: &mut Checker, scope: &Scope, names: &HyperNames, s: &ast::Expr) -> Option<ChainCall> {
+pub(crate) fn check_stage_call(
+    cx: &mut Checker,
+    scope: &Scope,
+    names: &HyperNames,
+    s: &ast::Expr,
+) -> Option<ChainCall> {
     let (callee, args) = match &s.kind {
         ExprKind::Call { callee, args } => (callee.clone(), args.as_slice()),
         ExprKind::Name(n) => (
@@ -633,9 +758,15 @@ pub(crate) fn check_stage_call(cx: &mut Checker, scope: &Scope, names: &HyperNam
         ),
         _ => {
             cx.diags.push(
-                Diagnostic::error("E0144", s.span, "each stage of a chain is a call of a transform or optimizer")
-                    .with_label("not a call")
-                    .with_help("write e.g. `clip_by_global_norm(max_norm: 1.0) |> adam(learning_rate: 1e-3)`"),
+                Diagnostic::error(
+                    "E0144",
+                    s.span,
+                    "each stage of a chain is a call of a transform or optimizer",
+                )
+                .with_label("not a call")
+                .with_help(
+                    "write e.g. `clip_by_global_norm(max_norm: 1.0) |> adam(learning_rate: 1e-3)`",
+                ),
             );
             return None;
         }
@@ -643,15 +774,26 @@ pub(crate) fn check_stage_call(cx: &mut Checker, scope: &Scope, names: &HyperNam
     let def = cx.lookup_def(scope, &callee)?;
     if cx.program.defs[def].kind == DefKind::Schedule {
         cx.diags.push(
-            Diagnostic::error("E0144", callee.span, format!("`{}` is a schedule, not a stage of an update chain", callee.name))
-                .with_label("schedule used as a transform")
-                .with_help(format!(
-                    "bind it with `schedule lr = {}(...)` and pass `learning_rate: lr` to an optimizer",
+            Diagnostic::error(
+                "E0144",
+                callee.span,
+                format!(
+                    "`{}` is a schedule, not a stage of an update chain",
                     callee.name
-                )),
+                ),
+            )
+            .with_label("schedule used as a transform")
+            .with_help(format!(
+                "bind it with `schedule lr = {}(...)` and pass `learning_rate: lr` to an optimizer",
+                callee.name
+            )),
         );
         return None;
     }
     let args = check_call_args(cx, scope, names, def, args, &callee)?;
-    Some(ChainCall { def, args, span: s.span })
+    Some(ChainCall {
+        def,
+        args,
+        span: s.span,
+    })
 }

@@ -94,12 +94,22 @@ impl Checker {
 
     fn scope_of(&mut self, m: &Module, all: &[Module]) -> Scope {
         let mut scope = Scope {
-            names: self.modules.get(&m.name).cloned().unwrap_or_default().into_iter().collect(),
+            names: self
+                .modules
+                .get(&m.name)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             is_library: m.is_library,
         };
         for imp in &m.ast.imports {
             let Some(table) = self.modules.get(&imp.module.name) else {
-                let known: Vec<&str> = all.iter().filter(|x| x.is_library).map(|x| x.name.as_str()).collect();
+                let known: Vec<&str> = all
+                    .iter()
+                    .filter(|x| x.is_library)
+                    .map(|x| x.name.as_str())
+                    .collect();
                 let help = match did_you_mean(&imp.module.name, known.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("the library modules are {}", join_ticked(&known)),
@@ -129,15 +139,22 @@ impl Checker {
                                 scope.names.insert(n.name.clone(), *id);
                             }
                             None => {
-                                let help = match did_you_mean(&n.name, table.keys().map(String::as_str)) {
-                                    Some(s) => format!("did you mean `{s}`?"),
-                                    None => format!("`anneal doc {}` lists what it defines", imp.module.name),
-                                };
+                                let help =
+                                    match did_you_mean(&n.name, table.keys().map(String::as_str)) {
+                                        Some(s) => format!("did you mean `{s}`?"),
+                                        None => format!(
+                                            "`anneal doc {}` lists what it defines",
+                                            imp.module.name
+                                        ),
+                                    };
                                 self.diags.push(
                                     Diagnostic::error(
                                         "E0101",
                                         n.span,
-                                        format!("`{}` has no definition named `{}`", imp.module.name, n.name),
+                                        format!(
+                                            "`{}` has no definition named `{}`",
+                                            imp.module.name, n.name
+                                        ),
                                     )
                                     .with_label("not in this module")
                                     .with_help(help),
@@ -161,14 +178,21 @@ impl Checker {
                 if let Some(prev) = params.iter().find(|q| q.name == p.name.name) {
                     let prev_span = prev.span;
                     self.diags.push(
-                        Diagnostic::error("E0104", p.name.span, format!("parameter `{}` is declared twice", p.name.name))
-                            .with_label("declared again here")
-                            .with_secondary(prev_span, "first declared here")
-                            .with_help("give each parameter its own name"),
+                        Diagnostic::error(
+                            "E0104",
+                            p.name.span,
+                            format!("parameter `{}` is declared twice", p.name.name),
+                        )
+                        .with_label("declared again here")
+                        .with_secondary(prev_span, "first declared here")
+                        .with_help("give each parameter its own name"),
                     );
                     continue;
                 }
-                let range = p.constraint.as_ref().and_then(|c| self.constraint(c, &p.ty));
+                let range = p
+                    .constraint
+                    .as_ref()
+                    .and_then(|c| self.constraint(c, &p.ty));
                 let default = p.default.as_ref().and_then(|e| {
                     let v = hyper::const_value(self, e)?;
                     let v = hyper::coerce_value(self, v, &p.ty, e.span, &p.name.name)?;
@@ -192,8 +216,9 @@ impl Checker {
     fn constraint(&mut self, c: &ast::Constraint, ty: &TypeExpr) -> Option<ValueRange> {
         let numeric = matches!(
             ty,
-            TypeExpr::Scalar(ast::ScalarType::Real | ast::ScalarType::Int | ast::ScalarType::Schedule)
-                | TypeExpr::List(ast::ScalarType::Real | ast::ScalarType::Int)
+            TypeExpr::Scalar(
+                ast::ScalarType::Real | ast::ScalarType::Int | ast::ScalarType::Schedule
+            ) | TypeExpr::List(ast::ScalarType::Real | ast::ScalarType::Int)
         );
         if !numeric {
             self.diags.push(
@@ -236,15 +261,31 @@ impl Checker {
                 let v = num(self, value)?;
                 use ast::CmpOp::*;
                 match op {
-                    Gt => Some(ValueRange { lo: Some((v, false)), hi: None }),
-                    Ge => Some(ValueRange { lo: Some((v, true)), hi: None }),
-                    Lt => Some(ValueRange { lo: None, hi: Some((v, false)) }),
-                    Le => Some(ValueRange { lo: None, hi: Some((v, true)) }),
+                    Gt => Some(ValueRange {
+                        lo: Some((v, false)),
+                        hi: None,
+                    }),
+                    Ge => Some(ValueRange {
+                        lo: Some((v, true)),
+                        hi: None,
+                    }),
+                    Lt => Some(ValueRange {
+                        lo: None,
+                        hi: Some((v, false)),
+                    }),
+                    Le => Some(ValueRange {
+                        lo: None,
+                        hi: Some((v, true)),
+                    }),
                     Eq | Ne => {
                         self.diags.push(
-                            Diagnostic::error("E0180", *span, "a range is written with <, <=, > or >=")
-                                .with_label("not a range")
-                                .with_help("use `in [lo, hi]` or a one-sided bound such as `> 0`"),
+                            Diagnostic::error(
+                                "E0180",
+                                *span,
+                                "a range is written with <, <=, > or >=",
+                            )
+                            .with_label("not a range")
+                            .with_help("use `in [lo, hi]` or a one-sided bound such as `> 0`"),
                         );
                         None
                     }
@@ -260,16 +301,23 @@ impl Checker {
             let d = &modules[mi].ast.defs[di];
             let warn_unused = !modules[mi].is_library;
             let body = match (&d.body, d.kind) {
-                (ast::DefBody::Block(stmts), DefKind::Schedule) => {
-                    DefBody::Schedule(body::check_schedule(self, &scopes[mi], id, stmts, None, warn_unused))
+                (ast::DefBody::Block(stmts), DefKind::Schedule) => DefBody::Schedule(
+                    body::check_schedule(self, &scopes[mi], id, stmts, None, warn_unused),
+                ),
+                (ast::DefBody::Expr(e), DefKind::Schedule) => DefBody::Schedule(
+                    body::check_schedule(self, &scopes[mi], id, &[], Some(e), warn_unused),
+                ),
+                (ast::DefBody::Block(stmts), kind) => DefBody::Stage(body::check_stage(
+                    self,
+                    &scopes[mi],
+                    id,
+                    kind,
+                    stmts,
+                    warn_unused,
+                )),
+                (ast::DefBody::Expr(e), _) => {
+                    DefBody::Chain(hyper::check_chain_def(self, &scopes[mi], id, e))
                 }
-                (ast::DefBody::Expr(e), DefKind::Schedule) => {
-                    DefBody::Schedule(body::check_schedule(self, &scopes[mi], id, &[], Some(e), warn_unused))
-                }
-                (ast::DefBody::Block(stmts), kind) => {
-                    DefBody::Stage(body::check_stage(self, &scopes[mi], id, kind, stmts, warn_unused))
-                }
-                (ast::DefBody::Expr(e), _) => DefBody::Chain(hyper::check_chain_def(self, &scopes[mi], id, e)),
             };
             self.program.defs[id].body = body;
         }
@@ -286,7 +334,12 @@ impl Checker {
 
     /// "unknown name" with the best hint: a definition in a module that is not imported,
     /// a close spelling among the names in scope, or among `extra` (locals, builtins).
-    pub(crate) fn unknown_name(&self, scope: &Scope, name: &ast::Ident, extra: &[&str]) -> Diagnostic {
+    pub(crate) fn unknown_name(
+        &self,
+        scope: &Scope,
+        name: &ast::Ident,
+        extra: &[&str],
+    ) -> Diagnostic {
         let mut d = Diagnostic::error("E0102", name.span, format!("unknown name `{}`", name.name))
             .with_label("not defined or imported here");
         let in_modules: Vec<&str> = self
@@ -314,7 +367,9 @@ impl Checker {
         // A close spelling in a module that is not imported.
         for (m, table) in &self.modules {
             if let Some(s) = did_you_mean(&name.name, table.keys().map(String::as_str)) {
-                return d.with_help(format!("did you mean `{s}` from `{m}`? add `import {m}.{{{s}}}`"));
+                return d.with_help(format!(
+                    "did you mean `{s}` from `{m}`? add `import {m}.{{{s}}}`"
+                ));
             }
         }
         d.with_help("check the spelling, or define it before use")
@@ -322,7 +377,11 @@ impl Checker {
 }
 
 pub(crate) fn join_ticked(items: &[&str]) -> String {
-    items.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(crate) fn type_name(ty: &TypeExpr) -> String {

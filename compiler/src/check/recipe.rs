@@ -14,7 +14,12 @@ use std::collections::HashMap;
 /// Chains nest (adamw = scale_by_adam |> ...); deeper than this is a definition calling itself.
 const MAX_CHAIN_DEPTH: usize = 32;
 
-pub(crate) fn check_recipe(cx: &mut Checker, scope: &Scope, r: &ast::Recipe, warn_unused: bool) -> Option<ir::Recipe> {
+pub(crate) fn check_recipe(
+    cx: &mut Checker,
+    scope: &Scope,
+    r: &ast::Recipe,
+    warn_unused: bool,
+) -> Option<ir::Recipe> {
     if scope.is_library {
         cx.diags.push(
             Diagnostic::error("E0160", r.name.span, "library modules cannot hold recipes")
@@ -27,10 +32,14 @@ pub(crate) fn check_recipe(cx: &mut Checker, scope: &Scope, r: &ast::Recipe, war
     let mut once = |cx: &mut Checker, what: &'static str, span: Span| -> bool {
         if let Some(prev) = seen.get(what) {
             cx.diags.push(
-                Diagnostic::error("E0160", span, format!("`{what}` is given twice in recipe `{}`", r.name.name))
-                    .with_label("second one")
-                    .with_secondary(*prev, "first one")
-                    .with_help(format!("keep one `{what}`")),
+                Diagnostic::error(
+                    "E0160",
+                    span,
+                    format!("`{what}` is given twice in recipe `{}`", r.name.name),
+                )
+                .with_label("second one")
+                .with_secondary(*prev, "first one")
+                .with_help(format!("keep one `{what}`")),
             );
             return false;
         }
@@ -59,14 +68,19 @@ pub(crate) fn check_recipe(cx: &mut Checker, scope: &Scope, r: &ast::Recipe, war
             RecipeItem::Steps(e, span) => {
                 if once(cx, "steps", *span) {
                     match &e.kind {
-                        ExprKind::Number { value, is_int: true } if *value >= 1.0 && *value <= 9.0e15 => {
-                            steps = Some(*value as u64)
-                        }
+                        ExprKind::Number {
+                            value,
+                            is_int: true,
+                        } if *value >= 1.0 && *value <= 9.0e15 => steps = Some(*value as u64),
                         _ => {
                             cx.diags.push(
-                                Diagnostic::error("E0163", e.span, "`steps` must be a positive whole number")
-                                    .with_label("not a step count")
-                                    .with_help("write e.g. `steps 10_000`"),
+                                Diagnostic::error(
+                                    "E0163",
+                                    e.span,
+                                    "`steps` must be a positive whole number",
+                                )
+                                .with_label("not a step count")
+                                .with_help("write e.g. `steps 10_000`"),
                             );
                             ok = false;
                         }
@@ -76,10 +90,14 @@ pub(crate) fn check_recipe(cx: &mut Checker, scope: &Scope, r: &ast::Recipe, war
             RecipeItem::Schedule(name, e, _) => {
                 if let Some((_, prev, _)) = binding_spans.iter().find(|(n, ..)| *n == name.name) {
                     cx.diags.push(
-                        Diagnostic::error("E0104", name.span, format!("schedule `{}` is bound twice", name.name))
-                            .with_label("bound again here")
-                            .with_secondary(*prev, "first bound here")
-                            .with_help("give the second schedule its own name"),
+                        Diagnostic::error(
+                            "E0104",
+                            name.span,
+                            format!("schedule `{}` is bound twice", name.name),
+                        )
+                        .with_label("bound again here")
+                        .with_secondary(*prev, "first bound here")
+                        .with_help("give the second schedule its own name"),
                     );
                     ok = false;
                     continue;
@@ -97,7 +115,12 @@ pub(crate) fn check_recipe(cx: &mut Checker, scope: &Scope, r: &ast::Recipe, war
                     continue;
                 };
                 if !hyper::assignable(&t, &HType::Schedule) {
-                    cx.diags.push(hyper::type_mismatch(e.span, &name.name, &HType::Schedule, &t));
+                    cx.diags.push(hyper::type_mismatch(
+                        e.span,
+                        &name.name,
+                        &HType::Schedule,
+                        &t,
+                    ));
                     ok = false;
                     continue;
                 }
@@ -193,8 +216,15 @@ pub(crate) fn check_recipe(cx: &mut Checker, scope: &Scope, r: &ast::Recipe, war
     })
 }
 
-fn poison(bindings: &mut HashMap<String, (HyperValue, HType)>, spans: &mut Vec<(String, Span, bool)>, name: &ast::Ident) {
-    bindings.insert(name.name.clone(), (HyperValue::Real(f64::NAN), HType::Schedule));
+fn poison(
+    bindings: &mut HashMap<String, (HyperValue, HType)>,
+    spans: &mut Vec<(String, Span, bool)>,
+    name: &ast::Ident,
+) {
+    bindings.insert(
+        name.name.clone(),
+        (HyperValue::Real(f64::NAN), HType::Schedule),
+    );
     spans.push((name.name.clone(), name.span, true));
 }
 
@@ -222,7 +252,9 @@ fn collect_names(e: &ast::Expr, out: &mut Vec<String>) {
             collect_names(c, out);
         }
         ExprKind::Call { args, .. } => args.iter().for_each(|a| collect_names(&a.value, out)),
-        ExprKind::List(items) | ExprKind::Pipe(items) => items.iter().for_each(|a| collect_names(a, out)),
+        ExprKind::List(items) | ExprKind::Pipe(items) => {
+            items.iter().for_each(|a| collect_names(a, out))
+        }
         ExprKind::Map(entries) => entries.iter().for_each(|(_, v)| collect_names(v, out)),
         ExprKind::Number { .. } | ExprKind::Bool(_) => {}
     }
@@ -234,7 +266,14 @@ fn writes_param(cx: &Checker, def: DefId) -> bool {
 
 /// Flattens a call into stage instances, evaluating chain definitions' arguments and
 /// checking every inner definition's ranges against the values it receives.
-fn expand(cx: &mut Checker, def: DefId, args: Vec<HyperValue>, span: Span, depth: usize, out: &mut Vec<StageInst>) -> bool {
+fn expand(
+    cx: &mut Checker,
+    def: DefId,
+    args: Vec<HyperValue>,
+    span: Span,
+    depth: usize,
+    out: &mut Vec<StageInst>,
+) -> bool {
     if depth > MAX_CHAIN_DEPTH {
         let name = cx.program.defs[def].name.clone();
         cx.diags.push(
@@ -262,9 +301,13 @@ fn expand(cx: &mut Checker, def: DefId, args: Vec<HyperValue>, span: Span, depth
                         Ok(v) => inner.push(v),
                         Err(msg) => {
                             cx.diags.push(
-                                Diagnostic::error("E0120", span, format!("cannot evaluate an argument of `{}`: {msg}", d.name))
-                                    .with_label("in this call")
-                                    .with_help("check the types of the values passed"),
+                                Diagnostic::error(
+                                    "E0120",
+                                    span,
+                                    format!("cannot evaluate an argument of `{}`: {msg}", d.name),
+                                )
+                                .with_label("in this call")
+                                .with_help("check the types of the values passed"),
                             );
                             return false;
                         }
@@ -283,16 +326,23 @@ fn check_stage_order(cx: &mut Checker, stages: &[StageInst]) -> bool {
     let Some(first) = stages.iter().position(|s| writes_param(cx, s.def)) else {
         return true;
     };
-    let Some(later) = stages[first + 1..].iter().find(|s| s.span != stages[first].span) else {
+    let Some(later) = stages[first + 1..]
+        .iter()
+        .find(|s| s.span != stages[first].span)
+    else {
         return true;
     };
     let opt = cx.program.defs[stages[first].def].name.clone();
     let name = cx.program.defs[later.def].name.clone();
     cx.diags.push(
-        Diagnostic::error("E0142", later.span, format!("`{name}` comes after `{opt}`, which already updated the parameters"))
-            .with_label("this stage would have no effect")
-            .with_secondary(stages[first].span, "parameters are updated here")
-            .with_help(format!("put `{name}` before `{opt}` in the chain")),
+        Diagnostic::error(
+            "E0142",
+            later.span,
+            format!("`{name}` comes after `{opt}`, which already updated the parameters"),
+        )
+        .with_label("this stage would have no effect")
+        .with_secondary(stages[first].span, "parameters are updated here")
+        .with_help(format!("put `{name}` before `{opt}` in the chain")),
     );
     false
 }
@@ -304,10 +354,14 @@ fn check_groups(cx: &mut Checker, defs: &[ast::GroupDef], out: &mut Vec<Group>) 
     for g in defs {
         if let Some(i) = out.iter().position(|x| x.name == g.name.name) {
             cx.diags.push(
-                Diagnostic::error("E0162", g.name.span, format!("group `{}` is declared twice", g.name.name))
-                    .with_label("declared again")
-                    .with_secondary(spans[i], "first declared here")
-                    .with_help("merge the patterns into one group"),
+                Diagnostic::error(
+                    "E0162",
+                    g.name.span,
+                    format!("group `{}` is declared twice", g.name.name),
+                )
+                .with_label("declared again")
+                .with_secondary(spans[i], "first declared here")
+                .with_help("merge the patterns into one group"),
             );
             ok = false;
             continue;
@@ -338,7 +392,10 @@ fn check_groups(cx: &mut Checker, defs: &[ast::GroupDef], out: &mut Vec<Group>) 
         spans.push(g.name.span);
         out.push(Group {
             name: g.name.name.clone(),
-            patterns: g.patterns.as_ref().map(|ps| ps.iter().map(|(p, _)| p.clone()).collect()),
+            patterns: g
+                .patterns
+                .as_ref()
+                .map(|ps| ps.iter().map(|(p, _)| p.clone()).collect()),
             except: g.except.iter().map(|(p, _)| p.clone()).collect(),
         });
     }

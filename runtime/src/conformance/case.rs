@@ -24,15 +24,20 @@ pub struct Tensor {
 }
 
 pub fn load_case(path: &Path) -> Result<Case, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
     let Value::Object(json) = value else {
         return Err(format!("{}: a case is a JSON object", path.display()));
     };
     let name = str_field(&json, "name")?.to_string();
     let kind = str_field(&json, "kind")?.to_string();
-    let module = json.get("module").and_then(Value::as_str).unwrap_or("").to_string();
+    let module = json
+        .get("module")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let rtol = num_field(&json, "rtol")?;
     let atol = num_field(&json, "atol")?;
     if !(rtol >= 0.0 && atol >= 0.0) {
@@ -68,7 +73,9 @@ pub fn num_field(obj: &Map<String, Value>, key: &str) -> Result<f64, String> {
 
 /// A flat list of numbers, each rounded to f32 (as the generator fed them).
 pub fn f32_list(v: &Value, what: &str) -> Result<Vec<f32>, String> {
-    let arr = v.as_array().ok_or_else(|| format!("`{what}` must be a list of numbers"))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| format!("`{what}` must be a list of numbers"))?;
     arr.iter()
         .map(|x| {
             x.as_f64()
@@ -79,9 +86,14 @@ pub fn f32_list(v: &Value, what: &str) -> Result<Vec<f32>, String> {
 }
 
 pub fn f64_list(v: &Value, what: &str) -> Result<Vec<f64>, String> {
-    let arr = v.as_array().ok_or_else(|| format!("`{what}` must be a list of numbers"))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| format!("`{what}` must be a list of numbers"))?;
     arr.iter()
-        .map(|x| x.as_f64().ok_or_else(|| format!("`{what}` holds a non-number: {x}")))
+        .map(|x| {
+            x.as_f64()
+                .ok_or_else(|| format!("`{what}` holds a non-number: {x}"))
+        })
         .collect()
 }
 
@@ -109,7 +121,8 @@ pub fn params(case: &Case) -> Result<Vec<Tensor>, String> {
                 .ok_or_else(|| format!("param `{name}`: shape too large"))?;
         }
         let data = f32_list(
-            spec.get("data").ok_or_else(|| format!("param `{name}` has no `data`"))?,
+            spec.get("data")
+                .ok_or_else(|| format!("param `{name}` has no `data`"))?,
             &format!("params.{name}.data"),
         )?;
         if data.len() != numel {
@@ -128,11 +141,15 @@ pub fn params(case: &Case) -> Result<Vec<Tensor>, String> {
 
 /// Values for each tensor from an object `{name: [flat]}`, in `names` order.
 pub fn per_tensor(obj: &Value, names: &[String], what: &str) -> Result<Vec<Vec<f32>>, String> {
-    let map = obj.as_object().ok_or_else(|| format!("`{what}` must be an object of tensors"))?;
+    let map = obj
+        .as_object()
+        .ok_or_else(|| format!("`{what}` must be an object of tensors"))?;
     names
         .iter()
         .map(|n| {
-            let v = map.get(n).ok_or_else(|| format!("`{what}` has no tensor `{n}`"))?;
+            let v = map
+                .get(n)
+                .ok_or_else(|| format!("`{what}` has no tensor `{n}`"))?;
             f32_list(v, &format!("{what}.{n}"))
         })
         .collect()

@@ -61,7 +61,10 @@ pub fn collect_cases(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         } else if p.is_file() {
             out.push(p.clone());
         } else {
-            return Err(format!("{} does not exist; pass a case file or a directory of cases", p.display()));
+            return Err(format!(
+                "{} does not exist; pass a case file or a directory of cases",
+                p.display()
+            ));
         }
     }
     out.sort();
@@ -74,7 +77,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let path = entry?.path();
         if path.is_dir() {
             walk(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "json") && path.file_name().is_some_and(|n| n != "index.json") {
+        } else if path.extension().is_some_and(|e| e == "json")
+            && path.file_name().is_some_and(|n| n != "index.json")
+        {
             out.push(path);
         }
     }
@@ -137,7 +142,13 @@ pub fn run_case(case: &Case, lib: &Program) -> Result<(), String> {
     let src = source::recipe_source(case, lib)?;
     let c = compile(&format!("<case {}>", case.name), &src);
     if c.has_errors() {
-        let first: Vec<_> = c.diagnostics.iter().filter(|d| d.is_error()).take(1).cloned().collect();
+        let first: Vec<_> = c
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .take(1)
+            .cloned()
+            .collect();
         return Err(format!(
             "the recipe for this case does not compile:\n{}",
             diagnostic::render(&first, &c.sources, false)
@@ -146,10 +157,20 @@ pub fn run_case(case: &Case, lib: &Program) -> Result<(), String> {
     let recipe = c.recipes().first().ok_or("the case produced no recipe")?;
     match case.kind.as_str() {
         "schedule" => {
-            let (_, sched, _) = recipe.schedules.first().ok_or("the case produced no schedule")?;
-            let expected = case::f64_list(case.json.get("expected").ok_or("missing `expected`")?, "expected")?;
+            let (_, sched, _) = recipe
+                .schedules
+                .first()
+                .ok_or("the case produced no schedule")?;
+            let expected = case::f64_list(
+                case.json.get("expected").ok_or("missing `expected`")?,
+                "expected",
+            )?;
             if expected.len() != case.steps {
-                return Err(format!("`expected` has {} values for {} steps", expected.len(), case.steps));
+                return Err(format!(
+                    "`expected` has {} values for {} steps",
+                    expected.len(),
+                    case.steps
+                ));
             }
             for (k, want) in expected.iter().enumerate() {
                 let got = eval_sched(&c.program, sched, k as f64, 0)?;
@@ -174,7 +195,11 @@ fn check_value(case: &Case, want: &f64, got: f64, at: impl Fn() -> String) -> Re
     ))
 }
 
-fn run_optimizer(case: &Case, program: &Program, recipe: &anneal_compiler::ir::Recipe) -> Result<(), String> {
+fn run_optimizer(
+    case: &Case,
+    program: &Program,
+    recipe: &anneal_compiler::ir::Recipe,
+) -> Result<(), String> {
     let tensors = case::params(case)?;
     let names: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
     let mut params: Vec<Vec<f32>> = tensors.into_iter().map(|t| t.data).collect();
@@ -185,21 +210,35 @@ fn run_optimizer(case: &Case, program: &Program, recipe: &anneal_compiler::ir::R
         .and_then(Value::as_array)
         .ok_or("missing list field `expected`")?;
     if expected.len() != case.steps {
-        return Err(format!("`expected` has {} entries for {} steps", expected.len(), case.steps));
+        return Err(format!(
+            "`expected` has {} entries for {} steps",
+            expected.len(),
+            case.steps
+        ));
     }
     let mut interp = Interpreter::new(program, recipe, &names, &params)?;
     for (k, want) in expected.iter().enumerate() {
         let grads = grads_src.at(k, &params)?;
         for (i, g) in grads.iter().enumerate() {
             if g.len() != params[i].len() {
-                return Err(format!("step {k}: gradient of `{}` has {} values, param has {}", names[i], g.len(), params[i].len()));
+                return Err(format!(
+                    "step {k}: gradient of `{}` has {} values, param has {}",
+                    names[i],
+                    g.len(),
+                    params[i].len()
+                ));
             }
         }
         interp.step(&mut params, &grads)?;
         let want = case::per_tensor(want, &names, &format!("expected[{k}]"))?;
         for (ti, (w, g)) in want.iter().zip(&params).enumerate() {
             if w.len() != g.len() {
-                return Err(format!("expected[{k}].{} has {} values, param has {}", names[ti], w.len(), g.len()));
+                return Err(format!(
+                    "expected[{k}].{} has {} values, param has {}",
+                    names[ti],
+                    w.len(),
+                    g.len()
+                ));
             }
             for (i, (w, g)) in w.iter().zip(g).enumerate() {
                 check_value(case, &f64::from(*w), f64::from(*g), || {
@@ -222,7 +261,11 @@ fn gradient_source(case: &Case, names: &[String]) -> Result<Gradients, String> {
     if let Some(list) = case.json.get("grads") {
         let list = list.as_array().ok_or("`grads` must be a list")?;
         if list.len() < case.steps {
-            return Err(format!("`grads` has {} entries for {} steps", list.len(), case.steps));
+            return Err(format!(
+                "`grads` has {} entries for {} steps",
+                list.len(),
+                case.steps
+            ));
         }
         let all = list
             .iter()
@@ -231,13 +274,27 @@ fn gradient_source(case: &Case, names: &[String]) -> Result<Gradients, String> {
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Gradients::Given(all));
     }
-    let loss = case.json.get("loss").ok_or("a case needs `grads` or `loss`")?;
-    let fname = loss.get("fn").and_then(Value::as_str).ok_or("`loss` has no `fn`")?;
+    let loss = case
+        .json
+        .get("loss")
+        .ok_or("a case needs `grads` or `loss`")?;
+    let fname = loss
+        .get("fn")
+        .and_then(Value::as_str)
+        .ok_or("`loss` has no `fn`")?;
     let args = loss.get("args").ok_or("`loss` has no `args`")?;
     match fname {
         "quadratic" => Ok(Gradients::Quadratic {
-            a: case::per_tensor(args.get("a").ok_or("quadratic loss needs `a`")?, names, "loss.args.a")?,
-            c: case::per_tensor(args.get("c").ok_or("quadratic loss needs `c`")?, names, "loss.args.c")?,
+            a: case::per_tensor(
+                args.get("a").ok_or("quadratic loss needs `a`")?,
+                names,
+                "loss.args.a",
+            )?,
+            c: case::per_tensor(
+                args.get("c").ok_or("quadratic loss needs `c`")?,
+                names,
+                "loss.args.c",
+            )?,
         }),
         "rosenbrock" => {
             if names.len() != 1 {
@@ -261,9 +318,17 @@ impl Gradients {
                 let mut out = Vec::new();
                 for (i, p) in params.iter().enumerate() {
                     if a[i].len() != p.len() || c[i].len() != p.len() {
-                        return Err("quadratic loss coefficients do not match the parameter sizes".into());
+                        return Err(
+                            "quadratic loss coefficients do not match the parameter sizes".into(),
+                        );
                     }
-                    out.push(p.iter().zip(&a[i]).zip(&c[i]).map(|((x, a), c)| a * (x - c)).collect());
+                    out.push(
+                        p.iter()
+                            .zip(&a[i])
+                            .zip(&c[i])
+                            .map(|((x, a), c)| a * (x - c))
+                            .collect(),
+                    );
                 }
                 Ok(out)
             }

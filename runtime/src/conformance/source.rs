@@ -12,7 +12,9 @@ pub fn library_module(case: &Case) -> Result<&'static str, String> {
         "optax" => Ok("std.optax"),
         "torch" => Ok("std.torch"),
         "formula" => Ok("std.formula"),
-        other => Err(format!("unknown module `{other}`: expected optax, torch or formula")),
+        other => Err(format!(
+            "unknown module `{other}`: expected optax, torch or formula"
+        )),
     }
 }
 
@@ -67,7 +69,9 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
             let mut stages = Vec::new();
             let last = update.len() - 1;
             for (i, entry) in update.iter().enumerate() {
-                let entry = entry.as_object().ok_or("each `update` entry must be an object")?;
+                let entry = entry
+                    .as_object()
+                    .ok_or("each `update` entry must be an object")?;
                 let (name, mut args) = fn_and_args(entry)?;
                 // A torch scheduler drives the optimizer's (last stage's) learning rate.
                 if i == last && case.module == "torch" {
@@ -77,7 +81,10 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
                             Some(v) => value_text(v)?,
                             None => default_lr(library, module, &name)?,
                         };
-                        body.push_str(&format!("  schedule lr = {}\n", torch_scheduler(sched, &base)?));
+                        body.push_str(&format!(
+                            "  schedule lr = {}\n",
+                            torch_scheduler(sched, &base)?
+                        ));
                         args.insert("lr".into(), Value::String("@lr".into()));
                     }
                 }
@@ -92,7 +99,12 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
                 .and_then(Value::as_object)
                 .ok_or("missing object field `schedule`")?;
             let text = if case.module == "torch" {
-                let base = case.json.get("base_lr").map(value_text).transpose()?.unwrap_or_else(|| "0.1".into());
+                let base = case
+                    .json
+                    .get("base_lr")
+                    .map(value_text)
+                    .transpose()?
+                    .unwrap_or_else(|| "0.1".into());
                 torch_scheduler(sched, &base)?
             } else {
                 let (name, args) = fn_and_args(sched)?;
@@ -105,7 +117,10 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
     Ok(format!(
         "// {} ({})\nimport {module}.*\n\nrecipe case {{\n{body}}}\n",
         case.name,
-        case.json.get("source").and_then(Value::as_str).unwrap_or("golden case")
+        case.json
+            .get("source")
+            .and_then(Value::as_str)
+            .unwrap_or("golden case")
     ))
 }
 
@@ -139,7 +154,10 @@ fn torch_scheduler(entry: &Map<String, Value>, base_lr: &str) -> Result<String, 
                     .and_then(|o| torch_scheduler(o, base_lr))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        args.insert("schedulers".into(), Value::String(format!("@[{}]", texts.join(", "))));
+        args.insert(
+            "schedulers".into(),
+            Value::String(format!("@[{}]", texts.join(", "))),
+        );
         return call_text(&name, &args);
     }
     if !matches!(name.as_str(), "CyclicLR" | "OneCycleLR") {
@@ -196,7 +214,14 @@ fn value_text(v: &Value) -> Result<String, String> {
             Some(text) => text.to_string(),
             None => return Err(format!("unsupported string argument {s:?}")),
         },
-        Value::Array(items) => format!("[{}]", items.iter().map(value_text).collect::<Result<Vec<_>, _>>()?.join(", ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(value_text)
+                .collect::<Result<Vec<_>, _>>()?
+                .join(", ")
+        ),
         Value::Object(o) => {
             if let Some(s) = o.get("schedule").and_then(Value::as_object) {
                 let (name, args) = fn_and_args(s)?;
@@ -205,7 +230,9 @@ fn value_text(v: &Value) -> Result<String, String> {
                 // {"5": 0.5, "10": 0.2}: a map keyed by step numbers.
                 let mut entries = Vec::new();
                 for (k, x) in o {
-                    let key: i64 = k.parse().map_err(|_| format!("unsupported argument object key {k:?}"))?;
+                    let key: i64 = k
+                        .parse()
+                        .map_err(|_| format!("unsupported argument object key {k:?}"))?;
                     entries.push(format!("{key}: {}", value_text(x)?));
                 }
                 format!("{{{}}}", entries.join(", "))

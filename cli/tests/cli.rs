@@ -1,0 +1,185 @@
+//! The `anneal` binary as a user runs it: exit codes, output formats, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn anneal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_anneal"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run anneal")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn temp(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("anneal-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn check_accepts_an_example() {
+    let o = anneal(&["check", "examples/quickstart.anneal"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 recipe, 0 warnings"));
+}
+
+#[test]
+fn check_reports_every_error_and_exits_1() {
+    let p = temp(
+        "five.anneal",
+        "import std.optax.{adam}\nrecipe r {\n  schedule lr = cosine_decay_schedule(init_value: 1, decay_steps: 10)\n  update = adma(learning_rate: 0.1) |> adam(learning_rate: 0.1, b1: 2.0, beta2: 0.9)\n}\ntransform t() {\n  state s: scalar = 0\n  s = grad\n  grad = grad + s\n}\n",
+    );
+    let o = anneal(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    for code in ["E0102", "E0121", "E0110", "E0130"] {
+        assert!(err.contains(code), "missing {code} in:\n{err}");
+    }
+    assert!(err.contains("has 5 errors"), "{err}");
+    assert!(err.contains("Help:"));
+}
+
+#[test]
+fn check_json_lists_diagnostics_with_positions() {
+    let p = temp(
+        "one.anneal",
+        "import std.optax.*\nrecipe r {\n  update = adam(learning_rate: 0.1, b1: 1.5)\n}\n",
+    );
+    let o = anneal(&["check", "--json", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let d = &v[0];
+    assert_eq!(d["code"], "E0121");
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["line"], 3);
+    assert!(d["help"].as_str().unwrap().contains("b1"));
+}
+
+#[test]
+fn missing_and_binary_files_are_errors_not_panics() {
+    let o = anneal(&["check", "no/such/file.anneal"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read no/such/file.anneal"));
+    let p = temp("binary.anneal", "");
+    std::fs::write(&p, [0xff, 0xfe, 0x00, 0x12]).unwrap();
+    let o = anneal(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not UTF-8"));
+}
+
+#[test]
+fn schedule_json_matches_the_formula() {
+    let o = anneal(&[
+        "schedule",
+        "examples/torch_sgd.anneal",
+        "--steps",
+        "65",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let lr = v["schedules"]["lr"].as_array().unwrap();
+    assert_eq!(lr.len(), 65);
+    // StepLR(base 0.1, step 30, gamma 0.1): 0.1 for k < 30, 0.01 for k < 60, then 0.001.
+    let at = |k: usize| lr[k].as_f64().unwrap();
+    assert!((at(0) - 0.1).abs() < 1e-12 && (at(29) - 0.1).abs() < 1e-12);
+    assert!((at(30) - 0.01).abs() < 1e-12 && (at(64) - 0.001).abs() < 1e-12);
+}
+
+#[test]
+fn schedule_plot_writes_png_and_svg() {
+    for ext in ["png", "svg"] {
+        let out = std::env::temp_dir().join(format!("anneal-plot-{}.{ext}", std::process::id()));
+        let o = anneal(&[
+            "schedule",
+            "examples/quickstart.anneal",
+            "--plot",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let bytes = std::fs::read(&out).unwrap();
+        assert!(bytes.len() > 1000);
+        if ext == "png" {
+            assert_eq!(&bytes[1..4], b"PNG");
+        } else {
+            assert!(String::from_utf8_lossy(&bytes).contains("<svg"));
+        }
+        let _ = std::fs::remove_file(out);
+    }
+    let o = anneal(&[
+        "schedule",
+        "examples/quickstart.anneal",
+        "--plot",
+        "/tmp/x.jpg",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(".png or .svg"));
+}
+
+#[test]
+fn build_emits_the_typed_ir() {
+    let o = anneal(&["build", "examples/quickstart.anneal", "--emit", "ir"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ir = stdout(&o);
+    assert!(ir.contains("transform std.optax.scale_by_adam"));
+    assert!(ir.contains("norm(%"));
+    assert!(ir.contains("stage 1: std.optax.scale_by_adam"));
+    assert!(ir.contains("per-group[0.1, 0]"));
+}
+
+#[test]
+fn conformance_last_line_and_json() {
+    let dir = temp("case.json", "{not json")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let good = root().join("../shared/conformance/cases/optax/optax__sgd__plain.json");
+    let missing = root().join("../shared/conformance/cases/optax/optax__lamb__wd_0.01.json");
+    let o = anneal(&[
+        "conformance",
+        good.to_str().unwrap(),
+        missing.to_str().unwrap(),
+        dir.join("case.json").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert_eq!(out.lines().last(), Some("1 passed, 2 failed"), "{out}");
+    assert!(out.contains("not implemented: lamb"));
+    assert!(out.contains("malformed case file"));
+    let o = anneal(&["conformance", "--json", good.to_str().unwrap()]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["passed"], 1);
+    assert_eq!(v["failed"], 0);
+    assert_eq!(v["cases"][0]["name"], "optax/sgd/plain");
+    assert_eq!(v["cases"][0]["status"], "passed");
+}
+
+#[test]
+fn conformance_emits_recipe_source() {
+    let good = root().join("../shared/conformance/cases/torch/torch__SGD__CosineAnnealingLR.json");
+    let o = anneal(&["conformance", "--emit-recipe", good.to_str().unwrap()]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(out.contains("import std.torch.*"));
+    assert!(
+        out.contains("schedule lr = CosineAnnealingLR(") && out.contains("base_lr: 0.1"),
+        "{out}"
+    );
+    assert!(out.contains("SGD("), "{out}");
+}

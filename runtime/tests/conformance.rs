@@ -1,0 +1,103 @@
+//! The golden cases from Optax and PyTorch (`../shared/conformance/cases`, beside the
+//! project's checkout; `ANNEAL_CONFORMANCE` overrides the folder) run inside `cargo test`.
+//! Every case passes or fails only as "not implemented"; every case whose functions are
+//! all in the core library must pass.
+
+use anneal_runtime::conformance::{collect_cases, function_names, library, load_case, run_case};
+use std::path::PathBuf;
+
+/// The functions of the core library (issue: foundation), by module.
+const CORE: &[&str] = &[
+    "sgd",
+    "adam",
+    "adamw",
+    "clip_by_global_norm",
+    "clip",
+    "add_decayed_weights",
+    "constant_schedule",
+    "linear_schedule",
+    "polynomial_schedule",
+    "exponential_decay",
+    "cosine_decay_schedule",
+    "warmup_cosine_decay_schedule",
+    "piecewise_constant_schedule",
+    "join_schedules",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "scale",
+    "scale_by_sign",
+    "sign_sgd",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "StepLR",
+    "CosineAnnealingLR",
+    "LinearLR",
+    "SequentialLR",
+    "MultiStepLR",
+    "ExponentialLR",
+    "ConstantLR",
+    "PolynomialLR",
+];
+
+fn cases_dir() -> PathBuf {
+    let dir = std::env::var_os("ANNEAL_CONFORMANCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shared/conformance/cases"
+            ))
+        });
+    assert!(
+        dir.is_dir(),
+        "golden cases not found at {}: check the project out beside shared/, or set ANNEAL_CONFORMANCE",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn golden_cases_pass_or_are_not_implemented() {
+    let lib = library();
+    let files = collect_cases(&[cases_dir()]).unwrap();
+    assert!(
+        files.len() >= 100,
+        "expected the golden cases, found {}",
+        files.len()
+    );
+    let mut core_passed = 0;
+    let mut failures = Vec::new();
+    for f in &files {
+        let case = load_case(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let fns = function_names(&case);
+        let core = !fns.is_empty() && fns.iter().all(|n| CORE.contains(&n.as_str()));
+        match run_case(&case, &lib) {
+            Ok(()) => core_passed += usize::from(core),
+            Err(msg) if !core && msg.starts_with("not implemented: ") => {}
+            Err(msg) => failures.push(format!("{}: {msg}", case.name)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(core_passed >= 50, "only {core_passed} core cases ran");
+}
+
+#[test]
+fn a_wrong_rule_fails_the_cases() {
+    // The runner must be able to fail: torch's AdamW with optax's default weight decay
+    // (1e-4 instead of 1e-2) gives different numbers.
+    let lib = library();
+    let path = cases_dir().join("torch/torch__AdamW__defaults.json");
+    let mut case = load_case(&path).unwrap();
+    let update = case.json.get_mut("update").unwrap();
+    update[0]["args"]["weight_decay"] = serde_json::json!(1e-4);
+    let err = run_case(&case, &lib).unwrap_err();
+    assert!(err.contains("expected") && err.contains("got"), "{err}");
+}
