@@ -14,6 +14,11 @@ pub const MODULES: &[(&str, &str, &str)] = &[
         "stdlib/torch.anneal",
         include_str!("../../stdlib/torch.anneal"),
     ),
+    (
+        "std.formula",
+        "stdlib/formula.anneal",
+        include_str!("../../stdlib/formula.anneal"),
+    ),
 ];
 
 /// The names of the library modules, for messages.
