@@ -151,7 +151,10 @@ fn conformance_last_line_and_json() {
     let good = root().join("../shared/conformance/cases/optax/optax__sgd__plain.json");
     // A case naming a function the library does not have.
     let sgd = std::fs::read_to_string(&good).unwrap();
-    let missing = temp("missing.json", &sgd.replace("\"fn\": \"sgd\"", "\"fn\": \"no_such_optimizer\""));
+    let missing = temp(
+        "missing.json",
+        &sgd.replace("\"fn\": \"sgd\"", "\"fn\": \"no_such_optimizer\""),
+    );
     let o = anneal(&[
         "conformance",
         good.to_str().unwrap(),

@@ -85,6 +85,8 @@ pub enum ScalarType {
     Int,
     Bool,
     Schedule,
+    /// A string chosen from a fixed set (`mode: str in {"cos", "linear"}`).
+    Str,
 }
 
 impl ScalarType {
@@ -94,6 +96,7 @@ impl ScalarType {
             ScalarType::Int => "int",
             ScalarType::Bool => "bool",
             ScalarType::Schedule => "schedule",
+            ScalarType::Str => "str",
         }
     }
 }
@@ -117,12 +120,16 @@ pub enum Constraint {
     },
     /// `> 0`, `>= 0`, `< 1`, `<= 1`.
     Bound { op: CmpOp, value: Expr, span: Span },
+    /// `in {"cos", "linear"}`
+    Choice { values: Vec<String>, span: Span },
 }
 
 impl Constraint {
     pub fn span(&self) -> Span {
         match self {
-            Constraint::Range { span, .. } | Constraint::Bound { span, .. } => *span,
+            Constraint::Range { span, .. }
+            | Constraint::Bound { span, .. }
+            | Constraint::Choice { span, .. } => *span,
         }
     }
 }
@@ -236,6 +243,8 @@ pub enum ExprKind {
         is_int: bool,
     },
     Bool(bool),
+    /// A string literal (the quotes removed).
+    Str(String),
     Name(String),
     Unary(UnOp, Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),

@@ -79,6 +79,16 @@ fn hyper_scalar(
     }
 }
 
+fn str_value(v: &HyperValue, group: usize) -> Result<&str, String> {
+    match v {
+        HyperValue::Str(s) => Ok(s),
+        HyperValue::PerGroup(vs) => {
+            str_value(vs.get(group).ok_or("no value for this group")?, group)
+        }
+        _ => Err("expected a string".into()),
+    }
+}
+
 fn hyper_list(v: &HyperValue, group: usize) -> Result<&[HyperValue], String> {
     match v {
         HyperValue::List(items) => Ok(items),
@@ -153,6 +163,9 @@ impl SchedCx<'_> {
                 eval_sched(self.program, &Sched::Call(*def, vals), at, self.group)?
             }
             Expr::List(op, i, rest) => self.list_op(*op, *i, rest)?,
+            Expr::StrEq(i, lit) => {
+                f64::from(u8::from(str_value(self.arg(*i)?, self.group)? == lit))
+            }
             Expr::Grad | Expr::Param | Expr::Step | Expr::State(_) | Expr::Reduce(..) => {
                 return Err("per-step tensor value inside a schedule".into())
             }
@@ -400,8 +413,14 @@ impl<'p> Interpreter<'p> {
         let stage = &self.recipe.stages[si];
         let mut out = Vec::new();
         for v in &stage.args {
-            let scalar = !matches!(v, HyperValue::List(_) | HyperValue::Map(_))
-                && !matches!(v, HyperValue::PerGroup(vs) if vs.iter().any(|x| matches!(x, HyperValue::List(_))));
+            let compound = |x: &HyperValue| {
+                matches!(
+                    x,
+                    HyperValue::List(_) | HyperValue::Map(_) | HyperValue::Str(_)
+                )
+            };
+            let scalar =
+                !compound(v) && !matches!(v, HyperValue::PerGroup(vs) if vs.iter().any(compound));
             if scalar {
                 let per = (0..groups)
                     .map(|g| hyper_scalar(self.program, v, count, g))
@@ -630,6 +649,14 @@ impl StepCx<'_, '_> {
             Expr::Reduce(op, scope, x) => {
                 let x = self.eval(*x)?;
                 self.reduce(*op, *scope, x)?
+            }
+            Expr::StrEq(i, lit) => {
+                let groups = self.it.recipe.groups.len().max(1);
+                let v = self.args.get(*i).ok_or("missing argument")?;
+                let per = (0..groups)
+                    .map(|g| str_value(v, g).map(|s| f64::from(u8::from(s == lit))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.spread_groups(&per)
             }
             Expr::ScheduleAt(..) | Expr::SchedCall(..) | Expr::List(..) => {
                 return Err("schedule-only expression in a stage".into())

@@ -42,6 +42,8 @@ pub struct HyperParam {
     pub name: String,
     pub ty: TypeExpr,
     pub range: Option<ValueRange>,
+    /// The allowed values of a `str` parameter.
+    pub choices: Option<Vec<String>>,
     pub default: Option<HyperValue>,
     pub span: Span,
 }
@@ -143,6 +145,7 @@ pub enum HyperValue {
     Real(f64),
     Int(i64),
     Bool(bool),
+    Str(String),
     Schedule(Sched),
     List(Vec<HyperValue>),
     /// `{5: 0.5, 10: 0.1}`: keys and values in the order written.
@@ -361,6 +364,8 @@ pub enum Expr {
     Reduce(ReduceOp, Scope, ExprId),
     /// `s(x)`: a schedule-valued hyperparameter evaluated at count x.
     ScheduleAt(usize, ExprId),
+    /// `mode == "cos"`: whether a `str` hyperparameter holds this value.
+    StrEq(usize, String),
     /// A list function; the first operand is a hyperparameter index.
     List(ListOp, usize, Vec<ExprId>),
     /// In schedules: another schedule, called with arguments over this one's parameters,

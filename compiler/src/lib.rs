@@ -40,15 +40,29 @@ impl Compilation {
     }
 }
 
+/// The library's syntax trees, parsed once per process: every compilation shares them.
+/// Library files are the first files of every `Sources`, so their `FileId`s are stable.
+fn parsed_library() -> &'static [(ast::Ast, Vec<Diagnostic>)] {
+    static PARSED: std::sync::OnceLock<Vec<(ast::Ast, Vec<Diagnostic>)>> =
+        std::sync::OnceLock::new();
+    PARSED.get_or_init(|| {
+        stdlib::MODULES
+            .iter()
+            .enumerate()
+            .map(|(id, (_, _, text))| syntax::parse(id, text))
+            .collect()
+    })
+}
+
 /// Parses and checks `text` (named `name` in diagnostics) with the standard library.
 pub fn compile(name: &str, text: &str) -> Compilation {
     let mut sources = Sources::default();
     let mut modules = Vec::new();
     let mut diagnostics = Vec::new();
-    for (module, file, text) in stdlib::MODULES {
+    for ((module, file, text), (ast, errs)) in stdlib::MODULES.iter().zip(parsed_library()) {
         let id = sources.add(*file, *text);
-        let (ast, errs) = syntax::parse(id, text);
-        diagnostics.extend(errs);
+        let ast = ast.clone();
+        diagnostics.extend(errs.iter().cloned());
         modules.push(check::Module {
             name: module.to_string(),
             file: id,

@@ -141,6 +141,7 @@ fn expr_text(p: &Program, d: &Def, b: &Body, e: &Expr) -> String {
         Expr::Grad => "grad".into(),
         Expr::Param => "param".into(),
         Expr::Step => "step".into(),
+        Expr::StrEq(i, s) => format!("hyper {} == {s:?}", hp(i)),
         Expr::Count => "count".into(),
         Expr::Unary(op, a) => format!("{} %{a}", if *op == UnOp::Neg { "neg" } else { "not" }),
         Expr::Binary(op, a, c) => format!("%{a} {} %{c}", op.symbol()),
@@ -224,6 +225,7 @@ pub fn value_text(p: &Program, v: &HyperValue) -> String {
         HyperValue::Real(x) => fmt_num(*x),
         HyperValue::Int(x) => x.to_string(),
         HyperValue::Bool(b) => b.to_string(),
+        HyperValue::Str(s) => format!("{s:?}"),
         HyperValue::Schedule(s) => sched_text(p, s),
         HyperValue::List(items) => format!(
             "[{}]",

@@ -239,6 +239,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::ty | Rule::scalar_ty | Rule::list_ty | Rule::map_ty => {
             "a type (`real`, `int`, `bool`, `schedule`, `[real]`)"
         }
+        Rule::choice_constraint => "a set of strings such as `in {\"cos\", \"linear\"}`",
         Rule::constraint | Rule::range_constraint | Rule::bound_constraint => {
             "a range such as `in [0, 1)`"
         }
@@ -403,6 +404,7 @@ impl Builder<'_> {
             "int" => ScalarType::Int,
             "bool" => ScalarType::Bool,
             "schedule" => ScalarType::Schedule,
+            "str" => ScalarType::Str,
             _ => ScalarType::Real,
         };
         let Some(inner) = p.into_inner().next() else {
@@ -428,6 +430,10 @@ impl Builder<'_> {
         let span = self.span(&p);
         let rule = p.as_rule();
         let parts: Vec<Pair<Rule>> = p.into_inner().collect();
+        if rule == Rule::choice_constraint {
+            let values = parts.into_iter().map(|p| self.string(p).0).collect();
+            return Constraint::Choice { values, span };
+        }
         if rule == Rule::range_constraint && parts.len() == 4 {
             Constraint::Range {
                 lo_closed: parts[0].as_str() == "[",
@@ -576,7 +582,10 @@ impl Builder<'_> {
     }
 
     fn expr(&mut self, p: Pair<Rule>) -> Expr {
-        if matches!(p.as_rule(), Rule::number | Rule::boolean | Rule::ident) {
+        if matches!(
+            p.as_rule(),
+            Rule::number | Rule::boolean | Rule::ident | Rule::string
+        ) {
             return self.operand(p);
         }
         let span = self.span(&p);
@@ -772,6 +781,10 @@ impl Builder<'_> {
             }
             Rule::boolean => Expr {
                 kind: ExprKind::Bool(p.as_str() == "true"),
+                span,
+            },
+            Rule::string => Expr {
+                kind: ExprKind::Str(self.string(p).0),
                 span,
             },
             Rule::ident => Expr {

@@ -142,3 +142,8 @@ case!(
     if_condition_not_bool,
     "transform t() {\n  grad = if grad then grad else 0\n}\n"
 );
+case!(string_not_a_choice, "import std.torch.*\nrecipe r {\n  schedule lr = CyclicLR(base_lr: 0.01, max_lr: 0.1, mode: \"triangle\")\n}\n");
+case!(
+    string_compared_with_unknown_choice,
+    "schedule s(mode: str in {\"cos\", \"linear\"}) = if mode == \"cosine\" then 1 else 0\n"
+);

@@ -436,6 +436,18 @@ impl BodyCx<'_> {
                 e.span,
             ),
             ExprKind::Name(n) => self.name(n, e.span),
+            ExprKind::Str(_) => {
+                self.cx.diags.push(
+                    Diagnostic::error(
+                        "E0120",
+                        e.span,
+                        "a string can only be compared with a `str` parameter",
+                    )
+                    .with_label("string here")
+                    .with_help("write e.g. `if mode == \"cos\" then ... else ...`"),
+                );
+                self.error_expr(e.span)
+            }
             ExprKind::Unary(op, a) => {
                 let x = self.expr(a);
                 let t = self.body.types[x];
@@ -458,6 +470,11 @@ impl BodyCx<'_> {
                     );
                 }
                 self.body.push(Expr::Unary(*op, x), t, e.span)
+            }
+            ExprKind::Binary(BinOp::Cmp(c @ (ast::CmpOp::Eq | ast::CmpOp::Ne)), a, b)
+                if matches!(a.kind, ExprKind::Str(_)) || matches!(b.kind, ExprKind::Str(_)) =>
+            {
+                self.str_compare(*c, a, b, e.span)
             }
             ExprKind::Binary(op, a, b) => {
                 let x = self.expr(a);
@@ -568,6 +585,74 @@ impl BodyCx<'_> {
         }
     }
 
+    /// `mode == "cos"` (either order): a `str` parameter against one of its choices.
+    fn str_compare(&mut self, c: ast::CmpOp, a: &ast::Expr, b: &ast::Expr, span: Span) -> ExprId {
+        let (name, lit) = match (&a.kind, &b.kind) {
+            (ExprKind::Name(n), ExprKind::Str(s)) | (ExprKind::Str(s), ExprKind::Name(n)) => (n, s),
+            _ => {
+                self.cx.diags.push(
+                    Diagnostic::error(
+                        "E0120",
+                        span,
+                        "a string can only be compared with a `str` parameter",
+                    )
+                    .with_label("not a `str` parameter and a string")
+                    .with_help("write e.g. `mode == \"cos\"`"),
+                );
+                return self.error_expr(span);
+            }
+        };
+        let found = self
+            .params()
+            .iter()
+            .position(|p| p.name == *name && p.ty == TypeExpr::Scalar(ScalarType::Str));
+        let Some(pi) = found else {
+            self.cx.diags.push(
+                Diagnostic::error("E0120", span, format!("`{name}` is not a `str` parameter"))
+                    .with_label("compared with a string")
+                    .with_help("declare it `str in {\"a\", \"b\"}`, or compare numbers"),
+            );
+            return self.error_expr(span);
+        };
+        if let Some(choices) = self.params()[pi].choices.clone() {
+            if !choices.contains(lit) {
+                let lit_span = if matches!(a.kind, ExprKind::Str(_)) {
+                    a.span
+                } else {
+                    b.span
+                };
+                let quoted: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
+                self.cx.diags.push(
+                    Diagnostic::error(
+                        "E0122",
+                        lit_span,
+                        format!(
+                            "`{name}` is never \"{lit}\"; it is one of {}",
+                            quoted.join(", ")
+                        ),
+                    )
+                    .with_label("not one of the choices")
+                    .with_help("compare with one of the declared values"),
+                );
+            }
+        }
+        let extent = self.hyper_extent();
+        let eq = self.body.push(
+            Expr::StrEq(pi, lit.clone()),
+            Self::ty(ValueKind::Bool, extent),
+            span,
+        );
+        if c == ast::CmpOp::Ne {
+            self.body.push(
+                Expr::Unary(UnOp::Not, eq),
+                Self::ty(ValueKind::Bool, extent),
+                span,
+            )
+        } else {
+            eq
+        }
+    }
+
     fn op_mismatch(&mut self, op: BinOp, a: Type, b: Type, span: Span) {
         self.cx.diags.push(
             Diagnostic::error(
@@ -656,6 +741,21 @@ impl BodyCx<'_> {
             let kind = match &p.ty {
                 TypeExpr::Scalar(ScalarType::Int) => ValueKind::Int,
                 TypeExpr::Scalar(ScalarType::Bool) => ValueKind::Bool,
+                TypeExpr::Scalar(ScalarType::Str) => {
+                    let pname = p.name.clone();
+                    self.cx.diags.push(
+                        Diagnostic::error(
+                            "E0120",
+                            span,
+                            format!("`{pname}` is a string; compare it with one of its values"),
+                        )
+                        .with_label("a string, not a number")
+                        .with_help(format!(
+                            "write e.g. `if {pname} == \"...\" then ... else ...`"
+                        )),
+                    );
+                    return self.error_expr(span);
+                }
                 TypeExpr::Scalar(_) => ValueKind::Real,
                 TypeExpr::List(_) | TypeExpr::Map(..) => {
                     let pname = p.name.clone();

@@ -17,6 +17,9 @@ pub(crate) enum HType {
     Int,
     Bool,
     Schedule,
+    Str,
+    /// `none`: the absent value of an optional number.
+    None,
     List(Box<HType>),
     EmptyList,
     Map(Box<HType>, Box<HType>),
@@ -31,6 +34,8 @@ impl HType {
             HType::Int => "int".into(),
             HType::Bool => "bool".into(),
             HType::Schedule => "schedule".into(),
+            HType::Str => "str".into(),
+            HType::None => "none".into(),
             HType::List(t) => format!("[{}]", t.name()),
             HType::EmptyList => "[]".into(),
             HType::Map(k, v) => format!("{{{}: {}}}", k.name(), v.name()),
@@ -44,6 +49,7 @@ impl HType {
             ScalarType::Int => HType::Int,
             ScalarType::Bool => HType::Bool,
             ScalarType::Schedule => HType::Schedule,
+            ScalarType::Str => HType::Str,
         }
     }
 
@@ -65,6 +71,7 @@ pub(crate) fn assignable(from: &HType, to: &HType) -> bool {
         (HType::Groups(inner), to) => assignable(inner, to),
         (a, b) if a == b => true,
         (HType::Int, HType::Real) => true,
+        (HType::None, HType::Real | HType::Int | HType::Schedule) => true,
         (HType::Int | HType::Real, HType::Schedule) => true,
         (HType::EmptyList, HType::List(_)) => true,
         (HType::List(a), HType::List(b)) => assignable(a, b),
@@ -124,10 +131,12 @@ pub(crate) fn coerce_value(
 
 pub(crate) fn value_type(v: &HyperValue) -> HType {
     match v {
+        HyperValue::Real(v) if v.is_nan() => HType::None,
         HyperValue::Real(_) => HType::Real,
         HyperValue::Int(_) => HType::Int,
         HyperValue::Bool(_) => HType::Bool,
         HyperValue::Schedule(_) => HType::Schedule,
+        HyperValue::Str(_) => HType::Str,
         HyperValue::List(items) => match items.first() {
             None => HType::EmptyList,
             Some(first) => {
@@ -222,6 +231,43 @@ pub(crate) fn check_range(
     }
 }
 
+/// Reports a string outside a `str` parameter's choices.
+pub(crate) fn check_choice(
+    cx: &mut Checker,
+    v: &HyperValue,
+    choices: &[String],
+    span: Span,
+    pname: &str,
+    def: &str,
+) -> bool {
+    match v {
+        HyperValue::PerGroup(items) => items
+            .iter()
+            .all(|x| check_choice(cx, x, choices, span, pname, def)),
+        HyperValue::Str(s) if !choices.contains(s) => {
+            let quoted: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
+            let help = match did_you_mean(s, choices.iter().map(String::as_str)) {
+                Some(c) => format!("did you mean \"{c}\"?"),
+                None => format!("write one of {}", quoted.join(", ")),
+            };
+            cx.diags.push(
+                Diagnostic::error(
+                    "E0122",
+                    span,
+                    format!(
+                        "`{pname}` of `{def}` must be one of {}, not \"{s}\"",
+                        quoted.join(", ")
+                    ),
+                )
+                .with_label("not an allowed value")
+                .with_help(help),
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
 fn range_help(pname: &str, r: &ValueRange) -> String {
     match (r.lo, r.hi) {
         (Some((lo, true)), Some((hi, false))) => format!(
@@ -249,6 +295,7 @@ pub(crate) fn check_hyper(
             }
         }
         ExprKind::Bool(b) => Some((HyperExpr::Value(HyperValue::Bool(*b)), HType::Bool)),
+        ExprKind::Str(s) => Some((HyperExpr::Value(HyperValue::Str(s.clone())), HType::Str)),
         ExprKind::Name(n) => resolve_name(cx, scope, names, n, e.span),
         ExprKind::Unary(op, a) => {
             let (h, t) = check_hyper(cx, scope, names, a)?;
@@ -441,7 +488,7 @@ fn resolve_name(
 ) -> Option<(HyperExpr, HType)> {
     if n == "none" {
         // An absent optional value; bodies test it with `is_none`.
-        return Some((HyperExpr::Value(HyperValue::Real(f64::NAN)), HType::Real));
+        return Some((HyperExpr::Value(HyperValue::Real(f64::NAN)), HType::None));
     }
     match names {
         HyperNames::Params(params) => {
@@ -677,11 +724,12 @@ pub(crate) fn check_call_args(
             continue;
         }
         // Constants are range-checked here, at the call, so the error points at the value.
-        if let Some(r) = &params[pi].range {
-            if let Ok(v) = eval_hyper(&h, &[]) {
-                if !check_range(cx, &v, r, a.value.span, &params[pi].name, &def_name) {
-                    ok = false;
-                }
+        if let Ok(v) = eval_hyper(&h, &[]) {
+            if let Some(r) = &params[pi].range {
+                ok &= check_range(cx, &v, r, a.value.span, &params[pi].name, &def_name);
+            }
+            if let Some(cs) = &params[pi].choices {
+                ok &= check_choice(cx, &v, cs, a.value.span, &params[pi].name, &def_name);
             }
         }
         slots[pi] = Some(h);

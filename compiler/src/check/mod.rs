@@ -189,15 +189,35 @@ impl Checker {
                     );
                     continue;
                 }
-                let range = p
-                    .constraint
-                    .as_ref()
-                    .and_then(|c| self.constraint(c, &p.ty));
+                let (range, choices) = match &p.constraint {
+                    Some(ast::Constraint::Choice { values, span }) => {
+                        if p.ty != TypeExpr::Scalar(ast::ScalarType::Str) {
+                            self.diags.push(
+                                Diagnostic::error(
+                                    "E0180",
+                                    *span,
+                                    "a set of strings only applies to a `str` parameter",
+                                )
+                                .with_label("this parameter is not a string")
+                                .with_help(format!(
+                                    "declare `{}: str in {{...}}`, or use a numeric range",
+                                    p.name.name
+                                )),
+                            );
+                        }
+                        (None, Some(values.clone()))
+                    }
+                    Some(c) => (self.constraint(c, &p.ty), None),
+                    None => (None, None),
+                };
                 let default = p.default.as_ref().and_then(|e| {
                     let v = hyper::const_value(self, e)?;
                     let v = hyper::coerce_value(self, v, &p.ty, e.span, &p.name.name)?;
                     if let Some(r) = &range {
                         hyper::check_range(self, &v, r, e.span, &p.name.name, &d.name.name);
+                    }
+                    if let Some(cs) = &choices {
+                        hyper::check_choice(self, &v, cs, e.span, &p.name.name, &d.name.name);
                     }
                     Some(v)
                 });
@@ -205,6 +225,7 @@ impl Checker {
                     name: p.name.name.clone(),
                     ty: p.ty.clone(),
                     range,
+                    choices,
                     default,
                     span: p.name.span,
                 });
@@ -257,6 +278,7 @@ impl Checker {
                     hi: Some((hi, *hi_closed)),
                 })
             }
+            ast::Constraint::Choice { .. } => None,
             ast::Constraint::Bound { op, value, span } => {
                 let v = num(self, value)?;
                 use ast::CmpOp::*;

@@ -256,7 +256,7 @@ fn collect_names(e: &ast::Expr, out: &mut Vec<String>) {
             items.iter().for_each(|a| collect_names(a, out))
         }
         ExprKind::Map(entries) => entries.iter().for_each(|(_, v)| collect_names(v, out)),
-        ExprKind::Number { .. } | ExprKind::Bool(_) => {}
+        ExprKind::Number { .. } | ExprKind::Bool(_) | ExprKind::Str(_) => {}
     }
 }
 

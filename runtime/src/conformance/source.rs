@@ -76,7 +76,26 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
                 // A torch scheduler drives the optimizer's (last stage's) learning rate.
                 if i == last && case.module == "torch" {
                     if let Some(sched) = case.json.get("scheduler") {
-                        let sched = sched.as_object().ok_or("`scheduler` must be an object")?;
+                        let mut sched = sched
+                            .as_object()
+                            .ok_or("`scheduler` must be an object")?
+                            .clone();
+                        let sname = sched
+                            .get("fn")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string();
+                        if matches!(sname.as_str(), "OneCycleLR" | "CyclicLR") {
+                            // PyTorch cycles the optimizer's momentum too unless told not to.
+                            if let Some(Value::Object(a)) = sched.get_mut("args") {
+                                if a.remove("cycle_momentum") != Some(Value::Bool(false)) {
+                                    return Err(format!(
+                                        "not implemented: {sname} momentum cycling"
+                                    ));
+                                }
+                            }
+                        }
+                        let sched = &sched;
                         let base = match args.get("lr") {
                             Some(v) => value_text(v)?,
                             None => default_lr(library, module, &name)?,
@@ -105,7 +124,14 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
                     .map(value_text)
                     .transpose()?
                     .unwrap_or_else(|| "0.1".into());
-                torch_scheduler(sched, &base)?
+                // Momentum cycling changes the optimizer, not the learning rate a schedule case reads.
+                let mut sched = sched.clone();
+                if let Some(Value::Object(args)) = sched.get_mut("args") {
+                    for k in ["cycle_momentum", "base_momentum", "max_momentum"] {
+                        args.remove(k);
+                    }
+                }
+                torch_scheduler(&sched, &base)?
             } else {
                 let (name, args) = fn_and_args(sched)?;
                 call_text(&name, &args)?
@@ -212,6 +238,7 @@ fn value_text(v: &Value) -> Result<String, String> {
         },
         Value::String(s) => match s.strip_prefix('@') {
             Some(text) => text.to_string(),
+            None if s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => format!("\"{s}\""),
             None => return Err(format!("unsupported string argument {s:?}")),
         },
         Value::Array(items) => format!(
