@@ -169,6 +169,8 @@ pub enum Stmt {
         value: Expr,
         span: Span,
     },
+    /// `skip if cond`
+    Skip { cond: Expr, span: Span },
     /// A bare expression: the value of a schedule block (its last line).
     Expr(Expr),
 }

@@ -349,8 +349,12 @@ pub struct Interpreter<'p> {
     sizes: Vec<usize>,
     /// Per stage, per declared state.
     pub states: Vec<Vec<StateValue>>,
-    /// Updates made so far.
+    /// Steps taken so far (skipped ones included).
     pub count: u64,
+    /// Per stage: the updates it has made (runs that were not skipped); its `step` is
+    /// this + 1 and its schedules are read at this count.
+    runs: Vec<u64>,
+    last_skipped: bool,
 }
 
 impl<'p> Interpreter<'p> {
@@ -372,6 +376,8 @@ impl<'p> Interpreter<'p> {
             sizes: params.iter().map(Vec::len).collect(),
             states: Vec::new(),
             count: 0,
+            runs: vec![0; recipe.stages.len()],
+            last_skipped: false,
         };
         for si in 0..it.recipe.stages.len() {
             let body = it.stage_body(si)?;
@@ -443,10 +449,11 @@ impl<'p> Interpreter<'p> {
                 return Err(format!("tensor #{i} changed size"));
             }
         }
-        let count = self.count as f64;
         let mut grad = grads.to_vec();
         let mut ps = params.to_vec();
+        let mut skipped = false;
         for si in 0..self.recipe.stages.len() {
+            let count = self.runs[si] as f64;
             let body = self.stage_body(si)?;
             let hypers = self.hypers(si, count)?;
             let states = std::mem::take(&mut self.states[si]);
@@ -461,7 +468,7 @@ impl<'p> Interpreter<'p> {
                 locals: vec![V::U(0.0); body.locals.len()],
                 step: count + 1.0,
             };
-            cx.run()?;
+            let skip = cx.run()?;
             let StepCx {
                 grad: g,
                 params: p,
@@ -471,6 +478,16 @@ impl<'p> Interpreter<'p> {
             grad = g;
             ps = p;
             self.states[si] = states;
+            self.runs[si] += 1;
+            if skip {
+                skipped = true;
+                break;
+            }
+        }
+        self.count += 1;
+        self.last_skipped = skipped;
+        if skipped {
+            return Ok(());
         }
         if self.recipe.applies_updates {
             for (p, g) in ps.iter_mut().zip(&grad) {
@@ -482,8 +499,25 @@ impl<'p> Interpreter<'p> {
         for (dst, src) in params.iter_mut().zip(ps) {
             *dst = src;
         }
-        self.count += 1;
         Ok(())
+    }
+
+    /// Whether the last step was skipped (`skip if`): parameters unchanged, later stages
+    /// not run.
+    pub fn last_skipped(&self) -> bool {
+        self.last_skipped
+    }
+
+    /// The current value of state `name` of the first stage defined by `def_name`.
+    pub fn state(&self, def_name: &str, name: &str) -> Option<&StateValue> {
+        let si = self
+            .recipe
+            .stages
+            .iter()
+            .position(|s| self.program.defs[s.def].name == def_name)?;
+        let body = self.stage_body(si).ok()?;
+        let id = body.states.iter().position(|st| st.name == name)?;
+        self.states.get(si)?.get(id)
     }
 
     /// The hyperparameter values a list-typed argument holds, for stage `si`.
@@ -515,9 +549,16 @@ struct StepCx<'a, 'p> {
 }
 
 impl StepCx<'_, '_> {
-    fn run(&mut self) -> Result<(), String> {
+    /// Runs the body; true when a `skip if` fired.
+    fn run(&mut self) -> Result<bool, String> {
+        let mut skip = false;
         for s in &self.body.stmts {
             match s {
+                Stmt::Skip(e) => {
+                    if let V::U(c) = self.eval(*e)? {
+                        skip |= c != 0.0;
+                    }
+                }
                 Stmt::Let(l, e) => self.locals[*l] = self.eval(*e)?,
                 Stmt::SetState(id, e) => {
                     let v = self.eval(*e)?;
@@ -534,7 +575,7 @@ impl StepCx<'_, '_> {
                 }
             }
         }
-        Ok(())
+        Ok(skip)
     }
 
     fn ntensors(&self) -> usize {

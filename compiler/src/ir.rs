@@ -373,6 +373,22 @@ pub enum Expr {
     SchedCall(DefId, Vec<HyperExpr>, ExprId),
 }
 
+impl Expr {
+    /// The expressions this one reads directly.
+    pub fn operands(&self) -> Vec<ExprId> {
+        match self {
+            Expr::Unary(_, a)
+            | Expr::Reduce(_, _, a)
+            | Expr::ScheduleAt(_, a)
+            | Expr::SchedCall(_, _, a) => vec![*a],
+            Expr::Binary(_, a, b) => vec![*a, *b],
+            Expr::Select(c, a, b) => vec![*c, *a, *b],
+            Expr::Call(_, xs) | Expr::List(_, _, xs) => xs.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateDecl {
     pub name: String,
@@ -388,6 +404,8 @@ pub enum Stmt {
     SetState(StateId, ExprId),
     SetGrad(ExprId),
     SetParam(ExprId),
+    /// `skip if cond`: when true, the step changes no parameter and later stages do not run.
+    Skip(ExprId),
 }
 
 /// A checked body: the expression arena, its side tables, and the statements in order.
@@ -413,6 +431,52 @@ impl Body {
 
     pub fn writes_param(&self) -> bool {
         self.stmts.iter().any(|s| matches!(s, Stmt::SetParam(_)))
+    }
+
+    /// The hyperparameters (by index) that decide something for the whole step: their
+    /// value reaches a `scalar` state or a `skip if` condition, so a recipe must not give
+    /// them per group. A dataflow over the arena, iterated until states settle.
+    pub fn step_uniform_params(&self) -> Vec<usize> {
+        let mut deps = vec![0u128; self.exprs.len()];
+        let mut local_deps = vec![0u128; self.locals.len()];
+        let mut state_deps = vec![0u128; self.states.len()];
+        let bit = |h: usize| if h < 128 { 1u128 << h } else { 0 };
+        for _ in 0..=self.states.len() + self.locals.len() {
+            for (i, e) in self.exprs.iter().enumerate() {
+                let own = match e {
+                    Expr::Hyper(h)
+                    | Expr::HyperIndex(h, _)
+                    | Expr::StrEq(h, _)
+                    | Expr::ScheduleAt(h, _) => bit(*h),
+                    Expr::List(_, h, _) => bit(*h),
+                    Expr::Local(l) => local_deps[*l],
+                    Expr::State(s) => state_deps[*s],
+                    _ => 0,
+                };
+                deps[i] = e.operands().iter().fold(own, |acc, o| acc | deps[*o]);
+            }
+            for s in &self.stmts {
+                match s {
+                    Stmt::Let(l, e) => local_deps[*l] = deps[*e],
+                    Stmt::SetState(s, e) => state_deps[*s] |= deps[*e],
+                    _ => {}
+                }
+            }
+            for (s, st) in self.states.iter().enumerate() {
+                state_deps[s] |= deps[st.init];
+            }
+        }
+        let mut sinks = 0u128;
+        for s in &self.stmts {
+            match s {
+                Stmt::Skip(e) => sinks |= deps[*e],
+                Stmt::SetState(id, e) if self.states[*id].extent == Extent::Uniform => {
+                    sinks |= deps[*e]
+                }
+                _ => {}
+            }
+        }
+        (0..128).filter(|h| sinks & (1u128 << h) != 0).collect()
     }
 }
 

@@ -117,6 +117,7 @@ fn print_def(p: &Program, id: DefId, out: &mut String) {
             Stmt::SetState(id, e) => writeln!(out, "  {} <- %{e}", body.states[*id].name),
             Stmt::SetGrad(e) => writeln!(out, "  grad <- %{e}"),
             Stmt::SetParam(e) => writeln!(out, "  param <- %{e}"),
+            Stmt::Skip(e) => writeln!(out, "  skip if %{e}"),
         };
     }
     if let Some(r) = body.result {

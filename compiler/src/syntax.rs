@@ -246,6 +246,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::block => "`{`",
         Rule::state_decl => "`state`",
         Rule::let_stmt => "`let`",
+        Rule::skip_stmt => "`skip if`",
         Rule::assign | Rule::assign_op => "an assignment",
         Rule::result_expr => "an expression",
         Rule::steps_item => "`steps`",
@@ -489,6 +490,10 @@ impl Builder<'_> {
                     span,
                 }
             }
+            Rule::skip_stmt => Stmt::Skip {
+                cond: self.expr(parts[0].clone()),
+                span,
+            },
             Rule::let_stmt => Stmt::Let {
                 name: self.ident(parts[0].clone()),
                 value: self.expr(parts[1].clone()),

@@ -147,3 +147,8 @@ case!(
     string_compared_with_unknown_choice,
     "schedule s(mode: str in {\"cos\", \"linear\"}) = if mode == \"cosine\" then 1 else 0\n"
 );
+case!(
+    skip_condition_per_element,
+    "transform t() {\n  skip if grad > 0\n  grad = grad\n}\n"
+);
+case!(per_group_value_for_step_decision, "import std.optax.*\nrecipe r {\n  groups {\n    a = \"*.bias\"\n    b = rest\n  }\n  update = MultiSteps(every_k_schedule: {a: 2, b: 4}) |> sgd(learning_rate: 0.1)\n}\n");

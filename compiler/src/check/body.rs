@@ -107,7 +107,9 @@ pub(crate) fn check_schedule(
                 .with_label("this value is never used")
                 .with_help("bind it with `let name = ...`, or move it to the end"),
             ),
-            ast::Stmt::State { span, .. } | ast::Stmt::Assign { span, .. } => b.cx.diags.push(
+            ast::Stmt::State { span, .. }
+            | ast::Stmt::Assign { span, .. }
+            | ast::Stmt::Skip { span, .. } => b.cx.diags.push(
                 Diagnostic::error(
                     "E0143",
                     *span,
@@ -228,6 +230,24 @@ impl BodyCx<'_> {
             }
             ast::Stmt::Let { name, value, .. } => self.let_stmt(name, value),
             ast::Stmt::Assign { target, op, value, span } => self.assign(target, *op, value, *span),
+            ast::Stmt::Skip { cond, .. } => {
+                let c = self.expr(cond);
+                let t = self.body.types[c];
+                if t.kind != ValueKind::Bool {
+                    self.cx.diags.push(
+                        Diagnostic::error("E0120", cond.span, format!("`skip if` needs a condition, found {}", t.kind.name()))
+                            .with_label("not a condition")
+                            .with_help("e.g. `skip if not all_finite(grad, global)`"),
+                    );
+                } else if t.extent != Extent::Uniform {
+                    self.cx.diags.push(
+                        Diagnostic::error("E0130", cond.span, format!("`skip if` decides for the whole step, but this condition is {}", t.extent.describe()))
+                            .with_label(format!("this is {}", t.extent.describe()))
+                            .with_help("reduce it over every tensor, e.g. `all_finite(grad, global)` or `norm(grad, global) > 10`"),
+                    );
+                }
+                self.body.stmts.push(Stmt::Skip(c));
+            }
             ast::Stmt::Expr(e) => self.cx.diags.push(
                 Diagnostic::error("E0143", e.span, "an expression on its own does nothing here")
                     .with_label("value is discarded")
@@ -410,13 +430,11 @@ impl BodyCx<'_> {
         Type { kind, extent }
     }
 
+    /// Hyperparameters are checked as step-uniform. A recipe may still give one per group;
+    /// elaboration then refuses it where the value decides for the whole step
+    /// (`Body::step_uniform_params`).
     fn hyper_extent(&self) -> Extent {
-        // A hyperparameter may be given per parameter group in a recipe.
-        if self.kind == DefKind::Schedule {
-            Extent::Uniform
-        } else {
-            Extent::Group
-        }
+        Extent::Uniform
     }
 
     fn expr(&mut self, e: &ast::Expr) -> ExprId {

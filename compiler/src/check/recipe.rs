@@ -316,7 +316,27 @@ fn expand(
                 ok &= expand(cx, c.def, inner, span, depth + 1, out);
             }
         }
-        _ => out.push(StageInst { def, args, span }),
+        DefBody::Stage(body) => {
+            for h in body.step_uniform_params() {
+                if let (Some(p), Some(HyperValue::PerGroup(_))) = (d.params.get(h), args.get(h)) {
+                    cx.diags.push(
+                        Diagnostic::error(
+                            "E0130",
+                            span,
+                            format!("`{}` of `{}` cannot differ between groups", p.name, d.name),
+                        )
+                        .with_label("given per group here")
+                        .with_help(format!(
+                            "`{}` decides for the whole step (a scalar state or `skip if`); give one value",
+                            p.name
+                        )),
+                    );
+                    ok = false;
+                }
+            }
+            out.push(StageInst { def, args, span });
+        }
+        DefBody::Schedule(_) => out.push(StageInst { def, args, span }),
     }
     ok
 }

@@ -9,7 +9,7 @@ mod source;
 pub use case::{load_case, Case};
 pub use source::function_names;
 
-use anneal_compiler::interp::{eval_sched, Interpreter};
+use anneal_compiler::interp::{eval_sched, Interpreter, StateValue};
 use anneal_compiler::{compile, diagnostic, ir::Program};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -179,6 +179,7 @@ pub fn run_case(case: &Case, lib: &Program) -> Result<(), String> {
             Ok(())
         }
         "optimizer" => run_optimizer(case, &c.program, recipe),
+        "loss_scale" => run_loss_scale(case, &c.program, recipe),
         other => Err(format!("unknown case kind `{other}`")),
     }
 }
@@ -245,6 +246,74 @@ fn run_optimizer(
                     format!("step {k}, tensor `{}`, index {i}", names[ti])
                 })?;
             }
+        }
+        // lookahead cases also give the slow weights.
+        if let Some(slow) = case.json.get("expected_slow").and_then(|v| v.get(k)) {
+            let want = case::per_tensor(slow, &names, &format!("expected_slow[{k}]"))?;
+            let Some(StateValue::Element(got)) = interp.state("lookahead", "slow") else {
+                return Err("the recipe has no lookahead stage with slow weights".into());
+            };
+            for (ti, (w, g)) in want.iter().zip(got).enumerate() {
+                for (i, (w, g)) in w.iter().zip(g).enumerate() {
+                    check_value(case, &f64::from(*w), f64::from(*g), || {
+                        format!("step {k}, slow weights of `{}`, index {i}", names[ti])
+                    })?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// GradScaler cases: an inf gradient on overflow steps, a finite one otherwise; the
+/// scale after each step and whether the step was skipped are compared.
+fn run_loss_scale(
+    case: &Case,
+    program: &Program,
+    recipe: &anneal_compiler::ir::Recipe,
+) -> Result<(), String> {
+    let overflow = case
+        .json
+        .get("overflow")
+        .and_then(Value::as_array)
+        .ok_or("missing list field `overflow`")?;
+    let expected = case.json.get("expected").ok_or("missing `expected`")?;
+    let scales = case::f64_list(
+        expected.get("scale").ok_or("missing `expected.scale`")?,
+        "expected.scale",
+    )?;
+    let skipped = expected
+        .get("skipped")
+        .and_then(Value::as_array)
+        .ok_or("missing list field `expected.skipped`")?;
+    if overflow.len() != case.steps || scales.len() != case.steps || skipped.len() != case.steps {
+        return Err(format!(
+            "`overflow` and `expected` need {} entries each",
+            case.steps
+        ));
+    }
+    let names = vec!["x".to_string()];
+    let mut params = vec![vec![0.0f32]];
+    let mut interp = Interpreter::new(program, recipe, &names, &params)?;
+    for k in 0..case.steps {
+        let inf = overflow[k]
+            .as_bool()
+            .ok_or("`overflow` holds a non-boolean")?;
+        let g = if inf { f32::INFINITY } else { 1.0 };
+        interp.step(&mut params, &[vec![g]])?;
+        let scale = match interp.state("GradScaler", "scale") {
+            Some(StateValue::Scalar(s)) => *s,
+            _ => return Err("the recipe has no GradScaler scale".into()),
+        };
+        check_value(case, &scales[k], scale, || format!("step {k}, scale"))?;
+        let want = skipped[k]
+            .as_bool()
+            .ok_or("`expected.skipped` holds a non-boolean")?;
+        if interp.last_skipped() != want {
+            return Err(format!(
+                "step {k}: expected skipped = {want}, got {}",
+                interp.last_skipped()
+            ));
         }
     }
     Ok(())

@@ -107,9 +107,21 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
                         args.insert("lr".into(), Value::String("@lr".into()));
                     }
                 }
-                stages.push(call_text(&name, &args)?);
+                if case.module == "optax" {
+                    stages.extend(optax_stage(entry)?);
+                } else {
+                    stages.push(call_text(&name, &args)?);
+                }
             }
             body.push_str(&format!("  update = {}\n", stages.join("\n        |> ")));
+        }
+        "loss_scale" => {
+            let args = match case.json.get("args") {
+                Some(Value::Object(a)) => a.clone(),
+                None => Map::new(),
+                Some(_) => return Err("`args` must be an object".into()),
+            };
+            body.push_str(&format!("  update = {}\n", call_text("GradScaler", &args)?));
         }
         "schedule" => {
             let sched = case
@@ -148,6 +160,45 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
             .and_then(Value::as_str)
             .unwrap_or("golden case")
     ))
+}
+
+/// One optax `update` entry as stages. Wrappers become stages around their inner chain:
+/// `MultiSteps` before it (the inner chain runs on its boundary steps), `lookahead` after
+/// its fast chain.
+fn optax_stage(entry: &Map<String, Value>) -> Result<Vec<String>, String> {
+    let (name, mut args) = fn_and_args(entry)?;
+    let inner = |key: &str| -> Result<Vec<String>, String> {
+        let list = entry
+            .get(key)
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("`{name}` needs a `{key}` chain"))?;
+        let mut out = Vec::new();
+        for e in list {
+            out.extend(optax_stage(
+                e.as_object().ok_or("each chain entry must be an object")?,
+            )?);
+        }
+        Ok(out)
+    };
+    match name.as_str() {
+        "MultiSteps" => {
+            let mut out = vec![call_text(&name, &args)?];
+            out.extend(inner("inner")?);
+            Ok(out)
+        }
+        "lookahead" => {
+            if args
+                .remove("reset_state")
+                .is_some_and(|v| v != Value::Bool(false))
+            {
+                return Err("not implemented: lookahead reset_state".into());
+            }
+            let mut out = inner("fast")?;
+            out.push(call_text(&name, &args)?);
+            Ok(out)
+        }
+        _ => Ok(vec![call_text(&name, &args)?]),
+    }
 }
 
 fn fn_and_args(entry: &Map<String, Value>) -> Result<(String, Map<String, Value>), String> {
