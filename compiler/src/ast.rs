@@ -171,6 +171,8 @@ pub enum Stmt {
     },
     /// `skip if cond`
     Skip { cond: Expr, span: Span },
+    /// `observe { ... }` in a schedule.
+    Observe { stmts: Vec<Stmt>, span: Span },
     /// A bare expression: the value of a schedule block (its last line).
     Expr(Expr),
 }

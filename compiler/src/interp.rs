@@ -15,12 +15,34 @@ use crate::ir::{
 };
 use crate::value::{arith, eval_hyper};
 
+/// What schedules are evaluated against: the program, and the metrics observed so far
+/// (`metrics[k]` after step k) for schedules that `observe` them.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    pub program: &'a Program,
+    pub metrics: &'a [f64],
+}
+
 /// Evaluates a schedule at `count` (updates already made) for parameter group `group`.
+/// A schedule that observes metrics fails here; use `eval_sched_observed`.
 pub fn eval_sched(program: &Program, s: &Sched, count: f64, group: usize) -> Result<f64, String> {
+    eval_sched_observed(
+        Env {
+            program,
+            metrics: &[],
+        },
+        s,
+        count,
+        group,
+    )
+}
+
+/// Evaluates a schedule at `count` with the metrics observed so far.
+pub fn eval_sched_observed(env: Env, s: &Sched, count: f64, group: usize) -> Result<f64, String> {
     match s {
         Sched::Const(v) => Ok(*v),
         Sched::Unary(op, a) => {
-            let x = eval_sched(program, a, count, group)?;
+            let x = eval_sched_observed(env, a, count, group)?;
             Ok(match op {
                 UnOp::Neg => -x,
                 UnOp::Not => f64::from(u8::from(x == 0.0)),
@@ -28,28 +50,53 @@ pub fn eval_sched(program: &Program, s: &Sched, count: f64, group: usize) -> Res
         }
         Sched::Binary(op, a, b) => Ok(arith(
             *op,
-            eval_sched(program, a, count, group)?,
-            eval_sched(program, b, count, group)?,
+            eval_sched_observed(env, a, count, group)?,
+            eval_sched_observed(env, b, count, group)?,
         )),
         Sched::Call(def, args) => {
-            let d = program.defs.get(*def).ok_or("unknown schedule")?;
+            let d = env.program.defs.get(*def).ok_or("unknown schedule")?;
             let DefBody::Schedule(body) = &d.body else {
                 return Err(format!("`{}` is not a schedule", d.name));
             };
             let mut cx = SchedCx {
-                program,
+                env,
                 body,
                 args,
-                count,
+                count: 0.0,
                 group,
                 locals: vec![0.0; body.locals.len()],
+                states: Vec::with_capacity(body.states.len()),
+                metric: f64::NAN,
             };
-            for s in &body.stmts {
-                if let Stmt::Let(l, e) = s {
-                    let v = cx.eval(*e)?;
-                    cx.locals[*l] = v;
+            // A schedule with state replays its `observe` block over the metrics of the
+            // steps before `count`: it stays a pure function of (count, metrics).
+            for st in &body.states {
+                let v = cx.eval(st.init)?;
+                cx.states.push(v);
+            }
+            if !body.observe.is_empty() {
+                let steps = if count > 0.0 {
+                    count.floor() as usize
+                } else {
+                    0
+                };
+                if steps > env.metrics.len() {
+                    return Err(format!(
+                        "schedule `{}` follows a metric: it needs the metric of every step before step {steps}, \
+                         but {} were observed",
+                        d.name,
+                        env.metrics.len()
+                    ));
+                }
+                for (k, m) in env.metrics[..steps].iter().enumerate() {
+                    cx.count = k as f64;
+                    cx.metric = *m;
+                    cx.run(&body.observe)?;
                 }
             }
+            cx.count = count;
+            cx.metric = f64::NAN;
+            cx.run(&body.stmts)?;
             let r = body
                 .result
                 .ok_or_else(|| format!("schedule `{}` has no value", d.name))?;
@@ -59,20 +106,15 @@ pub fn eval_sched(program: &Program, s: &Sched, count: f64, group: usize) -> Res
 }
 
 /// The scalar value of a hyperparameter for one group at one count.
-fn hyper_scalar(
-    program: &Program,
-    v: &HyperValue,
-    count: f64,
-    group: usize,
-) -> Result<f64, String> {
+fn hyper_scalar(env: Env, v: &HyperValue, count: f64, group: usize) -> Result<f64, String> {
     match v {
         HyperValue::PerGroup(vs) => {
             let g = vs
                 .get(group)
                 .ok_or("per-group value has no entry for this group")?;
-            hyper_scalar(program, g, count, group)
+            hyper_scalar(env, g, count, group)
         }
-        HyperValue::Schedule(s) => eval_sched(program, s, count, group),
+        HyperValue::Schedule(s) => eval_sched_observed(env, s, count, group),
         other => other
             .as_f64()
             .ok_or_else(|| "expected a number".to_string()),
@@ -100,15 +142,29 @@ fn hyper_list(v: &HyperValue, group: usize) -> Result<&[HyperValue], String> {
 }
 
 struct SchedCx<'a> {
-    program: &'a Program,
+    env: Env<'a>,
     body: &'a Body,
     args: &'a [HyperValue],
     count: f64,
     group: usize,
     locals: Vec<f64>,
+    states: Vec<f64>,
+    /// Inside `observe`: the metric of the step being replayed.
+    metric: f64,
 }
 
 impl SchedCx<'_> {
+    fn run(&mut self, stmts: &[Stmt]) -> Result<(), String> {
+        for s in stmts {
+            match s {
+                Stmt::Let(l, e) => self.locals[*l] = self.eval(*e)?,
+                Stmt::SetState(id, e) => self.states[*id] = self.eval(*e)?,
+                _ => return Err("a schedule only binds values and updates its states".into()),
+            }
+        }
+        Ok(())
+    }
+
     fn arg(&self, i: usize) -> Result<&HyperValue, String> {
         self.args
             .get(i)
@@ -120,13 +176,13 @@ impl SchedCx<'_> {
             Expr::Const(v) => *v,
             Expr::Count => self.count,
             Expr::Local(l) => self.locals[*l],
-            Expr::Hyper(i) => hyper_scalar(self.program, self.arg(*i)?, self.count, self.group)?,
+            Expr::Hyper(i) => hyper_scalar(self.env, self.arg(*i)?, self.count, self.group)?,
             Expr::HyperIndex(i, k) => {
                 let items = hyper_list(self.arg(*i)?, self.group)?;
                 let item = items
                     .get(*k)
                     .ok_or_else(|| format!("list has no element {k}"))?;
-                hyper_scalar(self.program, item, self.count, self.group)?
+                hyper_scalar(self.env, item, self.count, self.group)?
             }
             Expr::Unary(op, a) => {
                 let x = self.eval(*a)?;
@@ -152,7 +208,7 @@ impl SchedCx<'_> {
             }
             Expr::ScheduleAt(i, x) => {
                 let at = self.eval(*x)?;
-                hyper_scalar(self.program, self.arg(*i)?, at, self.group)?
+                hyper_scalar(self.env, self.arg(*i)?, at, self.group)?
             }
             Expr::SchedCall(def, hargs, at) => {
                 let vals = hargs
@@ -160,13 +216,15 @@ impl SchedCx<'_> {
                     .map(|h| eval_hyper(h, self.args))
                     .collect::<Result<Vec<_>, _>>()?;
                 let at = self.eval(*at)?;
-                eval_sched(self.program, &Sched::Call(*def, vals), at, self.group)?
+                eval_sched_observed(self.env, &Sched::Call(*def, vals), at, self.group)?
             }
             Expr::List(op, i, rest) => self.list_op(*op, *i, rest)?,
             Expr::StrEq(i, lit) => {
                 f64::from(u8::from(str_value(self.arg(*i)?, self.group)? == lit))
             }
-            Expr::Grad | Expr::Param | Expr::Step | Expr::State(_) | Expr::Reduce(..) => {
+            Expr::State(s) => self.states[*s],
+            Expr::Metric => self.metric,
+            Expr::Grad | Expr::Param | Expr::Step | Expr::Reduce(..) => {
                 return Err("per-step tensor value inside a schedule".into())
             }
         })
@@ -181,7 +239,7 @@ impl SchedCx<'_> {
                 let items = hyper_list(arg, self.group)?;
                 let mut n = 0.0;
                 for it in items {
-                    if hyper_scalar(self.program, it, self.count, self.group)? <= x {
+                    if hyper_scalar(self.env, it, self.count, self.group)? <= x {
                         n += 1.0;
                     }
                 }
@@ -196,7 +254,7 @@ impl SchedCx<'_> {
                 for (k, v) in entries {
                     let k = k.as_f64().ok_or("map key is not a number")?;
                     if k <= x {
-                        p *= hyper_scalar(self.program, v, self.count, self.group)?;
+                        p *= hyper_scalar(self.env, v, self.count, self.group)?;
                     }
                 }
                 Ok(p)
@@ -216,7 +274,7 @@ impl SchedCx<'_> {
                 let s = scheds
                     .get(i)
                     .ok_or("join: fewer schedules than boundaries + 1")?;
-                hyper_scalar(self.program, s, x - offset, self.group)
+                hyper_scalar(self.env, s, x - offset, self.group)
             }
         }
     }
@@ -355,6 +413,8 @@ pub struct Interpreter<'p> {
     /// this + 1 and its schedules are read at this count.
     runs: Vec<u64>,
     last_skipped: bool,
+    /// Metrics observed after each step, for schedules that follow one.
+    metrics: Vec<f64>,
 }
 
 impl<'p> Interpreter<'p> {
@@ -378,6 +438,7 @@ impl<'p> Interpreter<'p> {
             count: 0,
             runs: vec![0; recipe.stages.len()],
             last_skipped: false,
+            metrics: Vec::new(),
         };
         for si in 0..it.recipe.stages.len() {
             let body = it.stage_body(si)?;
@@ -429,7 +490,7 @@ impl<'p> Interpreter<'p> {
                 !compound(v) && !matches!(v, HyperValue::PerGroup(vs) if vs.iter().any(compound));
             if scalar {
                 let per = (0..groups)
-                    .map(|g| hyper_scalar(self.program, v, count, g))
+                    .map(|g| hyper_scalar(self.env(), v, count, g))
                     .collect::<Result<Vec<_>, _>>()?;
                 out.push(Some(per));
             } else {
@@ -502,6 +563,19 @@ impl<'p> Interpreter<'p> {
         Ok(())
     }
 
+    /// Records the metric observed at the step just taken (e.g. a validation loss), for
+    /// schedules such as ReduceLROnPlateau that follow one.
+    pub fn observe(&mut self, metric: f64) {
+        self.metrics.push(metric);
+    }
+
+    fn env(&self) -> Env<'_> {
+        Env {
+            program: self.program,
+            metrics: &self.metrics,
+        }
+    }
+
     /// Whether the last step was skipped (`skip if`): parameters unchanged, later stages
     /// not run.
     pub fn last_skipped(&self) -> bool {
@@ -531,7 +605,7 @@ impl<'p> Interpreter<'p> {
         let v = args.get(i).ok_or("missing argument")?;
         hyper_list(v, group)?
             .iter()
-            .map(|x| hyper_scalar(self.program, x, count, group))
+            .map(|x| hyper_scalar(self.env(), x, count, group))
             .collect()
     }
 }
@@ -699,7 +773,7 @@ impl StepCx<'_, '_> {
                     .collect::<Result<Vec<_>, _>>()?;
                 self.spread_groups(&per)
             }
-            Expr::ScheduleAt(..) | Expr::SchedCall(..) | Expr::List(..) => {
+            Expr::ScheduleAt(..) | Expr::SchedCall(..) | Expr::List(..) | Expr::Metric => {
                 return Err("schedule-only expression in a stage".into())
             }
         })

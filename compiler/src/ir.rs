@@ -357,6 +357,8 @@ pub enum Expr {
     Step,
     /// In schedules: updates already made (0 at the first step).
     Count,
+    /// Inside a schedule's `observe` block: the metric observed at the step.
+    Metric,
     Unary(UnOp, ExprId),
     Binary(BinOp, ExprId, ExprId),
     Select(ExprId, ExprId, ExprId),
@@ -419,6 +421,8 @@ pub struct Body {
     pub stmts: Vec<Stmt>,
     /// The value of a schedule body.
     pub result: Option<ExprId>,
+    /// A schedule's `observe` block: run after each step with that step's metric.
+    pub observe: Vec<Stmt>,
 }
 
 impl Body {

@@ -120,6 +120,16 @@ fn print_def(p: &Program, id: DefId, out: &mut String) {
             Stmt::Skip(e) => writeln!(out, "  skip if %{e}"),
         };
     }
+    if !body.observe.is_empty() {
+        let _ = writeln!(out, "  observe:");
+        for s in &body.observe {
+            let _ = match s {
+                Stmt::Let(l, e) => writeln!(out, "    let {} = %{e}", body.locals[*l]),
+                Stmt::SetState(id, e) => writeln!(out, "    {} <- %{e}", body.states[*id].name),
+                _ => Ok(()),
+            };
+        }
+    }
     if let Some(r) = body.result {
         let _ = writeln!(out, "  result %{r}");
     }
@@ -144,6 +154,7 @@ fn expr_text(p: &Program, d: &Def, b: &Body, e: &Expr) -> String {
         Expr::Step => "step".into(),
         Expr::StrEq(i, s) => format!("hyper {} == {s:?}", hp(i)),
         Expr::Count => "count".into(),
+        Expr::Metric => "metric".into(),
         Expr::Unary(op, a) => format!("{} %{a}", if *op == UnOp::Neg { "neg" } else { "not" }),
         Expr::Binary(op, a, c) => format!("%{a} {} %{c}", op.symbol()),
         Expr::Select(c, a, x) => format!("select %{c} %{a} %{x}"),

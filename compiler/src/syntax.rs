@@ -247,6 +247,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::state_decl => "`state`",
         Rule::let_stmt => "`let`",
         Rule::skip_stmt => "`skip if`",
+        Rule::observe_block => "`observe { ... }`",
         Rule::assign | Rule::assign_op => "an assignment",
         Rule::result_expr => "an expression",
         Rule::steps_item => "`steps`",
@@ -490,6 +491,10 @@ impl Builder<'_> {
                     span,
                 }
             }
+            Rule::observe_block => Stmt::Observe {
+                stmts: parts.into_iter().map(|q| self.statement(q)).collect(),
+                span,
+            },
             Rule::skip_stmt => Stmt::Skip {
                 cond: self.expr(parts[0].clone()),
                 span,

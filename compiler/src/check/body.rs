@@ -47,6 +47,8 @@ struct BodyCx<'a> {
     names: Vec<(String, Binding, Span, usize)>,
     /// Inside a state's initial value: `grad` is not available yet.
     in_state_init: bool,
+    /// Inside a schedule's `observe` block: `metric` is available.
+    in_observe: bool,
 }
 
 pub(crate) fn check_stage(
@@ -65,6 +67,7 @@ pub(crate) fn check_stage(
         body: Body::default(),
         names: Vec::new(),
         in_state_init: false,
+        in_observe: false,
     };
     for s in stmts {
         b.stage_stmt(s);
@@ -91,6 +94,7 @@ pub(crate) fn check_schedule(
         body: Body::default(),
         names: Vec::new(),
         in_state_init: false,
+        in_observe: false,
     };
     let def_span = b.cx.program.defs[def].span;
     let mut result = None;
@@ -107,18 +111,19 @@ pub(crate) fn check_schedule(
                 .with_label("this value is never used")
                 .with_help("bind it with `let name = ...`, or move it to the end"),
             ),
-            ast::Stmt::State { span, .. }
-            | ast::Stmt::Assign { span, .. }
-            | ast::Stmt::Skip { span, .. } => b.cx.diags.push(
-                Diagnostic::error(
-                    "E0143",
-                    *span,
-                    "a schedule has no state and assigns nothing",
-                )
-                .with_label("not allowed in a schedule")
-                .with_help(
-                    "a schedule is a pure function of `count`: use `let` and end with the value",
-                ),
+            ast::Stmt::State {
+                name, extent, init, ..
+            } => b.schedule_state(name, *extent, init),
+            ast::Stmt::Observe { stmts, span } => b.observe(stmts, *span),
+            ast::Stmt::Assign { span, .. } => b.cx.diags.push(
+                Diagnostic::error("E0143", *span, "a schedule's states change only in its `observe` block")
+                    .with_label("assignment outside `observe`")
+                    .with_help("move it into `observe { ... }`, which runs after each step with that step's `metric`"),
+            ),
+            ast::Stmt::Skip { span, .. } => b.cx.diags.push(
+                Diagnostic::error("E0143", *span, "a schedule cannot skip a step")
+                    .with_label("not allowed in a schedule")
+                    .with_help("`skip if` belongs in a transform"),
             ),
         }
     }
@@ -253,7 +258,108 @@ impl BodyCx<'_> {
                     .with_label("value is discarded")
                     .with_help("assign it: `grad = ...` passes it on, `param -= ...` updates weights, `let x = ...` names it"),
             ),
+            ast::Stmt::Observe { span, .. } => self.cx.diags.push(
+                Diagnostic::error("E0143", *span, "only a schedule observes metrics")
+                    .with_label("`observe` in a transform")
+                    .with_help("a schedule that follows a metric (like ReduceLROnPlateau) declares `observe { ... }`"),
+            ),
         }
+    }
+
+    /// `state NAME = init` in a schedule: one number, changed only by `observe`.
+    fn schedule_state(
+        &mut self,
+        name: &ast::Ident,
+        extent: Option<(StateExtent, Span)>,
+        init: &ast::Expr,
+    ) {
+        if let Some((x, span)) = extent {
+            if x != StateExtent::Scalar {
+                self.cx.diags.push(
+                    Diagnostic::error(
+                        "E0130",
+                        span,
+                        "a schedule's state is one number for the whole step",
+                    )
+                    .with_label("schedules have no tensors")
+                    .with_help("drop the extent, or write `: scalar`"),
+                );
+            }
+        }
+        self.in_state_init = true;
+        let e = self.expr(init);
+        self.in_state_init = false;
+        let id = self.body.states.len();
+        if self.declare(name, Binding::State(id)) {
+            self.body.states.push(StateDecl {
+                name: name.name.clone(),
+                extent: Extent::Uniform,
+                init: e,
+                span: name.span,
+            });
+        }
+    }
+
+    /// `observe { ... }`: `let`s and state updates, run after each step with its `metric`.
+    fn observe(&mut self, stmts: &[ast::Stmt], span: Span) {
+        if !self.body.observe.is_empty() || self.in_observe {
+            self.cx.diags.push(
+                Diagnostic::error("E0143", span, "a schedule has one `observe` block")
+                    .with_label("second `observe`")
+                    .with_help("merge the blocks"),
+            );
+            return;
+        }
+        let outer = std::mem::take(&mut self.body.stmts);
+        self.in_observe = true;
+        for s in stmts {
+            match s {
+                ast::Stmt::Let { name, value, .. } => self.let_stmt(name, value),
+                ast::Stmt::Assign {
+                    target,
+                    op,
+                    value,
+                    span,
+                } => {
+                    let is_state = self
+                        .names
+                        .iter()
+                        .any(|(n, b, ..)| *n == target.name && matches!(b, Binding::State(_)));
+                    if is_state {
+                        self.assign(target, *op, value, *span);
+                    } else {
+                        self.cx.diags.push(
+                            Diagnostic::error(
+                                "E0140",
+                                target.span,
+                                format!("`{}` is not a state of this schedule", target.name),
+                            )
+                            .with_label("only states can change")
+                            .with_help(format!(
+                                "declare `state {} = ...` before `observe`",
+                                target.name
+                            )),
+                        );
+                    }
+                }
+                other => {
+                    let span = match other {
+                        ast::Stmt::State { span, .. }
+                        | ast::Stmt::Skip { span, .. }
+                        | ast::Stmt::Observe { span, .. } => *span,
+                        ast::Stmt::Expr(e) => e.span,
+                        _ => span,
+                    };
+                    self.cx.diags.push(
+                        Diagnostic::error("E0143", span, "`observe` holds `let`s and state updates")
+                            .with_label("not allowed in `observe`")
+                            .with_help("declare states before `observe`, and end the schedule with its value after it"),
+                    );
+                }
+            }
+        }
+        self.in_observe = false;
+        self.body.observe = std::mem::replace(&mut self.body.stmts, outer);
     }
 
     fn let_stmt(&mut self, name: &ast::Ident, value: &ast::Expr) {
@@ -744,6 +850,20 @@ impl BodyCx<'_> {
                 return self
                     .body
                     .push(Expr::Count, Self::ty(ValueKind::Int, Extent::Uniform), span)
+            }
+            "metric" if !stage && self.in_observe => {
+                return self.body.push(
+                    Expr::Metric,
+                    Self::ty(ValueKind::Real, Extent::Uniform),
+                    span,
+                )
+            }
+            "inf" => {
+                return self.body.push(
+                    Expr::Const(f64::INFINITY),
+                    Self::ty(ValueKind::Real, Extent::Uniform),
+                    span,
+                )
             }
             "pi" => {
                 return self.body.push(

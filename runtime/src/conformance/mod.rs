@@ -9,7 +9,7 @@ mod source;
 pub use case::{load_case, Case};
 pub use source::function_names;
 
-use anneal_compiler::interp::{eval_sched, Interpreter, StateValue};
+use anneal_compiler::interp::{eval_sched_observed, Env, Interpreter, StateValue};
 use anneal_compiler::{compile, diagnostic, ir::Program};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -172,8 +172,17 @@ pub fn run_case(case: &Case, lib: &Program) -> Result<(), String> {
                     case.steps
                 ));
             }
+            // Metric-driven schedules (ReduceLROnPlateau) see the metrics of earlier steps.
+            let metrics = match case.json.get("metrics") {
+                Some(m) => case::f64_list(m, "metrics")?,
+                None => Vec::new(),
+            };
             for (k, want) in expected.iter().enumerate() {
-                let got = eval_sched(&c.program, sched, k as f64, 0)?;
+                let env = Env {
+                    program: &c.program,
+                    metrics: &metrics[..k.min(metrics.len())],
+                };
+                let got = eval_sched_observed(env, sched, k as f64, 0)?;
                 check_value(case, want, got, || format!("step {k}"))?;
             }
             Ok(())
