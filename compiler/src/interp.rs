@@ -224,9 +224,13 @@ impl SchedCx<'_> {
             }
             Expr::State(s) => self.states[*s],
             Expr::Metric => self.metric,
-            Expr::Grad | Expr::Param | Expr::Step | Expr::Reduce(..) => {
-                return Err("per-step tensor value inside a schedule".into())
-            }
+            Expr::Grad
+            | Expr::Param
+            | Expr::Step
+            | Expr::Reduce(..)
+            | Expr::GradAt(_)
+            | Expr::Hvp(_)
+            | Expr::Rademacher => return Err("per-step tensor value inside a schedule".into()),
         })
     }
 
@@ -381,6 +385,32 @@ pub fn arith32(op: BinOp, x: f32, y: f32) -> f32 {
     }
 }
 
+/// What the model computes for the step being taken, beyond the gradient at the current
+/// parameters (the recipe's capabilities). Tensors are in the recipe's tensor order.
+pub trait Oracle {
+    /// The gradient, on this step's batch, at `params`.
+    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String>;
+    /// The Hessian of the loss at `params` times `v`.
+    fn hvp(&mut self, params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String>;
+}
+
+/// A deterministic ±1 for (seed, step, stage, tensor, element): splitmix64 of the tuple.
+pub fn rademacher(seed: u64, step: u64, stage: usize, tensor: usize, element: usize) -> f32 {
+    let mut z = seed
+        ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (stage as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+        ^ (tensor as u64).wrapping_mul(0x1656_67B1_9E37_79F9)
+        ^ (element as u64).wrapping_mul(0x27D4_EB2F_1656_67C5);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    if z & 1 == 0 {
+        1.0
+    } else {
+        -1.0
+    }
+}
+
 /// A value during a step: step-uniform, one per tensor, or one per element.
 #[derive(Debug, Clone)]
 enum V {
@@ -415,6 +445,8 @@ pub struct Interpreter<'p> {
     last_skipped: bool,
     /// Metrics observed after each step, for schedules that follow one.
     metrics: Vec<f64>,
+    /// Seed of the `rademacher()` stream.
+    pub seed: u64,
 }
 
 impl<'p> Interpreter<'p> {
@@ -439,6 +471,7 @@ impl<'p> Interpreter<'p> {
             runs: vec![0; recipe.stages.len()],
             last_skipped: false,
             metrics: Vec::new(),
+            seed: 0,
         };
         for si in 0..it.recipe.stages.len() {
             let body = it.stage_body(si)?;
@@ -453,6 +486,8 @@ impl<'p> Interpreter<'p> {
                 states: Vec::new(),
                 locals: vec![V::U(0.0); body.locals.len()],
                 step: 0.0,
+                stage: si,
+                oracle: std::cell::RefCell::new(None),
             };
             let mut states = Vec::new();
             for st in &body.states {
@@ -502,6 +537,23 @@ impl<'p> Interpreter<'p> {
 
     /// One update: `grads` in, `params` updated in place.
     pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
+        if let Some(c) = self.recipe.capabilities.first() {
+            return Err(format!(
+                "recipe `{}` needs {} from the model; run it with a model that provides it",
+                self.recipe.name,
+                c.describe()
+            ));
+        }
+        self.step_with(params, grads, None)
+    }
+
+    /// One update, with the model's oracle for `grad_at` and `hvp`.
+    pub fn step_with(
+        &mut self,
+        params: &mut [Vec<f32>],
+        grads: &[Vec<f32>],
+        mut oracle: Option<&mut (dyn Oracle + '_)>,
+    ) -> Result<(), String> {
         if params.len() != self.sizes.len() || grads.len() != self.sizes.len() {
             return Err(format!("expected {} tensors", self.sizes.len()));
         }
@@ -528,6 +580,10 @@ impl<'p> Interpreter<'p> {
                 states,
                 locals: vec![V::U(0.0); body.locals.len()],
                 step: count + 1.0,
+                stage: si,
+                oracle: std::cell::RefCell::new(
+                    oracle.as_mut().map(|o| &mut **o as &mut dyn Oracle),
+                ),
             };
             let skip = cx.run()?;
             let StepCx {
@@ -610,7 +666,7 @@ impl<'p> Interpreter<'p> {
     }
 }
 
-struct StepCx<'a, 'p> {
+struct StepCx<'a, 'p, 'o> {
     it: &'a Interpreter<'p>,
     body: &'p Body,
     args: &'a [HyperValue],
@@ -620,9 +676,12 @@ struct StepCx<'a, 'p> {
     states: Vec<StateValue>,
     locals: Vec<V>,
     step: f64,
+    /// Which stage runs, for the random stream of `rademacher()`.
+    stage: usize,
+    oracle: std::cell::RefCell<Option<&'o mut dyn Oracle>>,
 }
 
-impl StepCx<'_, '_> {
+impl StepCx<'_, '_, '_> {
     /// Runs the body; true when a `skip if` fired.
     fn run(&mut self) -> Result<bool, String> {
         let mut skip = false;
@@ -773,6 +832,41 @@ impl StepCx<'_, '_> {
                     .collect::<Result<Vec<_>, _>>()?;
                 self.spread_groups(&per)
             }
+            Expr::GradAt(x) => {
+                let point = self.elements(self.eval(*x)?);
+                let mut oracle = self.oracle.borrow_mut();
+                let o = oracle
+                    .as_mut()
+                    .ok_or("`grad_at` needs a model that computes gradients at a point")?;
+                V::E(check_shapes(o.grad_at(&point)?, &self.it.sizes, "grad_at")?)
+            }
+            Expr::Hvp(x) => {
+                let v = self.elements(self.eval(*x)?);
+                let mut oracle = self.oracle.borrow_mut();
+                let o = oracle
+                    .as_mut()
+                    .ok_or("`hvp` needs a model that computes Hessian-vector products")?;
+                V::E(check_shapes(
+                    o.hvp(&self.params, &v)?,
+                    &self.it.sizes,
+                    "hvp",
+                )?)
+            }
+            Expr::Rademacher => {
+                let step = self.step as u64;
+                V::E(
+                    self.it
+                        .sizes
+                        .iter()
+                        .enumerate()
+                        .map(|(t, &n)| {
+                            (0..n)
+                                .map(|i| rademacher(self.it.seed, step, self.stage, t, i))
+                                .collect()
+                        })
+                        .collect(),
+                )
+            }
             Expr::ScheduleAt(..) | Expr::SchedCall(..) | Expr::List(..) | Expr::Metric => {
                 return Err("schedule-only expression in a stage".into())
             }
@@ -861,6 +955,15 @@ impl StepCx<'_, '_> {
             }
         })
     }
+}
+
+fn check_shapes(out: Vec<Vec<f32>>, sizes: &[usize], what: &str) -> Result<Vec<Vec<f32>>, String> {
+    if out.len() != sizes.len() || out.iter().zip(sizes).any(|(t, &n)| t.len() != n) {
+        return Err(format!(
+            "the model's `{what}` returned tensors of the wrong sizes"
+        ));
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -370,6 +370,12 @@ pub enum Expr {
     StrEq(usize, String),
     /// A list function; the first operand is a hyperparameter index.
     List(ListOp, usize, Vec<ExprId>),
+    /// The model's gradient (on this step's batch) at another point (capability `GradAt`).
+    GradAt(ExprId),
+    /// Hessian-vector product at the current parameters (capability `Hvp`).
+    Hvp(ExprId),
+    /// A random ±1 per element, fixed by (seed, step, stage, tensor, element).
+    Rademacher,
     /// In schedules: another schedule, called with arguments over this one's parameters,
     /// evaluated at a count (`at(s(...), x)`; the current count when written plainly).
     SchedCall(DefId, Vec<HyperExpr>, ExprId),
@@ -382,7 +388,9 @@ impl Expr {
             Expr::Unary(_, a)
             | Expr::Reduce(_, _, a)
             | Expr::ScheduleAt(_, a)
-            | Expr::SchedCall(_, _, a) => vec![*a],
+            | Expr::SchedCall(_, _, a)
+            | Expr::GradAt(a)
+            | Expr::Hvp(a) => vec![*a],
             Expr::Binary(_, a, b) => vec![*a, *b],
             Expr::Select(c, a, b) => vec![*c, *a, *b],
             Expr::Call(_, xs) | Expr::List(_, _, xs) => xs.clone(),
@@ -431,6 +439,22 @@ impl Body {
         self.types.push(ty);
         self.spans.push(span);
         self.exprs.len() - 1
+    }
+
+    /// What this body needs from the model beyond the gradient.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        let mut out = Vec::new();
+        for e in &self.exprs {
+            let c = match e {
+                Expr::GradAt(_) => Capability::GradAt,
+                Expr::Hvp(_) => Capability::Hvp,
+                _ => continue,
+            };
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        out
     }
 
     pub fn writes_param(&self) -> bool {
@@ -484,6 +508,24 @@ impl Body {
     }
 }
 
+/// What a recipe can need from the model, beyond its gradient at the current parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Capability {
+    /// The gradient at a shifted point (SAM, look-ahead Nesterov): `grad_at(x)`.
+    GradAt,
+    /// Hessian-vector products (Sophia, Hutchinson estimators): `hvp(v)`.
+    Hvp,
+}
+
+impl Capability {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Capability::GradAt => "the gradient at a shifted point (`grad_at`)",
+            Capability::Hvp => "Hessian-vector products (`hvp`)",
+        }
+    }
+}
+
 /// A recipe after elaboration: its chain flattened into stage instances with values.
 #[derive(Debug, Clone)]
 pub struct Recipe {
@@ -497,6 +539,8 @@ pub struct Recipe {
     /// No stage writes `param`: the final update is added to the parameters
     /// (optax's `apply_updates`).
     pub applies_updates: bool,
+    /// What the recipe needs from the model beyond the gradient at the current point.
+    pub capabilities: Vec<Capability>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -19,6 +19,11 @@ pub const MODULES: &[(&str, &str, &str)] = &[
         "stdlib/formula.anneal",
         include_str!("../../stdlib/formula.anneal"),
     ),
+    (
+        "std.research",
+        "stdlib/research.anneal",
+        include_str!("../../stdlib/research.anneal"),
+    ),
 ];
 
 /// The names of the library modules, for messages.

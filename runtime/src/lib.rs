@@ -3,4 +3,5 @@
 //! Later stages (models, data, the training loop, checkpoints) grow here.
 
 pub mod conformance;
+pub mod lr_range;
 pub mod schedule;

@@ -1031,6 +1031,9 @@ impl BodyCx<'_> {
         if let Some((_, b, arity)) = Builtin::ALL.iter().find(|(n, _, _)| *n == name) {
             return self.builtin(*b, *arity, callee, args, span);
         }
+        if matches!(name, "grad_at" | "hvp" | "rademacher") {
+            return self.model_call(callee, args, span);
+        }
         if self.kind == DefKind::Schedule {
             if let Some((_, op, arity)) = LIST_OPS.iter().find(|(n, _, _)| *n == name) {
                 return self.list_op(*op, *arity, callee, args, span);
@@ -1165,6 +1168,41 @@ impl BodyCx<'_> {
             .with_help(builtin_usage("at")),
         );
         self.error_expr(span)
+    }
+
+    /// `grad_at(x)`, `hvp(v)`, `rademacher()`: per-element values that need the model or
+    /// a random stream; only in transforms and optimizers.
+    fn model_call(&mut self, callee: &ast::Ident, args: &[ast::Arg], span: Span) -> ExprId {
+        let name = callee.name.as_str();
+        if self.kind == DefKind::Schedule || self.in_state_init {
+            self.cx.diags.push(
+                Diagnostic::error("E0132", span, format!("`{name}` is only available in a transform's body"))
+                    .with_label("not available here")
+                    .with_help("use it in the statements of a transform or optimizer, not in a schedule or a state's initial value"),
+            );
+            return self.error_expr(span);
+        }
+        let arity = usize::from(name != "rademacher");
+        let Some(xs) = self.positional(callee, args, arity, span) else {
+            return self.error_expr(span);
+        };
+        let e = match (name, xs.first()) {
+            ("grad_at", Some(x)) => Expr::GradAt(*x),
+            ("hvp", Some(x)) => Expr::Hvp(*x),
+            _ => Expr::Rademacher,
+        };
+        if let Some(&x) = xs.first() {
+            if self.body.types[x].kind == ValueKind::Bool {
+                let s = self.body.spans[x];
+                self.cx.diags.push(
+                    Diagnostic::error("E0120", s, format!("`{name}` needs numbers, found bool"))
+                        .with_label("bool")
+                        .with_help("pass a per-element value such as `param + 0.1 * grad`"),
+                );
+            }
+        }
+        self.body
+            .push(e, Self::ty(ValueKind::Real, Extent::Element), span)
     }
 
     fn positional(

@@ -239,7 +239,9 @@ impl Checker {
             ty,
             TypeExpr::Scalar(
                 ast::ScalarType::Real | ast::ScalarType::Int | ast::ScalarType::Schedule
-            ) | TypeExpr::List(ast::ScalarType::Real | ast::ScalarType::Int)
+            ) | TypeExpr::List(
+                ast::ScalarType::Real | ast::ScalarType::Int | ast::ScalarType::Schedule
+            )
         );
         if !numeric {
             self.diags.push(

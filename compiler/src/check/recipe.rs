@@ -198,6 +198,17 @@ pub(crate) fn check_recipe(
         return None;
     }
     let applies_updates = !stages.iter().any(|s: &StageInst| writes_param(cx, s.def));
+    let mut capabilities = Vec::new();
+    for s in &stages {
+        if let DefBody::Stage(b) = &cx.program.defs[s.def].body {
+            for c in b.capabilities() {
+                if !capabilities.contains(&c) {
+                    capabilities.push(c);
+                }
+            }
+        }
+    }
+    capabilities.sort();
     if groups.is_empty() {
         groups.push(Group {
             name: "all".into(),
@@ -213,6 +224,7 @@ pub(crate) fn check_recipe(
         groups,
         stages,
         applies_updates,
+        capabilities,
     })
 }
 

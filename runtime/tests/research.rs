@@ -1,0 +1,242 @@
+//! The methods of `std.research` (and SAM, OneCycle momentum) against numbers derived by
+//! hand from their papers' equations, on losses whose gradient and Hessian are known in
+//! closed form. Each test carries its derivation.
+
+use anneal_compiler::interp::{eval_sched, Interpreter, Oracle};
+use anneal_compiler::{compile, diagnostic};
+
+/// L(x) = ½ Σ a_i x_i²: gradient a ⊙ x, Hessian diag(a).
+struct Quadratic {
+    a: Vec<Vec<f32>>,
+}
+
+impl Oracle for Quadratic {
+    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+        Ok(params
+            .iter()
+            .zip(&self.a)
+            .map(|(p, a)| p.iter().zip(a).map(|(x, a)| a * x).collect())
+            .collect())
+    }
+
+    fn hvp(&mut self, _params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+        self.grad_at(v)
+    }
+}
+
+fn run(src: &str, a: Vec<f32>, x: Vec<f32>, steps: usize) -> Vec<Vec<f32>> {
+    let c = compile("test.anneal", src);
+    assert!(
+        !c.has_errors(),
+        "{}",
+        diagnostic::render(&c.diagnostics, &c.sources, false)
+    );
+    let recipe = &c.recipes()[0];
+    let names = vec!["x".to_string()];
+    let mut params = vec![x];
+    let mut interp = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
+    let mut quad = Quadratic { a: vec![a] };
+    let mut trace = Vec::new();
+    for _ in 0..steps {
+        let g = quad.grad_at(&params).unwrap();
+        interp.step_with(&mut params, &g, Some(&mut quad)).unwrap();
+        trace.push(params[0].clone());
+    }
+    trace
+}
+
+fn close(got: &[f32], want: &[f64]) {
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (f64::from(*g) - w).abs() <= 1e-6 + 1e-5 * w.abs(),
+            "got {got:?}, want {want:?}"
+        );
+    }
+}
+
+#[test]
+fn sam_takes_the_gradient_at_the_perturbed_point() {
+    // Foret et al. 2021, Alg. 1: g = ∇L(w) = a⊙w = [1, 4] at w = [1, 1], a = [1, 4];
+    // ε = ρ g/‖g‖ = 0.5·[1, 4]/√17 = [0.1212678, 0.4850713];
+    // g_SAM = ∇L(w + ε) = a⊙(w + ε) = [1.1212678, 5.9402850];
+    // SGD(lr 0.1): w − 0.1·g_SAM = [0.88787322, 0.40597150].
+    let trace = run(
+        "import std.torch.*\nrecipe r { update = SAM(rho: 0.5) |> SGD(lr: 0.1) }",
+        vec![1.0, 4.0],
+        vec![1.0, 1.0],
+        1,
+    );
+    close(&trace[0], &[0.887_873_218_7, 0.405_971_500]);
+}
+
+#[test]
+fn sam_without_the_capability_is_refused() {
+    let c = compile(
+        "t.anneal",
+        "import std.torch.*\nrecipe r { update = SAM() |> SGD(lr: 0.1) }",
+    );
+    let recipe = &c.recipes()[0];
+    let names = vec!["x".to_string()];
+    let mut params = vec![vec![1.0f32]];
+    let mut interp = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
+    let err = interp.step(&mut params, &[vec![1.0]]).unwrap_err();
+    assert!(err.contains("gradient at a shifted point"), "{err}");
+}
+
+#[test]
+fn adabound_clips_the_adam_step_into_its_bounds() {
+    // Luo et al. 2019, Alg. 2 with η_l(t) = 0.1(1 − 1/(γt+1)), η_u(t) = 0.1(1 + 1/(γt)),
+    // γ = 1e-3, α = 1e-3, β = (0.9, 0.999), gradients 1 then 0.5 on one weight at 1:
+    // t=1: m = 0.1, v = 1e-3, α/√v = 0.0316228 ∈ [9.99e-5, 100.1], /√1 → w = 1 − 0.0316228·0.1
+    //      = 0.99683772;
+    // t=2: m = 0.14, v = 1.24875e-3, α/√v = 0.0282983 ∈ [2.0e-4, 50.1], /√2 = 0.0200080,
+    //      w = 0.99683772 − 0.0200080·0.14 = 0.99403660.
+    let c = compile(
+        "t.anneal",
+        "import std.research.*\nrecipe r { update = adabound(learning_rate: 1e-3) }",
+    );
+    assert!(
+        !c.has_errors(),
+        "{}",
+        diagnostic::render(&c.diagnostics, &c.sources, false)
+    );
+    let names = vec!["w".to_string()];
+    let mut params = vec![vec![1.0f32]];
+    let mut interp = Interpreter::new(&c.program, &c.recipes()[0], &names, &params).unwrap();
+    interp.step(&mut params, &[vec![1.0]]).unwrap();
+    close(&params[0], &[0.996_837_723_3]);
+    interp.step(&mut params, &[vec![0.5]]).unwrap();
+    close(&params[0], &[0.994_036_603_5]);
+}
+
+#[test]
+fn sophia_preconditions_with_a_hutchinson_hessian_estimate() {
+    // Liu et al. 2023, Alg. 3 on L = ½(2x² + ½y²): H = diag(2, 0.5), so for Rademacher u,
+    // ĥ = u⊙Hu = diag(H) exactly. β = (0.9, 0.9), γ = 10, lr 0.1, λ = 0.1, k = 2, from
+    // (1, −2):
+    // t=1: g = (2, −1), m = (0.2, −0.1), h = 0.1·(2, 0.5) = (0.2, 0.05) (refresh),
+    //      θ ← 0.99θ = (0.99, −1.98), step clip(m/(γh), 1) = (0.1, −0.2) → (0.98, −1.96);
+    // t=2: g = (1.96, −0.98), m = (0.376, −0.188), h kept, step (0.188, −0.376)
+    //      → 0.99θ − 0.1·step = (0.9514, −1.9028);
+    // t=3: refresh: h = 0.9h + 0.1·(2, 0.5) = (0.38, 0.095), m = (0.52868, −0.26434),
+    //      step (0.139126, −0.278253) → (0.92797337, −1.85594674).
+    let trace = run(
+        "import std.research.*\nrecipe r { update = sophia(learning_rate: 0.1, b1: 0.9, b2: 0.9, gamma: 10, weight_decay: 0.1, k: 2) }",
+        vec![2.0, 0.5],
+        vec![1.0, -2.0],
+        3,
+    );
+    close(&trace[0], &[0.98, -1.96]);
+    close(&trace[1], &[0.9514, -1.9028]);
+    close(&trace[2], &[0.927_973_368_4, -1.855_946_736_8]);
+}
+
+fn schedule_values(src: &str, n: usize) -> Vec<f64> {
+    let c = compile("t.anneal", src);
+    assert!(
+        !c.has_errors(),
+        "{}",
+        diagnostic::render(&c.diagnostics, &c.sources, false)
+    );
+    let (_, s, _) = &c.recipes()[0].schedules[0];
+    (0..n)
+        .map(|k| eval_sched(&c.program, s, k as f64, 0).unwrap())
+        .collect()
+}
+
+#[test]
+fn lr_range_test_schedule_and_report() {
+    // Smith 2017 §3.3: linear from min to max over the run; exponential variant is
+    // geometric: lr_k = min·(max/min)^(k/(N−1)).
+    let lin = schedule_values(
+        "import std.research.*\nrecipe r { schedule lr = lr_range_test(min_lr: 1e-4, max_lr: 1.0, num_steps: 5) }",
+        6,
+    );
+    let want = [1e-4, 0.250075, 0.50005, 0.750025, 1.0, 1.0];
+    for (g, w) in lin.iter().zip(want) {
+        assert!((g - w).abs() < 1e-12, "{lin:?}");
+    }
+    let exp = schedule_values(
+        "import std.research.*\nrecipe r { schedule lr = lr_range_test(min_lr: 1e-4, max_lr: 1.0, num_steps: 5, mode: \"exponential\") }",
+        5,
+    );
+    for (k, g) in exp.iter().enumerate() {
+        let w = 10f64.powf(-4.0 + k as f64);
+        assert!((g - w).abs() < 1e-12 * w.max(1.0), "{exp:?}");
+    }
+    // A loss that falls along a logistic in log10(lr), steepest at lr = 1e-3, bottoms out,
+    // then explodes past lr = 0.1: the report finds both points.
+    let n = 2000;
+    let lrs: Vec<f64> = (0..n)
+        .map(|k| 10f64.powf(-6.0 + 6.0 * k as f64 / (n - 1) as f64))
+        .collect();
+    let losses: Vec<f64> = lrs
+        .iter()
+        .map(|lr| {
+            let x = lr.log10();
+            2.0 - 1.0 / (1.0 + (-4.0 * (x + 3.0)).exp())
+                + if x > -1.0 {
+                    50.0 * (x + 1.0).powi(2)
+                } else {
+                    0.0
+                }
+        })
+        .collect();
+    let r = anneal_runtime::lr_range::suggest(&lrs, &losses).unwrap();
+    // The moving average lags, so the steepest point reads a little late: within 0.25 decade.
+    assert!((r.steepest_lr.log10() + 3.0).abs() < 0.25, "{r:?}");
+    assert!(r.min_loss_lr > 1e-2 && r.min_loss_lr < 0.3, "{r:?}");
+    assert!((r.suggested_lr - r.min_loss_lr / 10.0).abs() < 1e-15);
+    assert!(
+        r.steps_used < n,
+        "the divergence should stop the reading: {r:?}"
+    );
+    assert!(anneal_runtime::lr_range::suggest(&lrs[..2], &losses[..2]).is_err());
+}
+
+#[test]
+fn one_cycle_matches_pytorch_learning_rates_and_momenta() {
+    // The golden training case mlp_digits_relu_sgd_onecycle records PyTorch's OneCycleLR
+    // (max_lr 0.05, 150 steps, cycle_momentum 0.85–0.95) learning rate and momentum at
+    // every step.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/conformance/train/mlp_digits_relu_sgd_onecycle.json"
+    );
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let lr_want: Vec<f64> = case["expected"]["lr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[0].as_f64().unwrap())
+        .collect();
+    let m_want: Vec<f64> = case["expected"]["momentum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[0].as_f64().unwrap())
+        .collect();
+    let lr = schedule_values(
+        "import std.torch.*\nrecipe r { schedule lr = OneCycleLR(max_lr: 0.05, total_steps: 150) }",
+        150,
+    );
+    let m = schedule_values(
+        "import std.torch.*\nrecipe r { schedule m = OneCycleMomentum(total_steps: 150, base_momentum: 0.85, max_momentum: 0.95) }",
+        150,
+    );
+    for k in 0..150 {
+        assert!(
+            (lr[k] - lr_want[k]).abs() <= 1e-12 + 1e-9 * lr_want[k],
+            "lr[{k}]: {} vs {}",
+            lr[k],
+            lr_want[k]
+        );
+        assert!(
+            (m[k] - m_want[k]).abs() <= 1e-12,
+            "momentum[{k}]: {} vs {}",
+            m[k],
+            m_want[k]
+        );
+    }
+}
