@@ -4,6 +4,22 @@
 
 mod plot;
 
+/// `print!` that ignores a closed stdout (`anneal doc | head`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `println!` that ignores a closed stdout.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 use anneal_compiler::{compile, diagnostic, Compilation};
 use anneal_runtime::conformance;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -51,6 +67,14 @@ enum Command {
         /// Write a plot (.png or .svg) instead of printing a table.
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
+    },
+    /// Show the documentation of a standard-library definition (or list them all).
+    Doc {
+        /// A name such as `adamw` or `std.torch.AdamW`; omit to list every definition.
+        name: Option<String>,
+        /// Print the whole library reference as markdown.
+        #[arg(long)]
+        markdown: bool,
     },
     /// Check anneal against golden numbers from Optax and PyTorch.
     Conformance {
@@ -104,6 +128,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             json,
             plot,
         } => cmd_schedule(&file, steps, json, plot.as_deref()),
+        Command::Doc { name, markdown } => cmd_doc(name.as_deref(), markdown),
         Command::Conformance {
             paths,
             backend: Backend::Interp,
@@ -170,7 +195,7 @@ fn cmd_check(file: &Path, json: bool) -> ExitCode {
             }
         };
         let c = compile(&file.display().to_string(), &text);
-        println!("{}", diagnostic::to_json(&c.diagnostics, &c.sources));
+        outln!("{}", diagnostic::to_json(&c.diagnostics, &c.sources));
         return if c.has_errors() {
             ExitCode::FAILURE
         } else {
@@ -198,7 +223,7 @@ fn cmd_build(file: &Path, emit: Emit) -> ExitCode {
         return ExitCode::FAILURE;
     };
     match emit {
-        Emit::Ir => print!("{}", anneal_compiler::print::print_program(&c.program)),
+        Emit::Ir => out!("{}", anneal_compiler::print::print_program(&c.program)),
     }
     ExitCode::SUCCESS
 }
@@ -243,11 +268,11 @@ fn cmd_schedule(file: &Path, steps: Option<u64>, json: bool, plot_path: Option<&
             .iter()
             .map(|c| (c.name.clone(), serde_json::json!(c.values)))
             .collect();
-        println!("{}", serde_json::json!({"steps": n, "schedules": map}));
+        outln!("{}", serde_json::json!({"steps": n, "schedules": map}));
         return ExitCode::SUCCESS;
     }
     let names: Vec<&str> = curves.iter().map(|c| c.name.as_str()).collect();
-    println!(
+    outln!(
         "{:>8}  {}",
         "step",
         names.iter().map(|n| format!("{n:>14}")).collect::<String>()
@@ -257,7 +282,52 @@ fn cmd_schedule(file: &Path, steps: Option<u64>, json: bool, plot_path: Option<&
             .iter()
             .map(|c| format!("{:>14.6e}", c.values[k]))
             .collect();
-        println!("{k:>8}  {row}");
+        outln!("{k:>8}  {row}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_doc(name: Option<&str>, markdown: bool) -> ExitCode {
+    use anneal_compiler::doc;
+    let c = compile("<doc>", "");
+    let docs = doc::library_docs(&c);
+    if markdown {
+        out!("{}", doc::render_markdown(&docs));
+        return ExitCode::SUCCESS;
+    }
+    let Some(name) = name else {
+        let mut module = "";
+        for d in &docs {
+            if d.module != module {
+                module = &d.module;
+                outln!("{module}");
+            }
+            let mut first: String = d.text.chars().take(72).collect();
+            if d.text.chars().count() > 72 {
+                first.push('…');
+            }
+            outln!(
+                "  {:<38} {}",
+                format!("{} {}", d.kind.keyword(), d.name),
+                first
+            );
+        }
+        return ExitCode::SUCCESS;
+    };
+    let found = doc::lookup(&docs, name);
+    if found.is_empty() {
+        let names = docs.iter().map(|d| d.name.as_str());
+        let hint = match diagnostic::did_you_mean(name, names) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => "`anneal doc` lists every definition".to_string(),
+        };
+        return fail(format!("the standard library has no `{name}`; {hint}"));
+    }
+    for (i, d) in found.iter().enumerate() {
+        if i > 0 {
+            outln!();
+        }
+        out!("{}", doc::render_text(d));
     }
     ExitCode::SUCCESS
 }
@@ -270,22 +340,22 @@ fn cmd_conformance(paths: &[PathBuf], json: bool, emit_recipe: bool) -> ExitCode
     if emit_recipe {
         for f in &files {
             match conformance::load_case(f).and_then(|c| conformance::recipe_source(&c)) {
-                Ok(src) => println!("// {}\n{src}", f.display()),
-                Err(e) => println!("// {}: {e}", f.display()),
+                Ok(src) => outln!("// {}\n{src}", f.display()),
+                Err(e) => outln!("// {}: {e}", f.display()),
             }
         }
         return ExitCode::SUCCESS;
     }
     let report = conformance::run_files(&files);
     if json {
-        println!("{}", report.to_json());
+        outln!("{}", report.to_json());
     } else {
         for case in &report.cases {
             if !case.passed {
-                println!("FAIL {}: {}", case.name, case.message);
+                outln!("FAIL {}: {}", case.name, case.message);
             }
         }
-        println!("{} passed, {} failed", report.passed(), report.failed());
+        outln!("{} passed, {} failed", report.passed(), report.failed());
     }
     if report.failed() > 0 {
         ExitCode::FAILURE

@@ -427,6 +427,30 @@ pub enum StateValue {
     Scalar(f64),
 }
 
+impl StateValue {
+    /// Same kind and sizes (values may differ).
+    pub fn same_layout(&self, other: &StateValue) -> bool {
+        match (self, other) {
+            (StateValue::Element(a), StateValue::Element(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.len() == y.len())
+            }
+            (StateValue::Tensor(a), StateValue::Tensor(b)) => a.len() == b.len(),
+            (StateValue::Scalar(_), StateValue::Scalar(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// An interpreter's progress: step counts, every stage's state, observed metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub count: u64,
+    pub runs: Vec<u64>,
+    pub states: Vec<Vec<StateValue>>,
+    pub metrics: Vec<f64>,
+    pub seed: u64,
+}
+
 /// Runs a recipe's update step on host tensors: the reference every back end is tested
 /// against.
 pub struct Interpreter<'p> {
@@ -616,6 +640,39 @@ impl<'p> Interpreter<'p> {
         for (dst, src) in params.iter_mut().zip(ps) {
             *dst = src;
         }
+        Ok(())
+    }
+
+    /// Everything that changes from step to step, for checkpoints: restoring it into an
+    /// interpreter of the same recipe and tensors continues the run exactly.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            count: self.count,
+            runs: self.runs.clone(),
+            states: self.states.clone(),
+            metrics: self.metrics.clone(),
+            seed: self.seed,
+        }
+    }
+
+    /// Continues from a snapshot taken from an interpreter of the same recipe and tensors.
+    pub fn restore(&mut self, s: Snapshot) -> Result<(), String> {
+        let layout_matches = s.runs.len() == self.runs.len()
+            && s.states.len() == self.states.len()
+            && s.states
+                .iter()
+                .zip(&self.states)
+                .all(|(a, b)| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_layout(y)));
+        if !layout_matches {
+            return Err(
+                "the snapshot was taken from a different recipe or different tensors".into(),
+            );
+        }
+        self.count = s.count;
+        self.runs = s.runs;
+        self.states = s.states;
+        self.metrics = s.metrics;
+        self.seed = s.seed;
         Ok(())
     }
 

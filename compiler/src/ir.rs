@@ -95,6 +95,9 @@ pub fn fmt_num(v: f64) -> String {
     if v.is_nan() {
         return "none".into();
     }
+    if v != 0.0 && (v.abs() < 1e-4 || v.abs() >= 1e15) {
+        return format!("{v:e}");
+    }
     if v == v.trunc() && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {

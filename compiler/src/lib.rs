@@ -8,6 +8,7 @@
 pub mod ast;
 pub mod check;
 pub mod diagnostic;
+pub mod doc;
 pub mod glob;
 pub mod interp;
 pub mod ir;

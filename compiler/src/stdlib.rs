@@ -24,6 +24,11 @@ pub const MODULES: &[(&str, &str, &str)] = &[
         "stdlib/research.anneal",
         include_str!("../../stdlib/research.anneal"),
     ),
+    (
+        "std.schedule",
+        "stdlib/schedule.anneal",
+        include_str!("../../stdlib/schedule.anneal"),
+    ),
 ];
 
 /// The names of the library modules, for messages.

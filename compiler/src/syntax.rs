@@ -213,7 +213,7 @@ fn describe_expected(rules: &[Rule]) -> String {
 fn rule_name(rule: Rule) -> &'static str {
     match rule {
         Rule::EOI => "end of file",
-        Rule::ident | Rule::path => "a name",
+        Rule::ident | Rule::path | Rule::path_segment => "a name",
         Rule::number => "a number",
         Rule::string => "a quoted pattern",
         Rule::expr

@@ -55,8 +55,13 @@ fn blocks(md: &str) -> Vec<String> {
 #[test]
 fn every_spec_snippet_compiles() {
     let mut n = 0;
-    for entry in std::fs::read_dir(root().join("spec")).unwrap() {
-        let path = entry.unwrap().path();
+    let mut files = Vec::new();
+    for dir in ["spec", "spec/stdlib"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    for path in files {
         if path.extension().is_some_and(|e| e == "md") {
             for (i, b) in blocks(&std::fs::read_to_string(&path).unwrap())
                 .iter()

@@ -486,6 +486,12 @@ fn resolve_name(
     n: &str,
     span: Span,
 ) -> Option<(HyperExpr, HType)> {
+    if n == "inf" {
+        return Some((
+            HyperExpr::Value(HyperValue::Real(f64::INFINITY)),
+            HType::Real,
+        ));
+    }
     if n == "none" {
         // An absent optional value; bodies test it with `is_none`.
         return Some((HyperExpr::Value(HyperValue::Real(f64::NAN)), HType::None));
