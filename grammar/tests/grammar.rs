@@ -30,8 +30,13 @@ fn accepts_every_example_and_library_file() {
 
 #[test]
 fn accepts_every_spec_snippet() {
-    for entry in std::fs::read_dir(root().join("spec")).unwrap() {
-        let path = entry.unwrap().path();
+    let mut files = Vec::new();
+    for dir in ["spec", "spec/stdlib"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    for path in files.into_iter().filter(|p| p.extension().is_some_and(|e| e == "md")) {
         let md = std::fs::read_to_string(&path).unwrap();
         let mut block: Option<String> = None;
         for line in md.lines() {
