@@ -139,6 +139,8 @@ pub enum StateExtent {
     Element,
     Tensor,
     Scalar,
+    Row,
+    Col,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -179,13 +179,23 @@ pub enum Sched {
     Binary(BinOp, Box<Sched>, Box<Sched>),
 }
 
-/// Where a value varies: the same for the whole step, per parameter group, per tensor, or
-/// per element. Ordered: a binary operation's result has the larger of its operands'.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Where a value varies: the same for the whole step, per parameter group, per tensor,
+/// per slice of a tensor, or per element. Slices follow Optax's factoring of a tensor over
+/// its two largest dimensions, d0 (the largest) and d1 (the next): a per-row value has one
+/// entry per index of every axis but d0, a per-column value per index of every axis but
+/// d1, a per-outer value per index of the other axes; per-unit is Optax's unitwise norm
+/// layout (every axis but the first for rank 2 and 3, but the first three for rank 4).
+/// Rank-1 tensors have one row, and a column per element. The extents form a lattice;
+/// `join` gives an operation's result extent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Extent {
     Uniform,
     Group,
     Tensor,
+    Outer,
+    Row,
+    Col,
+    Unit,
     Element,
 }
 
@@ -195,7 +205,46 @@ impl Extent {
             Extent::Uniform => "step-uniform",
             Extent::Group => "per-group",
             Extent::Tensor => "per-tensor",
+            Extent::Outer => "per-outer-slice",
+            Extent::Row => "per-row",
+            Extent::Col => "per-column",
+            Extent::Unit => "per-unit",
             Extent::Element => "per-element",
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Extent::Uniform => 0,
+            Extent::Group => 1,
+            Extent::Tensor => 2,
+            Extent::Outer => 3,
+            Extent::Row | Extent::Col | Extent::Unit => 4,
+            Extent::Element => 5,
+        }
+    }
+
+    /// Whether a value of this extent can be held where `other` is expected (it varies
+    /// no more finely).
+    pub fn fits_in(self, other: Extent) -> bool {
+        if self == other || other == Extent::Element {
+            return true;
+        }
+        match (self, other) {
+            (Extent::Outer, Extent::Row | Extent::Col) => true,
+            (a, b) if a.rank() <= 2 => a.rank() <= b.rank(),
+            _ => false,
+        }
+    }
+
+    /// The extent of a result combining both.
+    pub fn join(self, other: Extent) -> Extent {
+        if self.fits_in(other) {
+            other
+        } else if other.fits_in(self) {
+            self
+        } else {
+            Extent::Element
         }
     }
 }
@@ -229,6 +278,14 @@ pub enum Scope {
     Tensor,
     Group,
     Global,
+    /// Over d0 (the largest dimension): one value per row.
+    Row,
+    /// Over d1: one value per column.
+    Col,
+    /// Over d0 and d1: one value per outer slice.
+    Outer,
+    /// Optax's unitwise-norm axes.
+    Unit,
 }
 
 impl Scope {
@@ -237,6 +294,10 @@ impl Scope {
             Scope::Tensor => "tensor",
             Scope::Group => "group",
             Scope::Global => "global",
+            Scope::Row => "row",
+            Scope::Col => "col",
+            Scope::Outer => "outer",
+            Scope::Unit => "unit",
         }
     }
 
@@ -245,6 +306,10 @@ impl Scope {
             Scope::Tensor => Extent::Tensor,
             Scope::Group => Extent::Group,
             Scope::Global => Extent::Uniform,
+            Scope::Row => Extent::Row,
+            Scope::Col => Extent::Col,
+            Scope::Outer => Extent::Outer,
+            Scope::Unit => Extent::Unit,
         }
     }
 }
@@ -329,6 +394,15 @@ impl Builtin {
     }
 }
 
+/// Per-tensor shape facts: `rank()`, `numel()`, `factor_dim()` (the size of d1, the
+/// second-largest dimension, which decides whether Optax factors a tensor; 0 below rank 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ShapeInfo {
+    Rank,
+    Numel,
+    FactorDim,
+}
+
 /// Schedule-body functions over list- and map-valued hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListOp {
@@ -379,6 +453,8 @@ pub enum Expr {
     Hvp(ExprId),
     /// A random ±1 per element, fixed by (seed, step, stage, tensor, element).
     Rademacher,
+    /// A fact about each tensor's shape.
+    Shape(ShapeInfo),
     /// In schedules: another schedule, called with arguments over this one's parameters,
     /// evaluated at a count (`at(s(...), x)`; the current count when written plainly).
     SchedCall(DefId, Vec<HyperExpr>, ExprId),

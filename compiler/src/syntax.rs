@@ -478,6 +478,8 @@ impl Builder<'_> {
                     let e = match parts[1].as_str() {
                         "tensor" => StateExtent::Tensor,
                         "scalar" => StateExtent::Scalar,
+                        "row" => StateExtent::Row,
+                        "col" => StateExtent::Col,
                         _ => StateExtent::Element,
                     };
                     (Some((e, self.span(&parts[1]))), self.expr(parts[2].clone()))

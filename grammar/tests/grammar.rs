@@ -36,7 +36,10 @@ fn accepts_every_spec_snippet() {
             files.push(entry.unwrap().path());
         }
     }
-    for path in files.into_iter().filter(|p| p.extension().is_some_and(|e| e == "md")) {
+    for path in files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+    {
         let md = std::fs::read_to_string(&path).unwrap();
         let mut block: Option<String> = None;
         for line in md.lines() {

@@ -9,8 +9,8 @@ use crate::ast::{
 };
 use crate::diagnostic::Diagnostic;
 use crate::ir::{
-    Body, Builtin, DefId, Expr, ExprId, Extent, ListOp, ReduceOp, Scope as RScope, StateDecl, Stmt,
-    Type, ValueKind,
+    Body, Builtin, DefId, Expr, ExprId, Extent, ListOp, ReduceOp, Scope as RScope, ShapeInfo,
+    StateDecl, Stmt, Type, ValueKind,
 };
 use crate::source::Span;
 
@@ -221,6 +221,8 @@ impl BodyCx<'_> {
                     None | Some(StateExtent::Element) => Extent::Element,
                     Some(StateExtent::Tensor) => Extent::Tensor,
                     Some(StateExtent::Scalar) => Extent::Uniform,
+                    Some(StateExtent::Row) => Extent::Row,
+                    Some(StateExtent::Col) => Extent::Col,
                 };
                 self.check_fits(e, declared, &name.name);
                 let id = self.body.states.len();
@@ -374,7 +376,7 @@ impl BodyCx<'_> {
     /// A state of extent `declared` cannot hold a value that varies more finely.
     fn check_fits(&mut self, e: ExprId, declared: Extent, name: &str) {
         let t = self.body.types[e];
-        if t.extent > declared {
+        if !t.extent.fits_in(declared) {
             let span = self.body.spans[e];
             self.cx.diags.push(
                 Diagnostic::error(
@@ -421,7 +423,7 @@ impl BodyCx<'_> {
             let tb = b.body.types[rhs];
             let ty = Type {
                 kind: ValueKind::Real,
-                extent: ta.extent.max(tb.extent),
+                extent: ta.extent.join(tb.extent),
             };
             b.body.push(Expr::Binary(bop, cur, rhs), ty, span)
         };
@@ -604,7 +606,7 @@ impl BodyCx<'_> {
                 let x = self.expr(a);
                 let y = self.expr(b);
                 let (tx, ty) = (self.body.types[x], self.body.types[y]);
-                let extent = tx.extent.max(ty.extent);
+                let extent = tx.extent.join(ty.extent);
                 let kind = match op {
                     BinOp::And | BinOp::Or => {
                         if tx.kind != ValueKind::Bool || ty.kind != ValueKind::Bool {
@@ -678,7 +680,7 @@ impl BodyCx<'_> {
                 } else {
                     ValueKind::Real
                 };
-                let extent = tc.extent.max(tx.extent).max(ty.extent);
+                let extent = tc.extent.join(tx.extent).join(ty.extent);
                 self.body
                     .push(Expr::Select(c, x, y), Self::ty(kind, extent), e.span)
             }
@@ -1034,6 +1036,27 @@ impl BodyCx<'_> {
         if matches!(name, "grad_at" | "hvp" | "rademacher") {
             return self.model_call(callee, args, span);
         }
+        let shape = match name {
+            "rank" => Some(ShapeInfo::Rank),
+            "numel" => Some(ShapeInfo::Numel),
+            "factor_dim" => Some(ShapeInfo::FactorDim),
+            _ => None,
+        };
+        if let (Some(info), false) = (shape, self.kind == DefKind::Schedule) {
+            if !args.is_empty() {
+                self.cx.diags.push(
+                    Diagnostic::error("E0150", span, format!("`{name}()` takes no arguments"))
+                        .with_label("wrong arguments")
+                        .with_help(format!("`{name}()` is a fact about each tensor")),
+                );
+                return self.error_expr(span);
+            }
+            return self.body.push(
+                Expr::Shape(info),
+                Self::ty(ValueKind::Int, Extent::Tensor),
+                span,
+            );
+        }
         if self.kind == DefKind::Schedule {
             if let Some((_, op, arity)) = LIST_OPS.iter().find(|(n, _, _)| *n == name) {
                 return self.list_op(*op, *arity, callee, args, span);
@@ -1246,7 +1269,7 @@ impl BodyCx<'_> {
         let mut extent = Extent::Uniform;
         for &x in &xs {
             let t = self.body.types[x];
-            extent = extent.max(t.extent);
+            extent = extent.join(t.extent);
             if t.kind == ValueKind::Bool {
                 let s = self.body.spans[x];
                 self.cx.diags.push(
@@ -1298,21 +1321,31 @@ impl BodyCx<'_> {
         }
         let x = self.expr(&args[0].value);
         let t = self.body.types[x];
-        if t.extent != Extent::Element {
+        let reducible = match scope {
+            RScope::Row | RScope::Col | RScope::Unit => t.extent == Extent::Element,
+            RScope::Outer => matches!(t.extent, Extent::Element | Extent::Row | Extent::Col),
+            _ => matches!(
+                t.extent,
+                Extent::Element | Extent::Row | Extent::Col | Extent::Unit | Extent::Outer
+            ),
+        };
+        if !reducible {
             let s = self.body.spans[x];
             self.cx.diags.push(
                 Diagnostic::error(
                     "E0132",
                     s,
                     format!(
-                        "`{}` reduces per-element values, found {}",
+                        "`{}(..., {})` cannot reduce a {} value",
                         op.name(),
+                        scope.name(),
                         t.extent.describe()
                     ),
                 )
-                .with_label("nothing to reduce")
+                .with_label("nothing to reduce over that scope")
                 .with_help(
-                    "reduce a per-element value such as `grad`, `param` or a per-element state",
+                    "reduce a per-element value such as `grad`, `param` or a per-element state; \
+                     `outer` also reduces per-row and per-column values",
                 ),
             );
         }
@@ -1450,6 +1483,10 @@ fn scope_of(e: &ast::Expr) -> Option<RScope> {
             "tensor" => Some(RScope::Tensor),
             "group" => Some(RScope::Group),
             "global" => Some(RScope::Global),
+            "row" => Some(RScope::Row),
+            "col" => Some(RScope::Col),
+            "outer" => Some(RScope::Outer),
+            "unit" => Some(RScope::Unit),
             _ => None,
         },
         _ => None,

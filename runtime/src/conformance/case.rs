@@ -20,6 +20,7 @@ pub struct Case {
 #[derive(Debug, Clone)]
 pub struct Tensor {
     pub name: String,
+    pub shape: Vec<usize>,
     pub data: Vec<f32>,
 }
 
@@ -111,10 +112,12 @@ pub fn params(case: &Case) -> Result<Vec<Tensor>, String> {
             .and_then(Value::as_array)
             .ok_or_else(|| format!("param `{name}` has no `shape` list"))?;
         let mut numel: usize = 1;
+        let mut dims = Vec::with_capacity(shape.len());
         for d in shape {
             let d = d
                 .as_u64()
                 .ok_or_else(|| format!("param `{name}`: shape entries must be whole numbers"))?;
+            dims.push(d as usize);
             numel = numel
                 .checked_mul(d as usize)
                 .filter(|n| *n <= 1 << 28)
@@ -133,6 +136,7 @@ pub fn params(case: &Case) -> Result<Vec<Tensor>, String> {
         }
         out.push(Tensor {
             name: name.clone(),
+            shape: dims,
             data,
         });
     }

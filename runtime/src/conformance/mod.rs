@@ -212,6 +212,7 @@ fn run_optimizer(
 ) -> Result<(), String> {
     let tensors = case::params(case)?;
     let names: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
+    let shapes: Vec<Vec<usize>> = tensors.iter().map(|t| t.shape.clone()).collect();
     let mut params: Vec<Vec<f32>> = tensors.into_iter().map(|t| t.data).collect();
     let grads_src = gradient_source(case, &names)?;
     let expected = case
@@ -226,7 +227,7 @@ fn run_optimizer(
             case.steps
         ));
     }
-    let mut interp = Interpreter::new(program, recipe, &names, &params)?;
+    let mut interp = Interpreter::with_shapes(program, recipe, &names, &shapes, &params)?;
     for (k, want) in expected.iter().enumerate() {
         let grads = grads_src.at(k, &params)?;
         for (i, g) in grads.iter().enumerate() {

@@ -11,9 +11,12 @@ use crate::ast::{BinOp, UnOp};
 use crate::glob::assign_groups;
 use crate::ir::{
     Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, ListOp, Program, Recipe, ReduceOp,
-    Sched, Scope, Stmt,
+    Sched, Scope, ShapeInfo, Stmt,
 };
 use crate::value::{arith, eval_hyper};
+
+mod view;
+pub use view::{Slice, TensorView};
 
 /// What schedules are evaluated against: the program, and the metrics observed so far
 /// (`metrics[k]` after step k) for schedules that `observe` them.
@@ -224,7 +227,8 @@ impl SchedCx<'_> {
             }
             Expr::State(s) => self.states[*s],
             Expr::Metric => self.metric,
-            Expr::Grad
+            Expr::Shape(_)
+            | Expr::Grad
             | Expr::Param
             | Expr::Step
             | Expr::Reduce(..)
@@ -416,13 +420,27 @@ pub fn rademacher(seed: u64, step: u64, stage: usize, tensor: usize, element: us
 enum V {
     U(f64),
     T(Vec<f64>),
+    /// One value per slot of a slicing (rows, columns, ...), per tensor.
+    S(Slice, Vec<Vec<f64>>),
     E(Vec<Vec<f32>>),
+}
+
+fn slice_of(e: Extent) -> Option<Slice> {
+    match e {
+        Extent::Outer => Some(Slice::Outer),
+        Extent::Row => Some(Slice::Row),
+        Extent::Col => Some(Slice::Col),
+        Extent::Unit => Some(Slice::Unit),
+        _ => None,
+    }
 }
 
 /// One stage's state buffers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateValue {
     Element(Vec<Vec<f32>>),
+    /// Per row or per column (Adafactor's factored moments, SM3's accumulators).
+    Slice(Slice, Vec<Vec<f64>>),
     Tensor(Vec<f64>),
     Scalar(f64),
 }
@@ -435,6 +453,9 @@ impl StateValue {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.len() == y.len())
             }
             (StateValue::Tensor(a), StateValue::Tensor(b)) => a.len() == b.len(),
+            (StateValue::Slice(k, a), StateValue::Slice(l, b)) => {
+                k == l && a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.len() == y.len())
+            }
             (StateValue::Scalar(_), StateValue::Scalar(_)) => true,
             _ => false,
         }
@@ -459,6 +480,7 @@ pub struct Interpreter<'p> {
     /// Group index of each tensor.
     group_of: Vec<usize>,
     sizes: Vec<usize>,
+    views: Vec<TensorView>,
     /// Per stage, per declared state.
     pub states: Vec<Vec<StateValue>>,
     /// Steps taken so far (skipped ones included).
@@ -474,15 +496,36 @@ pub struct Interpreter<'p> {
 }
 
 impl<'p> Interpreter<'p> {
-    /// Binds a recipe to named tensors and creates every stage's state from `params`.
+    /// Binds a recipe to named tensors (each taken as a vector) and creates every stage's
+    /// state from `params`.
     pub fn new(
         program: &'p Program,
         recipe: &Recipe,
         names: &[String],
         params: &[Vec<f32>],
     ) -> Result<Self, String> {
-        if names.len() != params.len() {
-            return Err("one name per tensor is needed".into());
+        let shapes: Vec<Vec<usize>> = params.iter().map(|p| vec![p.len()]).collect();
+        Self::with_shapes(program, recipe, names, &shapes, params)
+    }
+
+    /// Binds a recipe to named tensors of the given shapes (row-major, `[]` a scalar).
+    pub fn with_shapes(
+        program: &'p Program,
+        recipe: &Recipe,
+        names: &[String],
+        shapes: &[Vec<usize>],
+        params: &[Vec<f32>],
+    ) -> Result<Self, String> {
+        if names.len() != params.len() || shapes.len() != params.len() {
+            return Err("one name and one shape per tensor are needed".into());
+        }
+        for ((n, s), p) in names.iter().zip(shapes).zip(params) {
+            if s.iter().product::<usize>() != p.len() {
+                return Err(format!(
+                    "tensor `{n}`: shape {s:?} does not hold {} values",
+                    p.len()
+                ));
+            }
         }
         let group_of = assign_groups(&recipe.groups, names)?;
         let mut it = Interpreter {
@@ -490,6 +533,7 @@ impl<'p> Interpreter<'p> {
             recipe: recipe.clone(),
             group_of,
             sizes: params.iter().map(Vec::len).collect(),
+            views: shapes.iter().map(|s| TensorView::new(s)).collect(),
             states: Vec::new(),
             count: 0,
             runs: vec![0; recipe.stages.len()],
@@ -775,6 +819,17 @@ impl StepCx<'_, '_, '_> {
     fn elements(&self, v: V) -> Vec<Vec<f32>> {
         match v {
             V::E(e) => e,
+            V::S(k, s) => self
+                .it
+                .views
+                .iter()
+                .zip(s)
+                .map(|(view, vals)| {
+                    (0..view.numel)
+                        .map(|i| vals[view.slot(k, i)] as f32)
+                        .collect()
+                })
+                .collect(),
             V::U(x) => self.it.sizes.iter().map(|&n| vec![x as f32; n]).collect(),
             V::T(xs) => self
                 .it
@@ -790,7 +845,34 @@ impl StepCx<'_, '_, '_> {
         match v {
             V::U(x) => vec![*x; self.ntensors()],
             V::T(xs) => xs.clone(),
-            V::E(_) => Vec::new(),
+            V::S(..) | V::E(_) => Vec::new(),
+        }
+    }
+
+    /// A value broadcast to (or kept at) slicing `k`.
+    fn slices(&self, v: V, k: Slice) -> Vec<Vec<f64>> {
+        match v {
+            V::S(l, s) if l == k => s,
+            V::S(Slice::Outer, s) => self
+                .it
+                .views
+                .iter()
+                .zip(s)
+                .map(|(view, vals)| {
+                    (0..view.count(k))
+                        .map(|j| vals[view.outer_of(k, j)])
+                        .collect()
+                })
+                .collect(),
+            other => {
+                let per = self.per_tensor(&other);
+                self.it
+                    .views
+                    .iter()
+                    .enumerate()
+                    .map(|(t, view)| vec![per.get(t).copied().unwrap_or(f64::NAN); view.count(k)])
+                    .collect()
+            }
         }
     }
 
@@ -798,6 +880,10 @@ impl StepCx<'_, '_, '_> {
         match extent {
             Extent::Element => StateValue::Element(self.elements(v)),
             Extent::Tensor | Extent::Group => StateValue::Tensor(self.per_tensor(&v)),
+            Extent::Outer | Extent::Row | Extent::Col | Extent::Unit => {
+                let k = slice_of(extent).unwrap_or(Slice::Outer);
+                StateValue::Slice(k, self.slices(v, k))
+            }
             Extent::Uniform => StateValue::Scalar(match v {
                 V::U(x) => x,
                 _ => f64::NAN,
@@ -815,6 +901,7 @@ impl StepCx<'_, '_, '_> {
             Expr::Local(l) => self.locals[*l].clone(),
             Expr::State(s) => match &self.states[*s] {
                 StateValue::Element(e) => V::E(e.clone()),
+                StateValue::Slice(k, s) => V::S(*k, s.clone()),
                 StateValue::Tensor(t) => V::T(t.clone()),
                 StateValue::Scalar(x) => V::U(*x),
             },
@@ -909,6 +996,17 @@ impl StepCx<'_, '_, '_> {
                     "hvp",
                 )?)
             }
+            Expr::Shape(info) => V::T(
+                self.it
+                    .views
+                    .iter()
+                    .map(|v| match info {
+                        ShapeInfo::Rank => v.rank as f64,
+                        ShapeInfo::Numel => v.numel as f64,
+                        ShapeInfo::FactorDim => v.factor_dim as f64,
+                    })
+                    .collect(),
+            ),
             Expr::Rademacher => {
                 let step = self.step as u64;
                 V::E(
@@ -950,7 +1048,7 @@ impl StepCx<'_, '_, '_> {
                 .collect();
             return V::U(f64op(&xs));
         }
-        if !vals.iter().any(|v| matches!(v, V::E(_))) {
+        if vals.iter().all(|v| matches!(v, V::U(_) | V::T(_))) {
             let cols: Vec<Vec<f64>> = vals.iter().map(|v| self.per_tensor(v)).collect();
             return V::T(
                 (0..self.ntensors())
@@ -961,15 +1059,51 @@ impl StepCx<'_, '_, '_> {
                     .collect(),
             );
         }
+        // Sliced operands of one slicing (an outer one broadcasts into rows or columns)
+        // stay sliced, in f64; anything finer becomes per element.
+        let kinds: Vec<Slice> = vals
+            .iter()
+            .filter_map(|v| if let V::S(k, _) = v { Some(*k) } else { None })
+            .collect();
+        let finest = kinds
+            .iter()
+            .copied()
+            .find(|k| *k != Slice::Outer)
+            .unwrap_or(Slice::Outer);
+        // One slicing throughout, or rows (columns) with outer slices broadcast into them.
+        let one_slicing = kinds.iter().all(|k| *k == finest)
+            || (matches!(finest, Slice::Row | Slice::Col)
+                && kinds.iter().all(|k| *k == finest || *k == Slice::Outer));
+        if !kinds.is_empty() && one_slicing && !vals.iter().any(|v| matches!(v, V::E(_))) {
+            let cols: Vec<Vec<Vec<f64>>> = vals
+                .iter()
+                .map(|v| self.slices(v.clone(), finest))
+                .collect();
+            let mut out = Vec::with_capacity(self.ntensors());
+            let mut xs = vec![0f64; vals.len()];
+            for (t, view) in self.it.views.iter().enumerate() {
+                let mut col = Vec::with_capacity(view.count(finest));
+                for j in 0..view.count(finest) {
+                    for (k, c) in cols.iter().enumerate() {
+                        xs[k] = c[t][j];
+                    }
+                    col.push(f64op(&xs));
+                }
+                out.push(col);
+            }
+            return V::S(finest, out);
+        }
         let mut out = Vec::with_capacity(self.ntensors());
         let mut xs = vec![0f32; vals.len()];
         for (t, &n) in self.it.sizes.iter().enumerate() {
             let mut col = Vec::with_capacity(n);
+            let view = &self.it.views[t];
             for i in 0..n {
                 for (k, v) in vals.iter().enumerate() {
                     xs[k] = match v {
                         V::U(x) => *x as f32,
                         V::T(ts) => ts[t] as f32,
+                        V::S(s, vs) => vs[t][view.slot(*s, i)] as f32,
                         V::E(es) => es[t][i],
                     };
                 }
@@ -981,11 +1115,6 @@ impl StepCx<'_, '_, '_> {
     }
 
     fn reduce(&self, op: ReduceOp, scope: Scope, x: V) -> Result<V, String> {
-        let V::E(es) = x else {
-            return Err("reduction of a value that is not per element".into());
-        };
-        // Partial results per tensor: (sum, sum of squares, max, min, all finite, count).
-        let parts: Vec<Partial> = es.iter().map(|t| Partial::of(t)).collect();
         let finish = |p: &Partial| -> f64 {
             match op {
                 ReduceOp::Norm => p.sumsq.sqrt(),
@@ -996,11 +1125,53 @@ impl StepCx<'_, '_, '_> {
                 ReduceOp::AllFinite => f64::from(u8::from(p.finite)),
             }
         };
+        // Reductions into a slicing: one partial per slot of the target.
+        if let Some(target) = slice_of(scope.extent()) {
+            let mut out = Vec::with_capacity(self.ntensors());
+            for (t, view) in self.it.views.iter().enumerate() {
+                let mut acc = vec![Partial::empty(); view.count(target)];
+                match &x {
+                    V::E(es) => {
+                        for (i, v) in es[t].iter().enumerate() {
+                            acc[view.slot(target, i)].push(f64::from(*v));
+                        }
+                    }
+                    V::S(k, s) if target == Slice::Outer => {
+                        for (j, v) in s[t].iter().enumerate() {
+                            acc[view.outer_of(*k, j)].push(*v);
+                        }
+                    }
+                    _ => {
+                        return Err(
+                            "reduction of a value that does not vary within the scope".into()
+                        )
+                    }
+                }
+                out.push(acc.iter().map(finish).collect());
+            }
+            return Ok(V::S(target, out));
+        }
+        // Partial results per tensor: (sum, sum of squares, max, min, all finite, count).
+        let parts: Vec<Partial> = match &x {
+            V::E(es) => es.iter().map(|t| Partial::of(t)).collect(),
+            V::S(_, s) => s
+                .iter()
+                .map(|vals| {
+                    let mut p = Partial::empty();
+                    vals.iter().for_each(|v| p.push(*v));
+                    p
+                })
+                .collect(),
+            _ => return Err("reduction of a value that is not per element".into()),
+        };
         Ok(match scope {
             Scope::Tensor => V::T(parts.iter().map(finish).collect()),
             Scope::Global => V::U(finish(
                 &parts.iter().fold(Partial::empty(), |a, b| a.merge(b)),
             )),
+            Scope::Row | Scope::Col | Scope::Outer | Scope::Unit => {
+                return Err("unreachable: sliced reductions return above".into())
+            }
             Scope::Group => {
                 let groups = self.it.recipe.groups.len().max(1);
                 let mut acc = vec![Partial::empty(); groups];
@@ -1048,15 +1219,18 @@ impl Partial {
     fn of(xs: &[f32]) -> Partial {
         let mut p = Partial::empty();
         for &x in xs {
-            let x = f64::from(x);
-            p.sum += x;
-            p.sumsq += x * x;
-            p.max = p.max.max(x);
-            p.min = p.min.min(x);
-            p.finite &= x.is_finite();
+            p.push(f64::from(x));
         }
-        p.n = xs.len();
         p
+    }
+
+    fn push(&mut self, x: f64) {
+        self.sum += x;
+        self.sumsq += x * x;
+        self.max = self.max.max(x);
+        self.min = self.min.min(x);
+        self.finite &= x.is_finite();
+        self.n += 1;
     }
 
     fn merge(&self, o: &Partial) -> Partial {
@@ -1075,6 +1249,12 @@ fn map1(x: V, f: impl Fn(f64) -> f64, g: impl Fn(f32) -> f32) -> V {
     match x {
         V::U(v) => V::U(f(v)),
         V::T(vs) => V::T(vs.into_iter().map(f).collect()),
+        V::S(k, s) => V::S(
+            k,
+            s.into_iter()
+                .map(|t| t.into_iter().map(&f).collect())
+                .collect(),
+        ),
         V::E(es) => V::E(
             es.into_iter()
                 .map(|t| t.into_iter().map(&g).collect())
