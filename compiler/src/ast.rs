@@ -68,6 +68,8 @@ pub enum DefBody {
     Expr(Expr),
     /// `{ statements }`
     Block(Vec<Stmt>),
+    /// `= builtin "name"`
+    Builtin(String, Span),
 }
 
 #[derive(Debug, Clone)]

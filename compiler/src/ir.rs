@@ -113,7 +113,12 @@ pub enum DefBody {
     Chain(Vec<ChainCall>),
     /// A schedule: a scalar function of `count`.
     Schedule(Body),
+    /// An optimizer the runtime supplies (`= builtin "lbfgs"`); see `interp::lbfgs`.
+    Builtin(String),
 }
+
+/// The builtin optimizers, by name, with what they need from the model.
+pub const BUILTINS: &[(&str, Capability)] = &[("lbfgs", Capability::LossClosure)];
 
 /// One call in a chain definition; `args` has one entry per parameter of `def`, in order.
 #[derive(Debug, Clone)]
@@ -594,6 +599,8 @@ pub enum Capability {
     GradAt,
     /// Hessian-vector products (Sophia, Hutchinson estimators): `hvp(v)`.
     Hvp,
+    /// The loss (and gradient) at any point, evaluated repeatedly in one step (L-BFGS).
+    LossClosure,
 }
 
 impl Capability {
@@ -601,6 +608,7 @@ impl Capability {
         match self {
             Capability::GradAt => "the gradient at a shifted point (`grad_at`)",
             Capability::Hvp => "Hessian-vector products (`hvp`)",
+            Capability::LossClosure => "a loss closure (the loss and gradient at any point)",
         }
     }
 }

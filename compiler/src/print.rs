@@ -85,6 +85,10 @@ fn print_def(p: &Program, id: DefId, out: &mut String) {
     }
     let body = match &d.body {
         DefBody::Stage(b) | DefBody::Schedule(b) => b,
+        DefBody::Builtin(name) => {
+            let _ = writeln!(out, "  builtin {name:?}");
+            return;
+        }
         DefBody::Chain(calls) => {
             for c in calls {
                 let _ = writeln!(out, "  chain {}", p.defs[c.def].name);

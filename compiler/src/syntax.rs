@@ -247,6 +247,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::state_decl => "`state`",
         Rule::let_stmt => "`let`",
         Rule::skip_stmt => "`skip if`",
+        Rule::builtin_body => "`builtin \"name\"`",
         Rule::observe_block => "`observe { ... }`",
         Rule::assign | Rule::assign_op => "an assignment",
         Rule::result_expr => "an expression",
@@ -362,6 +363,12 @@ impl Builder<'_> {
                     }
                 }
                 Rule::block => body = DefBody::Block(self.block(q)),
+                Rule::builtin_body => {
+                    if let Some(s) = q.into_inner().next() {
+                        let (name, span) = self.string(s);
+                        body = DefBody::Builtin(name, span);
+                    }
+                }
                 _ => {}
             }
         }

@@ -71,7 +71,7 @@ pub(crate) fn assignable(from: &HType, to: &HType) -> bool {
         (HType::Groups(inner), to) => assignable(inner, to),
         (a, b) if a == b => true,
         (HType::Int, HType::Real) => true,
-        (HType::None, HType::Real | HType::Int | HType::Schedule) => true,
+        (HType::None, HType::Real | HType::Int | HType::Schedule | HType::Str) => true,
         (HType::Int | HType::Real, HType::Schedule) => true,
         (HType::EmptyList, HType::List(_)) => true,
         (HType::List(a), HType::List(b)) => assignable(a, b),

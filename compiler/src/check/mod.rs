@@ -342,6 +342,24 @@ impl Checker {
                 (ast::DefBody::Expr(e), _) => {
                     DefBody::Chain(hyper::check_chain_def(self, &scopes[mi], id, e))
                 }
+                (ast::DefBody::Builtin(name, span), kind) => {
+                    if kind != DefKind::Optimizer || !ir::BUILTINS.iter().any(|(n, _)| n == name) {
+                        let known: Vec<&str> = ir::BUILTINS.iter().map(|(n, _)| *n).collect();
+                        self.diags.push(
+                            Diagnostic::error(
+                                "E0146",
+                                *span,
+                                format!("there is no builtin optimizer \"{name}\""),
+                            )
+                            .with_label("unknown builtin")
+                            .with_help(format!(
+                                "builtins are optimizers the runtime supplies: {}",
+                                join_ticked(&known)
+                            )),
+                        );
+                    }
+                    DefBody::Builtin(name.clone())
+                }
             };
             self.program.defs[id].body = body;
         }

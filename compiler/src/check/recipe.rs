@@ -200,11 +200,18 @@ pub(crate) fn check_recipe(
     let applies_updates = !stages.iter().any(|s: &StageInst| writes_param(cx, s.def));
     let mut capabilities = Vec::new();
     for s in &stages {
-        if let DefBody::Stage(b) = &cx.program.defs[s.def].body {
-            for c in b.capabilities() {
-                if !capabilities.contains(&c) {
-                    capabilities.push(c);
-                }
+        let needs = match &cx.program.defs[s.def].body {
+            DefBody::Stage(b) => b.capabilities(),
+            DefBody::Builtin(name) => ir::BUILTINS
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, c)| *c)
+                .collect(),
+            _ => Vec::new(),
+        };
+        for c in needs {
+            if !capabilities.contains(&c) {
+                capabilities.push(c);
             }
         }
     }
@@ -273,7 +280,11 @@ fn collect_names(e: &ast::Expr, out: &mut Vec<String>) {
 }
 
 fn writes_param(cx: &Checker, def: DefId) -> bool {
-    matches!(&cx.program.defs[def].body, DefBody::Stage(b) if b.writes_param())
+    match &cx.program.defs[def].body {
+        DefBody::Stage(b) => b.writes_param(),
+        DefBody::Builtin(_) => true,
+        _ => false,
+    }
 }
 
 /// Flattens a call into stage instances, evaluating chain definitions' arguments and
@@ -348,13 +359,30 @@ fn expand(
             }
             out.push(StageInst { def, args, span });
         }
-        DefBody::Schedule(_) => out.push(StageInst { def, args, span }),
+        DefBody::Schedule(_) | DefBody::Builtin(_) => out.push(StageInst { def, args, span }),
     }
     ok
 }
 
 /// A stage after one that updated the parameters would see an update nobody applies.
+/// A builtin optimizer evaluates the model itself, so it must be the whole chain.
 fn check_stage_order(cx: &mut Checker, stages: &[StageInst]) -> bool {
+    if stages.len() > 1 {
+        if let Some(b) = stages
+            .iter()
+            .find(|s| matches!(cx.program.defs[s.def].body, DefBody::Builtin(_)))
+        {
+            let name = cx.program.defs[b.def].name.clone();
+            cx.diags.push(
+                Diagnostic::error("E0146", b.span, format!("`{name}` must be the only stage of its chain"))
+                    .with_label("combined with other stages")
+                    .with_help(format!(
+                        "`{name}` evaluates the loss and gradient itself, several times per step; remove the other stages"
+                    )),
+            );
+            return false;
+        }
+    }
     let Some(first) = stages.iter().position(|s| writes_param(cx, s.def)) else {
         return true;
     };

@@ -15,6 +15,7 @@ use crate::ir::{
 };
 use crate::value::{arith, eval_hyper};
 
+pub mod lbfgs;
 mod view;
 pub use view::{Slice, TensorView};
 
@@ -396,6 +397,10 @@ pub trait Oracle {
     fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String>;
     /// The Hessian of the loss at `params` times `v`.
     fn hvp(&mut self, params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String>;
+    /// The loss and its gradient at `params` (a closure evaluated many times a step).
+    fn loss_at(&mut self, _params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), String> {
+        Err("this model provides no loss closure".into())
+    }
 }
 
 /// A deterministic ±1 for (seed, step, stage, tensor, element): splitmix64 of the tuple.
@@ -470,6 +475,7 @@ pub struct Snapshot {
     pub states: Vec<Vec<StateValue>>,
     pub metrics: Vec<f64>,
     pub seed: u64,
+    pub builtins: Vec<Option<lbfgs::LbfgsState>>,
 }
 
 /// Runs a recipe's update step on host tensors: the reference every back end is tested
@@ -493,6 +499,8 @@ pub struct Interpreter<'p> {
     metrics: Vec<f64>,
     /// Seed of the `rademacher()` stream.
     pub seed: u64,
+    /// Per stage: the state of a builtin optimizer.
+    builtins: Vec<Option<lbfgs::LbfgsState>>,
 }
 
 impl<'p> Interpreter<'p> {
@@ -540,8 +548,15 @@ impl<'p> Interpreter<'p> {
             last_skipped: false,
             metrics: Vec::new(),
             seed: 0,
+            builtins: Vec::new(),
         };
         for si in 0..it.recipe.stages.len() {
+            if it.builtin_name(si).is_some() {
+                it.states.push(Vec::new());
+                it.builtins.push(Some(lbfgs::LbfgsState::default()));
+                continue;
+            }
+            it.builtins.push(None);
             let body = it.stage_body(si)?;
             let hypers = it.hypers(si, 0.0)?;
             let mut cx = StepCx {
@@ -567,6 +582,88 @@ impl<'p> Interpreter<'p> {
             it.states.push(states);
         }
         Ok(it)
+    }
+
+    fn builtin_name(&self, si: usize) -> Option<&'p str> {
+        match &self.program.defs[self.recipe.stages[si].def].body {
+            DefBody::Builtin(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// One step of the builtin L-BFGS over every tensor flattened into one vector.
+    fn run_lbfgs(
+        &mut self,
+        si: usize,
+        count: f64,
+        params: Vec<Vec<f32>>,
+        oracle: &mut dyn Oracle,
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let def = &self.program.defs[self.recipe.stages[si].def];
+        let args = &self.recipe.stages[si].args;
+        let value = |name: &str| -> Result<f64, String> {
+            let i = def
+                .params
+                .iter()
+                .position(|p| p.name == name)
+                .ok_or_else(|| format!("LBFGS needs `{name}`"))?;
+            hyper_scalar(self.env(), &args[i], count, 0)
+        };
+        let search = def
+            .params
+            .iter()
+            .position(|p| p.name == "line_search_fn")
+            .and_then(|i| str_value(&args[i], 0).ok())
+            .map(|s| s == "strong_wolfe")
+            .unwrap_or(false);
+        let max_iter = value("max_iter")?.max(1.0) as usize;
+        let max_eval = value("max_eval")?;
+        let cfg = lbfgs::LbfgsConfig {
+            lr: value("lr")? as f32,
+            max_iter,
+            max_eval: if max_eval.is_nan() {
+                max_iter * 5 / 4
+            } else {
+                max_eval as usize
+            },
+            tolerance_grad: value("tolerance_grad")? as f32,
+            tolerance_change: value("tolerance_change")? as f32,
+            history_size: value("history_size")?.max(1.0) as usize,
+            strong_wolfe: search,
+        };
+        struct Closure<'a> {
+            oracle: &'a mut dyn Oracle,
+            sizes: &'a [usize],
+        }
+        impl lbfgs::Objective for Closure<'_> {
+            fn eval(&mut self, x: &[f32]) -> Result<(f32, Vec<f32>), String> {
+                let mut tensors = Vec::with_capacity(self.sizes.len());
+                let mut at = 0;
+                for &n in self.sizes {
+                    tensors.push(x[at..at + n].to_vec());
+                    at += n;
+                }
+                let (loss, grads) = self.oracle.loss_at(&tensors)?;
+                let grads = check_shapes(grads, self.sizes, "loss closure")?;
+                Ok((loss as f32, grads.concat()))
+            }
+        }
+        let mut x: Vec<f32> = params.concat();
+        let mut state = self.builtins[si].take().unwrap_or_default();
+        let mut closure = Closure {
+            oracle,
+            sizes: &self.sizes,
+        };
+        let result = lbfgs::step(&cfg, &mut state, &mut x, &mut closure);
+        self.builtins[si] = Some(state);
+        result?;
+        let mut out = Vec::with_capacity(self.sizes.len());
+        let mut at = 0;
+        for &n in &self.sizes {
+            out.push(x[at..at + n].to_vec());
+            at += n;
+        }
+        Ok(out)
     }
 
     fn stage_body(&self, si: usize) -> Result<&'p Body, String> {
@@ -635,6 +732,14 @@ impl<'p> Interpreter<'p> {
         let mut skipped = false;
         for si in 0..self.recipe.stages.len() {
             let count = self.runs[si] as f64;
+            if self.builtin_name(si).is_some() {
+                let o = oracle
+                    .as_mut()
+                    .ok_or("a builtin optimizer needs the model's loss closure")?;
+                ps = self.run_lbfgs(si, count, ps, &mut **o)?;
+                self.runs[si] += 1;
+                continue;
+            }
             let body = self.stage_body(si)?;
             let hypers = self.hypers(si, count)?;
             let states = std::mem::take(&mut self.states[si]);
@@ -696,6 +801,7 @@ impl<'p> Interpreter<'p> {
             states: self.states.clone(),
             metrics: self.metrics.clone(),
             seed: self.seed,
+            builtins: self.builtins.clone(),
         }
     }
 
@@ -717,6 +823,7 @@ impl<'p> Interpreter<'p> {
         self.states = s.states;
         self.metrics = s.metrics;
         self.seed = s.seed;
+        self.builtins = s.builtins;
         Ok(())
     }
 

@@ -230,6 +230,16 @@ fn run_optimizer(
     let mut interp = Interpreter::with_shapes(program, recipe, &names, &shapes, &params)?;
     for (k, want) in expected.iter().enumerate() {
         let grads = grads_src.at(k, &params)?;
+        if !recipe.capabilities.is_empty() {
+            // A loss-driven case (L-BFGS): the case's loss is the model.
+            let mut model = LossModel {
+                source: &grads_src,
+                step: k,
+            };
+            interp.step_with(&mut params, &grads, Some(&mut model))?;
+            compare_step(case, k, want, &names, &params)?;
+            continue;
+        }
         for (i, g) in grads.iter().enumerate() {
             if g.len() != params[i].len() {
                 return Err(format!(
@@ -241,22 +251,7 @@ fn run_optimizer(
             }
         }
         interp.step(&mut params, &grads)?;
-        let want = case::per_tensor(want, &names, &format!("expected[{k}]"))?;
-        for (ti, (w, g)) in want.iter().zip(&params).enumerate() {
-            if w.len() != g.len() {
-                return Err(format!(
-                    "expected[{k}].{} has {} values, param has {}",
-                    names[ti],
-                    w.len(),
-                    g.len()
-                ));
-            }
-            for (i, (w, g)) in w.iter().zip(g).enumerate() {
-                check_value(case, &f64::from(*w), f64::from(*g), || {
-                    format!("step {k}, tensor `{}`, index {i}", names[ti])
-                })?;
-            }
-        }
+        compare_step(case, k, want, &names, &params)?;
         // lookahead cases also give the slow weights.
         if let Some(slow) = case.json.get("expected_slow").and_then(|v| v.get(k)) {
             let want = case::per_tensor(slow, &names, &format!("expected_slow[{k}]"))?;
@@ -329,6 +324,54 @@ fn run_loss_scale(
     Ok(())
 }
 
+fn compare_step(
+    case: &Case,
+    k: usize,
+    want: &Value,
+    names: &[String],
+    params: &[Vec<f32>],
+) -> Result<(), String> {
+    let want = case::per_tensor(want, names, &format!("expected[{k}]"))?;
+    for (ti, (w, g)) in want.iter().zip(params).enumerate() {
+        if w.len() != g.len() {
+            return Err(format!(
+                "expected[{k}].{} has {} values, param has {}",
+                names[ti],
+                w.len(),
+                g.len()
+            ));
+        }
+        for (i, (w, g)) in w.iter().zip(g).enumerate() {
+            check_value(case, &f64::from(*w), f64::from(*g), || {
+                format!("step {k}, tensor `{}`, index {i}", names[ti])
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A case's loss as the model: its gradient anywhere and, for loss-driven optimizers, its
+/// value.
+struct LossModel<'a> {
+    source: &'a Gradients,
+    step: usize,
+}
+
+impl anneal_compiler::interp::Oracle for LossModel<'_> {
+    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+        self.source.at(self.step, params)
+    }
+
+    fn hvp(&mut self, _params: &[Vec<f32>], _v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+        Err("golden cases give no Hessian-vector products".into())
+    }
+
+    fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), String> {
+        let loss = self.source.loss(params)?;
+        Ok((f64::from(loss), self.source.at(self.step, params)?))
+    }
+}
+
 /// Where a case's gradients come from: a fixed list, or a loss written out (FORMAT.md).
 enum Gradients {
     Given(Vec<Vec<Vec<f32>>>),
@@ -390,6 +433,32 @@ fn gradient_source(case: &Case, names: &[String]) -> Result<Gradients, String> {
 }
 
 impl Gradients {
+    /// The loss value, in f32 as the libraries computed it.
+    fn loss(&self, params: &[Vec<f32>]) -> Result<f32, String> {
+        match self {
+            Gradients::Given(_) => {
+                Err("a case with fixed gradients has no loss to evaluate".into())
+            }
+            Gradients::Quadratic { a, c } => {
+                let mut total = 0f32;
+                for (i, p) in params.iter().enumerate() {
+                    let mut sum = 0f32;
+                    for ((x, a), c) in p.iter().zip(&a[i]).zip(&c[i]) {
+                        let d = x - c;
+                        sum += 0.5 * a * d * d;
+                    }
+                    total += sum;
+                }
+                Ok(total)
+            }
+            Gradients::Rosenbrock { a, b } => {
+                let (x, y) = (params[0][0], params[0][1]);
+                let r = y - x * x;
+                Ok((a - x) * (a - x) + b * r * r)
+            }
+        }
+    }
+
     fn at(&self, k: usize, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
         match self {
             Gradients::Given(all) => Ok(all[k].clone()),
