@@ -64,6 +64,14 @@ impl Oracle for Bowl {
     fn hvp(&mut self, _params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
         Ok(v.to_vec())
     }
+    fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), String> {
+        let loss: f64 = params
+            .iter()
+            .flatten()
+            .map(|x| 0.5 * f64::from(*x) * f64::from(*x))
+            .sum();
+        Ok((loss, params.to_vec()))
+    }
 }
 
 /// Runs `steps` updates of `src`'s recipe, optionally stopping at `stop`, snapshotting,

@@ -101,9 +101,9 @@ pub fn step(
                 q = axpy(&q, -al[i], &st.old_dirs[i]);
             }
             let mut r: Vec<f32> = q.iter().map(|v| v * st.h_diag).collect();
-            for i in 0..num_old {
-                let be_i = dot(&st.old_dirs[i], &r) * st.ro[i];
-                r = axpy(&r, al[i] - be_i, &st.old_stps[i]);
+            for (((y, s), ro), a) in st.old_dirs.iter().zip(&st.old_stps).zip(&st.ro).zip(&al) {
+                let be_i = dot(y, &r) * ro;
+                r = axpy(&r, a - be_i, s);
             }
             st.d = r;
         }
