@@ -204,6 +204,16 @@ fn cmd_check(file: &Path, json: bool) -> ExitCode {
     }
     match load(file, false) {
         Some(c) => {
+            for r in c.recipes() {
+                if !r.capabilities.is_empty() {
+                    let needs: Vec<&str> = r.capabilities.iter().map(|c| c.describe()).collect();
+                    eprintln!(
+                        "recipe `{}` needs from the model: {}",
+                        r.name,
+                        needs.join(", ")
+                    );
+                }
+            }
             let warnings = c.diagnostics.len();
             let recipes = c.recipes().len();
             eprintln!(
