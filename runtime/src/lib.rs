@@ -3,5 +3,8 @@
 //! Later stages (models, data, the training loop, checkpoints) grow here.
 
 pub mod conformance;
+pub mod data;
 pub mod lr_range;
+pub mod model;
 pub mod schedule;
+pub mod train;

@@ -109,6 +109,35 @@ fn golden_cases_pass_or_are_not_implemented() {
 }
 
 #[test]
+fn training_cases_reproduce_pytorch() {
+    let lib = library();
+    let dir = cases_dir().join("../train");
+    let files = collect_cases(&[dir]).unwrap();
+    assert!(
+        files.len() >= 14,
+        "expected the training cases, found {}",
+        files.len()
+    );
+    for f in &files {
+        let case = load_case(f).unwrap();
+        if let Err(e) = run_case(&case, &lib) {
+            panic!("{}: {e}", case.name);
+        }
+    }
+}
+
+#[test]
+fn a_wrong_training_rule_fails_the_case() {
+    // AdamW's decoupled decay without the learning rate (w *= 1 − wd) is a mistake the
+    // cases were built to catch (FORMAT-TRAIN §9).
+    let lib = library();
+    let path = cases_dir().join("../train/example_iris_softmax_tiny.json");
+    let mut case = load_case(&path).unwrap();
+    case.json["recipe"]["update"][1]["args"]["weight_decay"] = serde_json::json!(0.2);
+    assert!(run_case(&case, &lib).is_err());
+}
+
+#[test]
 fn a_wrong_rule_fails_the_cases() {
     // The runner must be able to fail: torch's AdamW with optax's default weight decay
     // (1e-4 instead of 1e-2) gives different numbers.

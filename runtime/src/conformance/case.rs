@@ -7,6 +7,8 @@ use std::path::Path;
 /// One case file, kept as JSON plus the fields every case has.
 #[derive(Debug, Clone)]
 pub struct Case {
+    /// Where the case was read from (training cases find their data beside it).
+    pub path: std::path::PathBuf,
     pub name: String,
     pub kind: String,
     pub module: String,
@@ -50,6 +52,7 @@ pub fn load_case(path: &Path) -> Result<Case, String> {
         .filter(|s| *s <= 1_000_000)
         .ok_or("`steps` must be a whole number up to 1000000")? as usize;
     Ok(Case {
+        path: path.to_path_buf(),
         name,
         kind,
         module,

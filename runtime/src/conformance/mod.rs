@@ -5,6 +5,7 @@
 
 mod case;
 mod source;
+mod train_case;
 
 pub use case::{load_case, Case};
 pub use source::function_names;
@@ -93,6 +94,9 @@ pub fn library() -> Program {
 
 /// The recipe source for one case (`--emit-recipe`).
 pub fn recipe_source(case: &Case) -> Result<String, String> {
+    if case.kind == "train" {
+        return train_case::train_recipe_source(case);
+    }
     source::recipe_source(case, &library())
 }
 
@@ -131,7 +135,7 @@ pub fn run_files(files: &[PathBuf]) -> Report {
 /// Runs one case: Err carries the first mismatch (or why it could not run).
 pub fn run_case(case: &Case, lib: &Program) -> Result<(), String> {
     if case.kind == "train" {
-        return Err("not implemented: train (training cases need the runtime's models)".into());
+        return train_case::run_train_case(case, lib);
     }
     let module = source::library_module(case)?;
     for f in function_names(case) {

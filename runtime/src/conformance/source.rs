@@ -216,7 +216,7 @@ fn fn_and_args(entry: &Map<String, Value>) -> Result<(String, Map<String, Value>
 }
 
 /// A torch scheduler call with its `base_lr`; SequentialLR passes it to its parts.
-fn torch_scheduler(entry: &Map<String, Value>, base_lr: &str) -> Result<String, String> {
+pub(crate) fn torch_scheduler(entry: &Map<String, Value>, base_lr: &str) -> Result<String, String> {
     let (name, mut args) = fn_and_args(entry)?;
     if name == "SequentialLR" {
         let parts = args
@@ -263,7 +263,7 @@ fn default_lr(library: &Program, module: &str, name: &str) -> Result<String, Str
 }
 
 /// `name(key: value, ...)`. A string value starting with `@` is recipe text already.
-fn call_text(name: &str, args: &Map<String, Value>) -> Result<String, String> {
+pub(crate) fn call_text(name: &str, args: &Map<String, Value>) -> Result<String, String> {
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!("not implemented: {name}"));
     }
@@ -278,7 +278,7 @@ fn call_text(name: &str, args: &Map<String, Value>) -> Result<String, String> {
 }
 
 /// A JSON argument as recipe text.
-fn value_text(v: &Value) -> Result<String, String> {
+pub(crate) fn value_text(v: &Value) -> Result<String, String> {
     Ok(match v {
         Value::Null => "none".into(),
         Value::Bool(b) => b.to_string(),

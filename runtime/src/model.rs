@@ -1,0 +1,294 @@
+//! Built-in models with hand-written forward and backward passes, following PyTorch's
+//! conventions (../shared/conformance/FORMAT-TRAIN.md §3): `nn.Sequential` of Linear
+//! layers with an activation between them, state_dict names `0.weight`, `0.bias`,
+//! `2.weight`, ..., weights `[out, in]`, mean losses, all in f32.
+
+/// The activation between layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Tanh,
+    Relu,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// `nn.functional.cross_entropy` on integer class targets.
+    CrossEntropy,
+    /// `nn.functional.mse_loss` on the single output.
+    Mse,
+}
+
+/// Linear regression (`[d, 1]`, MSE), softmax regression (`[d, k]`, cross-entropy) and
+/// MLPs (`[d, h..., k]`) are all this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mlp {
+    pub layers: Vec<usize>,
+    pub activation: Activation,
+    pub loss: Loss,
+}
+
+impl Mlp {
+    pub fn new(layers: Vec<usize>, activation: Activation, loss: Loss) -> Result<Mlp, String> {
+        if layers.len() < 2 || layers.contains(&0) {
+            return Err(format!(
+                "a model needs at least an input and an output width, all positive; got {layers:?}"
+            ));
+        }
+        if loss == Loss::Mse && layers[layers.len() - 1] != 1 {
+            return Err("the mse loss needs a single output".into());
+        }
+        Ok(Mlp {
+            layers,
+            activation,
+            loss,
+        })
+    }
+
+    /// `(name, shape)` of every parameter, in model order.
+    pub fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
+        let mut out = Vec::new();
+        for l in 0..self.layers.len() - 1 {
+            let (i, o) = (self.layers[l], self.layers[l + 1]);
+            out.push((format!("{}.weight", 2 * l), vec![o, i]));
+            out.push((format!("{}.bias", 2 * l), vec![o]));
+        }
+        out
+    }
+
+    fn check(&self, params: &[Vec<f32>], x: &[f32], y: &[f32]) -> Result<usize, String> {
+        let specs = self.param_specs();
+        if params.len() != specs.len() {
+            return Err(format!(
+                "the model has {} parameters, {} given",
+                specs.len(),
+                params.len()
+            ));
+        }
+        for (p, (name, shape)) in params.iter().zip(&specs) {
+            if p.len() != shape.iter().product::<usize>() {
+                return Err(format!("parameter `{name}` should hold {shape:?}"));
+            }
+        }
+        let d = self.layers[0];
+        if x.len() != y.len() * d || y.is_empty() {
+            return Err(format!(
+                "a batch of {} rows needs {} features each",
+                y.len(),
+                d
+            ));
+        }
+        Ok(y.len())
+    }
+
+    /// Forward pass: the activations of every layer (input first) and the outputs.
+    fn forward(&self, params: &[Vec<f32>], x: &[f32], b: usize) -> Vec<Vec<f32>> {
+        let mut hs = vec![x.to_vec()];
+        let last = self.layers.len() - 2;
+        for l in 0..=last {
+            let (i, o) = (self.layers[l], self.layers[l + 1]);
+            let (w, bias) = (&params[2 * l], &params[2 * l + 1]);
+            let h = &hs[l];
+            let mut z = vec![0f32; b * o];
+            for r in 0..b {
+                let row = &h[r * i..(r + 1) * i];
+                for j in 0..o {
+                    let wj = &w[j * i..(j + 1) * i];
+                    let mut acc = 0f32;
+                    for k in 0..i {
+                        acc += row[k] * wj[k];
+                    }
+                    z[r * o + j] = acc + bias[j];
+                }
+            }
+            if l < last {
+                for v in &mut z {
+                    *v = match self.activation {
+                        Activation::Tanh => v.tanh(),
+                        Activation::Relu => v.max(0.0),
+                    };
+                }
+            }
+            hs.push(z);
+        }
+        hs
+    }
+
+    /// The outputs (logits) for a batch.
+    pub fn predict(&self, params: &[Vec<f32>], x: &[f32], rows: usize) -> Vec<f32> {
+        self.forward(params, x, rows).pop().unwrap_or_default()
+    }
+
+    /// The per-example losses of a batch.
+    pub fn losses(&self, params: &[Vec<f32>], x: &[f32], y: &[f32]) -> Result<Vec<f32>, String> {
+        let b = self.check(params, x, y)?;
+        let out = self.predict(params, x, b);
+        let k = self.layers[self.layers.len() - 1];
+        let mut losses = Vec::with_capacity(b);
+        for r in 0..b {
+            let o = &out[r * k..(r + 1) * k];
+            losses.push(match self.loss {
+                Loss::Mse => (o[0] - y[r]) * (o[0] - y[r]),
+                Loss::CrossEntropy => {
+                    let class = target_class(y[r], k)?;
+                    let m = o.iter().fold(f32::NEG_INFINITY, |a, v| a.max(*v));
+                    let lse = m + o.iter().map(|v| (v - m).exp()).sum::<f32>().ln();
+                    lse - o[class]
+                }
+            });
+        }
+        Ok(losses)
+    }
+
+    /// The mean loss of a batch and its gradient for every parameter.
+    pub fn loss_and_grad(
+        &self,
+        params: &[Vec<f32>],
+        x: &[f32],
+        y: &[f32],
+    ) -> Result<(f32, Vec<Vec<f32>>), String> {
+        let b = self.check(params, x, y)?;
+        let hs = self.forward(params, x, b);
+        let n = self.layers.len();
+        let k = self.layers[n - 1];
+        let out = &hs[n - 1];
+        // dL/d(output), FORMAT-TRAIN §3: (softmax − onehot)/B or 2(o − y)/B.
+        let mut dz = vec![0f32; b * k];
+        let mut total = 0f32;
+        for r in 0..b {
+            let o = &out[r * k..(r + 1) * k];
+            match self.loss {
+                Loss::Mse => {
+                    let d = o[0] - y[r];
+                    total += d * d;
+                    dz[r] = 2.0 * d / b as f32;
+                }
+                Loss::CrossEntropy => {
+                    let class = target_class(y[r], k)?;
+                    let m = o.iter().fold(f32::NEG_INFINITY, |a, v| a.max(*v));
+                    let sum: f32 = o.iter().map(|v| (v - m).exp()).sum();
+                    total += m + sum.ln() - o[class];
+                    for j in 0..k {
+                        let p = (o[j] - m).exp() / sum;
+                        dz[r * k + j] = (p - if j == class { 1.0 } else { 0.0 }) / b as f32;
+                    }
+                }
+            }
+        }
+        let mut grads = vec![Vec::new(); params.len()];
+        for l in (0..n - 1).rev() {
+            let (i, o) = (self.layers[l], self.layers[l + 1]);
+            let h = &hs[l];
+            let w = &params[2 * l];
+            let mut dw = vec![0f32; o * i];
+            let mut db = vec![0f32; o];
+            for r in 0..b {
+                for j in 0..o {
+                    let g = dz[r * o + j];
+                    db[j] += g;
+                    for kk in 0..i {
+                        dw[j * i + kk] += g * h[r * i + kk];
+                    }
+                }
+            }
+            if l > 0 {
+                let mut dh = vec![0f32; b * i];
+                for r in 0..b {
+                    for j in 0..o {
+                        let g = dz[r * o + j];
+                        for kk in 0..i {
+                            dh[r * i + kk] += g * w[j * i + kk];
+                        }
+                    }
+                }
+                // Through the activation, from its output: tanh' = 1 − h², relu' = [z > 0].
+                for (d, hv) in dh.iter_mut().zip(h) {
+                    *d *= match self.activation {
+                        Activation::Tanh => 1.0 - hv * hv,
+                        Activation::Relu => {
+                            if *hv > 0.0 {
+                                1.0
+                            } else {
+                                0.0
+                            }
+                        }
+                    };
+                }
+                dz = dh;
+            }
+            grads[2 * l] = dw;
+            grads[2 * l + 1] = db;
+        }
+        Ok((total / b as f32, grads))
+    }
+}
+
+fn target_class(y: f32, k: usize) -> Result<usize, String> {
+    if y < 0.0 || y.fract() != 0.0 || y as usize >= k {
+        return Err(format!("target {y} is not a class in 0..{k}"));
+    }
+    Ok(y as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Central finite differences in f64 of the f32 loss, against the backward pass.
+    fn check_gradients(model: &Mlp, x: &[f32], y: &[f32]) {
+        let specs = model.param_specs();
+        let mut params: Vec<Vec<f32>> = specs
+            .iter()
+            .enumerate()
+            .map(|(t, (_, s))| {
+                (0..s.iter().product::<usize>())
+                    .map(|i| (((i * 7 + t * 13) % 11) as f32 - 5.0) * 0.1)
+                    .collect()
+            })
+            .collect();
+        let (_, grads) = model.loss_and_grad(&params, x, y).unwrap();
+        let h = 1e-2f32;
+        for t in 0..params.len() {
+            for i in 0..params[t].len() {
+                let orig = params[t][i];
+                params[t][i] = orig + h;
+                let up = f64::from(model.loss_and_grad(&params, x, y).unwrap().0);
+                params[t][i] = orig - h;
+                let down = f64::from(model.loss_and_grad(&params, x, y).unwrap().0);
+                params[t][i] = orig;
+                let fd = (up - down) / (2.0 * f64::from(h));
+                let g = f64::from(grads[t][i]);
+                assert!(
+                    (fd - g).abs() <= 2e-3 + 2e-2 * g.abs(),
+                    "{} [{i}]: backward {g}, finite difference {fd}",
+                    specs[t].0
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mlp_tanh_cross_entropy_gradients() {
+        let model = Mlp::new(vec![3, 4, 3], Activation::Tanh, Loss::CrossEntropy).unwrap();
+        check_gradients(&model, &[0.5, -1.0, 2.0, 0.1, 0.3, -0.7], &[2.0, 0.0]);
+    }
+
+    #[test]
+    fn mlp_relu_mse_gradients() {
+        let model = Mlp::new(vec![2, 5, 4, 1], Activation::Relu, Loss::Mse).unwrap();
+        check_gradients(
+            &model,
+            &[0.5, -1.0, 2.0, 0.1, 0.3, -0.7],
+            &[1.5, -0.5, 0.25],
+        );
+    }
+
+    #[test]
+    fn names_and_shapes_follow_pytorch() {
+        let model = Mlp::new(vec![64, 32, 10], Activation::Tanh, Loss::CrossEntropy).unwrap();
+        let specs = model.param_specs();
+        assert_eq!(specs[0], ("0.weight".to_string(), vec![32, 64]));
+        assert_eq!(specs[3], ("2.bias".to_string(), vec![10]));
+        assert!(Mlp::new(vec![4, 3], Activation::Tanh, Loss::Mse).is_err());
+        assert!(model.loss_and_grad(&[], &[], &[]).is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! The training loop (../shared/conformance/FORMAT-TRAIN.md §4): for each optimizer step,
+//! accumulate the mean gradient of `accumulate` micro-batches, measure its norm, and run
+//! the recipe's compiled step on it (with the model as the oracle for SAM's shifted
+//! gradient). Records what a run reports: per-micro-batch losses, gradient norms, the
+//! learning rate and momentum of every group at every step.
+
+use crate::data::Dataset;
+use crate::model::Mlp;
+use anneal_compiler::interp::{eval_sched, Interpreter, Oracle};
+use anneal_compiler::ir::{HyperValue, Program, Recipe};
+
+/// What a run records.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trace {
+    pub loss: Vec<f32>,
+    pub grad_norm: Vec<f64>,
+    /// Per step, per group.
+    pub lr: Vec<Vec<f64>>,
+    pub momentum: Vec<Vec<f64>>,
+    /// SAM only: the loss and gradient norm at the perturbed point.
+    pub loss_perturbed: Vec<f32>,
+    pub grad_norm_perturbed: Vec<f64>,
+    pub params_step1: Vec<Vec<f32>>,
+}
+
+/// A training run's inputs.
+pub struct Run<'a> {
+    pub program: &'a Program,
+    pub recipe: &'a Recipe,
+    pub model: &'a Mlp,
+    pub data: &'a Dataset,
+    /// Micro-batch m uses `batches[m % len]`.
+    pub batches: &'a [Vec<usize>],
+    pub accumulate: usize,
+    pub steps: usize,
+}
+
+/// The model on one micro-batch, for capabilities such as SAM's `grad_at`.
+struct BatchOracle<'a> {
+    model: &'a Mlp,
+    x: Vec<f32>,
+    y: Vec<f32>,
+    last_loss: Option<f32>,
+    last_norm: Option<f64>,
+}
+
+impl Oracle for BatchOracle<'_> {
+    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+        let (loss, grads) = self.model.loss_and_grad(params, &self.x, &self.y)?;
+        self.last_loss = Some(loss);
+        self.last_norm = Some(global_norm(&grads));
+        Ok(grads)
+    }
+
+    fn hvp(&mut self, _params: &[Vec<f32>], _v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+        Err("the built-in models do not compute Hessian-vector products yet".into())
+    }
+
+    fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), String> {
+        let (loss, grads) = self.model.loss_and_grad(params, &self.x, &self.y)?;
+        Ok((f64::from(loss), grads))
+    }
+}
+
+pub fn global_norm(grads: &[Vec<f32>]) -> f64 {
+    grads
+        .iter()
+        .flatten()
+        .map(|g| f64::from(*g) * f64::from(*g))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// The value a stage's hyperparameter takes for `group` at `count`.
+pub fn hyper_at(program: &Program, v: &HyperValue, count: f64, group: usize) -> Option<f64> {
+    match v {
+        HyperValue::PerGroup(vs) => hyper_at(program, vs.get(group)?, count, group),
+        HyperValue::Schedule(s) => eval_sched(program, s, count, group).ok(),
+        HyperValue::List(items) => hyper_at(program, items.first()?, count, group),
+        other => other.as_f64(),
+    }
+}
+
+/// Trains `params` in place; returns what the run recorded.
+pub fn train(
+    run: &Run,
+    names: &[String],
+    shapes: &[Vec<usize>],
+    params: &mut [Vec<f32>],
+) -> Result<Trace, String> {
+    if run.batches.is_empty() || run.accumulate == 0 {
+        return Err("a run needs at least one batch and accumulate >= 1".into());
+    }
+    let mut interp = Interpreter::with_shapes(run.program, run.recipe, names, shapes, params)?;
+    let groups = run.recipe.groups.len().max(1);
+    // The last stage is the optimizer: its learning rate and momentum are reported.
+    let opt = run
+        .recipe
+        .stages
+        .last()
+        .ok_or("the recipe has no update chain")?;
+    let opt_def = &run.program.defs[opt.def];
+    let arg = |name: &str| {
+        opt_def
+            .params
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| &opt.args[i])
+    };
+    let lr_arg = arg("lr").or_else(|| arg("learning_rate"));
+    let momentum_arg = arg("momentum").or_else(|| arg("betas"));
+    let mut trace = Trace::default();
+    let mut m = 0usize;
+    for t in 0..run.steps {
+        let count = t as f64;
+        if let Some(v) = lr_arg {
+            trace.lr.push(
+                (0..groups)
+                    .filter_map(|g| hyper_at(run.program, v, count, g))
+                    .collect(),
+            );
+        }
+        if let Some(v) = momentum_arg {
+            trace.momentum.push(
+                (0..groups)
+                    .filter_map(|g| hyper_at(run.program, v, count, g))
+                    .collect(),
+            );
+        }
+        let mut acc: Vec<Vec<f32>> = params.iter().map(|p| vec![0f32; p.len()]).collect();
+        let k = run.accumulate as f32;
+        let mut last_batch = (Vec::new(), Vec::new());
+        for _ in 0..run.accumulate {
+            let rows = &run.batches[m % run.batches.len()];
+            m += 1;
+            let (x, y) = run.data.gather(rows);
+            let (loss, grads) = run.model.loss_and_grad(params, &x, &y)?;
+            trace.loss.push(loss);
+            for (a, g) in acc.iter_mut().zip(&grads) {
+                for (ai, gi) in a.iter_mut().zip(g) {
+                    *ai += gi / k;
+                }
+            }
+            last_batch = (x, y);
+        }
+        trace.grad_norm.push(global_norm(&acc));
+        let mut oracle = BatchOracle {
+            model: run.model,
+            x: last_batch.0,
+            y: last_batch.1,
+            last_loss: None,
+            last_norm: None,
+        };
+        interp.step_with(params, &acc, Some(&mut oracle))?;
+        if let (Some(l), Some(n)) = (oracle.last_loss, oracle.last_norm) {
+            trace.loss_perturbed.push(l);
+            trace.grad_norm_perturbed.push(n);
+        }
+        if t == 0 {
+            trace.params_step1 = params.to_vec();
+        }
+    }
+    Ok(trace)
+}
