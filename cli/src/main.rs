@@ -3,6 +3,7 @@
 //! errors come back as diagnostics or as one-line messages naming a path and a fix.
 
 mod plot;
+mod run;
 
 /// `print!` that ignores a closed stdout (`anneal doc | head`) instead of panicking.
 macro_rules! out {
@@ -54,6 +55,41 @@ enum Command {
         /// What to print.
         #[arg(long, value_enum, default_value_t = Emit::Ir)]
         emit: Emit,
+    },
+    /// Train a built-in model on a CSV data set with a recipe.
+    Run {
+        /// The recipe file.
+        file: PathBuf,
+        /// The model: `mlp:64,128,10:tanh`, `softmax:64,10` or `linear:10,1`.
+        #[arg(long)]
+        model: Option<String>,
+        /// The data set (CSV: features, then `target`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Optimizer steps (default: the recipe's `steps`).
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Seed of the split, the batches and the initial weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Rows per batch.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Share of the rows held out for testing.
+        #[arg(long, default_value_t = 0.2)]
+        test_fraction: f64,
+        /// Use the features as they are (default: standardize each column).
+        #[arg(long)]
+        raw: bool,
+        /// Write one JSON object per step (loss, lr, gradient norm).
+        #[arg(long, value_name = "FILE")]
+        metrics: Option<PathBuf>,
+        /// Plot loss, learning rate and gradient norm (.png or .svg).
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print or plot the learning rate of every schedule in a recipe.
     Schedule {
@@ -129,6 +165,55 @@ fn dispatch(cli: Cli) -> ExitCode {
             plot,
         } => cmd_schedule(&file, steps, json, plot.as_deref()),
         Command::Doc { name, markdown } => cmd_doc(name.as_deref(), markdown),
+        Command::Run {
+            file,
+            model,
+            data,
+            steps,
+            seed,
+            batch,
+            test_fraction,
+            raw,
+            metrics,
+            plot,
+            json,
+        } => {
+            let args = run::RunArgs {
+                model,
+                data,
+                steps,
+                seed,
+                batch,
+                test_fraction,
+                raw,
+                metrics,
+                plot,
+                json,
+            };
+            match run::run(&file, &args) {
+                Ok(s) if json => {
+                    outln!("{}", serde_json::to_string(&s).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Ok(s) => {
+                    let quality = match (s.test_accuracy, s.test_mse) {
+                        (Some(a), _) => format!("test accuracy {a:.4}"),
+                        (_, Some(m)) => format!("test mse {m:.4}"),
+                        _ => "no test rows".into(),
+                    };
+                    outln!(
+                        "{}: {} steps in {:.2} s ({:.0} steps/s), final loss {:.4}, {quality}",
+                        s.recipe,
+                        s.steps,
+                        s.seconds,
+                        s.steps_per_second,
+                        s.final_loss
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::Conformance {
             paths,
             backend: Backend::Interp,

@@ -188,3 +188,85 @@ fn conformance_emits_recipe_source() {
     );
     assert!(out.contains("SGD("), "{out}");
 }
+
+#[test]
+fn run_trains_the_digits_mlp_and_writes_metrics_and_a_plot() {
+    let dir = std::env::temp_dir().join(format!("anneal-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let metrics = dir.join("m.jsonl");
+    let plot = dir.join("run.png");
+    let o = anneal(&[
+        "run",
+        "examples/digits_mlp.anneal",
+        "--model",
+        "mlp:64,32,10:tanh",
+        "--data",
+        "examples/data/digits.csv",
+        "--steps",
+        "150",
+        "--json",
+        "--metrics",
+        metrics.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(s["steps"], 150);
+    // A tenth of the budget already separates digits far better than chance (0.1).
+    assert!(s["test_accuracy"].as_f64().unwrap() > 0.8, "{s}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 150);
+    let first = lines[0]["loss"].as_f64().unwrap();
+    let last: f64 = lines[140..]
+        .iter()
+        .map(|l| l["loss"].as_f64().unwrap())
+        .sum::<f64>()
+        / 10.0;
+    assert!(last < first / 3.0, "loss {first} -> {last}");
+    assert_eq!(&std::fs::read(&plot).unwrap()[1..4], b"PNG");
+}
+
+#[test]
+fn run_explains_bad_models_and_data() {
+    let o = anneal(&[
+        "run",
+        "examples/digits_mlp.anneal",
+        "--model",
+        "mlp:63,10:tanh",
+        "--data",
+        "examples/data/digits.csv",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("first width must be 64"),
+        "{}",
+        stderr(&o)
+    );
+    let bad = temp("bad.csv", "a,b,target\n1,2,0\n3,x,1\n");
+    let o = anneal(&[
+        "run",
+        "examples/digits_mlp.anneal",
+        "--model",
+        "mlp:2,2:tanh",
+        "--data",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("bad.csv:3:2: `x` in column `b` is not a number"),
+        "{}",
+        stderr(&o)
+    );
+    let o = anneal(&[
+        "run",
+        "examples/digits_mlp.anneal",
+        "--data",
+        "examples/data/digits.csv",
+    ]);
+    assert!(stderr(&o).contains("pass --model"), "{}", stderr(&o));
+}

@@ -42,6 +42,7 @@ pub fn load_csv(path: &Path) -> Result<Dataset, String> {
     }
     let reader = csv::ReaderBuilder::new()
         .has_headers(true)
+        .flexible(true)
         .from_path(path)
         .map_err(|e| format!("cannot read {shown}: {e}; check the path"))?;
     parse_csv(reader, &shown)
@@ -128,5 +129,122 @@ impl Dataset {
             y.push(self.y[r]);
         }
         (x, y)
+    }
+}
+
+/// A small deterministic generator (splitmix64) for shuffles and initial weights, so a
+/// run is reproducible from its seed on any machine.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x5DEE_CE66_D1A4_F681)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A uniformly random permutation of 0..n (Fisher–Yates).
+    pub fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut p: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            p.swap(i, j);
+        }
+        p
+    }
+}
+
+/// A seeded train/test split: the first `1 − test_fraction` of a permutation trains.
+pub fn split(rows: usize, test_fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
+    let perm = rng.permutation(rows);
+    let n_test = ((rows as f64) * test_fraction.clamp(0.0, 1.0)).round() as usize;
+    let (test, train) = perm.split_at(n_test.min(rows));
+    (train.to_vec(), test.to_vec())
+}
+
+/// `count` micro-batches of `size` rows: consecutive chunks of seeded epoch permutations
+/// of `rows`, the short remainder of each epoch dropped (as PyTorch's `drop_last`).
+pub fn batches(rows: &[usize], size: usize, count: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
+    let size = size.clamp(1, rows.len().max(1));
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count && !rows.is_empty() {
+        let perm = rng.permutation(rows.len());
+        for chunk in perm.chunks_exact(size) {
+            if out.len() == count {
+                break;
+            }
+            out.push(chunk.iter().map(|&i| rows[i]).collect());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("anneal-data-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn malformed_files_name_path_line_and_column() {
+        let cases = [
+            ("ragged.csv", "a,b,target\n1,2,0\n1,2\n", ":3: 2 values"),
+            (
+                "nan.csv",
+                "a,target\n1,0\nzz,1\n",
+                ":3:1: `zz` in column `a`",
+            ),
+            (
+                "notarget.csv",
+                "a,b\n1,2\n",
+                ":1: the last column must be `target`",
+            ),
+            ("empty.csv", "a,target\n", "no data rows"),
+        ];
+        for (name, text, want) in cases {
+            let err = load_csv(&write(name, text)).unwrap_err();
+            assert!(err.contains(want), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn standardize_uses_the_population_std_and_keeps_constant_columns() {
+        let mut d = load_csv(&write("std.csv", "a,b,target\n1,5,0\n3,5,1\n")).unwrap();
+        d.standardize();
+        // mean 2, population std 1: (1, 3) -> (-1, 1); the constant column becomes 0.
+        assert_eq!(d.x, vec![-1.0, 0.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn shipped_copies_stand_in_for_missing_files() {
+        let d = load_csv(std::path::Path::new("/nonexistent/iris.csv")).unwrap();
+        assert_eq!((d.rows, d.cols), (150, 4));
+    }
+
+    #[test]
+    fn batches_are_seeded_and_drop_the_remainder() {
+        let rows: Vec<usize> = (0..10).collect();
+        let a = batches(&rows, 4, 5, &mut Rng::new(7));
+        let b = batches(&rows, 4, 5, &mut Rng::new(7));
+        assert_eq!(a, b);
+        assert!(a.iter().all(|x| x.len() == 4));
+        // Two batches per epoch of 10 rows: every pair of batches is disjoint.
+        assert!(a[0].iter().all(|r| !a[1].contains(r)));
     }
 }

@@ -88,6 +88,17 @@ pub fn train(
     shapes: &[Vec<usize>],
     params: &mut [Vec<f32>],
 ) -> Result<Trace, String> {
+    train_with_progress(run, names, shapes, params, &mut |_, _| {})
+}
+
+/// `train`, calling `progress(step, trace)` after every optimizer step.
+pub fn train_with_progress(
+    run: &Run,
+    names: &[String],
+    shapes: &[Vec<usize>],
+    params: &mut [Vec<f32>],
+    progress: &mut dyn FnMut(usize, &Trace),
+) -> Result<Trace, String> {
     if run.batches.is_empty() || run.accumulate == 0 {
         return Err("a run needs at least one batch and accumulate >= 1".into());
     }
@@ -159,6 +170,7 @@ pub fn train(
         if t == 0 {
             trace.params_step1 = params.to_vec();
         }
+        progress(t, &trace);
     }
     Ok(trace)
 }

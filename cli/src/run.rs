@@ -1,0 +1,301 @@
+//! `anneal run`: trains a built-in model on a CSV data set with a recipe — seeded split
+//! and batches, the compiled step, a progress bar on terminals (plain lines otherwise),
+//! metrics as JSON lines, a plot, and test accuracy at the end.
+
+use anneal_runtime::data::{self, Dataset, Rng};
+use anneal_runtime::model::{Activation, Loss, Mlp};
+use anneal_runtime::schedule::Curve;
+use anneal_runtime::train::{train_with_progress, Run, Trace};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// What `anneal run` was asked to do.
+pub struct RunArgs {
+    pub model: Option<String>,
+    pub data: Option<PathBuf>,
+    pub steps: Option<u64>,
+    pub seed: u64,
+    pub batch: usize,
+    pub test_fraction: f64,
+    pub raw: bool,
+    pub metrics: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// The outcome, for `--json` and the summary line.
+#[derive(serde::Serialize)]
+pub struct Summary {
+    pub recipe: String,
+    pub steps: usize,
+    pub final_loss: f32,
+    pub test_accuracy: Option<f64>,
+    pub test_mse: Option<f64>,
+    pub seconds: f64,
+    pub steps_per_second: f64,
+}
+
+/// `mlp:64,128,10:tanh`, `softmax:64,10`, `linear:10,1`.
+pub fn parse_model(spec: &str, data: &Dataset) -> Result<Mlp, String> {
+    let mut parts = spec.split(':');
+    let kind = parts.next().unwrap_or("");
+    let layers: Vec<usize> =
+        match parts.next() {
+            Some(l) => l
+                .split(',')
+                .map(|w| {
+                    w.trim()
+                        .parse::<usize>()
+                        .map_err(|_| format!("`{w}` in --model {spec} is not a width"))
+                })
+                .collect::<Result<_, _>>()?,
+            None => return Err(format!(
+                "--model {spec}: write e.g. `mlp:64,128,10:tanh`, `softmax:64,10` or `linear:10,1`"
+            )),
+        };
+    let activation = match parts.next() {
+        None | Some("tanh") => Activation::Tanh,
+        Some("relu") => Activation::Relu,
+        Some(a) => {
+            return Err(format!(
+                "--model {spec}: unknown activation `{a}`; use tanh or relu"
+            ))
+        }
+    };
+    let loss = match (kind, layers.last()) {
+        ("linear", _) | ("mlp", Some(1)) => Loss::Mse,
+        ("softmax", _) | ("mlp", _) => Loss::CrossEntropy,
+        _ => {
+            return Err(format!(
+                "--model {spec}: the kind must be mlp, softmax or linear"
+            ))
+        }
+    };
+    if (kind == "linear" || kind == "softmax") && layers.len() != 2 {
+        return Err(format!(
+            "--model {spec}: a {kind} model has two widths, inputs and outputs"
+        ));
+    }
+    if layers.first() != Some(&data.cols) {
+        return Err(format!(
+            "--model {spec}: the data has {} features, so the first width must be {}",
+            data.cols, data.cols
+        ));
+    }
+    if loss == Loss::CrossEntropy {
+        let classes = data.y.iter().fold(0f32, |m, v| m.max(*v)) as usize + 1;
+        if layers.last() != Some(&classes) {
+            return Err(format!(
+                "--model {spec}: the data has {classes} classes, so the last width must be {classes}"
+            ));
+        }
+    }
+    Mlp::new(layers, activation, loss)
+}
+
+/// Initial weights as `nn.Linear` draws them: uniform(−1/√in, 1/√in), seeded.
+fn init(model: &Mlp, rng: &mut Rng) -> Vec<Vec<f32>> {
+    model
+        .param_specs()
+        .iter()
+        .map(|(name, shape)| {
+            let fan_in = if name.ends_with(".weight") {
+                shape[1]
+            } else {
+                model.layers[name_layer(name)]
+            };
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            (0..shape.iter().product::<usize>())
+                .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
+                .collect()
+        })
+        .collect()
+}
+
+fn name_layer(name: &str) -> usize {
+    name.split('.')
+        .next()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0)
+        / 2
+}
+
+pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}; check the path", file.display()))?;
+    let c = anneal_compiler::compile(&file.display().to_string(), &text);
+    if !c.diagnostics.is_empty() {
+        let color = std::io::stderr().is_terminal();
+        eprint!(
+            "{}",
+            anneal_compiler::diagnostic::render(&c.diagnostics, &c.sources, color)
+        );
+    }
+    if c.has_errors() {
+        return Err(format!(
+            "{} does not compile; fix the errors above",
+            file.display()
+        ));
+    }
+    let recipe = c
+        .recipes()
+        .first()
+        .ok_or_else(|| format!("{} has no recipe", file.display()))?;
+    if recipe.stages.is_empty() {
+        return Err(format!(
+            "recipe `{}` has no `update = ...` chain to train with",
+            recipe.name
+        ));
+    }
+    let data_path = args
+        .data
+        .clone()
+        .ok_or("which data? pass --data FILE.csv (e.g. examples/data/digits.csv)")?;
+    let mut data = data::load_csv(&data_path)?;
+    if !args.raw {
+        data.standardize();
+    }
+    let spec = args
+        .model
+        .clone()
+        .ok_or("which model? pass --model, e.g. --model mlp:64,128,10:tanh")?;
+    let model = parse_model(&spec, &data)?;
+    let steps =
+        args.steps
+            .or(recipe.steps)
+            .ok_or("how many steps? give the recipe `steps N` or pass --steps")? as usize;
+    let mut rng = Rng::new(args.seed);
+    let (train_rows, test_rows) = data::split(data.rows, args.test_fraction, &mut rng);
+    if train_rows.is_empty() {
+        return Err("no training rows: lower --test-fraction".into());
+    }
+    let batches = data::batches(&train_rows, args.batch, steps, &mut rng);
+    let mut params = init(&model, &mut rng);
+    let specs = model.param_specs();
+    let names: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();
+    let shapes: Vec<Vec<usize>> = specs.iter().map(|(_, s)| s.clone()).collect();
+    let run = Run {
+        program: &c.program,
+        recipe,
+        model: &model,
+        data: &data,
+        batches: &batches,
+        accumulate: 1,
+        steps,
+    };
+    let bar = if std::io::stderr().is_terminal() && !args.json {
+        let b = ProgressBar::new(steps as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{per_sec}, eta {eta}]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let every = (steps / 10).max(1);
+    let start = std::time::Instant::now();
+    let mut on_step = |t: usize, tr: &Trace| {
+        let loss = tr.loss.last().copied().unwrap_or(f32::NAN);
+        let lr = tr
+            .lr
+            .last()
+            .and_then(|g| g.first())
+            .copied()
+            .unwrap_or(f64::NAN);
+        match &bar {
+            Some(b) => {
+                b.set_position(t as u64 + 1);
+                b.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
+            }
+            None if !args.json && ((t + 1) % every == 0 || t + 1 == steps) => {
+                eprintln!("step {:>6}/{steps}  loss {loss:.4}  lr {lr:.3e}", t + 1);
+            }
+            None => {}
+        }
+    };
+    let trace = train_with_progress(&run, &names, &shapes, &mut params, &mut on_step)?;
+    let seconds = start.elapsed().as_secs_f64();
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let (mut acc, mut mse) = (None, None);
+    if !test_rows.is_empty() {
+        let (x, y) = data.gather(&test_rows);
+        let out = model.predict(&params, &x, test_rows.len());
+        let k = model.layers[model.layers.len() - 1];
+        if model.loss == Loss::CrossEntropy {
+            let correct = (0..test_rows.len())
+                .filter(|&r| {
+                    let o = &out[r * k..(r + 1) * k];
+                    let best = (0..k).fold(0, |b, j| if o[j] > o[b] { j } else { b });
+                    best as f32 == y[r]
+                })
+                .count();
+            acc = Some(correct as f64 / test_rows.len() as f64);
+        } else {
+            let se: f64 = (0..test_rows.len())
+                .map(|r| f64::from(out[r * k] - y[r]).powi(2))
+                .sum();
+            mse = Some(se / test_rows.len() as f64);
+        }
+    }
+    if let Some(path) = &args.metrics {
+        write_metrics(path, &trace)?;
+    }
+    if let Some(path) = &args.plot {
+        let per_step = |v: &[f64], name: &str| Curve {
+            name: name.into(),
+            values: v.to_vec(),
+        };
+        let loss: Vec<f64> = trace.loss.iter().map(|v| f64::from(*v)).collect();
+        let lr: Vec<f64> = trace
+            .lr
+            .iter()
+            .map(|g| g.first().copied().unwrap_or(f64::NAN))
+            .collect();
+        crate::plot::run(
+            path,
+            &recipe.name,
+            &[
+                ("loss", vec![per_step(&loss, "train loss (batch)")]),
+                ("learning rate", vec![per_step(&lr, "lr")]),
+                ("gradient norm", vec![per_step(&trace.grad_norm, "‖g‖")]),
+            ],
+        )?;
+    }
+    Ok(Summary {
+        recipe: recipe.name.clone(),
+        steps,
+        final_loss: trace.loss.last().copied().unwrap_or(f32::NAN),
+        test_accuracy: acc,
+        test_mse: mse,
+        seconds,
+        steps_per_second: steps as f64 / seconds.max(1e-9),
+    })
+}
+
+/// One JSON object per step, written to a temporary file, synced, then renamed.
+fn write_metrics(path: &Path, trace: &Trace) -> Result<(), String> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        for t in 0..trace.grad_norm.len() {
+            let line = serde_json::json!({
+                "step": t,
+                "loss": trace.loss.get(t),
+                "lr": trace.lr.get(t),
+                "grad_norm": trace.grad_norm[t],
+            });
+            writeln!(f, "{line}")?;
+        }
+        let f = f.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
+}
