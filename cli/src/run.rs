@@ -40,20 +40,21 @@ pub struct Summary {
 pub fn parse_model(spec: &str, data: &Dataset) -> Result<Mlp, String> {
     let mut parts = spec.split(':');
     let kind = parts.next().unwrap_or("");
-    let layers: Vec<usize> =
-        match parts.next() {
-            Some(l) => l
-                .split(',')
-                .map(|w| {
-                    w.trim()
-                        .parse::<usize>()
-                        .map_err(|_| format!("`{w}` in --model {spec} is not a width"))
-                })
-                .collect::<Result<_, _>>()?,
-            None => return Err(format!(
+    let layers: Vec<usize> = match parts.next() {
+        Some(l) => l
+            .split(',')
+            .map(|w| {
+                w.trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("`{w}` in --model {spec} is not a width"))
+            })
+            .collect::<Result<_, _>>()?,
+        None => {
+            return Err(format!(
                 "--model {spec}: write e.g. `mlp:64,128,10:tanh`, `softmax:64,10` or `linear:10,1`"
-            )),
-        };
+            ))
+        }
+    };
     let activation = match parts.next() {
         None | Some("tanh") => Activation::Tanh,
         Some("relu") => Activation::Relu,
@@ -209,7 +210,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
                 b.set_position(t as u64 + 1);
                 b.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
             }
-            None if !args.json && ((t + 1) % every == 0 || t + 1 == steps) => {
+            None if !args.json && ((t + 1).is_multiple_of(every) || t + 1 == steps) => {
                 eprintln!("step {:>6}/{steps}  loss {loss:.4}  lr {lr:.3e}", t + 1);
             }
             None => {}
