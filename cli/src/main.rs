@@ -90,6 +90,15 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Keep a checkpoint (DIR/checkpoint.bin) of the weights and optimizer state.
+        #[arg(long, value_name = "DIR")]
+        checkpoint_dir: Option<PathBuf>,
+        /// Write the checkpoint every N steps (default: at the end).
+        #[arg(long, value_name = "N")]
+        checkpoint_every: Option<usize>,
+        /// Continue from the checkpoint in --checkpoint-dir.
+        #[arg(long)]
+        resume: bool,
     },
     /// Print or plot the learning rate of every schedule in a recipe.
     Schedule {
@@ -177,8 +186,14 @@ fn dispatch(cli: Cli) -> ExitCode {
             metrics,
             plot,
             json,
+            checkpoint_dir,
+            checkpoint_every,
+            resume,
         } => {
             let args = run::RunArgs {
+                checkpoint_dir,
+                checkpoint_every,
+                resume,
                 model,
                 data,
                 steps,

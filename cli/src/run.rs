@@ -2,10 +2,11 @@
 //! and batches, the compiled step, a progress bar on terminals (plain lines otherwise),
 //! metrics as JSON lines, a plot, and test accuracy at the end.
 
+use anneal_runtime::checkpoint::{self, Checkpoint};
 use anneal_runtime::data::{self, Dataset, Rng};
 use anneal_runtime::model::{Activation, Loss, Mlp};
 use anneal_runtime::schedule::Curve;
-use anneal_runtime::train::{train_with_progress, Run, Trace};
+use anneal_runtime::train::{train_with_progress, Resume, Run, Trace};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,9 @@ pub struct RunArgs {
     pub metrics: Option<PathBuf>,
     pub plot: Option<PathBuf>,
     pub json: bool,
+    pub checkpoint_dir: Option<PathBuf>,
+    pub checkpoint_every: Option<usize>,
+    pub resume: bool,
 }
 
 /// The outcome, for `--json` and the summary line.
@@ -166,16 +170,43 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         args.steps
             .or(recipe.steps)
             .ok_or("how many steps? give the recipe `steps N` or pass --steps")? as usize;
+    // Separate streams for the split, the batches and the weights, so that none depends
+    // on how much another consumed (a 40-step run starts like a 100-step one).
     let mut rng = Rng::new(args.seed);
+    let mut batch_rng = Rng::new(args.seed.wrapping_add(1));
+    let mut init_rng = Rng::new(args.seed.wrapping_add(2));
     let (train_rows, test_rows) = data::split(data.rows, args.test_fraction, &mut rng);
     if train_rows.is_empty() {
         return Err("no training rows: lower --test-fraction".into());
     }
-    let batches = data::batches(&train_rows, args.batch, steps, &mut rng);
-    let mut params = init(&model, &mut rng);
+    let batches = data::batches(&train_rows, args.batch, steps, &mut batch_rng);
+    let mut params = init(&model, &mut init_rng);
     let specs = model.param_specs();
     let names: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();
     let shapes: Vec<Vec<usize>> = specs.iter().map(|(_, s)| s.clone()).collect();
+    let hash = checkpoint::recipe_hash(&c.program);
+    let ck_path = args
+        .checkpoint_dir
+        .as_ref()
+        .map(|d| d.join("checkpoint.bin"));
+    if let Some(dir) = &args.checkpoint_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let resume = match (&ck_path, args.resume) {
+        (Some(path), true) => {
+            let ck = checkpoint::load(path, hash, &names, &shapes)?;
+            params = ck.params;
+            eprintln!("resuming from {} at step {}", path.display(), ck.step);
+            Some(Resume {
+                step: ck.step as usize,
+                snapshot: ck.snapshot,
+            })
+        }
+        (None, true) => return Err("--resume needs --checkpoint-dir DIR".into()),
+        _ => None,
+    };
+    let ck_every = args.checkpoint_every.unwrap_or(steps).max(1);
     let run = Run {
         program: &c.program,
         recipe,
@@ -197,7 +228,25 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     };
     let every = (steps / 10).max(1);
     let start = std::time::Instant::now();
-    let mut on_step = |t: usize, tr: &Trace| {
+    let mut on_step = |t: usize,
+                       tr: &Trace,
+                       params: &[Vec<f32>],
+                       interp: &anneal_compiler::interp::Interpreter| {
+        if let Some(path) = &ck_path {
+            if (t + 1).is_multiple_of(ck_every) || t + 1 == steps {
+                checkpoint::save(
+                    path,
+                    &Checkpoint {
+                        recipe_hash: hash,
+                        step: t as u64 + 1,
+                        names: names.clone(),
+                        shapes: shapes.clone(),
+                        params: params.to_vec(),
+                        snapshot: interp.snapshot(),
+                    },
+                )?;
+            }
+        }
         let loss = tr.loss.last().copied().unwrap_or(f32::NAN);
         let lr = tr
             .lr
@@ -215,8 +264,9 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             }
             None => {}
         }
+        Ok(())
     };
-    let trace = train_with_progress(&run, &names, &shapes, &mut params, &mut on_step)?;
+    let trace = train_with_progress(&run, &names, &shapes, &mut params, resume, &mut on_step)?;
     let seconds = start.elapsed().as_secs_f64();
     if let Some(b) = &bar {
         b.finish_and_clear();

@@ -270,3 +270,73 @@ fn run_explains_bad_models_and_data() {
     ]);
     assert!(stderr(&o).contains("pass --model"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_run_stopped_and_resumed_ends_bit_identical() {
+    let base = std::env::temp_dir().join(format!("anneal-resume-{}", std::process::id()));
+    let (full, part) = (base.join("full"), base.join("part"));
+    let args = |steps: &str, dir: &Path| -> Vec<String> {
+        [
+            "run",
+            "examples/mixed_schedule.anneal",
+            "--model",
+            "mlp:64,16,10:relu",
+            "--data",
+            "examples/data/digits.csv",
+            "--batch",
+            "32",
+            "--steps",
+            steps,
+            "--checkpoint-dir",
+            dir.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |a: Vec<String>| {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = anneal(&refs);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    run(args("60", &full));
+    // Stop at 23: inside the warmup and inside an accumulation cycle of MultiSteps(k = 3).
+    run(args("23", &part));
+    let mut resumed = args("60", &part);
+    resumed.push("--resume".into());
+    run(resumed);
+    let a = std::fs::read(full.join("checkpoint.bin")).unwrap();
+    let b = std::fs::read(part.join("checkpoint.bin")).unwrap();
+    assert!(
+        a == b,
+        "the resumed run's weights and state differ from the uninterrupted run's"
+    );
+
+    // A damaged checkpoint is refused and left as it was.
+    let mut damaged = b.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x40;
+    std::fs::write(part.join("checkpoint.bin"), &damaged).unwrap();
+    let mut again = args("60", &part);
+    again.push("--resume".into());
+    let refs: Vec<&str> = again.iter().map(String::as_str).collect();
+    let o = anneal(&refs);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("checksum does not match"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(part.join("checkpoint.bin")).unwrap(), damaged);
+    // A truncated one too.
+    std::fs::write(part.join("checkpoint.bin"), &b[..b.len() / 3]).unwrap();
+    let o = anneal(&refs);
+    assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
+    // And one from another recipe.
+    std::fs::write(part.join("checkpoint.bin"), &b).unwrap();
+    let mut other = again.clone();
+    other[1] = "examples/digits_mlp.anneal".into();
+    let refs: Vec<&str> = other.iter().map(String::as_str).collect();
+    let o = anneal(&refs);
+    assert!(stderr(&o).contains("different recipe"), "{}", stderr(&o));
+}

@@ -6,7 +6,7 @@
 
 use crate::data::Dataset;
 use crate::model::Mlp;
-use anneal_compiler::interp::{eval_sched, Interpreter, Oracle};
+use anneal_compiler::interp::{eval_sched, Interpreter, Oracle, Snapshot};
 use anneal_compiler::ir::{HyperValue, Program, Recipe};
 
 /// What a run records.
@@ -88,21 +88,36 @@ pub fn train(
     shapes: &[Vec<usize>],
     params: &mut [Vec<f32>],
 ) -> Result<Trace, String> {
-    train_with_progress(run, names, shapes, params, &mut |_, _| {})
+    train_with_progress(run, names, shapes, params, None, &mut |_, _, _, _| Ok(()))
 }
 
-/// `train`, calling `progress(step, trace)` after every optimizer step.
+/// Where a resumed run starts: the steps already taken and the interpreter's progress.
+pub struct Resume {
+    pub step: usize,
+    pub snapshot: Snapshot,
+}
+
+/// `train`, optionally resuming, calling `progress(step, trace, params, interpreter)` after
+/// every optimizer step (for progress bars and checkpoints; an error stops the run).
 pub fn train_with_progress(
     run: &Run,
     names: &[String],
     shapes: &[Vec<usize>],
     params: &mut [Vec<f32>],
-    progress: &mut dyn FnMut(usize, &Trace),
+    resume: Option<Resume>,
+    progress: &mut dyn FnMut(usize, &Trace, &[Vec<f32>], &Interpreter) -> Result<(), String>,
 ) -> Result<Trace, String> {
     if run.batches.is_empty() || run.accumulate == 0 {
         return Err("a run needs at least one batch and accumulate >= 1".into());
     }
     let mut interp = Interpreter::with_shapes(run.program, run.recipe, names, shapes, params)?;
+    let start = match resume {
+        Some(r) => {
+            interp.restore(r.snapshot)?;
+            r.step
+        }
+        None => 0,
+    };
     let groups = run.recipe.groups.len().max(1);
     // The last stage is the optimizer: its learning rate and momentum are reported.
     let opt = run
@@ -121,8 +136,8 @@ pub fn train_with_progress(
     let lr_arg = arg("lr").or_else(|| arg("learning_rate"));
     let momentum_arg = arg("momentum").or_else(|| arg("betas"));
     let mut trace = Trace::default();
-    let mut m = 0usize;
-    for t in 0..run.steps {
+    let mut m = start * run.accumulate;
+    for t in start..run.steps {
         let count = t as f64;
         if let Some(v) = lr_arg {
             trace.lr.push(
@@ -170,7 +185,7 @@ pub fn train_with_progress(
         if t == 0 {
             trace.params_step1 = params.to_vec();
         }
-        progress(t, &trace);
+        progress(t, &trace, params, &interp)?;
     }
     Ok(trace)
 }
