@@ -91,6 +91,10 @@ pub fn train(
     train_with_progress(run, names, shapes, params, None, &mut |_, _, _, _| Ok(()))
 }
 
+/// Called after every optimizer step with (step, trace, weights, interpreter).
+pub type Progress<'a> =
+    dyn FnMut(usize, &Trace, &[Vec<f32>], &Interpreter) -> Result<(), String> + 'a;
+
 /// Where a resumed run starts: the steps already taken and the interpreter's progress.
 pub struct Resume {
     pub step: usize,
@@ -105,7 +109,7 @@ pub fn train_with_progress(
     shapes: &[Vec<usize>],
     params: &mut [Vec<f32>],
     resume: Option<Resume>,
-    progress: &mut dyn FnMut(usize, &Trace, &[Vec<f32>], &Interpreter) -> Result<(), String>,
+    progress: &mut Progress,
 ) -> Result<Trace, String> {
     if run.batches.is_empty() || run.accumulate == 0 {
         return Err("a run needs at least one batch and accumulate >= 1".into());
