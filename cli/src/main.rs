@@ -100,6 +100,14 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
+    /// Plot a run's metrics file (from `anneal run --metrics`).
+    Plot {
+        /// The metrics file: one JSON object per step.
+        metrics: PathBuf,
+        /// The image to write (.png or .svg).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
     /// Print or plot the learning rate of every schedule in a recipe.
     Schedule {
         file: PathBuf,
@@ -174,6 +182,13 @@ fn dispatch(cli: Cli) -> ExitCode {
             plot,
         } => cmd_schedule(&file, steps, json, plot.as_deref()),
         Command::Doc { name, markdown } => cmd_doc(name.as_deref(), markdown),
+        Command::Plot { metrics, output } => match plot_metrics(&metrics, &output) {
+            Ok(()) => {
+                eprintln!("wrote {}", output.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Run {
             file,
             model,
@@ -395,6 +410,48 @@ fn cmd_schedule(file: &Path, steps: Option<u64>, json: bool, plot_path: Option<&
         outln!("{k:>8}  {row}");
     }
     ExitCode::SUCCESS
+}
+
+/// Reads a metrics file (one JSON object per line) and plots loss, lr and gradient norm.
+fn plot_metrics(path: &Path, out: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (mut loss, mut lr, mut norm) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("{}:{}: not a JSON object: {e}", path.display(), i + 1))?;
+        let num = |x: &serde_json::Value| x.as_f64().unwrap_or(f64::NAN);
+        loss.push(num(&v["loss"]));
+        lr.push(v["lr"].get(0).map(num).unwrap_or_else(|| num(&v["lr"])));
+        norm.push(num(&v["grad_norm"]));
+    }
+    if loss.is_empty() {
+        return Err(format!(
+            "{} holds no metrics; write one with `anneal run --metrics`",
+            path.display()
+        ));
+    }
+    let curve = |name: &str, values: Vec<f64>| anneal_runtime::schedule::Curve {
+        name: name.into(),
+        values,
+    };
+    let title = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    plot::run(
+        out,
+        &title,
+        &[
+            ("loss", vec![curve("train loss (batch)", loss)]),
+            ("learning rate", vec![curve("lr", lr)]),
+            ("gradient norm", vec![curve("‖g‖", norm)]),
+        ],
+    )
 }
 
 fn cmd_doc(name: Option<&str>, markdown: bool) -> ExitCode {

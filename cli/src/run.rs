@@ -153,6 +153,20 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             recipe.name
         ));
     }
+    // The built-in models give gradients anywhere and a loss closure, not Hessians: say so
+    // before any step runs.
+    if let Some(c) = recipe
+        .capabilities
+        .iter()
+        .find(|c| matches!(c, anneal_compiler::ir::Capability::Hvp))
+    {
+        return Err(format!(
+            "recipe `{}` needs {} from the model, which the built-in models do not provide; \
+             choose an optimizer without it (e.g. AdamW instead of sophia)",
+            recipe.name,
+            c.describe()
+        ));
+    }
     let data_path = args
         .data
         .clone()

@@ -340,3 +340,33 @@ fn a_run_stopped_and_resumed_ends_bit_identical() {
     let o = anneal(&refs);
     assert!(stderr(&o).contains("different recipe"), "{}", stderr(&o));
 }
+
+#[test]
+fn plot_draws_a_metrics_file_and_missing_capabilities_stop_a_run_early() {
+    let m = temp("m.jsonl", "{\"step\":0,\"loss\":2.0,\"lr\":[0.1],\"grad_norm\":1.0}\n{\"step\":1,\"loss\":1.5,\"lr\":[0.1],\"grad_norm\":0.8}\n");
+    let out = m.with_file_name("plot.svg");
+    let o = anneal(&["plot", m.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&out).unwrap().contains("<svg"));
+    let bad = temp("bad.jsonl", "{\"loss\": 1}\nnot json\n");
+    let o = anneal(&["plot", bad.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("bad.jsonl:2: not a JSON object"),
+        "{}",
+        stderr(&o)
+    );
+    let o = anneal(&[
+        "run",
+        "examples/second_order.anneal",
+        "--model",
+        "mlp:64,10:tanh",
+        "--data",
+        "examples/data/digits.csv",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("Hessian-vector products"),
+        "{}",
+        stderr(&o)
+    );
+}
