@@ -26,7 +26,14 @@ pub fn run(path: &Path, title: &str, panels: &[(&str, Vec<Curve>)]) -> Result<()
         .unwrap_or("")
         .to_ascii_lowercase();
     let tmp = temp_path(path);
-    let size = (900, 300 * panels.len().max(1) as u32);
+    let size = (
+        900,
+        if panels.len() <= 1 {
+            450
+        } else {
+            300 * panels.len() as u32
+        },
+    );
     let result = match ext.as_str() {
         "png" => {
             let root = BitMapBackend::new(&tmp, size).into_drawing_area();
@@ -56,36 +63,11 @@ pub fn run(path: &Path, title: &str, panels: &[(&str, Vec<Curve>)]) -> Result<()
 
 /// Draws the learning-rate curves to `path` (.png or .svg).
 pub fn schedules(path: &Path, title: &str, curves: &[Curve]) -> Result<(), String> {
-    register_font();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let tmp = temp_path(path);
-    let result = match ext.as_str() {
-        "png" => draw(
-            BitMapBackend::new(&tmp, (900, 540)).into_drawing_area(),
-            title,
-            curves,
-        ),
-        "svg" => draw(
-            SVGBackend::new(&tmp, (900, 540)).into_drawing_area(),
-            title,
-            curves,
-        ),
-        _ => {
-            return Err(format!(
-                "cannot plot to {}: the file name must end in .png or .svg",
-                path.display()
-            ))
-        }
-    };
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(format!("cannot draw {}: {e}", path.display()));
-    }
-    finish(&tmp, path)
+    run(
+        path,
+        &format!("recipe {title}"),
+        &[("learning rate", curves.to_vec())],
+    )
 }
 
 /// Plots are written beside their destination and renamed into place, so a reader never
@@ -188,75 +170,5 @@ where
         .border_style(BLACK)
         .draw()
         .map_err(err)?;
-    Ok(())
-}
-
-fn draw<DB: DrawingBackend>(
-    root: DrawingArea<DB, plotters::coord::Shift>,
-    title: &str,
-    curves: &[Curve],
-) -> Result<(), String>
-where
-    DB::ErrorType: 'static,
-{
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    root.fill(&WHITE).map_err(err)?;
-    let n = curves
-        .iter()
-        .map(|c| c.values.len())
-        .max()
-        .unwrap_or(1)
-        .max(2);
-    let finite = curves
-        .iter()
-        .flat_map(|c| c.values.iter().copied())
-        .filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-        (a.min(v), b.max(v))
-    });
-    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-    let pad = ((hi - lo) * 0.05).max(hi.abs() * 1e-6).max(1e-12);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("learning rate — recipe {title}"),
-            ("sans-serif", 22),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0f64..(n - 1) as f64, (lo - pad)..(hi + pad))
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .y_desc("learning rate")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.3e}"))
-        .draw()
-        .map_err(err)?;
-    for (i, c) in curves.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(
-                c.values
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| v.is_finite())
-                    .map(|(k, v)| (k as f64, *v)),
-                color.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label(c.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
     Ok(())
 }

@@ -132,6 +132,18 @@ pub fn run_files(files: &[PathBuf]) -> Report {
     report
 }
 
+/// Compiles a case's recipe text; a failure carries the first error and the text.
+pub(crate) fn compile_case(case: &Case, src: &str) -> Result<anneal_compiler::Compilation, String> {
+    let c = compile(&format!("<case {}>", case.name), src);
+    if let Some(first) = c.diagnostics.iter().find(|d| d.is_error()) {
+        return Err(format!(
+            "the recipe for this case does not compile:\n{}\n{src}",
+            diagnostic::render(std::slice::from_ref(first), &c.sources, false)
+        ));
+    }
+    Ok(c)
+}
+
 /// Runs one case: Err carries the first mismatch (or why it could not run).
 pub fn run_case(case: &Case, lib: &Program) -> Result<(), String> {
     if case.kind == "train" {
@@ -144,20 +156,7 @@ pub fn run_case(case: &Case, lib: &Program) -> Result<(), String> {
         }
     }
     let src = source::recipe_source(case, lib)?;
-    let c = compile(&format!("<case {}>", case.name), &src);
-    if c.has_errors() {
-        let first: Vec<_> = c
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .take(1)
-            .cloned()
-            .collect();
-        return Err(format!(
-            "the recipe for this case does not compile:\n{}",
-            diagnostic::render(&first, &c.sources, false)
-        ));
-    }
+    let c = compile_case(case, &src)?;
     let recipe = c.recipes().first().ok_or("the case produced no recipe")?;
     match case.kind.as_str() {
         "schedule" => {

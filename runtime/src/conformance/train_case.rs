@@ -10,7 +10,7 @@ use crate::data::load_csv;
 use crate::model::{Activation, Loss, Mlp};
 use crate::train::{train, Run};
 use anneal_compiler::glob;
-use anneal_compiler::{compile, diagnostic, ir::Program};
+use anneal_compiler::ir::Program;
 use serde_json::{Map, Value};
 
 /// The recipe text a training case stands for (`--emit-recipe`).
@@ -34,20 +34,7 @@ pub fn run_train_case(case: &Case, _lib: &Program) -> Result<(), String> {
     let names: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();
     let shapes: Vec<Vec<usize>> = specs.iter().map(|(_, s)| s.clone()).collect();
     let src = recipe_source(case, &names)?;
-    let c = compile(&format!("<case {}>", case.name), &src);
-    if c.has_errors() {
-        let first: Vec<_> = c
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .take(1)
-            .cloned()
-            .collect();
-        return Err(format!(
-            "the recipe for this case does not compile:\n{}\n{src}",
-            diagnostic::render(&first, &c.sources, false)
-        ));
-    }
+    let c = super::compile_case(case, &src)?;
     let recipe = c.recipes().first().ok_or("the case produced no recipe")?;
     let data_spec = case.json.get("data").ok_or("missing object field `data`")?;
     let file = data_spec
