@@ -60,10 +60,11 @@ enum Command {
     Run {
         /// The recipe file.
         file: PathBuf,
-        /// The model: `mlp:64,128,10:tanh`, `softmax:64,10` or `linear:10,1`.
+        /// The model: `mlp:64,128,10:tanh`, `softmax:64,10` or `linear:10,1` (default: the
+        /// recipe's `model = ...`).
         #[arg(long)]
         model: Option<String>,
-        /// The data set (CSV: features, then `target`).
+        /// The data set (CSV: features, then `target`; default: the recipe's `data = ...`).
         #[arg(long)]
         data: Option<PathBuf>,
         /// Optimizer steps (default: the recipe's `steps`).
@@ -72,12 +73,12 @@ enum Command {
         /// Seed of the split, the batches and the initial weights.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Rows per batch.
-        #[arg(long, default_value_t = 64)]
-        batch: usize,
-        /// Share of the rows held out for testing.
-        #[arg(long, default_value_t = 0.2)]
-        test_fraction: f64,
+        /// Rows per batch (default: the recipe's `data`, else 64).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Share of the rows held out for testing (default: the recipe's, else 0.2).
+        #[arg(long)]
+        test_fraction: Option<f64>,
         /// Use the features as they are (default: standardize each column).
         #[arg(long)]
         raw: bool,

@@ -17,8 +17,8 @@ pub struct RunArgs {
     pub data: Option<PathBuf>,
     pub steps: Option<u64>,
     pub seed: u64,
-    pub batch: usize,
-    pub test_fraction: f64,
+    pub batch: Option<usize>,
+    pub test_fraction: Option<f64>,
     pub raw: bool,
     pub metrics: Option<PathBuf>,
     pub plot: Option<PathBuf>,
@@ -167,18 +167,37 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             c.describe()
         ));
     }
-    let data_path = args
-        .data
-        .clone()
-        .ok_or("which data? pass --data FILE.csv (e.g. examples/data/digits.csv)")?;
+    // Flags override what the recipe declares; the recipe's data file is relative to it.
+    let declared = recipe.data.as_ref();
+    let data_path =
+        match (&args.data, declared) {
+            (Some(p), _) => p.clone(),
+            (None, Some(d)) => file.parent().unwrap_or(Path::new(".")).join(&d.file),
+            (None, None) => return Err(
+                "which data? add `data = csv(file: \"...\")` to the recipe or pass --data FILE.csv"
+                    .into(),
+            ),
+        };
     let mut data = data::load_csv(&data_path)?;
-    if !args.raw {
+    if !args.raw && declared.is_none_or(|d| d.standardize) {
         data.standardize();
     }
-    let spec = args
-        .model
-        .clone()
-        .ok_or("which model? pass --model, e.g. --model mlp:64,128,10:tanh")?;
+    let batch_size = args.batch.or(declared.map(|d| d.batch)).unwrap_or(64);
+    let test_fraction = args
+        .test_fraction
+        .or(declared.map(|d| d.test_fraction))
+        .unwrap_or(0.2);
+    let spec = match (&args.model, &recipe.model) {
+        (Some(s), _) => s.clone(),
+        (None, Some(m)) => format!(
+            "mlp:{}:{}",
+            m.layers.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(","),
+            m.activation
+        ),
+        (None, None) => {
+            return Err("which model? add `model = mlp(layers: [...])` to the recipe or pass --model, e.g. --model mlp:64,128,10:tanh".into())
+        }
+    };
     let model = parse_model(&spec, &data)?;
     let steps =
         args.steps
@@ -189,11 +208,11 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     let mut rng = Rng::new(args.seed);
     let mut batch_rng = Rng::new(args.seed.wrapping_add(1));
     let mut init_rng = Rng::new(args.seed.wrapping_add(2));
-    let (train_rows, test_rows) = data::split(data.rows, args.test_fraction, &mut rng);
+    let (train_rows, test_rows) = data::split(data.rows, test_fraction, &mut rng);
     if train_rows.is_empty() {
         return Err("no training rows: lower --test-fraction".into());
     }
-    let batches = data::batches(&train_rows, args.batch, steps, &mut batch_rng);
+    let batches = data::batches(&train_rows, batch_size, steps, &mut batch_rng);
     let mut params = init(&model, &mut init_rng);
     let specs = model.param_specs();
     let names: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();

@@ -232,6 +232,20 @@ fn run_trains_the_digits_mlp_and_writes_metrics_and_a_plot() {
 }
 
 #[test]
+fn run_reads_model_and_data_from_the_recipe() {
+    let o = anneal(&[
+        "run",
+        "examples/digits_mlp.anneal",
+        "--steps",
+        "40",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(s["test_accuracy"].as_f64().unwrap() > 0.5, "{s}");
+}
+
+#[test]
 fn run_explains_bad_models_and_data() {
     let o = anneal(&[
         "run",
@@ -264,7 +278,7 @@ fn run_explains_bad_models_and_data() {
     );
     let o = anneal(&[
         "run",
-        "examples/digits_mlp.anneal",
+        "examples/torch_sgd.anneal",
         "--data",
         "examples/data/digits.csv",
     ]);

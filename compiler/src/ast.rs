@@ -293,6 +293,8 @@ pub enum RecipeItem {
     Schedule(Ident, Expr, Span),
     Groups(Vec<GroupDef>, Span),
     Update(Expr, Span),
+    Model(Expr, Span),
+    Data(Expr, Span),
 }
 
 #[derive(Debug, Clone)]

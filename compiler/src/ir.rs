@@ -592,6 +592,25 @@ impl Body {
     }
 }
 
+/// A built-in model: `mlp(layers: [64, 128, 10], activation: "tanh")`. Two widths make a
+/// linear (one output, MSE) or softmax (cross-entropy) regression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub layers: Vec<usize>,
+    /// `tanh` or `relu`.
+    pub activation: String,
+}
+
+/// A CSV data set: `csv(file: "data/digits.csv", standardize: true, batch: 64,
+/// test_fraction: 0.2)`; `file` is relative to the recipe file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataSpec {
+    pub file: String,
+    pub standardize: bool,
+    pub batch: usize,
+    pub test_fraction: f64,
+}
+
 /// What a recipe can need from the model, beyond its gradient at the current parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Capability {
@@ -628,6 +647,10 @@ pub struct Recipe {
     pub applies_updates: bool,
     /// What the recipe needs from the model beyond the gradient at the current point.
     pub capabilities: Vec<Capability>,
+    /// `model = mlp(...)`: the built-in model to train, if the recipe names one.
+    pub model: Option<ModelSpec>,
+    /// `data = csv(...)`: the data set, if the recipe names one.
+    pub data: Option<DataSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

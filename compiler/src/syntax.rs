@@ -254,6 +254,8 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::steps_item => "`steps`",
         Rule::schedule_item => "`schedule`",
         Rule::update_item => "`update`",
+        Rule::model_item => "`model`",
+        Rule::data_item => "`data`",
         Rule::groups_item => "`groups`",
         Rule::group_def => "a group `name = \"pattern\"`",
         Rule::rest_kw => "`rest`",
@@ -546,6 +548,8 @@ impl Builder<'_> {
             let inner: Vec<Pair<Rule>> = q.into_inner().collect();
             match rule {
                 Rule::steps_item => items.push(RecipeItem::Steps(self.expr(inner[0].clone()), s)),
+                Rule::model_item => items.push(RecipeItem::Model(self.expr(inner[0].clone()), s)),
+                Rule::data_item => items.push(RecipeItem::Data(self.expr(inner[0].clone()), s)),
                 Rule::schedule_item => items.push(RecipeItem::Schedule(
                     self.ident(inner[0].clone()),
                     self.expr(inner[1].clone()),

@@ -152,3 +152,11 @@ case!(
     "transform t() {\n  skip if grad > 0\n  grad = grad\n}\n"
 );
 case!(per_group_value_for_step_decision, "import std.optax.*\nrecipe r {\n  groups {\n    a = \"*.bias\"\n    b = rest\n  }\n  update = MultiSteps(every_k_schedule: {a: 2, b: 4}) |> sgd(learning_rate: 0.1)\n}\n");
+case!(
+    bad_model_item,
+    "recipe r {\n  model = mlp(layers: [64, 0.5, 10], activation: \"tanh\")\n}\n"
+);
+case!(
+    unknown_data_source,
+    "recipe r {\n  data = parquet(file: \"x\")\n}\n"
+);

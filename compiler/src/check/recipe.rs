@@ -58,6 +58,8 @@ pub(crate) fn check_recipe(
     }
     let group_names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
     let mut steps = None;
+    let mut model = None;
+    let mut data = None;
     let mut bindings: HashMap<String, (HyperValue, HType)> = HashMap::new();
     let mut binding_spans: Vec<(String, Span, bool)> = Vec::new();
     let mut schedules = Vec::new();
@@ -65,6 +67,28 @@ pub(crate) fn check_recipe(
     for item in &r.items {
         match item {
             RecipeItem::Groups(..) => {}
+            RecipeItem::Model(e, span) => {
+                if once(cx, "model", *span) {
+                    match model_spec(e) {
+                        Ok(m) => model = Some(m),
+                        Err(d) => {
+                            cx.diags.push(d);
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            RecipeItem::Data(e, span) => {
+                if once(cx, "data", *span) {
+                    match data_spec(e) {
+                        Ok(d) => data = Some(d),
+                        Err(d) => {
+                            cx.diags.push(d);
+                            ok = false;
+                        }
+                    }
+                }
+            }
             RecipeItem::Steps(e, span) => {
                 if once(cx, "steps", *span) {
                     match &e.kind {
@@ -232,7 +256,169 @@ pub(crate) fn check_recipe(
         stages,
         applies_updates,
         capabilities,
+        model,
+        data,
     })
+}
+
+/// The named arguments of a call, each once, with the callee checked.
+#[allow(clippy::result_large_err)]
+fn named_args<'a>(
+    e: &'a ast::Expr,
+    callee: &str,
+    allowed: &[&str],
+    help: &str,
+) -> Result<Vec<(&'a str, &'a ast::Expr)>, Diagnostic> {
+    let ExprKind::Call { callee: c, args } = &e.kind else {
+        return Err(
+            Diagnostic::error("E0165", e.span, format!("expected `{callee}(...)`"))
+                .with_label("not a call")
+                .with_help(help.to_string()),
+        );
+    };
+    if c.name != callee {
+        return Err(Diagnostic::error(
+            "E0165",
+            c.span,
+            format!(
+                "unknown {}: `{}`",
+                if callee == "mlp" {
+                    "model"
+                } else {
+                    "data source"
+                },
+                c.name
+            ),
+        )
+        .with_label(format!("expected `{callee}`"))
+        .with_help(help.to_string()));
+    }
+    let mut out: Vec<(&str, &ast::Expr)> = Vec::new();
+    for a in args {
+        let Some(n) = &a.name else {
+            return Err(Diagnostic::error(
+                "E0113",
+                a.value.span,
+                format!("arguments to `{callee}` must be named"),
+            )
+            .with_label("positional argument")
+            .with_help(help.to_string()));
+        };
+        if !allowed.contains(&n.name.as_str()) || out.iter().any(|(k, _)| *k == n.name) {
+            return Err(Diagnostic::error(
+                "E0110",
+                n.span,
+                format!(
+                    "`{callee}` has no parameter `{}` (or it is given twice)",
+                    n.name
+                ),
+            )
+            .with_label("unknown or repeated keyword")
+            .with_help(format!("`{callee}` takes {}", super::join_ticked(allowed))));
+        }
+        out.push((n.name.as_str(), &a.value));
+    }
+    Ok(out)
+}
+
+// Diagnostics are returned only on the error path; their size does not matter here.
+#[allow(clippy::result_large_err)]
+fn model_spec(e: &ast::Expr) -> Result<ir::ModelSpec, Diagnostic> {
+    let help = "write e.g. `model = mlp(layers: [64, 128, 10], activation: \"tanh\")`";
+    let args = named_args(e, "mlp", &["layers", "activation"], help)?;
+    let mut spec = ir::ModelSpec {
+        layers: Vec::new(),
+        activation: "tanh".into(),
+    };
+    for (k, v) in args {
+        match (k, &v.kind) {
+            ("layers", ExprKind::List(items)) => {
+                for it in items {
+                    match it.kind {
+                        ExprKind::Number {
+                            value,
+                            is_int: true,
+                        } if (1.0..1e9).contains(&value) => spec.layers.push(value as usize),
+                        _ => {
+                            return Err(Diagnostic::error(
+                                "E0120",
+                                it.span,
+                                "a layer width is a positive whole number",
+                            )
+                            .with_label("not a width")
+                            .with_help(help))
+                        }
+                    }
+                }
+            }
+            ("activation", ExprKind::Str(s)) if s == "tanh" || s == "relu" => {
+                spec.activation = s.clone()
+            }
+            _ => {
+                return Err(
+                    Diagnostic::error("E0120", v.span, format!("bad value for `{k}`"))
+                        .with_label("expected a list of widths, or \"tanh\" / \"relu\"")
+                        .with_help(help),
+                )
+            }
+        }
+    }
+    if spec.layers.len() < 2 {
+        return Err(Diagnostic::error(
+            "E0120",
+            e.span,
+            "a model needs at least an input and an output width",
+        )
+        .with_label("too few layers")
+        .with_help(help));
+    }
+    Ok(spec)
+}
+
+#[allow(clippy::result_large_err)]
+fn data_spec(e: &ast::Expr) -> Result<ir::DataSpec, Diagnostic> {
+    let help = "write e.g. `data = csv(file: \"data/digits.csv\", standardize: true, batch: 64, test_fraction: 0.2)`";
+    let args = named_args(
+        e,
+        "csv",
+        &["file", "standardize", "batch", "test_fraction"],
+        help,
+    )?;
+    let mut spec = ir::DataSpec {
+        file: String::new(),
+        standardize: true,
+        batch: 64,
+        test_fraction: 0.2,
+    };
+    for (k, v) in args {
+        match (k, &v.kind) {
+            ("file", ExprKind::Str(s)) => spec.file = s.clone(),
+            ("standardize", ExprKind::Bool(b)) => spec.standardize = *b,
+            (
+                "batch",
+                ExprKind::Number {
+                    value,
+                    is_int: true,
+                },
+            ) if *value >= 1.0 && *value < 1e9 => spec.batch = *value as usize,
+            ("test_fraction", ExprKind::Number { value, .. }) if (0.0..1.0).contains(value) => {
+                spec.test_fraction = *value
+            }
+            _ => {
+                return Err(
+                    Diagnostic::error("E0120", v.span, format!("bad value for `{k}`"))
+                        .with_label("wrong type or out of range")
+                        .with_help(help),
+                )
+            }
+        }
+    }
+    if spec.file.is_empty() {
+        return Err(Diagnostic::error("E0111", e.span, "`csv` needs `file`")
+            .with_label("no file")
+            .with_help(help));
+    }
+    Ok(spec)
 }
 
 fn poison(
