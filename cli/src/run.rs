@@ -33,6 +33,8 @@ pub struct RunArgs {
 pub struct Summary {
     pub recipe: String,
     pub steps: usize,
+    /// Steps skipped by loss scaling (overflowing gradients).
+    pub skipped_steps: usize,
     pub final_loss: f32,
     pub test_accuracy: Option<f64>,
     pub test_mse: Option<f64>,
@@ -352,6 +354,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     Ok(Summary {
         recipe: recipe.name.clone(),
         steps,
+        skipped_steps: trace.skipped.iter().filter(|s| **s).count(),
         final_loss: trace.loss.last().copied().unwrap_or(f32::NAN),
         test_accuracy: acc,
         test_mse: mse,
@@ -371,6 +374,9 @@ fn write_metrics(path: &Path, trace: &Trace) -> Result<(), String> {
                 "loss": trace.loss.get(t),
                 "lr": trace.lr.get(t),
                 "grad_norm": trace.grad_norm[t],
+                "grad_norm_per_tensor": trace.tensor_norms.get(t),
+                "loss_scale": trace.loss_scale.get(t),
+                "skipped": trace.skipped.get(t),
             });
             writeln!(f, "{line}")?;
         }

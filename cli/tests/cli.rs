@@ -384,3 +384,21 @@ fn plot_draws_a_metrics_file_and_missing_capabilities_stop_a_run_early() {
         stderr(&o)
     );
 }
+
+#[test]
+fn mixed_precision_skips_overflowing_steps_and_backs_off() {
+    let o = anneal(&[
+        "run",
+        "examples/mixed_precision_digits.anneal",
+        "--steps",
+        "120",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // From 1e12, halving each overflowing step reaches the f16-safe range (~1e6 for
+    // gradients near 1e-2 to 1) after a couple of dozen skipped steps.
+    let skipped = s["skipped_steps"].as_u64().unwrap();
+    assert!((10..60).contains(&skipped), "{s}");
+    assert!(s["test_accuracy"].as_f64().unwrap() > 0.8, "{s}");
+}

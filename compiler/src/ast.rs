@@ -295,6 +295,8 @@ pub enum RecipeItem {
     Update(Expr, Span),
     Model(Expr, Span),
     Data(Expr, Span),
+    /// `precision { key: value, ... }`
+    Precision(Vec<(Ident, Ident)>, Span),
 }
 
 #[derive(Debug, Clone)]

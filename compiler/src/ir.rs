@@ -592,6 +592,25 @@ impl Body {
     }
 }
 
+/// A storage type for weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dtype {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Dtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::Bf16 => "bf16",
+            Dtype::F16 => "f16",
+        }
+    }
+}
+
 /// A built-in model: `mlp(layers: [64, 128, 10], activation: "tanh")`. Two widths make a
 /// linear (one output, MSE) or softmax (cross-entropy) regression.
 #[derive(Debug, Clone, PartialEq)]
@@ -651,6 +670,9 @@ pub struct Recipe {
     pub model: Option<ModelSpec>,
     /// `data = csv(...)`: the data set, if the recipe names one.
     pub data: Option<DataSpec>,
+    /// `precision { params: ... }`: the storage type of the model's weights (the optimizer
+    /// keeps f32 master weights); f32 when not given.
+    pub param_dtype: Dtype,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -255,6 +255,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::schedule_item => "`schedule`",
         Rule::update_item => "`update`",
         Rule::model_item => "`model`",
+        Rule::precision_item | Rule::precision_entry => "`precision { params: bf16 }`",
         Rule::data_item => "`data`",
         Rule::groups_item => "`groups`",
         Rule::group_def => "a group `name = \"pattern\"`",
@@ -549,6 +550,16 @@ impl Builder<'_> {
             match rule {
                 Rule::steps_item => items.push(RecipeItem::Steps(self.expr(inner[0].clone()), s)),
                 Rule::model_item => items.push(RecipeItem::Model(self.expr(inner[0].clone()), s)),
+                Rule::precision_item => {
+                    let entries = inner
+                        .into_iter()
+                        .filter_map(|e| {
+                            let mut kv = e.into_inner();
+                            Some((self.ident(kv.next()?), self.ident(kv.next()?)))
+                        })
+                        .collect();
+                    items.push(RecipeItem::Precision(entries, s));
+                }
                 Rule::data_item => items.push(RecipeItem::Data(self.expr(inner[0].clone()), s)),
                 Rule::schedule_item => items.push(RecipeItem::Schedule(
                     self.ident(inner[0].clone()),

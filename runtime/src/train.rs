@@ -6,8 +6,8 @@
 
 use crate::data::Dataset;
 use crate::model::Mlp;
-use anneal_compiler::interp::{eval_sched, Interpreter, Oracle, Snapshot};
-use anneal_compiler::ir::{HyperValue, Program, Recipe};
+use anneal_compiler::interp::{eval_sched, Interpreter, Oracle, Snapshot, StateValue};
+use anneal_compiler::ir::{Dtype, HyperValue, Program, Recipe};
 
 /// What a run records.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,6 +21,20 @@ pub struct Trace {
     pub loss_perturbed: Vec<f32>,
     pub grad_norm_perturbed: Vec<f64>,
     pub params_step1: Vec<Vec<f32>>,
+    /// Per step: each tensor's gradient norm, the loss scale used (1 without loss
+    /// scaling), and whether the step was skipped (an overflow under loss scaling).
+    pub tensor_norms: Vec<Vec<f64>>,
+    pub loss_scale: Vec<f64>,
+    pub skipped: Vec<bool>,
+}
+
+/// A value as the weight storage type keeps it (round to nearest even), back in f32.
+pub fn round_to(dtype: Dtype, x: f32) -> f32 {
+    match dtype {
+        Dtype::F32 => x,
+        Dtype::Bf16 => half::bf16::from_f32(x).to_f32(),
+        Dtype::F16 => half::f16::from_f32(x).to_f32(),
+    }
 }
 
 /// A training run's inputs.
@@ -142,7 +156,9 @@ pub fn train_with_progress(
     let mut trace = Trace::default();
     let mut m = start * run.accumulate;
     for t in start..run.steps {
-        let count = t as f64;
+        // The optimizer's schedules are read at its own count: the updates it has made
+        // (a skipped step makes none).
+        let count = interp.stage_counts().last().copied().unwrap_or(t as u64) as f64;
         if let Some(v) = lr_arg {
             trace.lr.push(
                 (0..groups)
@@ -159,12 +175,23 @@ pub fn train_with_progress(
         }
         let mut acc: Vec<Vec<f32>> = params.iter().map(|p| vec![0f32; p.len()]).collect();
         let k = run.accumulate as f32;
+        // Mixed precision: the model sees its weights as stored (bf16/f16); the optimizer
+        // keeps the f32 master copy in `params`.
+        let dtype = run.recipe.param_dtype;
+        let stored: Vec<Vec<f32>> = if dtype == Dtype::F32 {
+            params.to_vec()
+        } else {
+            params
+                .iter()
+                .map(|p| p.iter().map(|x| round_to(dtype, *x)).collect())
+                .collect()
+        };
         let mut last_batch = (Vec::new(), Vec::new());
         for _ in 0..run.accumulate {
             let rows = &run.batches[m % run.batches.len()];
             m += 1;
             let (x, y) = run.data.gather(rows);
-            let (loss, grads) = run.model.loss_and_grad(params, &x, &y)?;
+            let (loss, grads) = run.model.loss_and_grad(&stored, &x, &y)?;
             trace.loss.push(loss);
             for (a, g) in acc.iter_mut().zip(&grads) {
                 for (ai, gi) in a.iter_mut().zip(g) {
@@ -174,6 +201,23 @@ pub fn train_with_progress(
             last_batch = (x, y);
         }
         trace.grad_norm.push(global_norm(&acc));
+        trace.tensor_norms.push(
+            acc.iter()
+                .map(|g| global_norm(std::slice::from_ref(g)))
+                .collect(),
+        );
+        // Loss scaling (a GradScaler stage): the loss was multiplied by the scale, so the
+        // gradients arrive scaled and, in a half type, overflow to inf when too large.
+        let scale = match interp.state("GradScaler", "scale") {
+            Some(StateValue::Scalar(s)) => *s,
+            _ => 1.0,
+        };
+        trace.loss_scale.push(scale);
+        if scale != 1.0 || dtype != Dtype::F32 {
+            for g in acc.iter_mut().flatten() {
+                *g = round_to(dtype, (f64::from(*g) * scale) as f32);
+            }
+        }
         let mut oracle = BatchOracle {
             model: run.model,
             x: last_batch.0,
@@ -182,6 +226,7 @@ pub fn train_with_progress(
             last_norm: None,
         };
         interp.step_with(params, &acc, Some(&mut oracle))?;
+        trace.skipped.push(interp.last_skipped());
         if let (Some(l), Some(n)) = (oracle.last_loss, oracle.last_norm) {
             trace.loss_perturbed.push(l);
             trace.grad_norm_perturbed.push(n);
@@ -192,4 +237,28 @@ pub fn train_with_progress(
         progress(t, &trace, params, &interp)?;
     }
     Ok(trace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_types_round_to_nearest_even() {
+        // bf16 keeps 8 significand bits: 1 + 2^-8 lies halfway between 1 and 1 + 2^-7 and
+        // rounds to the even neighbour, 1; 1 + 3·2^-8 rounds up to 1 + 2^-6.
+        assert_eq!(round_to(Dtype::Bf16, 1.0 + 2f32.powi(-8)), 1.0);
+        assert_eq!(
+            round_to(Dtype::Bf16, 1.0 + 3.0 * 2f32.powi(-8)),
+            1.0 + 2f32.powi(-6)
+        );
+        // f16's largest finite value is 65504; from 65520 on, values round to infinity.
+        assert_eq!(round_to(Dtype::F16, 65504.0), 65504.0);
+        assert_eq!(round_to(Dtype::F16, 65519.0), 65504.0);
+        assert!(round_to(Dtype::F16, 65520.0).is_infinite());
+        // bf16 has f32's range: no overflow there.
+        let big = round_to(Dtype::Bf16, 1e30);
+        assert!(big.is_finite() && ((big - 1e30) / 1e30).abs() <= 2f32.powi(-9));
+        assert_eq!(round_to(Dtype::F32, 0.1), 0.1);
+    }
 }

@@ -60,6 +60,7 @@ pub(crate) fn check_recipe(
     let mut steps = None;
     let mut model = None;
     let mut data = None;
+    let mut param_dtype = ir::Dtype::F32;
     let mut bindings: HashMap<String, (HyperValue, HType)> = HashMap::new();
     let mut binding_spans: Vec<(String, Span, bool)> = Vec::new();
     let mut schedules = Vec::new();
@@ -67,6 +68,38 @@ pub(crate) fn check_recipe(
     for item in &r.items {
         match item {
             RecipeItem::Groups(..) => {}
+            RecipeItem::Precision(entries, span) => {
+                if once(cx, "precision", *span) {
+                    for (k, v) in entries {
+                        let dtype = match v.name.as_str() {
+                            "f32" => Some(ir::Dtype::F32),
+                            "bf16" => Some(ir::Dtype::Bf16),
+                            "f16" => Some(ir::Dtype::F16),
+                            _ => None,
+                        };
+                        match (k.name.as_str(), dtype) {
+                            ("params", Some(d)) => param_dtype = d,
+                            ("master", Some(ir::Dtype::F32)) => {}
+                            ("params" | "master", _) => {
+                                cx.diags.push(
+                                    Diagnostic::error("E0166", v.span, format!("`{}` cannot be `{}`", k.name, v.name))
+                                        .with_label("unsupported type")
+                                        .with_help("weights are `f32`, `bf16` or `f16`; master weights are `f32`"),
+                                );
+                                ok = false;
+                            }
+                            _ => {
+                                cx.diags.push(
+                                    Diagnostic::error("E0166", k.span, format!("`precision` has no setting `{}`", k.name))
+                                        .with_label("unknown setting")
+                                        .with_help("write `precision { params: bf16, master: f32 }`; loss scaling is the `GradScaler` stage"),
+                                );
+                                ok = false;
+                            }
+                        }
+                    }
+                }
+            }
             RecipeItem::Model(e, span) => {
                 if once(cx, "model", *span) {
                     match model_spec(e) {
@@ -258,6 +291,7 @@ pub(crate) fn check_recipe(
         capabilities,
         model,
         data,
+        param_dtype,
     })
 }
 

@@ -840,6 +840,11 @@ impl<'p> Interpreter<'p> {
         }
     }
 
+    /// Per stage: the updates it has made (its schedules are read at this count).
+    pub fn stage_counts(&self) -> &[u64] {
+        &self.runs
+    }
+
     /// Whether the last step was skipped (`skip if`): parameters unchanged, later stages
     /// not run.
     pub fn last_skipped(&self) -> bool {
