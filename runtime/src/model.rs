@@ -88,18 +88,9 @@ impl Mlp {
             let (i, o) = (self.layers[l], self.layers[l + 1]);
             let (w, bias) = (&params[2 * l], &params[2 * l + 1]);
             let h = &hs[l];
-            let mut z = vec![0f32; b * o];
-            for r in 0..b {
-                let row = &h[r * i..(r + 1) * i];
-                for j in 0..o {
-                    let wj = &w[j * i..(j + 1) * i];
-                    let mut acc = 0f32;
-                    for k in 0..i {
-                        acc += row[k] * wj[k];
-                    }
-                    z[r * o + j] = acc + bias[j];
-                }
-            }
+            // z = h · Wᵀ + b: W is [out, in] row-major, read transposed through its strides.
+            let mut z: Vec<f32> = (0..b).flat_map(|_| bias.iter().copied()).collect();
+            gemm(b, i, o, h, (i, 1), w, (1, i), &mut z, (o, 1), 1.0);
             if l < last {
                 for v in &mut z {
                     *v = match self.activation {
@@ -179,27 +170,19 @@ impl Mlp {
             let (i, o) = (self.layers[l], self.layers[l + 1]);
             let h = &hs[l];
             let w = &params[2 * l];
+            // dW = dzᵀ · h, db = Σ_rows dz.
             let mut dw = vec![0f32; o * i];
+            gemm(o, b, i, &dz, (1, o), h, (i, 1), &mut dw, (i, 1), 0.0);
             let mut db = vec![0f32; o];
             for r in 0..b {
-                for j in 0..o {
-                    let g = dz[r * o + j];
-                    db[j] += g;
-                    for kk in 0..i {
-                        dw[j * i + kk] += g * h[r * i + kk];
-                    }
+                for (d, g) in db.iter_mut().zip(&dz[r * o..(r + 1) * o]) {
+                    *d += g;
                 }
             }
             if l > 0 {
+                // dh = dz · W
                 let mut dh = vec![0f32; b * i];
-                for r in 0..b {
-                    for j in 0..o {
-                        let g = dz[r * o + j];
-                        for kk in 0..i {
-                            dh[r * i + kk] += g * w[j * i + kk];
-                        }
-                    }
-                }
+                gemm(b, o, i, &dz, (o, 1), w, (i, 1), &mut dh, (i, 1), 0.0);
                 // Through the activation, from its output: tanh' = 1 − h², relu' = [z > 0].
                 for (d, hv) in dh.iter_mut().zip(h) {
                     *d *= match self.activation {
@@ -219,6 +202,44 @@ impl Mlp {
             grads[2 * l + 1] = db;
         }
         Ok((total / b as f32, grads))
+    }
+}
+
+/// C = A · B + beta · C for row-major buffers with explicit (row, column) strides, through
+/// the `matrixmultiply` crate's blocked sgemm.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    c: &mut [f32],
+    (rsc, csc): (usize, usize),
+    beta: f32,
+) {
+    // The strides above address only inside each slice: m·k, k·n and m·n elements, laid
+    // out as described, which every caller sizes its buffers for.
+    debug_assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc as isize,
+            csc as isize,
+        );
     }
 }
 

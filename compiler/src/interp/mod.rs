@@ -1053,6 +1053,9 @@ impl StepCx<'_, '_, '_> {
             }
             Expr::Binary(op, a, b) => {
                 let (x, y) = (self.eval(*a)?, self.eval(*b)?);
+                if let Some(v) = self.arith_elements(*op, &x, &y) {
+                    return Ok(v);
+                }
                 let op = *op;
                 self.zip(
                     &[x, y],
@@ -1061,7 +1064,13 @@ impl StepCx<'_, '_, '_> {
                 )
             }
             Expr::Select(c, a, b) => {
-                let vals = [self.eval(*c)?, self.eval(*a)?, self.eval(*b)?];
+                let cond = self.eval(*c)?;
+                // A step-uniform condition picks one branch: only that one is computed
+                // (the same values; `clip_grad_norm_`'s p-norm branch is skipped at p = 2).
+                if let V::U(u) = cond {
+                    return self.eval(if u != 0.0 { *a } else { *b });
+                }
+                let vals = [cond, self.eval(*a)?, self.eval(*b)?];
                 self.zip(
                     &vals,
                     |v| if v[0] != 0.0 { v[1] } else { v[2] },
@@ -1149,6 +1158,72 @@ impl StepCx<'_, '_, '_> {
         } else {
             V::T(self.it.group_of.iter().map(|&g| per_group[g]).collect())
         }
+    }
+
+    /// `+ - * /` where an operand is per element and the other per element, per tensor or
+    /// uniform: the same f32 arithmetic as `zip`, with the operator chosen once per tensor
+    /// instead of once per element (the interpreter's hot path).
+    fn arith_elements<'v>(&self, op: BinOp, x: &'v V, y: &'v V) -> Option<V> {
+        if !matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div) {
+            return None;
+        }
+        // Each operand as, per tensor, either a slice or one scalar.
+        enum Side<'v> {
+            Slice(&'v [Vec<f32>]),
+            Scalar(Vec<f32>),
+        }
+        let side = |v: &'v V| -> Option<Side<'v>> {
+            Some(match v {
+                V::E(e) => Side::Slice(e),
+                V::U(u) => Side::Scalar(vec![*u as f32; self.ntensors()]),
+                V::T(t) => Side::Scalar(t.iter().map(|x| *x as f32).collect()),
+                V::S(..) => return None,
+            })
+        };
+        let (a, b) = (side(x)?, side(y)?);
+        if matches!((&a, &b), (Side::Scalar(_), Side::Scalar(_))) {
+            return None;
+        }
+        fn apply(
+            op: BinOp,
+            out: &mut Vec<f32>,
+            n: usize,
+            a: impl Fn(usize) -> f32,
+            b: impl Fn(usize) -> f32,
+        ) {
+            out.extend((0..n).map(|i| match op {
+                BinOp::Add => a(i) + b(i),
+                BinOp::Sub => a(i) - b(i),
+                BinOp::Mul => a(i) * b(i),
+                _ => a(i) / b(i),
+            }));
+        }
+        let mut result = Vec::with_capacity(self.ntensors());
+        for (t, &n) in self.it.sizes.iter().enumerate() {
+            let mut out = Vec::with_capacity(n);
+            match (&a, &b) {
+                (Side::Slice(p), Side::Slice(q)) => {
+                    let (p, q) = (&p[t], &q[t]);
+                    match op {
+                        BinOp::Add => out.extend(p.iter().zip(q).map(|(x, y)| x + y)),
+                        BinOp::Sub => out.extend(p.iter().zip(q).map(|(x, y)| x - y)),
+                        BinOp::Mul => out.extend(p.iter().zip(q).map(|(x, y)| x * y)),
+                        _ => out.extend(p.iter().zip(q).map(|(x, y)| x / y)),
+                    }
+                }
+                (Side::Slice(p), Side::Scalar(s)) => {
+                    let (p, s) = (&p[t], s[t]);
+                    apply(op, &mut out, n, |i| p[i], |_| s);
+                }
+                (Side::Scalar(s), Side::Slice(q)) => {
+                    let (s, q) = (s[t], &q[t]);
+                    apply(op, &mut out, n, |_| s, |i| q[i]);
+                }
+                (Side::Scalar(_), Side::Scalar(_)) => return None,
+            }
+            result.push(out);
+        }
+        Some(V::E(result))
     }
 
     /// Applies an elementwise function, broadcasting to the finest operand.
