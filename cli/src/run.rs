@@ -185,6 +185,9 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         data.standardize();
     }
     let batch_size = args.batch.or(declared.map(|d| d.batch)).unwrap_or(64);
+    if batch_size == 0 {
+        return Err("--batch must be at least 1".into());
+    }
     let test_fraction = args
         .test_fraction
         .or(declared.map(|d| d.test_fraction))
@@ -207,6 +210,9 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             .ok_or("how many steps? give the recipe `steps N` or pass --steps")? as usize;
     // Separate streams for the split, the batches and the weights, so that none depends
     // on how much another consumed (a 40-step run starts like a 100-step one).
+    if steps == 0 {
+        return Err("nothing to do: --steps (or the recipe's `steps`) must be at least 1".into());
+    }
     let mut rng = Rng::new(args.seed);
     let mut batch_rng = Rng::new(args.seed.wrapping_add(1));
     let mut init_rng = Rng::new(args.seed.wrapping_add(2));
