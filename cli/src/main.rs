@@ -60,46 +60,8 @@ enum Command {
     Run {
         /// The recipe file.
         file: PathBuf,
-        /// The model: `mlp:64,128,10:tanh`, `softmax:64,10` or `linear:10,1` (default: the
-        /// recipe's `model = ...`).
-        #[arg(long)]
-        model: Option<String>,
-        /// The data set (CSV: features, then `target`; default: the recipe's `data = ...`).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Optimizer steps (default: the recipe's `steps`).
-        #[arg(long)]
-        steps: Option<u64>,
-        /// Seed of the split, the batches and the initial weights.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Rows per batch (default: the recipe's `data`, else 64).
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Share of the rows held out for testing (default: the recipe's, else 0.2).
-        #[arg(long)]
-        test_fraction: Option<f64>,
-        /// Use the features as they are (default: standardize each column).
-        #[arg(long)]
-        raw: bool,
-        /// Write one JSON object per step (loss, lr, gradient norm).
-        #[arg(long, value_name = "FILE")]
-        metrics: Option<PathBuf>,
-        /// Plot loss, learning rate and gradient norm (.png or .svg).
-        #[arg(long, value_name = "FILE")]
-        plot: Option<PathBuf>,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Keep a checkpoint (DIR/checkpoint.bin) of the weights and optimizer state.
-        #[arg(long, value_name = "DIR")]
-        checkpoint_dir: Option<PathBuf>,
-        /// Write the checkpoint every N steps (default: at the end).
-        #[arg(long, value_name = "N")]
-        checkpoint_every: Option<usize>,
-        /// Continue from the checkpoint in --checkpoint-dir.
-        #[arg(long)]
-        resume: bool,
+        #[command(flatten)]
+        args: run::RunArgs,
     },
     /// Plot a run's metrics file (from `anneal run --metrics`).
     Plot {
@@ -190,61 +152,29 @@ fn dispatch(cli: Cli) -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Command::Run {
-            file,
-            model,
-            data,
-            steps,
-            seed,
-            batch,
-            test_fraction,
-            raw,
-            metrics,
-            plot,
-            json,
-            checkpoint_dir,
-            checkpoint_every,
-            resume,
-        } => {
-            let args = run::RunArgs {
-                checkpoint_dir,
-                checkpoint_every,
-                resume,
-                model,
-                data,
-                steps,
-                seed,
-                batch,
-                test_fraction,
-                raw,
-                metrics,
-                plot,
-                json,
-            };
-            match run::run(&file, &args) {
-                Ok(s) if json => {
-                    outln!("{}", serde_json::to_string(&s).unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
-                Ok(s) => {
-                    let quality = match (s.test_accuracy, s.test_mse) {
-                        (Some(a), _) => format!("test accuracy {a:.4}"),
-                        (_, Some(m)) => format!("test mse {m:.4}"),
-                        _ => "no test rows".into(),
-                    };
-                    outln!(
-                        "{}: {} steps in {:.2} s ({:.0} steps/s), final loss {:.4}, {quality}",
-                        s.recipe,
-                        s.steps,
-                        s.seconds,
-                        s.steps_per_second,
-                        s.final_loss
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
+        Command::Run { file, args } => match run::run(&file, &args) {
+            Ok(s) if args.json => {
+                outln!("{}", serde_json::to_string(&s).unwrap_or_default());
+                ExitCode::SUCCESS
             }
-        }
+            Ok(s) => {
+                let quality = match (s.test_accuracy, s.test_mse) {
+                    (Some(a), _) => format!("test accuracy {a:.4}"),
+                    (_, Some(m)) => format!("test mse {m:.4}"),
+                    _ => "no test rows".into(),
+                };
+                outln!(
+                    "{}: {} steps in {:.2} s ({:.0} steps/s), final loss {:.4}, {quality}",
+                    s.recipe,
+                    s.steps,
+                    s.seconds,
+                    s.steps_per_second,
+                    s.final_loss
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Conformance {
             paths,
             backend: Backend::Interp,

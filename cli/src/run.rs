@@ -12,19 +12,47 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 /// What `anneal run` was asked to do.
+#[derive(clap::Args)]
 pub struct RunArgs {
+    /// The model: `mlp:64,128,10:tanh`, `softmax:64,10` or `linear:10,1` (default: the
+    /// recipe's `model = ...`).
+    #[arg(long)]
     pub model: Option<String>,
+    /// The data set (CSV: features, then `target`; default: the recipe's `data = ...`).
+    #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Optimizer steps (default: the recipe's `steps`).
+    #[arg(long)]
     pub steps: Option<u64>,
+    /// Seed of the split, the batches and the initial weights.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Rows per batch (default: the recipe's `data`, else 64).
+    #[arg(long)]
     pub batch: Option<usize>,
+    /// Share of the rows held out for testing (default: the recipe's, else 0.2).
+    #[arg(long)]
     pub test_fraction: Option<f64>,
+    /// Use the features as they are (default: standardize each column).
+    #[arg(long)]
     pub raw: bool,
+    /// Write one JSON object per step (loss, lr, gradient norm).
+    #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
+    /// Plot loss, learning rate and gradient norm (.png or .svg).
+    #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
     pub json: bool,
+    /// Keep a checkpoint (DIR/checkpoint.bin) of the weights and optimizer state.
+    #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+    /// Write the checkpoint every N steps (default: at the end).
+    #[arg(long, value_name = "N")]
     pub checkpoint_every: Option<usize>,
+    /// Continue from the checkpoint in --checkpoint-dir.
+    #[arg(long)]
     pub resume: bool,
 }
 
