@@ -161,15 +161,16 @@ fn dispatch(cli: Cli) -> ExitCode {
                 let quality = match (s.test_accuracy, s.test_mse) {
                     (Some(a), _) => format!("test accuracy {a:.4}"),
                     (_, Some(m)) => format!("test mse {m:.4}"),
-                    _ => "no test rows".into(),
+                    _ => String::new(),
                 };
                 outln!(
-                    "{}: {} steps in {:.2} s ({:.0} steps/s), final loss {:.4}, {quality}",
+                    "{}: {} steps in {:.2} s ({:.0} steps/s), final loss {:.4}{}{quality}",
                     s.recipe,
                     s.steps,
                     s.seconds,
                     s.steps_per_second,
-                    s.final_loss
+                    s.final_loss,
+                    if quality.is_empty() { "" } else { ", " }
                 );
                 ExitCode::SUCCESS
             }

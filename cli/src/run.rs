@@ -4,7 +4,7 @@
 
 use anneal_runtime::checkpoint::{self, Checkpoint};
 use anneal_runtime::data::{self, Dataset, Rng};
-use anneal_runtime::model::{Activation, Loss, Mlp};
+use anneal_runtime::model::{Activation, Loss, Mlp, Model, Quadratic, Rosenbrock};
 use anneal_runtime::schedule::Curve;
 use anneal_runtime::train::{train_with_progress, Resume, Run, Trace};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -129,6 +129,25 @@ pub fn parse_model(spec: &str, data: &Dataset) -> Result<Mlp, String> {
     Mlp::new(layers, activation, loss)
 }
 
+/// `rosenbrock` and `quadratic:DIM:COND`: models with no data.
+fn parse_free_model(spec: &str) -> Result<Option<Box<dyn Model>>, String> {
+    let mut parts = spec.split(':');
+    Ok(match parts.next() {
+        Some("rosenbrock") => Some(Box::new(Rosenbrock { a: 1.0, b: 100.0 })),
+        Some("quadratic") => {
+            let dim = parts.next().and_then(|d| d.parse::<usize>().ok());
+            let cond = parts.next().and_then(|c| c.parse::<f64>().ok());
+            let (Some(dim), Some(cond)) = (dim, cond) else {
+                return Err(format!(
+                    "--model {spec}: write `quadratic:DIM:COND`, e.g. `quadratic:100:1000`"
+                ));
+            };
+            Some(Box::new(Quadratic::new(dim, cond)?))
+        }
+        _ => None,
+    })
+}
+
 /// Initial weights as `nn.Linear` draws them: uniform(−1/√in, 1/√in), seeded.
 fn init(model: &Mlp, rng: &mut Rng) -> Vec<Vec<f32>> {
     model
@@ -183,23 +202,28 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             recipe.name
         ));
     }
-    // The built-in models give gradients anywhere and a loss closure, not Hessians: say so
-    // before any step runs.
-    if let Some(c) = recipe
-        .capabilities
-        .iter()
-        .find(|c| matches!(c, anneal_compiler::ir::Capability::Hvp))
-    {
-        return Err(format!(
-            "recipe `{}` needs {} from the model, which the built-in models do not provide; \
-             choose an optimizer without it (e.g. AdamW instead of sophia)",
-            recipe.name,
-            c.describe()
-        ));
-    }
+    let spec = match (&args.model, &recipe.model) {
+        (Some(s), _) => s.clone(),
+        (None, Some(m)) => match m.kind.as_str() {
+            "quadratic" => format!("quadratic:{}:{}", m.layers.first().copied().unwrap_or(1), m.condition),
+            "rosenbrock" => "rosenbrock".to_string(),
+            _ => format!(
+                "mlp:{}:{}",
+                m.layers.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(","),
+                m.activation
+            ),
+        },
+        (None, None) => {
+            return Err("which model? add `model = mlp(layers: [...])` to the recipe or pass --model, e.g. --model mlp:64,128,10:tanh".into())
+        }
+    };
+    // Rosenbrock and the quadratics stand alone: no data, one (ignored) batch per step.
+    let free = parse_free_model(&spec)?;
     // Flags override what the recipe declares; the recipe's data file is relative to it.
     let declared = recipe.data.as_ref();
-    let data_path =
+    let data_path = if free.is_some() {
+        PathBuf::new()
+    } else {
         match (&args.data, declared) {
             (Some(p), _) => p.clone(),
             (None, Some(d)) => file.parent().unwrap_or(Path::new(".")).join(&d.file),
@@ -207,9 +231,20 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
                 "which data? add `data = csv(file: \"...\")` to the recipe or pass --data FILE.csv"
                     .into(),
             ),
-        };
-    let mut data = data::load_csv(&data_path)?;
-    if !args.raw && declared.is_none_or(|d| d.standardize) {
+        }
+    };
+    let mut data = if free.is_some() {
+        Dataset {
+            features: Vec::new(),
+            x: Vec::new(),
+            y: vec![0.0],
+            rows: 1,
+            cols: 0,
+        }
+    } else {
+        data::load_csv(&data_path)?
+    };
+    if free.is_none() && !args.raw && declared.is_none_or(|d| d.standardize) {
         data.standardize();
     }
     let batch_size = args.batch.or(declared.map(|d| d.batch)).unwrap_or(64);
@@ -220,18 +255,15 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         .test_fraction
         .or(declared.map(|d| d.test_fraction))
         .unwrap_or(0.2);
-    let spec = match (&args.model, &recipe.model) {
-        (Some(s), _) => s.clone(),
-        (None, Some(m)) => format!(
-            "mlp:{}:{}",
-            m.layers.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(","),
-            m.activation
-        ),
-        (None, None) => {
-            return Err("which model? add `model = mlp(layers: [...])` to the recipe or pass --model, e.g. --model mlp:64,128,10:tanh".into())
-        }
+    let mlp = match free {
+        Some(_) => None,
+        None => Some(parse_model(&spec, &data)?),
     };
-    let model = parse_model(&spec, &data)?;
+    let model: &dyn Model = match (&free, &mlp) {
+        (Some(f), _) => f.as_ref(),
+        (None, Some(m)) => m,
+        (None, None) => return Err("no model".into()),
+    };
     let steps =
         args.steps
             .or(recipe.steps)
@@ -244,12 +276,33 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     let mut rng = Rng::new(args.seed);
     let mut batch_rng = Rng::new(args.seed.wrapping_add(1));
     let mut init_rng = Rng::new(args.seed.wrapping_add(2));
-    let (train_rows, test_rows) = data::split(data.rows, test_fraction, &mut rng);
+    let (train_rows, test_rows) = match free {
+        Some(_) => (vec![0], Vec::new()),
+        None => data::split(data.rows, test_fraction, &mut rng),
+    };
     if train_rows.is_empty() {
         return Err("no training rows: lower --test-fraction".into());
     }
-    let batches = data::batches(&train_rows, batch_size, steps, &mut batch_rng);
-    let mut params = init(&model, &mut init_rng);
+    let batches = match free {
+        Some(_) => vec![vec![0]; steps],
+        None => data::batches(&train_rows, batch_size, steps, &mut batch_rng),
+    };
+    let mut params = match (&mlp, model.start()) {
+        (Some(m), _) => init(m, &mut init_rng),
+        (None, Some(p)) => p,
+        (None, None) => return Err("this model has no starting point".into()),
+    };
+    // Say what the model cannot do before any step runs.
+    let needs_hvp = recipe
+        .capabilities
+        .contains(&anneal_compiler::ir::Capability::Hvp);
+    if needs_hvp && model.hvp(&params, &params).is_none() {
+        return Err(format!(
+            "recipe `{}` needs Hessian-vector products (`hvp`) from the model, which `{spec}` does not \
+             provide; use `rosenbrock` or `quadratic:DIM:COND`, or an optimizer without it (e.g. AdamW instead of sophia)",
+            recipe.name
+        ));
+    }
     let specs = model.param_specs();
     let names: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();
     let shapes: Vec<Vec<usize>> = specs.iter().map(|(_, s)| s.clone()).collect();
@@ -279,7 +332,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     let run = Run {
         program: &c.program,
         recipe,
-        model: &model,
+        model,
         data: &data,
         batches: &batches,
         accumulate: 1,
@@ -341,7 +394,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         b.finish_and_clear();
     }
     let (mut acc, mut mse) = (None, None);
-    if !test_rows.is_empty() {
+    if let (Some(model), false) = (&mlp, test_rows.is_empty()) {
         let (x, y) = data.gather(&test_rows);
         let out = model.predict(&params, &x, test_rows.len());
         let k = model.layers[model.layers.len() - 1];

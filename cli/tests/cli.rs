@@ -402,3 +402,35 @@ fn mixed_precision_skips_overflowing_steps_and_backs_off() {
     assert!((10..60).contains(&skipped), "{s}");
     assert!(s["test_accuracy"].as_f64().unwrap() > 0.8, "{s}");
 }
+
+#[test]
+fn standalone_models_train_and_provide_hessian_products() {
+    // Sophia needs Hessian-vector products: the quadratic model computes them exactly.
+    let o = anneal(&["run", "examples/sophia_quadratic.anneal", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // From x = 0 the loss is ½ Σ aᵢ ≈ 7.3e3 for curvatures 1..1000 over 50 dimensions.
+    assert!(s["final_loss"].as_f64().unwrap() < 1e-2, "{s}");
+    // Lion on Rosenbrock from (−1.2, 1): the loss (24.2 at the start) falls.
+    let o = anneal(&[
+        "run",
+        "examples/custom_optimizer.anneal",
+        "--model",
+        "rosenbrock",
+        "--steps",
+        "500",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(s["final_loss"].as_f64().unwrap() < 24.2, "{s}");
+    let o = anneal(&[
+        "run",
+        "examples/custom_optimizer.anneal",
+        "--model",
+        "quadratic:5",
+        "--steps",
+        "5",
+    ]);
+    assert!(stderr(&o).contains("quadratic:DIM:COND"), "{}", stderr(&o));
+}

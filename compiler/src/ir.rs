@@ -615,6 +615,10 @@ impl Dtype {
 /// linear (one output, MSE) or softmax (cross-entropy) regression.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
+    /// `mlp`, `quadratic` (`dim`, `condition`: an ill-conditioned quadratic) or `rosenbrock`.
+    pub kind: String,
+    /// For quadratics: `[dim]`; the condition number is `condition`.
+    pub condition: f64,
     pub layers: Vec<usize>,
     /// `tanh` or `relu`.
     pub activation: String,

@@ -3,6 +3,153 @@
 //! layers with an activation between them, state_dict names `0.weight`, `0.bias`,
 //! `2.weight`, ..., weights `[out, in]`, mean losses, all in f32.
 
+/// A model the runtime trains: named parameter tensors and the mean loss of a batch with
+/// its gradient; optional capabilities the recipe may need (Hessian-vector products).
+/// Batches are rows of features `x` with targets `y`; models that stand alone (Rosenbrock,
+/// quadratics) ignore them.
+pub trait Model {
+    /// `(name, shape)` of every parameter, in model order.
+    fn param_specs(&self) -> Vec<(String, Vec<usize>)>;
+    fn loss_and_grad(
+        &self,
+        params: &[Vec<f32>],
+        x: &[f32],
+        y: &[f32],
+    ) -> Result<(f32, Vec<Vec<f32>>), String>;
+    /// The Hessian at `params` times `v`, where the model can compute it.
+    fn hvp(&self, _params: &[Vec<f32>], _v: &[Vec<f32>]) -> Option<Vec<Vec<f32>>> {
+        None
+    }
+    /// Where a run starts when the model has a conventional starting point.
+    fn start(&self) -> Option<Vec<Vec<f32>>> {
+        None
+    }
+}
+
+impl Model for Mlp {
+    fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
+        Mlp::param_specs(self)
+    }
+    fn loss_and_grad(
+        &self,
+        params: &[Vec<f32>],
+        x: &[f32],
+        y: &[f32],
+    ) -> Result<(f32, Vec<Vec<f32>>), String> {
+        Mlp::loss_and_grad(self, params, x, y)
+    }
+}
+
+/// Rosenbrock's function (A − x)² + B(y − x²)² of one parameter `xy` = (x, y), started at
+/// the classic (−1.2, 1): a curved valley that tests an optimizer's conditioning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rosenbrock {
+    pub a: f32,
+    pub b: f32,
+}
+
+impl Model for Rosenbrock {
+    fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
+        vec![("xy".into(), vec![2])]
+    }
+    fn loss_and_grad(
+        &self,
+        params: &[Vec<f32>],
+        _x: &[f32],
+        _y: &[f32],
+    ) -> Result<(f32, Vec<Vec<f32>>), String> {
+        let p = params
+            .first()
+            .filter(|p| p.len() == 2)
+            .ok_or("rosenbrock has one parameter of two values")?;
+        let (x, y) = (p[0], p[1]);
+        let r = y - x * x;
+        let loss = (self.a - x) * (self.a - x) + self.b * r * r;
+        Ok((
+            loss,
+            vec![vec![
+                -2.0 * (self.a - x) - 4.0 * self.b * x * r,
+                2.0 * self.b * r,
+            ]],
+        ))
+    }
+    fn hvp(&self, params: &[Vec<f32>], v: &[Vec<f32>]) -> Option<Vec<Vec<f32>>> {
+        let (x, y) = (params.first()?[0], params.first()?[1]);
+        let (hxx, hxy, hyy) = (
+            2.0 - 4.0 * self.b * (y - x * x) + 8.0 * self.b * x * x,
+            -4.0 * self.b * x,
+            2.0 * self.b,
+        );
+        let (vx, vy) = (v.first()?[0], v.first()?[1]);
+        Some(vec![vec![hxx * vx + hxy * vy, hxy * vx + hyy * vy]])
+    }
+    fn start(&self) -> Option<Vec<Vec<f32>>> {
+        Some(vec![vec![-1.2, 1.0]])
+    }
+}
+
+/// An ill-conditioned quadratic ½ Σ aᵢ (xᵢ − 1)² of one parameter `x` of `dim` values, the
+/// curvatures aᵢ spread evenly in log scale from 1 to `condition`; started at 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quadratic {
+    pub curvature: Vec<f32>,
+}
+
+impl Quadratic {
+    pub fn new(dim: usize, condition: f64) -> Result<Quadratic, String> {
+        if dim == 0 || !(condition >= 1.0 && condition.is_finite()) {
+            return Err("a quadratic needs a dimension >= 1 and a condition number >= 1".into());
+        }
+        let curvature = (0..dim)
+            .map(|i| {
+                let t = if dim == 1 {
+                    0.0
+                } else {
+                    i as f64 / (dim - 1) as f64
+                };
+                condition.powf(t) as f32
+            })
+            .collect();
+        Ok(Quadratic { curvature })
+    }
+}
+
+impl Model for Quadratic {
+    fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
+        vec![("x".into(), vec![self.curvature.len()])]
+    }
+    fn loss_and_grad(
+        &self,
+        params: &[Vec<f32>],
+        _x: &[f32],
+        _y: &[f32],
+    ) -> Result<(f32, Vec<Vec<f32>>), String> {
+        let p = params
+            .first()
+            .filter(|p| p.len() == self.curvature.len())
+            .ok_or("the quadratic has one parameter `x`")?;
+        let mut loss = 0f32;
+        let mut g = Vec::with_capacity(p.len());
+        for (x, a) in p.iter().zip(&self.curvature) {
+            let d = x - 1.0;
+            loss += 0.5 * a * d * d;
+            g.push(a * d);
+        }
+        Ok((loss, vec![g]))
+    }
+    fn hvp(&self, _params: &[Vec<f32>], v: &[Vec<f32>]) -> Option<Vec<Vec<f32>>> {
+        Some(vec![v
+            .first()?
+            .iter()
+            .zip(&self.curvature)
+            .map(|(v, a)| v * a)
+            .collect()])
+    }
+    fn start(&self) -> Option<Vec<Vec<f32>>> {
+        Some(vec![vec![0.0; self.curvature.len()]])
+    }
+}
+
 /// The activation between layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -301,6 +448,49 @@ mod tests {
             &[0.5, -1.0, 2.0, 0.1, 0.3, -0.7],
             &[1.5, -0.5, 0.25],
         );
+    }
+
+    /// Central differences of the gradient against the Hessian-vector product.
+    fn check_hvp(model: &dyn Model, p: Vec<Vec<f32>>, v: Vec<Vec<f32>>) {
+        let hv = model.hvp(&p, &v).unwrap();
+        let h = 1e-3f32;
+        let shift = |s: f32| -> Vec<Vec<f32>> {
+            p.iter()
+                .zip(&v)
+                .map(|(a, b)| a.iter().zip(b).map(|(x, d)| x + s * d).collect())
+                .collect()
+        };
+        let (_, up) = model.loss_and_grad(&shift(h), &[], &[]).unwrap();
+        let (_, down) = model.loss_and_grad(&shift(-h), &[], &[]).unwrap();
+        for ((u, d), w) in up[0].iter().zip(&down[0]).zip(&hv[0]) {
+            let fd = f64::from(u - d) / (2.0 * f64::from(h));
+            assert!(
+                (fd - f64::from(*w)).abs() <= 1e-2 * (1.0 + f64::from(w.abs())),
+                "{fd} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn rosenbrock_and_quadratic_gradients_and_hessians() {
+        let r = Rosenbrock { a: 1.0, b: 100.0 };
+        // At (−1.2, 1): ∂x = −2(2.2) − 400(−1.2)(1 − 1.44) = −215.6, ∂y = 200(−0.44) = −88.
+        let (loss, g) = r.loss_and_grad(&r.start().unwrap(), &[], &[]).unwrap();
+        assert!(
+            (loss - 24.2).abs() < 1e-3
+                && (g[0][0] + 215.6).abs() < 1e-2
+                && (g[0][1] + 88.0).abs() < 1e-3
+        );
+        check_hvp(&r, vec![vec![0.3, -0.7]], vec![vec![1.0, 0.5]]);
+        let q = Quadratic::new(5, 1000.0).unwrap();
+        assert_eq!(q.curvature[0], 1.0);
+        assert!((q.curvature[4] - 1000.0).abs() < 1e-2);
+        check_hvp(
+            &q,
+            vec![vec![0.1, 0.2, 0.3, 0.4, 0.5]],
+            vec![vec![1.0, -1.0, 0.5, 2.0, 0.0]],
+        );
+        assert!(Quadratic::new(0, 10.0).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! learning rate and momentum of every group at every step.
 
 use crate::data::Dataset;
-use crate::model::Mlp;
+use crate::model::Model;
 use anneal_compiler::interp::{eval_sched, Interpreter, Oracle, Snapshot, StateValue};
 use anneal_compiler::ir::{Dtype, HyperValue, Program, Recipe};
 
@@ -41,7 +41,7 @@ pub fn round_to(dtype: Dtype, x: f32) -> f32 {
 pub struct Run<'a> {
     pub program: &'a Program,
     pub recipe: &'a Recipe,
-    pub model: &'a Mlp,
+    pub model: &'a dyn Model,
     pub data: &'a Dataset,
     /// Micro-batch m uses `batches[m % len]`.
     pub batches: &'a [Vec<usize>],
@@ -51,7 +51,7 @@ pub struct Run<'a> {
 
 /// The model on one micro-batch, for capabilities such as SAM's `grad_at`.
 struct BatchOracle<'a> {
-    model: &'a Mlp,
+    model: &'a dyn Model,
     x: Vec<f32>,
     y: Vec<f32>,
     last_loss: Option<f32>,
@@ -66,8 +66,10 @@ impl Oracle for BatchOracle<'_> {
         Ok(grads)
     }
 
-    fn hvp(&mut self, _params: &[Vec<f32>], _v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
-        Err("the built-in models do not compute Hessian-vector products yet".into())
+    fn hvp(&mut self, params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+        self.model
+            .hvp(params, v)
+            .ok_or_else(|| "this model does not compute Hessian-vector products".to_string())
     }
 
     fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), String> {

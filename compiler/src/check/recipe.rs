@@ -358,11 +358,32 @@ fn named_args<'a>(
 // Diagnostics are returned only on the error path; their size does not matter here.
 #[allow(clippy::result_large_err)]
 fn model_spec(e: &ast::Expr) -> Result<ir::ModelSpec, Diagnostic> {
-    let help = "write e.g. `model = mlp(layers: [64, 128, 10], activation: \"tanh\")`";
-    let args = named_args(e, "mlp", &["layers", "activation"], help)?;
+    let help = "write e.g. `model = mlp(layers: [64, 128, 10], activation: \"tanh\")`, \
+                `model = quadratic(dim: 50, condition: 1000)` or `model = rosenbrock()`";
+    let kind = match &e.kind {
+        ExprKind::Call { callee, .. }
+            if matches!(callee.name.as_str(), "quadratic" | "rosenbrock") =>
+        {
+            callee.name.clone()
+        }
+        _ => "mlp".to_string(),
+    };
+    let allowed: &[&str] = match kind.as_str() {
+        "quadratic" => &["dim", "condition"],
+        "rosenbrock" => &[],
+        _ => &["layers", "activation"],
+    };
+    let args = named_args(e, &kind, allowed, help)?;
     let mut spec = ir::ModelSpec {
+        kind: kind.clone(),
+        condition: 1.0,
         layers: Vec::new(),
         activation: "tanh".into(),
+    };
+    let bad = |k: &str, v: &ast::Expr| {
+        Diagnostic::error("E0120", v.span, format!("bad value for `{k}`"))
+            .with_label("wrong type or out of range")
+            .with_help(help)
     };
     for (k, v) in args {
         match (k, &v.kind) {
@@ -388,23 +409,30 @@ fn model_spec(e: &ast::Expr) -> Result<ir::ModelSpec, Diagnostic> {
             ("activation", ExprKind::Str(s)) if s == "tanh" || s == "relu" => {
                 spec.activation = s.clone()
             }
-            _ => {
-                return Err(
-                    Diagnostic::error("E0120", v.span, format!("bad value for `{k}`"))
-                        .with_label("expected a list of widths, or \"tanh\" / \"relu\"")
-                        .with_help(help),
-                )
+            (
+                "dim",
+                ExprKind::Number {
+                    value,
+                    is_int: true,
+                },
+            ) if (1.0..1e9).contains(value) => spec.layers = vec![*value as usize],
+            ("condition", ExprKind::Number { value, .. }) if *value >= 1.0 && value.is_finite() => {
+                spec.condition = *value
             }
+            _ => return Err(bad(k, v)),
         }
     }
-    if spec.layers.len() < 2 {
-        return Err(Diagnostic::error(
-            "E0120",
-            e.span,
-            "a model needs at least an input and an output width",
-        )
-        .with_label("too few layers")
-        .with_help(help));
+    let complete = match kind.as_str() {
+        "mlp" => spec.layers.len() >= 2,
+        "quadratic" => spec.layers.len() == 1,
+        _ => true,
+    };
+    if !complete {
+        return Err(
+            Diagnostic::error("E0120", e.span, "the model is missing its sizes")
+                .with_label("incomplete model")
+                .with_help(help),
+        );
     }
     Ok(spec)
 }
