@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod conformance;
+pub mod curriculum;
 pub mod data;
 pub mod lr_range;
 pub mod model;
