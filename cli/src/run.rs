@@ -2,12 +2,15 @@
 //! and batches, the compiled step, a progress bar on terminals (plain lines otherwise),
 //! metrics as JSON lines, a plot, and test accuracy at the end.
 
+use anneal_compiler::ir::Difficulty;
 use anneal_runtime::checkpoint::{self, Checkpoint};
+use anneal_runtime::curriculum::Sampler;
 use anneal_runtime::data::{self, Dataset, Rng};
 use anneal_runtime::model::{Activation, Loss, Mlp, Model, Quadratic, Rosenbrock};
 use anneal_runtime::schedule::Curve;
 use anneal_runtime::train::{train_with_progress, Resume, Run, Trace};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -329,12 +332,28 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         _ => None,
     };
     let ck_every = args.checkpoint_every.unwrap_or(steps).max(1);
+    let sampler = curriculum_sampler(
+        recipe,
+        &data,
+        &data_path,
+        &train_rows,
+        batch_size,
+        args.seed,
+    )?;
+    if sampler.is_some() && resume.is_some() {
+        return Err(
+            "--resume does not yet restore a curriculum's state (its losses, λ and loss \
+                    history); rerun from the start"
+                .into(),
+        );
+    }
     let run = Run {
         program: &c.program,
         recipe,
         model,
         data: &data,
         batches: &batches,
+        curriculum: sampler.as_ref(),
         accumulate: 1,
         steps,
     };
@@ -450,6 +469,47 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     })
 }
 
+/// The recipe's curriculum over the training rows, on its own seeded stream; `None` without
+/// one. A column difficulty is looked up by name among the data file's features.
+fn curriculum_sampler(
+    recipe: &anneal_compiler::ir::Recipe,
+    data: &Dataset,
+    data_path: &Path,
+    train_rows: &[usize],
+    batch: usize,
+    seed: u64,
+) -> Result<Option<RefCell<Sampler>>, String> {
+    if recipe.curriculum.is_empty() {
+        return Ok(None);
+    }
+    let mut sampler = Sampler::new(
+        recipe.curriculum.clone(),
+        train_rows.to_vec(),
+        batch,
+        seed.wrapping_add(3),
+    );
+    let column = recipe.curriculum.iter().find_map(|p| match &p.difficulty {
+        Difficulty::Column(c) => Some(c.clone()),
+        _ => None,
+    });
+    if let Some(name) = column {
+        let j = data.features.iter().position(|f| *f == name).ok_or_else(|| {
+            format!(
+                "{}: no feature column `{name}` for the curriculum's difficulty; the columns are {}",
+                data_path.display(),
+                data.features.join(", ")
+            )
+        })?;
+        sampler.set_columns(
+            train_rows
+                .iter()
+                .map(|r| data.x[r * data.cols + j])
+                .collect(),
+        );
+    }
+    Ok(Some(RefCell::new(sampler)))
+}
+
 /// One JSON object per step, written to a temporary file, synced, then renamed.
 fn write_metrics(path: &Path, trace: &Trace) -> Result<(), String> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
@@ -465,6 +525,12 @@ fn write_metrics(path: &Path, trace: &Trace) -> Result<(), String> {
                 "loss_scale": trace.loss_scale.get(t),
                 "skipped": trace.skipped.get(t),
             });
+            let mut line = line;
+            if let (Some(c), Some(obj)) = (trace.curriculum.get(t), line.as_object_mut()) {
+                obj.insert("visible_fraction".into(), c.visible_fraction.into());
+                obj.insert("mean_difficulty".into(), c.mean_difficulty.into());
+                obj.insert("kept_fraction".into(), c.kept_fraction.into());
+            }
             writeln!(f, "{line}")?;
         }
         let f = f.into_inner().map_err(|e| e.into_error())?;

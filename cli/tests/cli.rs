@@ -434,3 +434,76 @@ fn standalone_models_train_and_provide_hessian_products() {
     ]);
     assert!(stderr(&o).contains("quadratic:DIM:COND"), "{}", stderr(&o));
 }
+
+#[test]
+fn curriculum_runs_its_phases_and_reports_them_per_step() {
+    let dir = std::env::temp_dir().join(format!("anneal-cur-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let metrics = dir.join("c.jsonl");
+    let o = anneal(&[
+        "run",
+        "examples/curriculum_digits.anneal",
+        "--steps",
+        "200",
+        "--json",
+        "--metrics",
+        metrics.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(s["test_accuracy"].as_f64().unwrap() > 0.8, "{s}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = |t: usize, k: &str| lines[t][k].as_f64().unwrap();
+    // Phase 1: Platanios et al.'s root-2 competence, sqrt(t(1 − c0²)/T + c0²), c0 = 0.3,
+    // T = 150; every drawn example is backpropagated.
+    for t in [0usize, 40, 149] {
+        let expect = (t as f64 * (1.0 - 0.09) / 150.0 + 0.09).sqrt();
+        assert!(
+            (at(t, "visible_fraction") - expect).abs() < 1e-9,
+            "step {t}"
+        );
+        assert_eq!(at(t, "kept_fraction"), 1.0);
+    }
+    // Phase 2 (after 150): the whole set, OHEM keeps the hardest half of each batch.
+    for t in [150usize, 199] {
+        assert_eq!(at(t, "visible_fraction"), 1.0);
+        assert_eq!(at(t, "kept_fraction"), 0.5);
+    }
+    // Self-paced learning draws only examples whose loss is at most λ = 2 (at the start,
+    // the untrained model's losses are near ln 10 ≈ 2.3).
+    assert!(
+        at(0, "mean_difficulty") <= 2.0,
+        "{}",
+        at(0, "mean_difficulty")
+    );
+    assert!(at(0, "mean_difficulty") > 0.5);
+    // The same seed draws the same batches.
+    let again = anneal(&[
+        "run",
+        "examples/curriculum_digits.anneal",
+        "--steps",
+        "200",
+        "--json",
+    ]);
+    let s2: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(s["final_loss"], s2["final_loss"]);
+}
+
+#[test]
+fn curriculum_on_a_missing_column_names_the_file_and_the_columns() {
+    let recipe = temp(
+        "colcur.anneal",
+        "import std.optax.{adam}\nrecipe r {\n  steps 5\n  model = mlp(layers: [4, 3])\n  data = csv(file: \"data/iris.csv\", batch: 8)\n  curriculum {\n    difficulty = column(\"petal_size\")\n    pace = linear(start: 0.5, total_steps: 4)\n  }\n  update = adam(learning_rate: 0.01)\n}\n",
+    );
+    let o = anneal(&["run", recipe.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("iris.csv") && e.contains("petal_size") && e.contains("petal_length"),
+        "{e}"
+    );
+}

@@ -297,6 +297,12 @@ pub enum RecipeItem {
     Data(Expr, Span),
     /// `precision { key: value, ... }`
     Precision(Vec<(Ident, Ident)>, Span),
+    /// `curriculum [after N] { key = value ... }`: one phase of a sampling curriculum.
+    Curriculum {
+        after: Option<Expr>,
+        entries: Vec<(Ident, Expr)>,
+        span: Span,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -677,6 +677,9 @@ pub struct Recipe {
     /// `precision { params: ... }`: the storage type of the model's weights (the optimizer
     /// keeps f32 master weights); f32 when not given.
     pub param_dtype: Dtype,
+    /// `curriculum { ... }` blocks in step order: what each step samples. Empty: uniform
+    /// epochs.
+    pub curriculum: Vec<CurriculumPhase>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -694,4 +697,87 @@ pub struct StageInst {
     pub def: DefId,
     pub args: Vec<HyperValue>,
     pub span: Span,
+}
+
+// ---------------------------------------------------------------- curricula
+
+/// How much of the difficulty-ordered data is visible at a step, as a fraction in (0, 1].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pace {
+    /// Everything, from the first step.
+    Full,
+    /// `start + (1 − start)·t/steps`, then 1.
+    Linear { start: f64, steps: u64 },
+    /// Platanios et al. (2019) competence of degree p: `(t(1 − start^p)/steps + start^p)^(1/p)`.
+    Root { start: f64, steps: u64, degree: f64 },
+    /// `fractions[i]` while `t < boundaries[i]`, then the last fraction.
+    Discrete {
+        fractions: Vec<f64>,
+        boundaries: Vec<u64>,
+    },
+    /// Hacohen & Weinshall (2019): `start · growth^⌊t/every⌋`, capped at 1.
+    Exponential { start: f64, growth: f64, every: u64 },
+    /// DeepSpeed's `fixed_root` (`fixed_linear` is degree 1) on its difficulty scale: the
+    /// visible fraction is the difficulty over `max_difficulty`.
+    FixedRoot {
+        min_difficulty: f64,
+        max_difficulty: f64,
+        total_curriculum_step: u64,
+        difficulty_step: f64,
+        root_degree: f64,
+    },
+    /// DeepSpeed's `fixed_discrete`: `difficulty[i]` while `t <= max_step[i]`.
+    FixedDiscrete {
+        difficulty: Vec<f64>,
+        max_step: Vec<u64>,
+    },
+}
+
+/// What orders the examples, easiest first.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Difficulty {
+    /// A feature column of the data file, by name.
+    Column(String),
+    /// The model's per-example loss, refreshed every `refresh` steps.
+    Loss,
+    /// 1 − the probability the model gives the true class: 1 − e^(−cross-entropy).
+    OneMinusConfidence,
+}
+
+/// How a batch is drawn from the visible set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sampling {
+    Uniform,
+    /// Keep example i while its loss ≤ λ; λ is multiplied by μ every epoch.
+    SelfPaced {
+        lambda: f64,
+        mu: f64,
+    },
+    /// P(i) = (1 − floor)·loss_i^α / Σ loss^α + floor/n.
+    HardMining {
+        alpha: f64,
+        floor: f64,
+    },
+    /// Backpropagate only the top `top` fraction of each batch by loss.
+    Ohem {
+        top: f64,
+    },
+    /// Keep an example with probability (percentile of its loss among the last `history`
+    /// losses)^β.
+    SelectiveBackprop {
+        beta: f64,
+        history: usize,
+    },
+}
+
+/// One phase of a `curriculum` block, in force from step `after` until the next phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurriculumPhase {
+    /// The step this phase starts at; its pace counts from here.
+    pub after: u64,
+    /// Loss-based difficulties are recomputed over the training set every `refresh` steps.
+    pub refresh: u64,
+    pub difficulty: Difficulty,
+    pub pace: Pace,
+    pub sampling: Sampling,
 }

@@ -257,6 +257,8 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::model_item => "`model`",
         Rule::precision_item | Rule::precision_entry => "`precision { params: bf16 }`",
         Rule::data_item => "`data`",
+        Rule::curriculum_item | Rule::curriculum_entry => "`curriculum { pace = ... }`",
+        Rule::after_clause => "`after STEP`",
         Rule::groups_item => "`groups`",
         Rule::group_def => "a group `name = \"pattern\"`",
         Rule::rest_kw => "`rest`",
@@ -561,6 +563,28 @@ impl Builder<'_> {
                     items.push(RecipeItem::Precision(entries, s));
                 }
                 Rule::data_item => items.push(RecipeItem::Data(self.expr(inner[0].clone()), s)),
+                Rule::curriculum_item => {
+                    let mut after = None;
+                    let mut entries = Vec::new();
+                    for e in inner {
+                        match e.as_rule() {
+                            Rule::after_clause => {
+                                after = e.into_inner().next().map(|x| self.expr(x));
+                            }
+                            _ => {
+                                let mut kv = e.into_inner();
+                                if let (Some(k), Some(v)) = (kv.next(), kv.next()) {
+                                    entries.push((self.ident(k), self.expr(v)));
+                                }
+                            }
+                        }
+                    }
+                    items.push(RecipeItem::Curriculum {
+                        after,
+                        entries,
+                        span: s,
+                    });
+                }
                 Rule::schedule_item => items.push(RecipeItem::Schedule(
                     self.ident(inner[0].clone()),
                     self.expr(inner[1].clone()),

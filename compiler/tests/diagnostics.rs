@@ -160,3 +160,27 @@ case!(
     unknown_data_source,
     "recipe r {\n  data = parquet(file: \"x\")\n}\n"
 );
+case!(
+    curriculum_pace_outside_unit_interval,
+    "recipe r {\n  curriculum {\n    pace = linear(start: 1.5, total_steps: 100)\n  }\n}\n"
+);
+case!(
+    curriculum_negative_alpha,
+    "recipe r {\n  curriculum {\n    sampling = hard_mining(alpha: -1, floor: 0.1)\n  }\n}\n"
+);
+case!(
+    curriculum_top_fraction_outside,
+    "recipe r {\n  curriculum {\n    sampling = ohem(top: 0)\n  }\n}\n"
+);
+case!(
+    curriculum_on_model_without_examples,
+    "recipe r {\n  model = rosenbrock()\n  curriculum {\n    difficulty = loss\n    sampling = self_paced(lambda: 1.0)\n  }\n}\n"
+);
+case!(
+    curriculum_unknown_pace_typo,
+    "recipe r {\n  curriculum {\n    pace = fixed_lienar(min_difficulty: 8, max_difficulty: 64, total_curriculum_step: 100)\n  }\n}\n"
+);
+case!(
+    curriculum_phases_out_of_order,
+    "recipe r {\n  curriculum after 100 {\n    sampling = uniform\n  }\n  curriculum after 50 {\n    sampling = uniform\n  }\n}\n"
+);

@@ -5,108 +5,75 @@
 //! part of each drawn batch for the backward pass (OHEM, Shrivastava et al. 2016; selective
 //! backprop, Jiang et al. 2019). Everything is seeded, so a run is reproducible.
 //!
-//! The formulas live in small pure functions (`Pace::fraction`, `mining_probabilities`,
+//! The formulas live in small pure functions (`fraction`, `mining_probabilities`,
 //! `ohem_keep`, …) tested against the papers; `Sampler` strings them together for the
 //! training loop.
 
 use crate::data::Rng;
+pub use anneal_compiler::ir::{CurriculumPhase as Phase, Difficulty, Pace, Sampling};
 
-/// How much of the difficulty-ordered data is visible at a step, as a fraction in (0, 1].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Pace {
-    /// Everything, from the first step.
-    Full,
-    /// `start + (1 − start)·t/steps`, then 1.
-    Linear { start: f64, steps: u64 },
-    /// Platanios et al. (2019) competence of degree p: `(t(1 − start^p)/steps + start^p)^(1/p)`.
-    Root { start: f64, steps: u64, degree: f64 },
-    /// `fractions[i]` while `t < boundaries[i]`, then the last fraction.
-    Discrete {
-        fractions: Vec<f64>,
-        boundaries: Vec<u64>,
-    },
-    /// Hacohen & Weinshall (2019): `start · growth^⌊t/every⌋`, capped at 1.
-    Exponential { start: f64, growth: f64, every: u64 },
-    /// DeepSpeed's `fixed_root` (`fixed_linear` is degree 1) on its difficulty scale: the
-    /// visible fraction is the difficulty over `max_difficulty`.
-    FixedRoot {
-        min_difficulty: f64,
-        max_difficulty: f64,
-        total_curriculum_step: u64,
-        difficulty_step: f64,
-        root_degree: f64,
-    },
-    /// DeepSpeed's `fixed_discrete`: `difficulty[i]` while `t <= max_step[i]`.
-    FixedDiscrete {
-        difficulty: Vec<f64>,
-        max_step: Vec<u64>,
-    },
-}
-
-impl Pace {
-    /// The visible fraction at step `t` (0-based).
-    pub fn fraction(&self, t: u64) -> f64 {
-        let f = match self {
-            Pace::Full => 1.0,
-            Pace::Linear { start, steps } => {
-                start + (1.0 - start) * (t as f64 / (*steps).max(1) as f64)
-            }
-            Pace::Root {
-                start,
-                steps,
-                degree,
-            } => {
-                let s = start.powf(*degree);
-                (t as f64 * (1.0 - s) / (*steps).max(1) as f64 + s).powf(1.0 / degree)
-            }
-            Pace::Discrete {
-                fractions,
-                boundaries,
-            } => {
-                let i = boundaries.iter().take_while(|b| t >= **b).count();
-                fractions
-                    .get(i)
-                    .or(fractions.last())
-                    .copied()
-                    .unwrap_or(1.0)
-            }
-            Pace::Exponential {
-                start,
-                growth,
-                every,
-            } => start * growth.powf((t / (*every).max(1)) as f64),
-            Pace::FixedRoot {
-                min_difficulty,
-                max_difficulty,
-                total_curriculum_step,
-                difficulty_step,
-                root_degree,
-            } => {
-                fixed_root_difficulty(
-                    t,
-                    *min_difficulty,
-                    *max_difficulty,
-                    *total_curriculum_step,
-                    *difficulty_step,
-                    *root_degree,
-                ) / max_difficulty
-            }
-            Pace::FixedDiscrete {
-                difficulty,
-                max_step,
-            } => {
-                let max = difficulty.iter().fold(f64::MIN, |a, b| a.max(*b));
-                let i = max_step.iter().take_while(|m| t > **m).count();
-                difficulty
-                    .get(i)
-                    .or(difficulty.last())
-                    .copied()
-                    .unwrap_or(max)
-                    / max
-            }
-        };
-        f.clamp(f64::MIN_POSITIVE, 1.0)
-    }
+/// The visible fraction of `pace` at step `t` (0-based).
+pub fn fraction(pace: &Pace, t: u64) -> f64 {
+    let f = match pace {
+        Pace::Full => 1.0,
+        Pace::Linear { start, steps } => {
+            start + (1.0 - start) * (t as f64 / (*steps).max(1) as f64)
+        }
+        Pace::Root {
+            start,
+            steps,
+            degree,
+        } => {
+            let s = start.powf(*degree);
+            (t as f64 * (1.0 - s) / (*steps).max(1) as f64 + s).powf(1.0 / degree)
+        }
+        Pace::Discrete {
+            fractions,
+            boundaries,
+        } => {
+            let i = boundaries.iter().take_while(|b| t >= **b).count();
+            fractions
+                .get(i)
+                .or(fractions.last())
+                .copied()
+                .unwrap_or(1.0)
+        }
+        Pace::Exponential {
+            start,
+            growth,
+            every,
+        } => start * growth.powf((t / (*every).max(1)) as f64),
+        Pace::FixedRoot {
+            min_difficulty,
+            max_difficulty,
+            total_curriculum_step,
+            difficulty_step,
+            root_degree,
+        } => {
+            fixed_root_difficulty(
+                t,
+                *min_difficulty,
+                *max_difficulty,
+                *total_curriculum_step,
+                *difficulty_step,
+                *root_degree,
+            ) / max_difficulty
+        }
+        Pace::FixedDiscrete {
+            difficulty,
+            max_step,
+        } => {
+            let max = difficulty.iter().fold(f64::MIN, |a, b| a.max(*b));
+            let i = max_step.iter().take_while(|m| t > **m).count();
+            difficulty
+                .get(i)
+                .or(difficulty.last())
+                .copied()
+                .unwrap_or(max)
+                / max
+        }
+    };
+    f.clamp(f64::MIN_POSITIVE, 1.0)
 }
 
 /// DeepSpeed's fixed_root difficulty: the root curve floored to an integer, rounded down
@@ -125,52 +92,6 @@ pub fn fixed_root_difficulty(
         d -= d % difficulty_step;
     }
     d.min(max_difficulty)
-}
-
-/// What orders the examples, easiest first.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Difficulty {
-    /// A column of the data file (its index among the feature columns).
-    Column(usize),
-    /// The model's per-example loss, refreshed every `refresh` steps.
-    Loss,
-    /// 1 − the probability the model gives the true class: 1 − e^(−cross-entropy).
-    OneMinusConfidence,
-}
-
-/// How a batch is drawn from the visible set.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Sampling {
-    Uniform,
-    /// Keep example i while its loss ≤ λ; λ is multiplied by μ every epoch.
-    SelfPaced {
-        lambda: f64,
-        mu: f64,
-    },
-    /// P(i) = (1 − floor)·loss_i^α / Σ loss^α + floor/n.
-    HardMining {
-        alpha: f64,
-        floor: f64,
-    },
-    /// Backpropagate only the top `top` fraction of each batch by loss.
-    Ohem {
-        top: f64,
-    },
-    /// Keep an example with probability (percentile of its loss among the last `history`
-    /// losses)^β.
-    SelectiveBackprop {
-        beta: f64,
-        history: usize,
-    },
-}
-
-/// One phase of a curriculum, in force from step `after`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Phase {
-    pub after: u64,
-    pub difficulty: Difficulty,
-    pub pace: Pace,
-    pub sampling: Sampling,
 }
 
 /// The examples visible at `fraction`: the easiest ⌈fraction·n⌉ of `order` (at least one).
@@ -265,7 +186,6 @@ pub struct Sampler {
     pub phases: Vec<Phase>,
     pub rows: Vec<usize>,
     pub batch: usize,
-    pub refresh: u64,
     rng: Rng,
     /// Difficulty of `rows[i]`, and the per-example loss when the model gave one.
     difficulty: Vec<f32>,
@@ -273,29 +193,28 @@ pub struct Sampler {
     order: Vec<usize>,
     refreshed_at: Option<u64>,
     history: Vec<f32>,
+    /// The values of the difficulty column per row, where a phase orders by one.
+    columns: Option<Vec<f32>>,
+    /// The phase (by `after`) the current order was made for.
+    ordered_for: Option<u64>,
 }
 
 impl Sampler {
     /// `columns[i]` is the difficulty column value of `rows[i]` where a phase reads one.
-    pub fn new(
-        phases: Vec<Phase>,
-        rows: Vec<usize>,
-        batch: usize,
-        refresh: u64,
-        seed: u64,
-    ) -> Sampler {
+    pub fn new(phases: Vec<Phase>, rows: Vec<usize>, batch: usize, seed: u64) -> Sampler {
         let n = rows.len();
         Sampler {
             phases,
             order: rows.clone(),
             rows,
             batch,
-            refresh: refresh.max(1),
             rng: Rng::new(seed),
             difficulty: vec![0.0; n],
             losses: vec![0.0; n],
             refreshed_at: None,
             history: Vec::new(),
+            columns: None,
+            ordered_for: None,
         }
     }
 
@@ -316,21 +235,39 @@ impl Sampler {
                 p.sampling,
                 Sampling::SelfPaced { .. } | Sampling::HardMining { .. }
             );
-        uses && self.refreshed_at.is_none_or(|r| t >= r + self.refresh)
+        uses && self.refreshed_at.is_none_or(|r| t >= r + p.refresh.max(1))
     }
 
-    /// Installs fresh per-example losses (one per training row) and the column values.
-    pub fn refresh(&mut self, t: u64, losses: Vec<f32>, columns: Option<&[f32]>) {
-        self.losses = losses;
-        self.refreshed_at = Some(t);
-        self.reorder(t, columns);
+    /// The difficulty column's value for every training row (one per row).
+    pub fn set_columns(&mut self, columns: Vec<f32>) {
+        self.columns = Some(columns);
+    }
+
+    /// Makes step `t` ready to draw: fresh losses when the phase needs them (computed by
+    /// `losses` over every training row), and the order of the phase in force.
+    pub fn prepare(
+        &mut self,
+        t: u64,
+        losses: impl FnOnce(&[usize]) -> Result<Vec<f32>, String>,
+    ) -> Result<(), String> {
+        if self.needs_losses(t) {
+            self.losses = losses(&self.rows)?;
+            self.refreshed_at = Some(t);
+            self.reorder(t);
+        } else if self.phase(t).map(|p| p.after) != self.ordered_for {
+            self.reorder(t);
+        }
+        Ok(())
     }
 
     /// Orders the rows by the current phase's difficulty.
-    pub fn reorder(&mut self, t: u64, columns: Option<&[f32]>) {
-        let Some(p) = self.phase(t) else { return };
-        self.difficulty = match (&p.difficulty, columns) {
-            (Difficulty::Column(_), Some(c)) => c.to_vec(),
+    pub fn reorder(&mut self, t: u64) {
+        let Some(p) = self.phase(t).cloned() else {
+            return;
+        };
+        self.ordered_for = Some(p.after);
+        self.difficulty = match (&p.difficulty, &self.columns) {
+            (Difficulty::Column(_), Some(c)) => c.clone(),
             (Difficulty::OneMinusConfidence, _) => {
                 self.losses.iter().map(|l| 1.0 - (-l).exp()).collect()
             }
@@ -342,9 +279,11 @@ impl Sampler {
     /// Draws the candidate batch for step `t`: positions into `rows`.
     pub fn draw(&mut self, t: u64) -> (Vec<usize>, f64) {
         let Some(p) = self.phase(t).cloned() else {
-            return ((0..self.batch.min(self.rows.len())).collect(), 1.0);
+            // Before the first phase: uniform over all the training rows.
+            let all: Vec<usize> = (0..self.rows.len()).collect();
+            return (self.uniform(&all), 1.0);
         };
-        let fraction = p.pace.fraction(t.saturating_sub(p.after));
+        let fraction = fraction(&p.pace, t.saturating_sub(p.after));
         let vis = visible(&self.order, fraction).to_vec();
         let picks = match p.sampling {
             Sampling::SelfPaced { lambda, mu } => {
@@ -428,6 +367,11 @@ impl Sampler {
         )
     }
 
+    /// The training rows at `positions`.
+    pub fn rows_at(&self, positions: &[usize]) -> Vec<usize> {
+        positions.iter().map(|i| self.rows[*i]).collect()
+    }
+
     /// The mean difficulty of the given positions.
     pub fn mean_difficulty(&self, picks: &[usize]) -> f64 {
         if picks.is_empty() {
@@ -451,10 +395,10 @@ mod tests {
             start: 0.2,
             steps: 100,
         };
-        assert_eq!(lin.fraction(0), 0.2);
-        assert!((lin.fraction(50) - 0.6).abs() < 1e-12);
-        assert_eq!(lin.fraction(100), 1.0);
-        assert_eq!(lin.fraction(1000), 1.0);
+        assert_eq!(fraction(&lin, 0), 0.2);
+        assert!((fraction(&lin, 50) - 0.6).abs() < 1e-12);
+        assert_eq!(fraction(&lin, 100), 1.0);
+        assert_eq!(fraction(&lin, 1000), 1.0);
         // Platanios et al. (2019), eq. 7 with p = 2: sqrt(t(1 − c0²)/T + c0²).
         let root = Pace::Root {
             start: 0.1,
@@ -462,8 +406,8 @@ mod tests {
             degree: 2.0,
         };
         let expect = (25.0 * (1.0 - 0.01) / 100.0 + 0.01f64).sqrt();
-        assert!((root.fraction(25) - expect).abs() < 1e-12);
-        assert_eq!(root.fraction(100), 1.0);
+        assert!((fraction(&root, 25) - expect).abs() < 1e-12);
+        assert_eq!(fraction(&root, 100), 1.0);
     }
 
     #[test]
@@ -474,7 +418,7 @@ mod tests {
         };
         let got: Vec<f64> = [0, 9, 10, 19, 20, 99]
             .iter()
-            .map(|t| d.fraction(*t))
+            .map(|t| fraction(&d, *t))
             .collect();
         assert_eq!(got, vec![0.25, 0.25, 0.5, 0.5, 1.0, 1.0]);
         let e = Pace::Exponential {
@@ -484,7 +428,7 @@ mod tests {
         };
         let got: Vec<f64> = [0, 4, 5, 10, 15, 20]
             .iter()
-            .map(|t| e.fraction(*t))
+            .map(|t| fraction(&e, *t))
             .collect();
         assert_eq!(got, vec![0.1, 0.1, 0.2, 0.4, 0.8, 1.0]);
     }
@@ -510,7 +454,7 @@ mod tests {
         // DeepSpeed: difficulty[i] for the first i with t <= max_step[i].
         let got: Vec<f64> = [0, 5, 6, 10, 11]
             .iter()
-            .map(|t| disc.fraction(*t))
+            .map(|t| fraction(&disc, *t))
             .collect();
         assert_eq!(got, vec![0.25, 0.25, 0.5, 0.5, 1.0]);
     }
@@ -594,7 +538,8 @@ mod tests {
     fn sampler_is_seeded_and_respects_the_pace() {
         let phase = Phase {
             after: 0,
-            difficulty: Difficulty::Column(0),
+            difficulty: Difficulty::Column("rank".into()),
+            refresh: 1,
             pace: Pace::Linear {
                 start: 0.25,
                 steps: 10,
@@ -603,8 +548,10 @@ mod tests {
         };
         let column: Vec<f32> = (0..40).map(|i| i as f32).collect();
         let make = || {
-            let mut s = Sampler::new(vec![phase.clone()], (0..40).collect(), 4, 1, 9);
-            s.reorder(0, Some(&column));
+            let mut s = Sampler::new(vec![phase.clone()], (0..40).collect(), 4, 9);
+            s.set_columns(column.clone());
+            s.prepare(0, |_| Err("a column curriculum needs no losses".into()))
+                .unwrap();
             s
         };
         let (mut a, mut b) = (make(), make());

@@ -20,6 +20,15 @@ pub trait Model {
     fn hvp(&self, _params: &[Vec<f32>], _v: &[Vec<f32>]) -> Option<Vec<Vec<f32>>> {
         None
     }
+    /// The loss of each example of a batch, where the model has examples (curricula).
+    fn per_example_losses(
+        &self,
+        _params: &[Vec<f32>],
+        _x: &[f32],
+        _y: &[f32],
+    ) -> Option<Result<Vec<f32>, String>> {
+        None
+    }
     /// Where a run starts when the model has a conventional starting point.
     fn start(&self) -> Option<Vec<Vec<f32>>> {
         None
@@ -37,6 +46,14 @@ impl Model for Mlp {
         y: &[f32],
     ) -> Result<(f32, Vec<Vec<f32>>), String> {
         Mlp::loss_and_grad(self, params, x, y)
+    }
+    fn per_example_losses(
+        &self,
+        params: &[Vec<f32>],
+        x: &[f32],
+        y: &[f32],
+    ) -> Option<Result<Vec<f32>, String>> {
+        Some(self.losses(params, x, y))
     }
 }
 

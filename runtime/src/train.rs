@@ -4,10 +4,12 @@
 //! gradient). Records what a run reports: per-micro-batch losses, gradient norms, the
 //! learning rate and momentum of every group at every step.
 
+use crate::curriculum::{Sampler, StepStats};
 use crate::data::Dataset;
 use crate::model::Model;
 use anneal_compiler::interp::{eval_sched, Interpreter, Oracle, Snapshot, StateValue};
 use anneal_compiler::ir::{Dtype, HyperValue, Program, Recipe};
+use std::cell::RefCell;
 
 /// What a run records.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,6 +28,8 @@ pub struct Trace {
     pub tensor_norms: Vec<Vec<f64>>,
     pub loss_scale: Vec<f64>,
     pub skipped: Vec<bool>,
+    /// Per micro-batch, with a curriculum: visible fraction, mean difficulty, kept fraction.
+    pub curriculum: Vec<StepStats>,
 }
 
 /// A value as the weight storage type keeps it (round to nearest even), back in f32.
@@ -43,10 +47,52 @@ pub struct Run<'a> {
     pub recipe: &'a Recipe,
     pub model: &'a dyn Model,
     pub data: &'a Dataset,
-    /// Micro-batch m uses `batches[m % len]`.
+    /// Micro-batch m uses `batches[m % len]`, unless a curriculum draws them.
     pub batches: &'a [Vec<usize>],
+    /// The recipe's curriculum over the training rows, when it has one.
+    pub curriculum: Option<&'a RefCell<Sampler>>,
     pub accumulate: usize,
     pub steps: usize,
+}
+
+/// The rows a curriculum gives micro-batch at step `t`: losses refreshed when due, a batch
+/// drawn from the visible set, and (OHEM, selective backprop) the part kept for backprop.
+fn draw_curriculum(
+    run: &Run,
+    s: &mut Sampler,
+    t: u64,
+    params: &[Vec<f32>],
+) -> Result<(Vec<usize>, StepStats), String> {
+    let losses = |rows: &[usize]| -> Result<Vec<f32>, String> {
+        let (x, y) = run.data.gather(rows);
+        run.model
+            .per_example_losses(params, &x, &y)
+            .unwrap_or_else(|| {
+                Err(
+                    "this curriculum needs per-example losses, which the model does not provide"
+                        .into(),
+                )
+            })
+    };
+    s.prepare(t, losses)?;
+    let (picks, visible_fraction) = s.draw(t);
+    let mean_difficulty = s.mean_difficulty(&picks);
+    let mut rows = s.rows_at(&picks);
+    let drawn = rows.len();
+    if s.selects(t) {
+        let batch_losses = losses(&rows)?;
+        let keep = s.select(t, &batch_losses);
+        rows = keep.iter().map(|i| rows[*i]).collect();
+    }
+    let kept_fraction = rows.len() as f64 / drawn.max(1) as f64;
+    Ok((
+        rows,
+        StepStats {
+            visible_fraction,
+            mean_difficulty,
+            kept_fraction,
+        },
+    ))
 }
 
 /// The model on one micro-batch, for capabilities such as SAM's `grad_at`.
@@ -190,9 +236,17 @@ pub fn train_with_progress(
         };
         let mut last_batch = (Vec::new(), Vec::new());
         for _ in 0..run.accumulate {
-            let rows = &run.batches[m % run.batches.len()];
+            let rows = match run.curriculum {
+                Some(c) => {
+                    let (rows, stats) =
+                        draw_curriculum(run, &mut c.borrow_mut(), t as u64, &stored)?;
+                    trace.curriculum.push(stats);
+                    rows
+                }
+                None => run.batches[m % run.batches.len()].clone(),
+            };
             m += 1;
-            let (x, y) = run.data.gather(rows);
+            let (x, y) = run.data.gather(&rows);
             let (loss, grads) = run.model.loss_and_grad(&stored, &x, &y)?;
             trace.loss.push(loss);
             for (a, g) in acc.iter_mut().zip(&grads) {

@@ -4,6 +4,7 @@
 //! What it could not build is left out of the program and reported.
 
 mod body;
+mod curriculum;
 mod hyper;
 mod recipe;
 

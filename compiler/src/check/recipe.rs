@@ -67,7 +67,7 @@ pub(crate) fn check_recipe(
     let mut stages = Vec::new();
     for item in &r.items {
         match item {
-            RecipeItem::Groups(..) => {}
+            RecipeItem::Groups(..) | RecipeItem::Curriculum { .. } => {}
             RecipeItem::Precision(entries, span) => {
                 if once(cx, "precision", *span) {
                     for (k, v) in entries {
@@ -251,6 +251,35 @@ pub(crate) fn check_recipe(
             }
         }
     }
+    // Curricula last: they are checked against the model.
+    let mut curriculum: Vec<ir::CurriculumPhase> = Vec::new();
+    for item in &r.items {
+        if let RecipeItem::Curriculum {
+            after,
+            entries,
+            span,
+        } = item
+        {
+            match super::curriculum::check_phase(after.as_ref(), entries, *span, model.as_ref()) {
+                Ok(p) => {
+                    if let Some(prev) = curriculum.iter().find(|q| q.after >= p.after) {
+                        cx.diags.push(
+                            Diagnostic::error("E0167", *span, format!("curriculum phases must start at increasing steps; this one starts at {}", p.after))
+                                .with_label("out of order")
+                                .with_help(format!("an earlier phase starts at step {}: order the blocks by their `after`", prev.after)),
+                        );
+                        ok = false;
+                    } else {
+                        curriculum.push(p);
+                    }
+                }
+                Err(ds) => {
+                    cx.diags.extend(ds);
+                    ok = false;
+                }
+            }
+        }
+    }
     if !ok {
         return None;
     }
@@ -292,12 +321,13 @@ pub(crate) fn check_recipe(
         model,
         data,
         param_dtype,
+        curriculum,
     })
 }
 
 /// The named arguments of a call, each once, with the callee checked.
 #[allow(clippy::result_large_err)]
-fn named_args<'a>(
+pub(super) fn named_args<'a>(
     e: &'a ast::Expr,
     callee: &str,
     allowed: &[&str],

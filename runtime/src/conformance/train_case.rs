@@ -110,6 +110,7 @@ pub fn run_train_case(case: &Case, _lib: &Program) -> Result<(), String> {
         model: &model,
         data: &data,
         batches: &batches,
+        curriculum: None,
         accumulate,
         steps: case.steps,
     };
