@@ -91,13 +91,19 @@ impl Model for Rosenbrock {
         ))
     }
     fn hvp(&self, params: &[Vec<f32>], v: &[Vec<f32>]) -> Option<Vec<Vec<f32>>> {
-        let (x, y) = (params.first()?[0], params.first()?[1]);
+        let (x, y) = match params.first()?.as_slice() {
+            [x, y] => (*x, *y),
+            _ => return None,
+        };
         let (hxx, hxy, hyy) = (
             2.0 - 4.0 * self.b * (y - x * x) + 8.0 * self.b * x * x,
             -4.0 * self.b * x,
             2.0 * self.b,
         );
-        let (vx, vy) = (v.first()?[0], v.first()?[1]);
+        let (vx, vy) = match v.first()?.as_slice() {
+            [x, y] => (*x, *y),
+            _ => return None,
+        };
         Some(vec![vec![hxx * vx + hxy * vy, hxy * vx + hyy * vy]])
     }
     fn start(&self) -> Option<Vec<Vec<f32>>> {

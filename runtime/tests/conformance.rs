@@ -149,3 +149,15 @@ fn a_wrong_rule_fails_the_cases() {
     let err = run_case(&case, &lib).unwrap_err();
     assert!(err.contains("expected") && err.contains("got"), "{err}");
 }
+
+#[test]
+fn a_rosenbrock_case_with_the_wrong_shape_is_an_error_not_a_panic() {
+    // Case files are untrusted: a one-value `xy` reaches the Rosenbrock loss and gradient
+    // through L-BFGS's closure and must come back as an error naming the loss.
+    let lib = library();
+    let path = cases_dir().join("torch/torch__LBFGS__rosenbrock_strong_wolfe.json");
+    let mut case = load_case(&path).unwrap();
+    case.json["params"]["xy"] = serde_json::json!({"shape": [1], "data": [0.5]});
+    let err = run_case(&case, &lib).unwrap_err();
+    assert!(err.contains("rosenbrock"), "{err}");
+}

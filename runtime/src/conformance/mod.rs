@@ -10,6 +10,7 @@ mod train_case;
 pub use case::{load_case, Case};
 pub use source::function_names;
 
+use crate::model::{Model, Rosenbrock};
 use anneal_compiler::interp::{eval_sched_observed, Env, Interpreter, StateValue};
 use anneal_compiler::{compile, diagnostic, ir::Program};
 use serde_json::Value;
@@ -379,7 +380,7 @@ impl anneal_compiler::interp::Oracle for LossModel<'_> {
 enum Gradients {
     Given(Vec<Vec<Vec<f32>>>),
     Quadratic { a: Vec<Vec<f32>>, c: Vec<Vec<f32>> },
-    Rosenbrock { a: f32, b: f32 },
+    Rosenbrock(Rosenbrock),
 }
 
 fn gradient_source(case: &Case, names: &[String]) -> Result<Gradients, String> {
@@ -426,10 +427,10 @@ fn gradient_source(case: &Case, names: &[String]) -> Result<Gradients, String> {
                 return Err("rosenbrock takes exactly one parameter `xy` of shape [2]".into());
             }
             let get = |k: &str| args.get(k).and_then(Value::as_f64).map(|v| v as f32);
-            Ok(Gradients::Rosenbrock {
+            Ok(Gradients::Rosenbrock(Rosenbrock {
                 a: get("a").ok_or("rosenbrock needs `a`")?,
                 b: get("b").ok_or("rosenbrock needs `b`")?,
-            })
+            }))
         }
         other => Err(format!("not implemented: loss `{other}`")),
     }
@@ -454,11 +455,7 @@ impl Gradients {
                 }
                 Ok(total)
             }
-            Gradients::Rosenbrock { a, b } => {
-                let (x, y) = (params[0][0], params[0][1]);
-                let r = y - x * x;
-                Ok((a - x) * (a - x) + b * r * r)
-            }
+            Gradients::Rosenbrock(m) => m.loss_and_grad(params, &[], &[]).map(|(l, _)| l),
         }
     }
 
@@ -483,17 +480,7 @@ impl Gradients {
                 }
                 Ok(out)
             }
-            Gradients::Rosenbrock { a, b } => {
-                let xy = &params[0];
-                if xy.len() != 2 {
-                    return Err("rosenbrock needs a parameter of shape [2]".into());
-                }
-                let (x, y) = (xy[0], xy[1]);
-                let r = y - x * x;
-                let gx = -2.0 * (a - x) - 4.0 * b * x * r;
-                let gy = 2.0 * b * r;
-                Ok(vec![vec![gx, gy]])
-            }
+            Gradients::Rosenbrock(m) => m.loss_and_grad(params, &[], &[]).map(|(_, g)| g),
         }
     }
 }
