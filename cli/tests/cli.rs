@@ -23,6 +23,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The command exited 1 and said `needle` on stderr.
+fn fails_with(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+    assert!(stderr(o).contains(needle), "{}", stderr(o));
+}
+
 fn temp(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("anneal-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -73,13 +79,11 @@ fn check_json_lists_diagnostics_with_positions() {
 #[test]
 fn missing_and_binary_files_are_errors_not_panics() {
     let o = anneal(&["check", "no/such/file.anneal"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot read no/such/file.anneal"));
+    fails_with(&o, "cannot read no/such/file.anneal");
     let p = temp("binary.anneal", "");
     std::fs::write(&p, [0xff, 0xfe, 0x00, 0x12]).unwrap();
     let o = anneal(&["check", p.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not UTF-8"));
+    fails_with(&o, "not UTF-8");
 }
 
 #[test]
@@ -127,8 +131,7 @@ fn schedule_plot_writes_png_and_svg() {
         "--plot",
         "/tmp/x.jpg",
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains(".png or .svg"));
+    fails_with(&o, ".png or .svg");
 }
 
 #[test]
@@ -255,12 +258,7 @@ fn run_explains_bad_models_and_data() {
         "--data",
         "examples/data/digits.csv",
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("first width must be 64"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, "first width must be 64");
     let bad = temp("bad.csv", "a,b,target\n1,2,0\n3,x,1\n");
     let o = anneal(&[
         "run",
@@ -270,12 +268,7 @@ fn run_explains_bad_models_and_data() {
         "--data",
         bad.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("bad.csv:3:2: `x` in column `b` is not a number"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, "bad.csv:3:2: `x` in column `b` is not a number");
     let o = anneal(&[
         "run",
         "examples/torch_sgd.anneal",
@@ -335,12 +328,7 @@ fn a_run_stopped_and_resumed_ends_bit_identical() {
     again.push("--resume".into());
     let refs: Vec<&str> = again.iter().map(String::as_str).collect();
     let o = anneal(&refs);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("checksum does not match"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, "checksum does not match");
     assert_eq!(std::fs::read(part.join("checkpoint.bin")).unwrap(), damaged);
     // A truncated one too.
     std::fs::write(part.join("checkpoint.bin"), &b[..b.len() / 3]).unwrap();
@@ -377,12 +365,7 @@ fn plot_draws_a_metrics_file_and_missing_capabilities_stop_a_run_early() {
         "--data",
         "examples/data/digits.csv",
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("Hessian-vector products"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, "Hessian-vector products");
 }
 
 #[test]
