@@ -488,24 +488,22 @@ fn curriculum_sampler(
         batch,
         seed.wrapping_add(3),
     );
-    let column = recipe.curriculum.iter().find_map(|p| match &p.difficulty {
-        Difficulty::Column(c) => Some(c.clone()),
-        _ => None,
-    });
-    if let Some(name) = column {
-        let j = data.features.iter().position(|f| *f == name).ok_or_else(|| {
+    for phase in &recipe.curriculum {
+        let Difficulty::Column(name) = &phase.difficulty else {
+            continue;
+        };
+        let j = data.features.iter().position(|f| f == name).ok_or_else(|| {
             format!(
                 "{}: no feature column `{name}` for the curriculum's difficulty; the columns are {}",
                 data_path.display(),
                 data.features.join(", ")
             )
         })?;
-        sampler.set_columns(
-            train_rows
-                .iter()
-                .map(|r| data.x[r * data.cols + j])
-                .collect(),
-        );
+        let values = train_rows
+            .iter()
+            .map(|r| data.x[r * data.cols + j])
+            .collect();
+        sampler.set_column(name, values);
     }
     Ok(Some(RefCell::new(sampler)))
 }

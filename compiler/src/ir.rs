@@ -781,3 +781,21 @@ pub struct CurriculumPhase {
     pub pace: Pace,
     pub sampling: Sampling,
 }
+
+impl CurriculumPhase {
+    /// Whether the phase reads per-example losses from the model at all.
+    pub fn needs_example_losses(&self) -> bool {
+        !matches!(self.difficulty, Difficulty::Column(_))
+            || !matches!(self.sampling, Sampling::Uniform)
+    }
+
+    /// Whether it needs the losses of every training row (to order or weight them), as
+    /// opposed to those of each drawn batch only (OHEM, selective backprop).
+    pub fn ranks_by_loss(&self) -> bool {
+        !matches!(self.difficulty, Difficulty::Column(_))
+            || matches!(
+                self.sampling,
+                Sampling::SelfPaced { .. } | Sampling::HardMining { .. }
+            )
+    }
+}

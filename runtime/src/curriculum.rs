@@ -193,14 +193,13 @@ pub struct Sampler {
     order: Vec<usize>,
     refreshed_at: Option<u64>,
     history: Vec<f32>,
-    /// The values of the difficulty column per row, where a phase orders by one.
-    columns: Option<Vec<f32>>,
+    /// `(name, value per row)` of every difficulty column a phase orders by.
+    columns: Vec<(String, Vec<f32>)>,
     /// The phase (by `after`) the current order was made for.
     ordered_for: Option<u64>,
 }
 
 impl Sampler {
-    /// `columns[i]` is the difficulty column value of `rows[i]` where a phase reads one.
     pub fn new(phases: Vec<Phase>, rows: Vec<usize>, batch: usize, seed: u64) -> Sampler {
         let n = rows.len();
         Sampler {
@@ -213,7 +212,7 @@ impl Sampler {
             losses: vec![0.0; n],
             refreshed_at: None,
             history: Vec::new(),
-            columns: None,
+            columns: Vec::new(),
             ordered_for: None,
         }
     }
@@ -227,53 +226,55 @@ impl Sampler {
             .or(self.phases.first())
     }
 
-    /// Whether step `t` needs fresh per-example losses over every training row.
-    pub fn needs_losses(&self, t: u64) -> bool {
-        let Some(p) = self.phase(t) else { return false };
-        let uses = !matches!(p.difficulty, Difficulty::Column(_))
-            || matches!(
-                p.sampling,
-                Sampling::SelfPaced { .. } | Sampling::HardMining { .. }
-            );
-        uses && self.refreshed_at.is_none_or(|r| t >= r + p.refresh.max(1))
+    /// The values of difficulty column `name` for every training row (one per row).
+    pub fn set_column(&mut self, name: &str, values: Vec<f32>) {
+        self.columns.push((name.to_string(), values));
     }
 
-    /// The difficulty column's value for every training row (one per row).
-    pub fn set_columns(&mut self, columns: Vec<f32>) {
-        self.columns = Some(columns);
-    }
-
-    /// Makes step `t` ready to draw: fresh losses when the phase needs them (computed by
-    /// `losses` over every training row), and the order of the phase in force.
+    /// Makes step `t` ready to draw: at a phase's start and every `refresh` steps, fresh
+    /// losses over every training row (computed by `losses`) where the phase ranks by
+    /// them, and the order of the phase in force.
     pub fn prepare(
         &mut self,
         t: u64,
         losses: impl FnOnce(&[usize]) -> Result<Vec<f32>, String>,
     ) -> Result<(), String> {
-        if self.needs_losses(t) {
+        let Some(p) = self.phase(t).cloned() else {
+            return Ok(());
+        };
+        let new_phase = self.ordered_for != Some(p.after);
+        let due = self.refreshed_at.is_none_or(|r| t >= r + p.refresh.max(1));
+        if p.ranks_by_loss() && (new_phase || due) {
             self.losses = losses(&self.rows)?;
             self.refreshed_at = Some(t);
-            self.reorder(t);
-        } else if self.phase(t).map(|p| p.after) != self.ordered_for {
-            self.reorder(t);
+            self.reorder(t)
+        } else if new_phase {
+            self.reorder(t)
+        } else {
+            Ok(())
         }
-        Ok(())
     }
 
     /// Orders the rows by the current phase's difficulty.
-    pub fn reorder(&mut self, t: u64) {
+    fn reorder(&mut self, t: u64) -> Result<(), String> {
         let Some(p) = self.phase(t).cloned() else {
-            return;
+            return Ok(());
         };
-        self.ordered_for = Some(p.after);
-        self.difficulty = match (&p.difficulty, &self.columns) {
-            (Difficulty::Column(_), Some(c)) => c.clone(),
-            (Difficulty::OneMinusConfidence, _) => {
+        self.difficulty = match &p.difficulty {
+            Difficulty::Column(name) => self
+                .columns
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| format!("no values for the difficulty column `{name}`"))?,
+            Difficulty::OneMinusConfidence => {
                 self.losses.iter().map(|l| 1.0 - (-l).exp()).collect()
             }
-            _ => self.losses.clone(),
+            Difficulty::Loss => self.losses.clone(),
         };
+        self.ordered_for = Some(p.after);
         self.order = order_by(&(0..self.rows.len()).collect::<Vec<_>>(), &self.difficulty);
+        Ok(())
     }
 
     /// Draws the candidate batch for step `t`: positions into `rows`.
@@ -477,6 +478,18 @@ mod tests {
         assert_eq!(self_paced_keep(&losses, 0.5 * 2f64.powi(2)).len(), 5);
     }
 
+    /// Pearson's statistic of `counts` from `n` draws against the distribution `p`.
+    fn chi_square(counts: &[usize], p: &[f64], n: usize) -> f64 {
+        counts
+            .iter()
+            .zip(p)
+            .map(|(c, pi)| {
+                let e = pi * n as f64;
+                (*c as f64 - e).powi(2) / e
+            })
+            .sum()
+    }
+
     #[test]
     fn mining_draws_follow_loss_to_the_alpha() {
         let losses = [1.0f32, 2.0, 3.0, 4.0];
@@ -496,25 +509,11 @@ mod tests {
         for i in draw(&p, n, &mut Rng::new(42)) {
             counts[i] += 1;
         }
-        let chi2: f64 = counts
-            .iter()
-            .zip(&p)
-            .map(|(c, pi)| {
-                let e = pi * n as f64;
-                (*c as f64 - e).powi(2) / e
-            })
-            .sum();
+        let chi2 = chi_square(&counts, &p, n);
         assert!(chi2 < 16.27, "chi-square {chi2} for counts {counts:?}");
         // And a wrong distribution is rejected by the same test (the test can fail).
         let uniform = [0.25; 4];
-        let chi2_wrong: f64 = counts
-            .iter()
-            .zip(&uniform)
-            .map(|(c, pi)| {
-                let e = pi * n as f64;
-                (*c as f64 - e).powi(2) / e
-            })
-            .sum();
+        let chi2_wrong = chi_square(&counts, &uniform, n);
         assert!(chi2_wrong > 16.27);
     }
 
@@ -549,7 +548,7 @@ mod tests {
         let column: Vec<f32> = (0..40).map(|i| i as f32).collect();
         let make = || {
             let mut s = Sampler::new(vec![phase.clone()], (0..40).collect(), 4, 9);
-            s.set_columns(column.clone());
+            s.set_column("rank", column.clone());
             s.prepare(0, |_| Err("a column curriculum needs no losses".into()))
                 .unwrap();
             s
@@ -564,5 +563,57 @@ mod tests {
                 "step {t}: {x:?} beyond {limit}"
             );
         }
+    }
+
+    #[test]
+    fn each_phase_orders_by_its_own_measure_from_its_first_step() {
+        let phase = |after, difficulty| Phase {
+            after,
+            refresh: 1000,
+            difficulty,
+            pace: Pace::Discrete {
+                fractions: vec![0.25],
+                boundaries: vec![],
+            },
+            sampling: Sampling::Uniform,
+        };
+        let mut s = Sampler::new(
+            vec![
+                phase(0, Difficulty::Column("up".into())),
+                phase(5, Difficulty::Column("down".into())),
+                phase(10, Difficulty::Loss),
+                phase(12, Difficulty::OneMinusConfidence),
+            ],
+            (0..8).collect(),
+            2,
+            3,
+        );
+        s.set_column("up", (0..8).map(|i| i as f32).collect());
+        s.set_column("down", (0..8).map(|i| -(i as f32)).collect());
+        let mut calls = Vec::new();
+        let seen = |s: &mut Sampler, t: u64, calls: &mut Vec<u64>| {
+            s.prepare(t, |rows| {
+                calls.push(t);
+                // Row 3 is the easiest by loss.
+                Ok(rows
+                    .iter()
+                    .map(|r| if *r == 3 { 0.0 } else { 1.0 + *r as f32 })
+                    .collect())
+            })
+            .unwrap();
+            let (picks, _) = s.draw(t);
+            picks
+        };
+        // The visible quarter: rows {0, 1} by "up", {7, 6} by "down", {3, 0} by loss.
+        assert!(seen(&mut s, 0, &mut calls).iter().all(|i| *i < 2));
+        assert!(seen(&mut s, 5, &mut calls).iter().all(|i| *i >= 6));
+        let picks = seen(&mut s, 10, &mut calls);
+        assert!(picks.iter().all(|i| *i == 3 || *i == 0), "{picks:?}");
+        // Losses are computed at each loss phase's first step (refresh is 1000), not before,
+        // and not again within the phase.
+        seen(&mut s, 11, &mut calls);
+        seen(&mut s, 12, &mut calls);
+        seen(&mut s, 13, &mut calls);
+        assert_eq!(calls, vec![10, 12]);
     }
 }

@@ -105,9 +105,7 @@ fn model_can_feed(
     span: Span,
 ) -> Option<Diagnostic> {
     let model = model?;
-    let needs_losses = !matches!(phase.difficulty, Difficulty::Column(_))
-        || !matches!(phase.sampling, Sampling::Uniform);
-    if needs_losses && model.kind != "mlp" {
+    if phase.needs_example_losses() && model.kind != "mlp" {
         return Some(
             Diagnostic::error(
                 "E0168",
