@@ -240,6 +240,12 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// A list of whole step numbers, each at least `min`.
+    fn step_list(&self, key: &str, min: f64, rule: &str) -> Result<Vec<u64>, Diagnostic> {
+        let steps = self.list(key, |x| x >= min && x.fract() == 0.0, rule)?;
+        Ok(steps.into_iter().map(|x| x as u64).collect())
+    }
+
     fn list(
         &self,
         key: &str,
@@ -316,15 +322,7 @@ fn pace(e: &ast::Expr) -> Result<Pace, Diagnostic> {
         },
         "discrete" => {
             let fractions = a.list("fractions", fraction, "are visible fractions in (0, 1]")?;
-            let boundaries: Vec<u64> = a
-                .list(
-                    "boundaries",
-                    |x| x >= 1.0 && x.fract() == 0.0,
-                    "are whole steps ≥ 1",
-                )?
-                .into_iter()
-                .map(|x| x as u64)
-                .collect();
+            let boundaries = a.step_list("boundaries", 1.0, "are whole steps ≥ 1")?;
             if boundaries.len() + 1 != fractions.len()
                 || boundaries.windows(2).any(|w| w[0] >= w[1])
             {
@@ -384,15 +382,7 @@ fn pace(e: &ast::Expr) -> Result<Pace, Diagnostic> {
                 |x| x > 0.0 && x.is_finite(),
                 "are difficulties > 0",
             )?;
-            let max_step: Vec<u64> = a
-                .list(
-                    "max_step",
-                    |x| x >= 0.0 && x.fract() == 0.0,
-                    "are whole steps",
-                )?
-                .into_iter()
-                .map(|x| x as u64)
-                .collect();
+            let max_step = a.step_list("max_step", 0.0, "are whole steps")?;
             if max_step.len() + 1 != difficulty.len() {
                 return Err(Diagnostic::error("E0120", e.span, "`fixed_discrete` needs one more difficulty than max_step entries")
                     .with_label("lists disagree")
