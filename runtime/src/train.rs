@@ -9,6 +9,7 @@ use crate::data::Dataset;
 use crate::model::Model;
 use anneal_compiler::interp::{eval_sched, Interpreter, Oracle, Snapshot, StateValue};
 use anneal_compiler::ir::{Dtype, HyperValue, Program, Recipe};
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 /// What a run records.
@@ -226,24 +227,27 @@ pub fn train_with_progress(
         // Mixed precision: the model sees its weights as stored (bf16/f16); the optimizer
         // keeps the f32 master copy in `params`.
         let dtype = run.recipe.param_dtype;
-        let stored: Vec<Vec<f32>> = if dtype == Dtype::F32 {
-            params.to_vec()
+        // In f32 the two are the same: borrow rather than copy the model every step.
+        let stored: Cow<[Vec<f32>]> = if dtype == Dtype::F32 {
+            Cow::Borrowed(&*params)
         } else {
-            params
-                .iter()
-                .map(|p| p.iter().map(|x| round_to(dtype, *x)).collect())
-                .collect()
+            Cow::Owned(
+                params
+                    .iter()
+                    .map(|p| p.iter().map(|x| round_to(dtype, *x)).collect())
+                    .collect(),
+            )
         };
         let mut last_batch = (Vec::new(), Vec::new());
         for _ in 0..run.accumulate {
-            let rows = match run.curriculum {
+            let rows: Cow<[usize]> = match run.curriculum {
                 Some(c) => {
                     let (rows, stats) =
                         draw_curriculum(run, &mut c.borrow_mut(), t as u64, &stored)?;
                     trace.curriculum.push(stats);
-                    rows
+                    Cow::Owned(rows)
                 }
-                None => run.batches[m % run.batches.len()].clone(),
+                None => Cow::Borrowed(&run.batches[m % run.batches.len()]),
             };
             m += 1;
             let (x, y) = run.data.gather(&rows);
