@@ -2,6 +2,7 @@
 //! Text is drawn with the DejaVu Sans font shipped in `cli/assets`, so plots look the same
 //! on machines without system fonts.
 
+use anneal_runtime::atomic;
 use anneal_runtime::schedule::Curve;
 use plotters::prelude::*;
 use std::path::Path;
@@ -25,7 +26,8 @@ pub fn run(path: &Path, title: &str, panels: &[(&str, Vec<Curve>)]) -> Result<()
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let tmp = temp_path(path);
+    // Drawn beside the destination and renamed into place (`atomic`).
+    let tmp = atomic::temp_beside(path);
     let size = (
         900,
         if panels.len() <= 1 {
@@ -58,7 +60,7 @@ pub fn run(path: &Path, title: &str, panels: &[(&str, Vec<Curve>)]) -> Result<()
         let _ = std::fs::remove_file(&tmp);
         return Err(format!("cannot draw {}: {e}", path.display()));
     }
-    finish(&tmp, path)
+    atomic::commit(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Draws the learning-rate curves to `path` (.png or .svg).
@@ -68,29 +70,6 @@ pub fn schedules(path: &Path, title: &str, curves: &[Curve]) -> Result<(), Strin
         &format!("recipe {title}"),
         &[("learning rate", curves.to_vec())],
     )
-}
-
-/// Plots are written beside their destination and renamed into place, so a reader never
-/// sees half a file.
-fn temp_path(path: &Path) -> std::path::PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp.{ext}", std::process::id()))
-}
-
-fn finish(tmp: &Path, path: &Path) -> Result<(), String> {
-    let sync = std::fs::File::open(tmp).and_then(|f| f.sync_all());
-    if let Err(e) = sync.and_then(|_| std::fs::rename(tmp, path)) {
-        let _ = std::fs::remove_file(tmp);
-        return Err(format!("cannot write {}: {e}", path.display()));
-    }
-    Ok(())
 }
 
 fn draw_all<DB: DrawingBackend>(

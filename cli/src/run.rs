@@ -510,11 +510,9 @@ fn curriculum_sampler(
 
 /// One JSON object per step, written to a temporary file, synced, then renamed.
 fn write_metrics(path: &Path, trace: &Trace) -> Result<(), String> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    anneal_runtime::atomic::write_with(path, |f| {
         for t in 0..trace.grad_norm.len() {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "step": t,
                 "loss": trace.loss.get(t),
                 "lr": trace.lr.get(t),
@@ -523,7 +521,6 @@ fn write_metrics(path: &Path, trace: &Trace) -> Result<(), String> {
                 "loss_scale": trace.loss_scale.get(t),
                 "skipped": trace.skipped.get(t),
             });
-            let mut line = line;
             if let (Some(c), Some(obj)) = (trace.curriculum.get(t), line.as_object_mut()) {
                 obj.insert("visible_fraction".into(), c.visible_fraction.into());
                 obj.insert("mean_difficulty".into(), c.mean_difficulty.into());
@@ -531,12 +528,7 @@ fn write_metrics(path: &Path, trace: &Trace) -> Result<(), String> {
             }
             writeln!(f, "{line}")?;
         }
-        let f = f.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
+        Ok(())
     })
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

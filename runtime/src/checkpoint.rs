@@ -128,24 +128,8 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), String> {
     }
     let sum = fnv64(&buf);
     buf.extend_from_slice(&sum.to_le_bytes());
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&buf)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // The rename is durable once the directory entry is.
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write checkpoint {}: {e}", path.display())
-    })
+    crate::atomic::write_with(path, |f| f.write_all(&buf))
+        .map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))
 }
 
 struct Reader<'a> {

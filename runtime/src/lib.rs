@@ -2,6 +2,7 @@
 //! runs the conformance cases against the golden numbers from Optax and PyTorch.
 //! Later stages (models, data, the training loop, checkpoints) grow here.
 
+pub mod atomic;
 pub mod checkpoint;
 pub mod conformance;
 pub mod curriculum;
