@@ -12,6 +12,7 @@ pub mod doc;
 pub mod glob;
 pub mod interp;
 pub mod ir;
+pub mod math;
 pub mod print;
 pub mod source;
 pub mod stdlib;

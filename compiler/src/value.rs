@@ -4,6 +4,7 @@
 
 use crate::ast::{BinOp, CmpOp, UnOp};
 use crate::ir::{HyperExpr, HyperValue, Sched};
+use crate::math::{arith, compare};
 
 /// Evaluates `e` with `params` bound to the enclosing definition's parameters.
 pub fn eval_hyper(e: &HyperExpr, params: &[HyperValue]) -> Result<HyperValue, String> {
@@ -131,29 +132,4 @@ pub fn binary(op: BinOp, a: HyperValue, b: HyperValue) -> Result<HyperValue, Str
             }
         }
     })
-}
-
-/// Scalar arithmetic shared by every evaluator of the language (f64).
-pub fn arith(op: BinOp, x: f64, y: f64) -> f64 {
-    match op {
-        BinOp::Add => x + y,
-        BinOp::Sub => x - y,
-        BinOp::Mul => x * y,
-        BinOp::Div => x / y,
-        BinOp::Pow => x.powf(y),
-        BinOp::And => f64::from(u8::from(x != 0.0 && y != 0.0)),
-        BinOp::Or => f64::from(u8::from(x != 0.0 || y != 0.0)),
-        BinOp::Cmp(c) => f64::from(u8::from(compare(c, x, y))),
-    }
-}
-
-pub fn compare(c: CmpOp, x: f64, y: f64) -> bool {
-    match c {
-        CmpOp::Lt => x < y,
-        CmpOp::Le => x <= y,
-        CmpOp::Gt => x > y,
-        CmpOp::Ge => x >= y,
-        CmpOp::Eq => x == y,
-        CmpOp::Ne => x != y,
-    }
 }

@@ -10,10 +10,11 @@
 use crate::ast::{BinOp, UnOp};
 use crate::glob::assign_groups;
 use crate::ir::{
-    Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, ListOp, Program, Recipe, ReduceOp,
-    Sched, Scope, ShapeInfo, Stmt,
+    Body, DefBody, Expr, ExprId, Extent, HyperValue, ListOp, Program, Recipe, ReduceOp, Sched,
+    Scope, ShapeInfo, Stmt,
 };
-use crate::value::{arith, eval_hyper};
+use crate::math::{arith, builtin};
+use crate::value::eval_hyper;
 
 pub mod lbfgs;
 mod view;
@@ -208,7 +209,7 @@ impl SchedCx<'_> {
                     .iter()
                     .map(|x| self.eval(*x))
                     .collect::<Result<Vec<_>, _>>()?;
-                builtin64(*b, &vals)
+                builtin(*b, &vals)
             }
             Expr::ScheduleAt(i, x) => {
                 let at = self.eval(*x)?;
@@ -286,107 +287,6 @@ impl SchedCx<'_> {
                 hyper_scalar(self.env, s, x - offset, self.group)
             }
         }
-    }
-}
-
-/// Scalar math in f64.
-pub fn builtin64(b: Builtin, x: &[f64]) -> f64 {
-    match b {
-        Builtin::Sqrt => x[0].sqrt(),
-        Builtin::Exp => x[0].exp(),
-        Builtin::Log => x[0].ln(),
-        Builtin::Abs => x[0].abs(),
-        Builtin::Sign => sign64(x[0]),
-        Builtin::Min => x[0].min(x[1]),
-        Builtin::Max => x[0].max(x[1]),
-        Builtin::Pow => x[0].powf(x[1]),
-        Builtin::Clamp => x[0].max(x[1]).min(x[2]),
-        Builtin::Lerp => lerp64(x[0], x[1], x[2]),
-        Builtin::Floor => x[0].floor(),
-        Builtin::Ceil => x[0].ceil(),
-        Builtin::Cos => x[0].cos(),
-        Builtin::Sin => x[0].sin(),
-        Builtin::Tanh => x[0].tanh(),
-        Builtin::IsFinite => f64::from(u8::from(x[0].is_finite())),
-        Builtin::IsNone => f64::from(u8::from(x[0].is_nan())),
-    }
-}
-
-/// The same math in f32, for per-element values.
-pub fn builtin32(b: Builtin, x: &[f32]) -> f32 {
-    match b {
-        Builtin::Sqrt => x[0].sqrt(),
-        Builtin::Exp => x[0].exp(),
-        Builtin::Log => x[0].ln(),
-        Builtin::Abs => x[0].abs(),
-        Builtin::Sign => sign32(x[0]),
-        Builtin::Min => x[0].min(x[1]),
-        Builtin::Max => x[0].max(x[1]),
-        Builtin::Pow => x[0].powf(x[1]),
-        Builtin::Clamp => x[0].max(x[1]).min(x[2]),
-        Builtin::Lerp => {
-            let (a, b, w) = (x[0], x[1], x[2]);
-            // torch's lerp: two formulas, each exact at its end (ATen Lerp.h).
-            if w.abs() < 0.5 {
-                a + w * (b - a)
-            } else {
-                b - (b - a) * (1.0 - w)
-            }
-        }
-        Builtin::Floor => x[0].floor(),
-        Builtin::Ceil => x[0].ceil(),
-        Builtin::Cos => x[0].cos(),
-        Builtin::Sin => x[0].sin(),
-        Builtin::Tanh => x[0].tanh(),
-        Builtin::IsFinite => f32::from(u8::from(x[0].is_finite())),
-        Builtin::IsNone => f32::from(u8::from(x[0].is_nan())),
-    }
-}
-
-fn lerp64(a: f64, b: f64, w: f64) -> f64 {
-    if w.abs() < 0.5 {
-        a + w * (b - a)
-    } else {
-        b - (b - a) * (1.0 - w)
-    }
-}
-
-/// sign with sign(0) = 0 (optimizers' convention; `signum(0.0)` is 1).
-pub fn sign64(x: f64) -> f64 {
-    if x > 0.0 {
-        1.0
-    } else if x < 0.0 {
-        -1.0
-    } else {
-        x
-    }
-}
-
-pub fn sign32(x: f32) -> f32 {
-    if x > 0.0 {
-        1.0
-    } else if x < 0.0 {
-        -1.0
-    } else {
-        x
-    }
-}
-
-/// f32 arithmetic for per-element operations.
-pub fn arith32(op: BinOp, x: f32, y: f32) -> f32 {
-    match op {
-        BinOp::Add => x + y,
-        BinOp::Sub => x - y,
-        BinOp::Mul => x * y,
-        BinOp::Div => x / y,
-        BinOp::Pow => x.powf(y),
-        BinOp::And => f32::from(u8::from(x != 0.0 && y != 0.0)),
-        BinOp::Or => f32::from(u8::from(x != 0.0 || y != 0.0)),
-        BinOp::Cmp(c) => f32::from(u8::from(crate::value::compare(
-            c,
-            f64::from(x),
-            f64::from(y),
-        ))),
     }
 }
 
@@ -1060,7 +960,7 @@ impl StepCx<'_, '_, '_> {
                 self.zip(
                     &[x, y],
                     |v| arith(op, v[0], v[1]),
-                    |v| arith32(op, v[0], v[1]),
+                    |v| arith(op, v[0], v[1]),
                 )
             }
             Expr::Select(c, a, b) => {
@@ -1083,7 +983,7 @@ impl StepCx<'_, '_, '_> {
                     .map(|x| self.eval(*x))
                     .collect::<Result<Vec<_>, _>>()?;
                 let b = *b;
-                self.zip(&vals, |v| builtin64(b, v), |v| builtin32(b, v))
+                self.zip(&vals, |v| builtin(b, v), |v| builtin(b, v))
             }
             Expr::Reduce(op, scope, x) => {
                 let x = self.eval(*x)?;
