@@ -23,6 +23,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The command succeeded; its stdout parsed as JSON.
+fn json_output(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_str(&stdout(o)).expect("stdout is JSON")
+}
+
 /// The command exited 1 and said `needle` on stderr.
 fn fails_with(o: &Output, needle: &str) {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
@@ -95,8 +101,7 @@ fn schedule_json_matches_the_formula() {
         "65",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = json_output(&o);
     let lr = v["schedules"]["lr"].as_array().unwrap();
     assert_eq!(lr.len(), 65);
     // StepLR(base 0.1, step 30, gamma 0.1): 0.1 for k < 30, 0.01 for k < 60, then 0.001.
@@ -213,8 +218,7 @@ fn run_trains_the_digits_mlp_and_writes_metrics_and_a_plot() {
         "--plot",
         plot.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let s = json_output(&o);
     assert_eq!(s["steps"], 150);
     // A tenth of the budget already separates digits far better than chance (0.1).
     assert!(s["test_accuracy"].as_f64().unwrap() > 0.8, "{s}");
@@ -243,8 +247,7 @@ fn run_reads_model_and_data_from_the_recipe() {
         "40",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let s = json_output(&o);
     assert!(s["test_accuracy"].as_f64().unwrap() > 0.5, "{s}");
 }
 
@@ -377,8 +380,7 @@ fn mixed_precision_skips_overflowing_steps_and_backs_off() {
         "120",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let s = json_output(&o);
     // From 1e12, halving each overflowing step reaches the f16-safe range (~1e6 for
     // gradients near 1e-2 to 1) after a couple of dozen skipped steps.
     let skipped = s["skipped_steps"].as_u64().unwrap();
@@ -390,8 +392,7 @@ fn mixed_precision_skips_overflowing_steps_and_backs_off() {
 fn standalone_models_train_and_provide_hessian_products() {
     // Sophia needs Hessian-vector products: the quadratic model computes them exactly.
     let o = anneal(&["run", "examples/sophia_quadratic.anneal", "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let s = json_output(&o);
     // From x = 0 the loss is ½ Σ aᵢ ≈ 7.3e3 for curvatures 1..1000 over 50 dimensions.
     assert!(s["final_loss"].as_f64().unwrap() < 1e-2, "{s}");
     // Lion on Rosenbrock from (−1.2, 1): the loss (24.2 at the start) falls.
@@ -404,8 +405,7 @@ fn standalone_models_train_and_provide_hessian_products() {
         "500",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let s = json_output(&o);
     assert!(s["final_loss"].as_f64().unwrap() < 24.2, "{s}");
     let o = anneal(&[
         "run",
@@ -432,8 +432,7 @@ fn curriculum_runs_its_phases_and_reports_them_per_step() {
         "--metrics",
         metrics.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let s = json_output(&o);
     assert!(s["test_accuracy"].as_f64().unwrap() > 0.8, "{s}");
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&metrics)
         .unwrap()
