@@ -115,10 +115,25 @@ enum Emit {
     Ir,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Backend {
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Cranelift when the recipe lowers to a fused kernel, else the interpreter.
+    Auto,
     /// The reference interpreter.
     Interp,
+    /// The fused step, JIT-compiled with Cranelift.
+    Cranelift,
+}
+
+impl Backend {
+    pub fn to_compiler(self) -> anneal_compiler::backends::Backend {
+        use anneal_compiler::backends::Backend as B;
+        match self {
+            Backend::Auto => B::Auto,
+            Backend::Interp => B::Interp,
+            Backend::Cranelift => B::Cranelift,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -178,10 +193,10 @@ fn dispatch(cli: Cli) -> ExitCode {
         },
         Command::Conformance {
             paths,
-            backend: Backend::Interp,
+            backend,
             json,
             emit_recipe,
-        } => cmd_conformance(&paths, json, emit_recipe),
+        } => cmd_conformance(&paths, backend, json, emit_recipe),
     }
 }
 
@@ -431,7 +446,7 @@ fn cmd_doc(name: Option<&str>, markdown: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn cmd_conformance(paths: &[PathBuf], json: bool, emit_recipe: bool) -> ExitCode {
+fn cmd_conformance(paths: &[PathBuf], backend: Backend, json: bool, emit_recipe: bool) -> ExitCode {
     let files = match conformance::collect_cases(paths) {
         Ok(f) => f,
         Err(e) => return fail(e),
@@ -445,16 +460,26 @@ fn cmd_conformance(paths: &[PathBuf], json: bool, emit_recipe: bool) -> ExitCode
         }
         return ExitCode::SUCCESS;
     }
-    let report = conformance::run_files(&files);
+    let report = conformance::run_files(&files, backend.to_compiler());
     if json {
         outln!("{}", report.to_json());
     } else {
         for case in &report.cases {
-            if !case.passed {
+            if case.unsupported {
+                outln!("UNSUPPORTED {}: {}", case.name, case.message);
+            } else if !case.passed {
                 outln!("FAIL {}: {}", case.name, case.message);
             }
         }
-        outln!("{} passed, {} failed", report.passed(), report.failed());
+        let unsupported = match report.unsupported() {
+            0 => String::new(),
+            n => format!(", {n} unsupported on this back end (they run on the interpreter)"),
+        };
+        outln!(
+            "{} passed, {} failed{unsupported}",
+            report.passed(),
+            report.failed()
+        );
     }
     if report.failed() > 0 {
         ExitCode::FAILURE

@@ -57,6 +57,12 @@ pub struct RunArgs {
     /// Continue from the checkpoint in --checkpoint-dir.
     #[arg(long)]
     pub resume: bool,
+    /// Who runs the update step (auto: the fused Cranelift step when the recipe lowers).
+    #[arg(long, value_enum, default_value_t = crate::Backend::Auto)]
+    pub backend: crate::Backend,
+    /// Threads for the compiled update step (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// The outcome, for `--json` and the summary line.
@@ -71,6 +77,8 @@ pub struct Summary {
     pub test_mse: Option<f64>,
     pub seconds: f64,
     pub steps_per_second: f64,
+    /// The back end that ran the update step.
+    pub backend: String,
 }
 
 /// `mlp:64,128,10:tanh`, `softmax:64,10`, `linear:10,1`.
@@ -356,6 +364,8 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         curriculum: sampler.as_ref(),
         accumulate: 1,
         steps,
+        backend: args.backend.to_compiler(),
+        threads: args.threads,
     };
     let bar = if std::io::stderr().is_terminal() && !args.json {
         let b = ProgressBar::new(steps as u64);
@@ -369,48 +379,51 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     };
     let every = (steps / 10).max(1);
     let start = std::time::Instant::now();
-    let mut on_step = |t: usize,
-                       tr: &Trace,
-                       params: &[Vec<f32>],
-                       interp: &anneal_compiler::interp::Interpreter| {
-        if let Some(path) = &ck_path {
-            if (t + 1).is_multiple_of(ck_every) || t + 1 == steps {
-                checkpoint::save(
-                    path,
-                    &Checkpoint {
-                        recipe_hash: hash,
-                        step: t as u64 + 1,
-                        names: names.clone(),
-                        shapes: shapes.clone(),
-                        params: params.to_vec(),
-                        snapshot: interp.snapshot(),
-                    },
-                )?;
+    let mut on_step =
+        |t: usize, tr: &Trace, params: &[Vec<f32>], interp: &anneal_compiler::backends::Stepper| {
+            if let Some(path) = &ck_path {
+                if (t + 1).is_multiple_of(ck_every) || t + 1 == steps {
+                    checkpoint::save(
+                        path,
+                        &Checkpoint {
+                            recipe_hash: hash,
+                            step: t as u64 + 1,
+                            names: names.clone(),
+                            shapes: shapes.clone(),
+                            params: params.to_vec(),
+                            snapshot: interp.snapshot(),
+                        },
+                    )?;
+                }
             }
-        }
-        let loss = tr.loss.last().copied().unwrap_or(f32::NAN);
-        let lr = tr
-            .lr
-            .last()
-            .and_then(|g| g.first())
-            .copied()
-            .unwrap_or(f64::NAN);
-        match &bar {
-            Some(b) => {
-                b.set_position(t as u64 + 1);
-                b.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
+            let loss = tr.loss.last().copied().unwrap_or(f32::NAN);
+            let lr = tr
+                .lr
+                .last()
+                .and_then(|g| g.first())
+                .copied()
+                .unwrap_or(f64::NAN);
+            match &bar {
+                Some(b) => {
+                    b.set_position(t as u64 + 1);
+                    b.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
+                }
+                None if !args.json && ((t + 1).is_multiple_of(every) || t + 1 == steps) => {
+                    eprintln!("step {:>6}/{steps}  loss {loss:.4}  lr {lr:.3e}", t + 1);
+                }
+                None => {}
             }
-            None if !args.json && ((t + 1).is_multiple_of(every) || t + 1 == steps) => {
-                eprintln!("step {:>6}/{steps}  loss {loss:.4}  lr {lr:.3e}", t + 1);
-            }
-            None => {}
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     let trace = train_with_progress(&run, &names, &shapes, &mut params, resume, &mut on_step)?;
     let seconds = start.elapsed().as_secs_f64();
     if let Some(b) = &bar {
         b.finish_and_clear();
+    }
+    if let Some(why) = trace.backend.as_ref().and_then(|c| c.fallback.as_ref()) {
+        if !args.json {
+            eprintln!("note: the update step ran on the interpreter: {why}");
+        }
     }
     let (mut acc, mut mse) = (None, None);
     if let (Some(model), false) = (&mlp, test_rows.is_empty()) {
@@ -466,6 +479,11 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         test_mse: mse,
         seconds,
         steps_per_second: steps as f64 / seconds.max(1e-9),
+        backend: trace
+            .backend
+            .as_ref()
+            .map(|c| c.backend.to_string())
+            .unwrap_or_default(),
     })
 }
 

@@ -6,12 +6,14 @@
 //! `compile` runs the front end over a user file and the standard library.
 
 pub mod ast;
+pub mod backends;
 pub mod check;
 pub mod diagnostic;
 pub mod doc;
 pub mod glob;
 pub mod interp;
 pub mod ir;
+pub mod kernel;
 pub mod math;
 pub mod print;
 pub mod source;

@@ -7,7 +7,8 @@
 use crate::curriculum::{Sampler, StepStats};
 use crate::data::Dataset;
 use crate::model::Model;
-use anneal_compiler::interp::{eval_sched, Interpreter, Oracle, Snapshot, StateValue};
+use anneal_compiler::backends::{Backend, Choice, Stepper};
+use anneal_compiler::interp::{eval_sched, Oracle, Snapshot, StateValue};
 use anneal_compiler::ir::{Dtype, HyperValue, Program, Recipe};
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -31,6 +32,8 @@ pub struct Trace {
     pub skipped: Vec<bool>,
     /// Per micro-batch, with a curriculum: visible fraction, mean difficulty, kept fraction.
     pub curriculum: Vec<StepStats>,
+    /// The back end that ran the step, its compile time, and why `auto` fell back.
+    pub backend: Option<Choice>,
 }
 
 /// A value as the weight storage type keeps it (round to nearest even), back in f32.
@@ -54,6 +57,10 @@ pub struct Run<'a> {
     pub curriculum: Option<&'a RefCell<Sampler>>,
     pub accumulate: usize,
     pub steps: usize,
+    /// Who runs the update step (`auto`: Cranelift when the recipe lowers).
+    pub backend: Backend,
+    /// Threads for the compiled step (0: all cores).
+    pub threads: usize,
 }
 
 /// The rows a curriculum gives micro-batch at step `t`: losses refreshed when due, a batch
@@ -154,9 +161,8 @@ pub fn train(
     train_with_progress(run, names, shapes, params, None, &mut |_, _, _, _| Ok(()))
 }
 
-/// Called after every optimizer step with (step, trace, weights, interpreter).
-pub type Progress<'a> =
-    dyn FnMut(usize, &Trace, &[Vec<f32>], &Interpreter) -> Result<(), String> + 'a;
+/// Called after every optimizer step with (step, trace, weights, stepper).
+pub type Progress<'a> = dyn FnMut(usize, &Trace, &[Vec<f32>], &Stepper) -> Result<(), String> + 'a;
 
 /// Where a resumed run starts: the steps already taken and the interpreter's progress.
 pub struct Resume {
@@ -177,7 +183,15 @@ pub fn train_with_progress(
     if run.batches.is_empty() || run.accumulate == 0 {
         return Err("a run needs at least one batch and accumulate >= 1".into());
     }
-    let mut interp = Interpreter::with_shapes(run.program, run.recipe, names, shapes, params)?;
+    let (mut interp, choice) = Stepper::new(
+        run.backend,
+        run.program,
+        run.recipe,
+        names,
+        shapes,
+        params,
+        run.threads,
+    )?;
     let start = match resume {
         Some(r) => {
             interp.restore(r.snapshot)?;
@@ -202,7 +216,10 @@ pub fn train_with_progress(
     };
     let lr_arg = arg("lr").or_else(|| arg("learning_rate"));
     let momentum_arg = arg("momentum").or_else(|| arg("betas"));
-    let mut trace = Trace::default();
+    let mut trace = Trace {
+        backend: Some(choice),
+        ..Trace::default()
+    };
     let mut m = start * run.accumulate;
     for t in start..run.steps {
         // The optimizer's schedules are read at its own count: the updates it has made

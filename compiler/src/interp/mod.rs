@@ -126,7 +126,7 @@ fn hyper_scalar(env: Env, v: &HyperValue, count: f64, group: usize) -> Result<f6
     }
 }
 
-fn str_value(v: &HyperValue, group: usize) -> Result<&str, String> {
+pub(crate) fn str_value(v: &HyperValue, group: usize) -> Result<&str, String> {
     match v {
         HyperValue::Str(s) => Ok(s),
         HyperValue::PerGroup(vs) => {
@@ -382,19 +382,19 @@ pub struct Snapshot {
 /// against.
 pub struct Interpreter<'p> {
     program: &'p Program,
-    recipe: Recipe,
+    pub(crate) recipe: Recipe,
     /// Group index of each tensor.
-    group_of: Vec<usize>,
-    sizes: Vec<usize>,
-    views: Vec<TensorView>,
+    pub(crate) group_of: Vec<usize>,
+    pub(crate) sizes: Vec<usize>,
+    pub(crate) views: Vec<TensorView>,
     /// Per stage, per declared state.
     pub states: Vec<Vec<StateValue>>,
     /// Steps taken so far (skipped ones included).
     pub count: u64,
     /// Per stage: the updates it has made (runs that were not skipped); its `step` is
     /// this + 1 and its schedules are read at this count.
-    runs: Vec<u64>,
-    last_skipped: bool,
+    pub(crate) runs: Vec<u64>,
+    pub(crate) last_skipped: bool,
     /// Metrics observed after each step, for schedules that follow one.
     metrics: Vec<f64>,
     /// Seed of the `rademacher()` stream.
@@ -566,7 +566,7 @@ impl<'p> Interpreter<'p> {
         Ok(out)
     }
 
-    fn stage_body(&self, si: usize) -> Result<&'p Body, String> {
+    pub(crate) fn stage_body(&self, si: usize) -> Result<&'p Body, String> {
         let def = self.recipe.stages[si].def;
         match &self.program.defs[def].body {
             DefBody::Stage(b) => Ok(b),
@@ -575,7 +575,7 @@ impl<'p> Interpreter<'p> {
     }
 
     /// Every hyperparameter of stage `si`, per group, at `count`; `None` for lists.
-    fn hypers(&self, si: usize, count: f64) -> Result<Vec<Option<Vec<f64>>>, String> {
+    pub(crate) fn hypers(&self, si: usize, count: f64) -> Result<Vec<Option<Vec<f64>>>, String> {
         let groups = self.recipe.groups.len().max(1);
         let stage = &self.recipe.stages[si];
         let mut out = Vec::new();
@@ -764,7 +764,7 @@ impl<'p> Interpreter<'p> {
     }
 
     /// The hyperparameter values a list-typed argument holds, for stage `si`.
-    fn list_arg(
+    pub(crate) fn list_arg(
         &self,
         args: &[HyperValue],
         i: usize,

@@ -11,7 +11,8 @@ pub use case::{load_case, Case};
 pub use source::function_names;
 
 use crate::model::{Model, Rosenbrock};
-use anneal_compiler::interp::{eval_sched_observed, Env, Interpreter, StateValue};
+use anneal_compiler::backends::{Backend, Stepper};
+use anneal_compiler::interp::{eval_sched_observed, Env, StateValue};
 use anneal_compiler::{compile, diagnostic, ir::Program};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ use std::path::{Path, PathBuf};
 pub struct CaseResult {
     pub name: String,
     pub passed: bool,
+    /// The back end cannot run this recipe (it runs on the interpreter); not a failure.
+    pub unsupported: bool,
     pub message: String,
 }
 
@@ -36,7 +39,11 @@ impl Report {
     }
 
     pub fn failed(&self) -> usize {
-        self.cases.len() - self.passed()
+        self.cases.len() - self.passed() - self.unsupported()
+    }
+
+    pub fn unsupported(&self) -> usize {
+        self.cases.iter().filter(|c| c.unsupported).count()
     }
 
     /// `{"passed": N, "failed": M, "cases": [{"name", "status", "message"}]}`
@@ -44,9 +51,10 @@ impl Report {
         serde_json::json!({
             "passed": self.passed(),
             "failed": self.failed(),
+            "unsupported": self.unsupported(),
             "cases": self.cases.iter().map(|c| serde_json::json!({
                 "name": c.name,
-                "status": if c.passed { "passed" } else { "failed" },
+                "status": if c.passed { "passed" } else if c.unsupported { "unsupported" } else { "failed" },
                 "message": c.message,
             })).collect::<Vec<_>>(),
         })
@@ -102,22 +110,24 @@ pub fn recipe_source(case: &Case) -> Result<String, String> {
 }
 
 /// Runs every case file; a file that cannot be read or parsed is one failed case.
-pub fn run_files(files: &[PathBuf]) -> Report {
+pub fn run_files(files: &[PathBuf], backend: Backend) -> Report {
     let lib = library();
     let mut report = Report::default();
     for f in files {
         let result = match load_case(f) {
             Ok(case) => {
                 let name = case.name.clone();
-                match run_case(&case, &lib) {
+                match run_case_on(&case, &lib, backend) {
                     Ok(()) => CaseResult {
                         name,
                         passed: true,
+                        unsupported: false,
                         message: String::new(),
                     },
                     Err(message) => CaseResult {
                         name,
                         passed: false,
+                        unsupported: message.starts_with(UNSUPPORTED),
                         message,
                     },
                 }
@@ -125,6 +135,7 @@ pub fn run_files(files: &[PathBuf]) -> Report {
             Err(e) => CaseResult {
                 name: f.display().to_string(),
                 passed: false,
+                unsupported: false,
                 message: format!("malformed case file {}: {e}", f.display()),
             },
         };
@@ -145,10 +156,20 @@ pub(crate) fn compile_case(case: &Case, src: &str) -> Result<anneal_compiler::Co
     Ok(c)
 }
 
-/// Runs one case: Err carries the first mismatch (or why it could not run).
+/// How a case's error begins when the chosen back end cannot run its recipe.
+pub const UNSUPPORTED: &str = "unsupported on this back end: ";
+
+/// Runs one case on the interpreter: Err carries the first mismatch (or why it could not
+/// run).
 pub fn run_case(case: &Case, lib: &Program) -> Result<(), String> {
+    run_case_on(case, lib, Backend::Interp)
+}
+
+/// Runs one case on `backend`; a recipe the back end cannot run is an error starting with
+/// `UNSUPPORTED`.
+pub fn run_case_on(case: &Case, lib: &Program, backend: Backend) -> Result<(), String> {
     if case.kind == "train" {
-        return train_case::run_train_case(case, lib);
+        return train_case::run_train_case(case, lib, backend);
     }
     let module = source::library_module(case)?;
     for f in function_names(case) {
@@ -191,8 +212,8 @@ pub fn run_case(case: &Case, lib: &Program) -> Result<(), String> {
             }
             Ok(())
         }
-        "optimizer" => run_optimizer(case, &c.program, recipe),
-        "loss_scale" => run_loss_scale(case, &c.program, recipe),
+        "optimizer" => run_optimizer(case, &c.program, recipe, backend),
+        "loss_scale" => run_loss_scale(case, &c.program, recipe, backend),
         other => Err(format!("unknown case kind `{other}`")),
     }
 }
@@ -209,10 +230,28 @@ fn check_value(case: &Case, want: &f64, got: f64, at: impl Fn() -> String) -> Re
     ))
 }
 
+/// The recipe bound to tensors on `backend` (strictly: no silent fallback).
+pub(crate) fn stepper<'p>(
+    backend: Backend,
+    program: &'p Program,
+    recipe: &anneal_compiler::ir::Recipe,
+    names: &[String],
+    shapes: &[Vec<usize>],
+    params: &[Vec<f32>],
+) -> Result<Stepper<'p>, String> {
+    if backend != Backend::Interp {
+        if let Err(why) = anneal_compiler::kernel::lower(program, recipe) {
+            return Err(format!("{UNSUPPORTED}{why}"));
+        }
+    }
+    Ok(Stepper::new(backend, program, recipe, names, shapes, params, 1)?.0)
+}
+
 fn run_optimizer(
     case: &Case,
     program: &Program,
     recipe: &anneal_compiler::ir::Recipe,
+    backend: Backend,
 ) -> Result<(), String> {
     let tensors = case::params(case)?;
     let names: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
@@ -231,7 +270,7 @@ fn run_optimizer(
             case.steps
         ));
     }
-    let mut interp = Interpreter::with_shapes(program, recipe, &names, &shapes, &params)?;
+    let mut interp = stepper(backend, program, recipe, &names, &shapes, &params)?;
     for (k, want) in expected.iter().enumerate() {
         let grads = grads_src.at(k, &params)?;
         if !recipe.capabilities.is_empty() {
@@ -280,6 +319,7 @@ fn run_loss_scale(
     case: &Case,
     program: &Program,
     recipe: &anneal_compiler::ir::Recipe,
+    backend: Backend,
 ) -> Result<(), String> {
     let overflow = case
         .json
@@ -303,7 +343,7 @@ fn run_loss_scale(
     }
     let names = vec!["x".to_string()];
     let mut params = vec![vec![0.0f32]];
-    let mut interp = Interpreter::new(program, recipe, &names, &params)?;
+    let mut interp = stepper(backend, program, recipe, &names, &[vec![1]], &params)?;
     for k in 0..case.steps {
         let inf = overflow[k]
             .as_bool()

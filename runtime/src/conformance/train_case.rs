@@ -9,6 +9,7 @@ use super::source::{call_text, torch_scheduler, value_text};
 use crate::data::load_csv;
 use crate::model::{Activation, Loss, Mlp};
 use crate::train::{train, Run};
+use anneal_compiler::backends::Backend;
 use anneal_compiler::glob;
 use anneal_compiler::ir::Program;
 use serde_json::{Map, Value};
@@ -24,7 +25,7 @@ pub fn train_recipe_source(case: &Case) -> Result<String, String> {
     recipe_source(case, &names)
 }
 
-pub fn run_train_case(case: &Case, _lib: &Program) -> Result<(), String> {
+pub fn run_train_case(case: &Case, _lib: &Program, backend: Backend) -> Result<(), String> {
     let model = build_model(
         case.json
             .get("model")
@@ -113,7 +114,14 @@ pub fn run_train_case(case: &Case, _lib: &Program) -> Result<(), String> {
         curriculum: None,
         accumulate,
         steps: case.steps,
+        backend,
+        threads: 1,
     };
+    if backend != Backend::Interp {
+        if let Err(why) = anneal_compiler::kernel::lower(&c.program, recipe) {
+            return Err(format!("{}{why}", super::UNSUPPORTED));
+        }
+    }
     let trace = train(&run, &names, &shapes, &mut params)?;
     let expected = case
         .json

@@ -1,0 +1,184 @@
+//! Back ends: who runs a recipe's step. Entry point: `Stepper::new`.
+//!
+//! `interp` is the reference interpreter; `cranelift` lowers the recipe to the fused
+//! kernel (`kernel::lower`) and JIT-compiles its passes. `auto` takes Cranelift when the
+//! recipe lowers and says why when it falls back to the interpreter.
+
+pub mod cranelift;
+
+use crate::interp::{Interpreter, Oracle, Snapshot, StateValue};
+use crate::ir::{Program, Recipe};
+use crate::kernel::exec::Fused;
+use crate::kernel::lower;
+
+/// A back end, as `--backend` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Interp,
+    Cranelift,
+    /// Cranelift when the recipe lowers to a fused kernel, the interpreter otherwise.
+    Auto,
+}
+
+impl Backend {
+    pub const NAMES: [&'static str; 3] = ["auto", "interp", "cranelift"];
+
+    pub fn parse(s: &str) -> Option<Backend> {
+        match s {
+            "interp" => Some(Backend::Interp),
+            "cranelift" => Some(Backend::Cranelift),
+            "auto" => Some(Backend::Auto),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Interp => "interp",
+            Backend::Cranelift => "cranelift",
+            Backend::Auto => "auto",
+        }
+    }
+}
+
+/// A recipe's step on a chosen back end, with the interpreter's interface.
+pub enum Stepper<'p> {
+    Interp(Box<Interpreter<'p>>),
+    Fused(Box<Fused<'p>>),
+}
+
+/// What `Stepper::new` reports besides the stepper.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    /// The back end that runs: `interp` or `cranelift`.
+    pub backend: &'static str,
+    /// Why `auto` fell back to the interpreter.
+    pub fallback: Option<String>,
+    pub compile_ms: f64,
+}
+
+impl<'p> Stepper<'p> {
+    /// Binds `recipe` to named tensors on `backend`; `threads` (0: all cores) splits the
+    /// compiled passes. Fails when Cranelift was asked for and the recipe does not lower.
+    pub fn new(
+        backend: Backend,
+        program: &'p Program,
+        recipe: &Recipe,
+        names: &[String],
+        shapes: &[Vec<usize>],
+        params: &[Vec<f32>],
+        threads: usize,
+    ) -> Result<(Stepper<'p>, Choice), String> {
+        let interp = Interpreter::with_shapes(program, recipe, names, shapes, params)?;
+        if backend == Backend::Interp {
+            return Ok((
+                Stepper::Interp(Box::new(interp)),
+                Choice {
+                    backend: "interp",
+                    fallback: None,
+                    compile_ms: 0.0,
+                },
+            ));
+        }
+        let kernel = match lower(program, recipe) {
+            Ok(k) => k,
+            Err(why) if backend == Backend::Auto => {
+                return Ok((
+                    Stepper::Interp(Box::new(interp)),
+                    Choice {
+                        backend: "interp",
+                        fallback: Some(why.0),
+                        compile_ms: 0.0,
+                    },
+                ))
+            }
+            Err(why) => {
+                return Err(format!(
+                    "recipe `{}` cannot run on the cranelift back end: {why}; \
+                     run it with `--backend interp` (or `auto`)",
+                    recipe.name
+                ))
+            }
+        };
+        let code = cranelift::compile(&kernel)?;
+        let fused = Fused::new(interp, kernel, code.fns, threads)?;
+        Ok((
+            Stepper::Fused(Box::new(fused)),
+            Choice {
+                backend: "cranelift",
+                fallback: None,
+                compile_ms: code.compile_ms,
+            },
+        ))
+    }
+
+    pub fn interp(&self) -> &Interpreter<'p> {
+        match self {
+            Stepper::Interp(i) => i,
+            Stepper::Fused(f) => &f.interp,
+        }
+    }
+
+    fn interp_mut(&mut self) -> &mut Interpreter<'p> {
+        match self {
+            Stepper::Interp(i) => i,
+            Stepper::Fused(f) => &mut f.interp,
+        }
+    }
+
+    /// One update, with the model's oracle for recipes that call the model mid-step.
+    pub fn step_with(
+        &mut self,
+        params: &mut [Vec<f32>],
+        grads: &[Vec<f32>],
+        oracle: Option<&mut (dyn Oracle + '_)>,
+    ) -> Result<(), String> {
+        match self {
+            Stepper::Interp(i) => i.step_with(params, grads, oracle),
+            Stepper::Fused(f) => f.step(params, grads),
+        }
+    }
+
+    pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
+        match self {
+            Stepper::Interp(i) => i.step(params, grads),
+            Stepper::Fused(f) => f.step(params, grads),
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.interp().snapshot()
+    }
+
+    pub fn restore(&mut self, s: Snapshot) -> Result<(), String> {
+        self.interp_mut().restore(s)
+    }
+
+    pub fn observe(&mut self, metric: f64) {
+        self.interp_mut().observe(metric)
+    }
+
+    pub fn stage_counts(&self) -> &[u64] {
+        self.interp().stage_counts()
+    }
+
+    pub fn last_skipped(&self) -> bool {
+        self.interp().last_skipped()
+    }
+
+    pub fn state(&self, def_name: &str, name: &str) -> Option<&StateValue> {
+        self.interp().state(def_name, name)
+    }
+
+    pub fn set_seed(&mut self, seed: u64) {
+        self.interp_mut().seed = seed;
+    }
+
+    /// The back end that runs the step.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Stepper::Interp(_) => "interp",
+            Stepper::Fused(_) => "cranelift",
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! Drives a compiled kernel: the host side of a fused step. Entry point: `Fused::step`.
+//!
+//! Per step the host evaluates, in f64 and per tensor, the values the passes need
+//! (hyperparameters and schedules, bias corrections, reduction results), runs each needed
+//! reduction pass, then the map pass, then updates scalar and per-tensor states. Which
+//! reductions are needed is decided lazily, as the interpreter decides it: a reduction
+//! under a step-uniform `if` that goes the other way is switched off (its enable flag is
+//! 0), so `clip_grad_norm_`'s p-norm branch costs nothing at p = 2.
+//!
+//! Passes run over fixed-size chunks of each tensor, split across threads; each chunk
+//! writes its own partial results and the host combines them chunk by chunk in order, so
+//! reductions do not depend on the thread count.
+//!
+//! Everything that is not per element lives in the wrapped `Interpreter` (states, step
+//! counts, observed metrics), so snapshots, checkpoints and `state()` read the same as on
+//! the interpreter.
+
+use std::collections::BTreeSet;
+
+use rayon::prelude::*;
+
+use super::{Buf, Host, Kernel, PassKind, RId};
+use crate::interp::{str_value, Interpreter, StateValue};
+use crate::ir::{ReduceOp, Scope, ShapeInfo};
+use crate::math::{arith, builtin};
+
+/// A compiled pass: `(scalars, buffers, start, end, partials)`. `scalars` is the pass's
+/// per-tensor scalar table (f32), `buffers` one pointer per `Pass::bufs`, `[start, end)`
+/// the elements to process, `partials` one f64 per reduction of the pass.
+pub type PassFn = unsafe extern "C" fn(*const f32, *const *mut f32, u64, u64, *mut f64);
+
+/// A pass's scalar table: one row of f32 slots per tensor.
+type Table = Vec<Vec<f32>>;
+
+/// Elements per chunk: fixed, so the combination order of partial results (and so every
+/// reduction) is the same for any thread count.
+pub const CHUNK: usize = 1 << 15;
+
+/// A recipe's step running compiled passes.
+pub struct Fused<'p> {
+    pub interp: Interpreter<'p>,
+    kernel: Kernel,
+    fns: Vec<PassFn>,
+    pool: Option<rayon::ThreadPool>,
+    /// Per store and per reduction: the host values its element graph reads.
+    store_scalars: Vec<Vec<usize>>,
+    red_scalars: Vec<Vec<usize>>,
+}
+
+/// A pass invocation on one chunk; raw pointers into buffers that outlive the pass.
+#[derive(Clone, Copy)]
+struct Task {
+    f: PassFn,
+    table: *const f32,
+    bufs: *const *mut f32,
+    start: u64,
+    end: u64,
+}
+
+// SAFETY: tasks of one pass write disjoint element ranges (and their own partials); the
+// buffers they point into stay borrowed until every task has finished.
+unsafe impl Send for Task {}
+unsafe impl Sync for Task {}
+
+impl<'p> Fused<'p> {
+    /// `fns` holds one compiled function per pass of `kernel`; `threads` 0 means all cores.
+    pub fn new(
+        interp: Interpreter<'p>,
+        kernel: Kernel,
+        fns: Vec<PassFn>,
+        threads: usize,
+    ) -> Result<Self, String> {
+        if fns.len() != kernel.passes.len() {
+            return Err("one compiled function per pass is needed".into());
+        }
+        let pool = if threads == 1 {
+            None
+        } else {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| format!("cannot start the step's threads: {e}"))?,
+            )
+        };
+        let store_scalars = kernel
+            .stores
+            .iter()
+            .map(|s| kernel.uses(&[s.value]).1)
+            .collect();
+        let red_scalars = kernel
+            .reductions
+            .iter()
+            .map(|r| kernel.uses(&[r.input]).1)
+            .collect();
+        Ok(Fused {
+            interp,
+            kernel,
+            fns,
+            pool,
+            store_scalars,
+            red_scalars,
+        })
+    }
+
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// One update: `grads` in, `params` updated in place.
+    pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
+        let sizes = self.interp.sizes.clone();
+        if params.len() != sizes.len() || grads.len() != sizes.len() {
+            return Err(format!("expected {} tensors", sizes.len()));
+        }
+        for (i, (p, g)) in params.iter().zip(grads).enumerate() {
+            if p.len() != sizes[i] || g.len() != sizes[i] {
+                return Err(format!("tensor #{i} changed size"));
+            }
+        }
+        let nt = sizes.len();
+        let stages = self.kernel.stages;
+        let mut hypers: Vec<Option<Vec<Option<Vec<f64>>>>> = vec![None; stages];
+        let mut reduced: Vec<Option<Vec<f64>>> = vec![None; self.kernel.reductions.len()];
+        // Run reduction passes until every value the step needs is known.
+        let (active, skipped) = loop {
+            let mut ev = HostEval::new(self, &mut hypers, &reduced, nt);
+            let (active, skipped, blocked) = ev.skips()?;
+            for &(stage, _, h) in &self.kernel.host_states {
+                if stage < active {
+                    ev.all_tensors(h)?;
+                }
+            }
+            for (s, store) in self.kernel.stores.iter().enumerate() {
+                let live = if store.stage == stages {
+                    !skipped && !blocked
+                } else {
+                    store.stage < active
+                };
+                if live {
+                    for &h in &self.store_scalars[s] {
+                        ev.all_tensors(h)?;
+                    }
+                }
+            }
+            // A needed reduction's own input may need deeper reductions.
+            let mut runnable = Vec::new();
+            let mut done = BTreeSet::new();
+            loop {
+                let pending: Vec<RId> = ev.needed.difference(&done).copied().collect();
+                if pending.is_empty() {
+                    break;
+                }
+                for r in pending {
+                    done.insert(r);
+                    let mut known = true;
+                    for &h in &self.red_scalars[r] {
+                        known &= ev.all_tensors(h)?;
+                    }
+                    if known {
+                        runnable.push(r);
+                    }
+                }
+            }
+            if done.is_empty() {
+                if blocked {
+                    return Err("internal error: a `skip if` waits on no reduction".into());
+                }
+                break (active, skipped);
+            }
+            if runnable.is_empty() {
+                return Err("internal error: reductions depend on each other in a cycle".into());
+            }
+            let tables = self.tables_for_reductions(&mut ev, &runnable)?;
+            drop(ev);
+            for (p, table) in tables {
+                let results = self.run_reduce(p, &table, params, grads)?;
+                for (r, v) in results {
+                    reduced[r] = Some(v);
+                }
+            }
+        };
+        // The map pass, then the host states, then the counters.
+        let mut ev = HostEval::new(self, &mut hypers, &reduced, nt);
+        let mut finals = Vec::new();
+        for &(stage, state, h) in &self.kernel.host_states {
+            if stage < active {
+                let per: Vec<f64> = (0..nt.max(1))
+                    .map(|t| ev.eval(h, t).map(|v| v.unwrap_or(f64::NAN)))
+                    .collect::<Result<_, _>>()?;
+                finals.push((stage, state, per));
+            }
+        }
+        let map = self
+            .kernel
+            .passes
+            .iter()
+            .position(|p| p.kind == PassKind::Map);
+        let map_table = match map {
+            Some(p) => {
+                let flag = if skipped { active } else { stages + 1 };
+                Some((p, self.table(&mut ev, p, Some(flag as f32), &[])?))
+            }
+            None => None,
+        };
+        drop(ev);
+        if let Some((p, table)) = map_table {
+            self.run_pass(p, &table, params, grads, 0)?;
+        }
+        for (stage, state, per) in finals {
+            let slot = &mut self.interp.states[stage][state];
+            *slot = match slot {
+                StateValue::Tensor(_) => StateValue::Tensor(per[..nt].to_vec()),
+                _ => StateValue::Scalar(per[0]),
+            };
+        }
+        for s in 0..active {
+            self.interp.runs[s] += 1;
+        }
+        self.interp.count += 1;
+        self.interp.last_skipped = skipped;
+        Ok(())
+    }
+
+    /// The scalar tables of the reduction passes that hold `runnable`, per pass.
+    fn tables_for_reductions(
+        &self,
+        ev: &mut HostEval,
+        runnable: &[RId],
+    ) -> Result<Vec<(usize, Table)>, String> {
+        let mut out = Vec::new();
+        for (p, pass) in self.kernel.passes.iter().enumerate() {
+            if pass.kind != PassKind::Reduce {
+                continue;
+            }
+            let enable: Vec<f32> = pass
+                .reductions
+                .iter()
+                .map(|r| f32::from(u8::from(runnable.contains(r))))
+                .collect();
+            if enable.iter().any(|&e| e != 0.0) {
+                out.push((p, self.table(ev, p, None, &enable)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per tensor: the pass's scalar slots, the active-stage count, the enable flags.
+    fn table(
+        &self,
+        ev: &mut HostEval,
+        p: usize,
+        active: Option<f32>,
+        enable: &[f32],
+    ) -> Result<Table, String> {
+        let pass = &self.kernel.passes[p];
+        (0..self.interp.sizes.len())
+            .map(|t| {
+                let mut row = Vec::with_capacity(pass.scalars.len() + 1 + enable.len());
+                for &h in &pass.scalars {
+                    row.push(ev.eval(h, t)?.unwrap_or(f64::NAN) as f32);
+                }
+                if pass.guarded {
+                    row.push(active.unwrap_or(0.0));
+                }
+                row.extend_from_slice(enable);
+                Ok(row)
+            })
+            .collect()
+    }
+
+    /// Runs a reduction pass and finishes each enabled reduction per its scope: one value
+    /// per tensor (per-group and global results repeated over their tensors), plus one
+    /// more for step-uniform uses.
+    fn run_reduce(
+        &mut self,
+        p: usize,
+        table: &[Vec<f32>],
+        params: &mut [Vec<f32>],
+        grads: &[Vec<f32>],
+    ) -> Result<Vec<(RId, Vec<f64>)>, String> {
+        let pass = self.kernel.passes[p].clone();
+        let nred = pass.reductions.len();
+        let partials = self.run_pass(p, table, params, grads, nred)?;
+        let nt = self.interp.sizes.len();
+        let mut out = Vec::new();
+        for (j, &r) in pass.reductions.iter().enumerate() {
+            if table
+                .first()
+                .is_some_and(|row| row[row.len() - nred + j] == 0.0)
+            {
+                continue;
+            }
+            let red = &self.kernel.reductions[r];
+            let per: Vec<Acc> = (0..nt)
+                .map(|t| {
+                    let mut a = Acc::empty(red.op);
+                    for chunk in &partials[t] {
+                        a.merge(chunk[j], 0.0);
+                    }
+                    a.n = self.interp.sizes[t] as f64;
+                    a
+                })
+                .collect();
+            let mut vals = vec![f64::NAN; nt + 1];
+            match red.scope {
+                Scope::Tensor => {
+                    for t in 0..nt {
+                        vals[t] = per[t].finish();
+                    }
+                }
+                Scope::Group => {
+                    let groups = self.interp.recipe.groups.len().max(1);
+                    let mut acc = vec![Acc::empty(red.op); groups];
+                    for (t, a) in per.iter().enumerate() {
+                        let g = self.interp.group_of[t];
+                        acc[g].merge(a.v, a.n);
+                    }
+                    for t in 0..nt {
+                        vals[t] = acc[self.interp.group_of[t]].finish();
+                    }
+                }
+                _ => {
+                    let mut acc = Acc::empty(red.op);
+                    for a in &per {
+                        acc.merge(a.v, a.n);
+                    }
+                    vals = vec![acc.finish(); nt + 1];
+                }
+            }
+            out.push((r, vals));
+        }
+        Ok(out)
+    }
+
+    /// Runs pass `p` over every tensor in chunks; returns, per tensor and chunk, the
+    /// `nred` partial results.
+    fn run_pass(
+        &mut self,
+        p: usize,
+        table: &[Vec<f32>],
+        params: &mut [Vec<f32>],
+        grads: &[Vec<f32>],
+        nred: usize,
+    ) -> Result<Vec<Vec<Vec<f64>>>, String> {
+        let pass = &self.kernel.passes[p];
+        let f = self.fns[p];
+        let nt = self.interp.sizes.len();
+        let mut ptrs: Vec<Vec<*mut f32>> = Vec::with_capacity(nt);
+        for t in 0..nt {
+            let mut row = Vec::with_capacity(pass.bufs.len());
+            for b in &pass.bufs {
+                row.push(match *b {
+                    Buf::Param => params[t].as_mut_ptr(),
+                    Buf::Grad => grads[t].as_ptr() as *mut f32,
+                    Buf::State { stage, state } => match &mut self.interp.states[stage][state] {
+                        StateValue::Element(v) => v[t].as_mut_ptr(),
+                        _ => {
+                            return Err("internal error: an element state is not per element".into())
+                        }
+                    },
+                });
+            }
+            ptrs.push(row);
+        }
+        let mut tasks = Vec::new();
+        let mut owner = Vec::new();
+        for t in 0..nt {
+            let n = self.interp.sizes[t];
+            let mut start = 0;
+            while start < n {
+                let end = (start + CHUNK).min(n);
+                tasks.push(Task {
+                    f,
+                    table: table[t].as_ptr(),
+                    bufs: ptrs[t].as_ptr(),
+                    start: start as u64,
+                    end: end as u64,
+                });
+                owner.push(t);
+                start = end;
+            }
+        }
+        let mut partials = vec![0f64; tasks.len() * nred.max(1)];
+        let run = |task: &Task, out: &mut [f64]| {
+            // SAFETY: the pointers index buffers of at least `end` elements (sizes were
+            // checked above) and the table has every slot the pass reads.
+            unsafe {
+                (task.f)(
+                    task.table,
+                    task.bufs,
+                    task.start,
+                    task.end,
+                    out.as_mut_ptr(),
+                )
+            }
+        };
+        let width = nred.max(1);
+        match &self.pool {
+            Some(pool) if tasks.len() > 1 => pool.install(|| {
+                tasks
+                    .par_iter()
+                    .zip(partials.par_chunks_mut(width))
+                    .for_each(|(task, out)| run(task, out))
+            }),
+            _ => tasks
+                .iter()
+                .zip(partials.chunks_mut(width))
+                .for_each(|(task, out)| run(task, out)),
+        }
+        let mut per = vec![Vec::new(); nt];
+        for (i, t) in owner.into_iter().enumerate() {
+            per[t].push(partials[i * width..i * width + nred].to_vec());
+        }
+        Ok(per)
+    }
+}
+
+/// A reduction's running value: a sum (of values, squares, or `x·0` for finiteness), a
+/// maximum or a minimum, and the element count for means.
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    op: ReduceOp,
+    v: f64,
+    n: f64,
+}
+
+impl Acc {
+    fn empty(op: ReduceOp) -> Acc {
+        let v = match op {
+            ReduceOp::Max => f64::NEG_INFINITY,
+            ReduceOp::Min => f64::INFINITY,
+            _ => 0.0,
+        };
+        Acc { op, v, n: 0.0 }
+    }
+
+    fn merge(&mut self, v: f64, n: f64) {
+        self.v = match self.op {
+            ReduceOp::Max => self.v.max(v),
+            ReduceOp::Min => self.v.min(v),
+            _ => self.v + v,
+        };
+        self.n += n;
+    }
+
+    fn finish(&self) -> f64 {
+        match self.op {
+            ReduceOp::Norm => self.v.sqrt(),
+            ReduceOp::Sum | ReduceOp::Max | ReduceOp::Min => self.v,
+            ReduceOp::Mean => self.v / self.n,
+            ReduceOp::AllFinite => f64::from(u8::from(self.v.is_finite())),
+        }
+    }
+}
+
+/// Host values of one step, memoized per tensor; `None` while a reduction they need has
+/// not run (it is then recorded in `needed`).
+struct HostEval<'a, 'p> {
+    f: &'a Fused<'p>,
+    hypers: &'a mut Vec<Option<Vec<Option<Vec<f64>>>>>,
+    reduced: &'a [Option<Vec<f64>>],
+    memo: Vec<Option<Option<f64>>>,
+    nt: usize,
+    needed: BTreeSet<RId>,
+}
+
+impl<'a, 'p> HostEval<'a, 'p> {
+    fn new(
+        f: &'a Fused<'p>,
+        hypers: &'a mut Vec<Option<Vec<Option<Vec<f64>>>>>,
+        reduced: &'a [Option<Vec<f64>>],
+        nt: usize,
+    ) -> Self {
+        HostEval {
+            memo: vec![None; f.kernel.host.len() * (nt + 1)],
+            f,
+            hypers,
+            reduced,
+            nt,
+            needed: BTreeSet::new(),
+        }
+    }
+
+    /// The `skip if` conditions in stage order: (stages that run, skipped, undecided).
+    fn skips(&mut self) -> Result<(usize, bool, bool), String> {
+        let active = self.f.kernel.stages;
+        for &(stage, cond) in &self.f.kernel.skips {
+            match self.eval(cond, 0)? {
+                None => return Ok((stage + 1, false, true)),
+                Some(c) if c != 0.0 => return Ok((stage + 1, true, false)),
+                Some(_) => {}
+            }
+        }
+        Ok((active, false, false))
+    }
+
+    /// Evaluates `h` for every tensor; whether all were known.
+    fn all_tensors(&mut self, h: usize) -> Result<bool, String> {
+        let mut known = true;
+        for t in 0..self.nt.max(1) {
+            known &= self.eval(h, t)?.is_some();
+        }
+        Ok(known)
+    }
+
+    fn group(&self, t: usize) -> usize {
+        self.f.interp.group_of.get(t).copied().unwrap_or(0)
+    }
+
+    fn stage_hypers(&mut self, stage: usize) -> Result<&Vec<Option<Vec<f64>>>, String> {
+        if self.hypers[stage].is_none() {
+            let count = self.f.interp.runs[stage] as f64;
+            self.hypers[stage] = Some(self.f.interp.hypers(stage, count)?);
+        }
+        self.hypers[stage]
+            .as_ref()
+            .ok_or_else(|| "internal error: hyperparameters not evaluated".to_string())
+    }
+
+    fn eval(&mut self, h: usize, t: usize) -> Result<Option<f64>, String> {
+        let key = t * self.f.kernel.host.len() + h;
+        if let Some(v) = self.memo.get(key).copied().flatten() {
+            return Ok(v);
+        }
+        let it = &self.f.interp;
+        let v = match &self.f.kernel.host[h] {
+            Host::Const(c) => Some(*c),
+            Host::Hyper { stage, index } => {
+                let g = self.group(t);
+                let per = self
+                    .stage_hypers(*stage)?
+                    .get(*index)
+                    .and_then(|v| v.as_ref())
+                    .ok_or("list used as a number")?;
+                Some(per[g.min(per.len() - 1)])
+            }
+            Host::HyperIndex { stage, index, k } => {
+                let count = it.runs[*stage] as f64;
+                let xs =
+                    it.list_arg(&it.recipe.stages[*stage].args, *index, self.group(t), count)?;
+                Some(
+                    *xs.get(*k)
+                        .ok_or_else(|| format!("list has {} elements, index {k}", xs.len()))?,
+                )
+            }
+            Host::StrEq { stage, index, lit } => {
+                let v = it.recipe.stages[*stage]
+                    .args
+                    .get(*index)
+                    .ok_or("missing argument")?;
+                Some(f64::from(u8::from(str_value(v, self.group(t))? == lit)))
+            }
+            Host::Step { stage } => Some(it.runs[*stage] as f64 + 1.0),
+            Host::Shape(info) => Some(match it.views.get(t) {
+                Some(v) => match info {
+                    ShapeInfo::Rank => v.rank as f64,
+                    ShapeInfo::Numel => v.numel as f64,
+                    ShapeInfo::FactorDim => v.factor_dim as f64,
+                },
+                None => f64::NAN,
+            }),
+            Host::State { stage, state } => Some(match &it.states[*stage][*state] {
+                StateValue::Scalar(x) => *x,
+                StateValue::Tensor(v) => v.get(t).copied().unwrap_or(f64::NAN),
+                _ => f64::NAN,
+            }),
+            Host::Unary(op, a) => self.eval(*a, t)?.map(|v| match op {
+                crate::ast::UnOp::Neg => -v,
+                crate::ast::UnOp::Not => f64::from(u8::from(v == 0.0)),
+            }),
+            Host::Binary(op, a, b) => {
+                let (x, y) = (self.eval(*a, t)?, self.eval(*b, t)?);
+                match (x, y) {
+                    (Some(x), Some(y)) => Some(arith(*op, x, y)),
+                    _ => None,
+                }
+            }
+            Host::Select(c, a, b) => match self.eval(*c, t)? {
+                Some(c) => self.eval(if c != 0.0 { *a } else { *b }, t)?,
+                None => {
+                    self.eval(*a, t)?;
+                    self.eval(*b, t)?;
+                    None
+                }
+            },
+            Host::Call(f, xs) => {
+                let mut vals = Vec::with_capacity(xs.len());
+                let mut known = true;
+                for x in xs.clone() {
+                    match self.eval(x, t)? {
+                        Some(v) => vals.push(v),
+                        None => known = false,
+                    }
+                }
+                known.then(|| builtin(*f, &vals))
+            }
+            Host::Reduce(r) => match &self.reduced[*r] {
+                Some(v) => Some(v.get(t).copied().unwrap_or(f64::NAN)),
+                None => {
+                    self.needed.insert(*r);
+                    None
+                }
+            },
+        };
+        if let Some(slot) = self.memo.get_mut(key) {
+            *slot = Some(v);
+        }
+        Ok(v)
+    }
+}

@@ -1,0 +1,147 @@
+//! The fusion report of `anneal build --explain`: the passes of a recipe's fused step, the
+//! buffers each reads and writes, bytes moved per parameter per step, and the same figure
+//! for an unfused implementation (one sweep per transform). Entry point: `explain`.
+
+use serde::Serialize;
+
+use super::{lower, unfused_cost, Buf, Kernel, PassKind, Unsupported};
+use crate::ir::{DefBody, Program, Recipe};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    /// `reduce` or `map`.
+    pub kind: &'static str,
+    /// `norm(global)`, `all_finite(global)`, ...
+    pub reductions: Vec<String>,
+    pub reads: Vec<String>,
+    pub writes: Vec<String>,
+    pub bytes_per_param: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Explain {
+    pub recipe: String,
+    pub passes: Vec<PassReport>,
+    pub bytes_per_param: usize,
+    pub unfused_passes: usize,
+    pub unfused_bytes_per_param: usize,
+    /// Host values computed per tensor per step (schedules, bias corrections, norms).
+    pub host_values: usize,
+    pub element_ops: usize,
+}
+
+/// A buffer's name as a user reads it: `param`, `grad`, `adamw.mu`.
+pub fn buf_name(program: &Program, recipe: &Recipe, b: Buf) -> String {
+    match b {
+        Buf::Param => "param".into(),
+        Buf::Grad => "grad".into(),
+        Buf::State { stage, state } => {
+            let def = &program.defs[recipe.stages[stage].def];
+            let name = match &def.body {
+                DefBody::Stage(body) => body.states[state].name.as_str(),
+                _ => "?",
+            };
+            format!("{}.{name}", def.name)
+        }
+    }
+}
+
+/// Lowers `recipe` and describes its passes.
+pub fn explain(program: &Program, recipe: &Recipe) -> Result<Explain, Unsupported> {
+    let kernel = lower(program, recipe)?;
+    let (unfused_passes, unfused_bytes_per_param) = unfused_cost(program, recipe)?;
+    Ok(report(
+        program,
+        recipe,
+        &kernel,
+        unfused_passes,
+        unfused_bytes_per_param,
+    ))
+}
+
+fn report(
+    program: &Program,
+    recipe: &Recipe,
+    kernel: &Kernel,
+    unfused_passes: usize,
+    unfused_bytes_per_param: usize,
+) -> Explain {
+    let name = |b: &Buf| buf_name(program, recipe, *b);
+    let passes: Vec<PassReport> = kernel
+        .passes
+        .iter()
+        .map(|p| {
+            let writes = p.writes(kernel);
+            PassReport {
+                kind: match p.kind {
+                    PassKind::Reduce => "reduce",
+                    PassKind::Map => "map",
+                },
+                reductions: p
+                    .reductions
+                    .iter()
+                    .map(|&r| {
+                        let r = &kernel.reductions[r];
+                        format!("{}({})", r.op.name(), r.scope.name())
+                    })
+                    .collect(),
+                reads: p.reads.iter().map(name).collect(),
+                writes: writes.iter().map(name).collect(),
+                bytes_per_param: 4 * (p.reads.len() + writes.len()),
+            }
+        })
+        .collect();
+    Explain {
+        recipe: recipe.name.clone(),
+        bytes_per_param: passes.iter().map(|p| p.bytes_per_param).sum(),
+        passes,
+        unfused_passes,
+        unfused_bytes_per_param,
+        host_values: kernel.host.len(),
+        element_ops: kernel.elems.len(),
+    }
+}
+
+impl std::fmt::Display for Explain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "recipe `{}`: {} pass{} over memory, {} bytes per parameter per step",
+            self.recipe,
+            self.passes.len(),
+            if self.passes.len() == 1 { "" } else { "es" },
+            self.bytes_per_param
+        )?;
+        for (i, p) in self.passes.iter().enumerate() {
+            let what = if p.reductions.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", p.reductions.join(", "))
+            };
+            writeln!(f, "  pass {} {}{what}", i + 1, p.kind)?;
+            writeln!(f, "    reads  {}", list(&p.reads))?;
+            writeln!(f, "    writes {}", list(&p.writes))?;
+            writeln!(f, "    {} bytes per parameter", p.bytes_per_param)?;
+        }
+        writeln!(
+            f,
+            "  host: {} values per tensor per step; {} element operations",
+            self.host_values, self.element_ops
+        )?;
+        write!(
+            f,
+            "unfused (one sweep per transform): {} passes, {} bytes per parameter ({:.2}x the fused traffic)",
+            self.unfused_passes,
+            self.unfused_bytes_per_param,
+            self.unfused_bytes_per_param as f64 / self.bytes_per_param.max(1) as f64
+        )
+    }
+}
+
+fn list(xs: &[String]) -> String {
+    if xs.is_empty() {
+        "-".into()
+    } else {
+        xs.join(", ")
+    }
+}

@@ -1,0 +1,677 @@
+//! The kernel IR and the fuser: a recipe's whole update step as a short list of passes
+//! over the parameter buffers (DESIGN.md §3). Entry point: `lower`.
+//!
+//! Every value of the step is either a *host* value (step-uniform, per group or per tensor;
+//! f64, computed once per tensor per step, never per element) or an *element* value (f32,
+//! computed per element inside a pass). Element values are pure functions of the buffers
+//! as they were when the step began and of host values: a state written by one stage and
+//! read by the next is the same graph node, never a round trip through memory. So the
+//! fuser needs no buffer for intermediates: a reduction pass recomputes whatever element
+//! values feed its reductions, and the one map pass at the end recomputes everything the
+//! stores need. Passes are ordered by *level*: a reduction whose input needs the result of
+//! another reduction (`norm(grad / norm(grad))`) runs one pass later. Clip-by-global-norm
+//! + finite check + AdamW is therefore one reduction pass over `grad` and one map pass.
+//!
+//! What the fused step cannot express yet is refused with `Unsupported` (the caller falls
+//! back to the interpreter): per-row/column/unit values (Adafactor, SM3), `grad_at`, `hvp`,
+//! `rademacher()`, and builtin optimizers (L-BFGS).
+
+use std::collections::HashMap;
+
+use crate::ast::{BinOp, UnOp};
+use crate::ir::{
+    Body, Builtin, DefBody, Expr, ExprId, Extent, Program, Recipe, ReduceOp, Scope, ShapeInfo, Stmt,
+};
+
+pub mod exec;
+pub mod explain;
+
+pub type HId = usize;
+pub type EId = usize;
+pub type RId = usize;
+
+/// A buffer the step reads or writes, one per tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Buf {
+    Param,
+    Grad,
+    /// Element state `state` of stage `stage`.
+    State {
+        stage: usize,
+        state: usize,
+    },
+}
+
+/// A host value: evaluated in f64 once per tensor per step, as the interpreter evaluates
+/// everything coarser than an element.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Host {
+    Const(f64),
+    /// Hyperparameter `index` of stage `stage` (its schedule read at the stage's count).
+    Hyper {
+        stage: usize,
+        index: usize,
+    },
+    HyperIndex {
+        stage: usize,
+        index: usize,
+        k: usize,
+    },
+    StrEq {
+        stage: usize,
+        index: usize,
+        lit: String,
+    },
+    /// The stage's step number (1 at its first update).
+    Step {
+        stage: usize,
+    },
+    Shape(ShapeInfo),
+    /// A scalar or per-tensor state as it was when the step began.
+    State {
+        stage: usize,
+        state: usize,
+    },
+    Unary(UnOp, HId),
+    Binary(BinOp, HId, HId),
+    Select(HId, HId, HId),
+    Call(Builtin, Vec<HId>),
+    /// The result of a reduction (per tensor, per group or global, by its scope).
+    Reduce(RId),
+}
+
+/// An element value: f32, computed per element inside a pass.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Elem {
+    Load(Buf),
+    /// A host value rounded to f32 and broadcast over the tensor.
+    Scalar(HId),
+    Unary(UnOp, EId),
+    Binary(BinOp, EId, EId),
+    Select(EId, EId, EId),
+    Call(Builtin, Vec<EId>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reduction {
+    pub op: ReduceOp,
+    pub scope: Scope,
+    pub input: EId,
+    /// The pass it runs in: one more than the deepest reduction its input depends on.
+    pub level: usize,
+}
+
+/// Where an element value is written at the end of the step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Store {
+    pub buf: Buf,
+    pub value: EId,
+    /// The stage the write belongs to: skipped with it when an earlier `skip if` fires.
+    /// The parameter write has `Kernel::stages` (after every stage).
+    pub stage: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassKind {
+    Reduce,
+    Map,
+}
+
+/// One sweep over the buffers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pass {
+    pub kind: PassKind,
+    pub reductions: Vec<RId>,
+    /// Indices into `Kernel::stores`.
+    pub stores: Vec<usize>,
+    /// The buffers the pass reads, in the order its code receives them (written ones too).
+    pub bufs: Vec<Buf>,
+    /// The buffers it loads from (a subset of `bufs`).
+    pub reads: Vec<Buf>,
+    /// The host values its code reads, in slot order (constants are inlined instead).
+    pub scalars: Vec<HId>,
+    /// Whether the last slot after `scalars` holds how many stages are active (only when
+    /// some store can be skipped by a `skip if`).
+    pub guarded: bool,
+}
+
+impl Pass {
+    pub fn writes(&self, kernel: &Kernel) -> Vec<Buf> {
+        let mut out: Vec<Buf> = self.stores.iter().map(|&s| kernel.stores[s].buf).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// A recipe's step as passes over memory plus host arithmetic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kernel {
+    pub host: Vec<Host>,
+    pub elems: Vec<Elem>,
+    pub reductions: Vec<Reduction>,
+    pub stores: Vec<Store>,
+    /// `skip if` conditions, in stage order.
+    pub skips: Vec<(usize, HId)>,
+    /// Final values of scalar and per-tensor states: (stage, state, value).
+    pub host_states: Vec<(usize, usize, HId)>,
+    pub passes: Vec<Pass>,
+    pub stages: usize,
+}
+
+/// Why a recipe has no fused kernel (it still runs on the interpreter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unsupported(pub String);
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Lowers a recipe's chain into the fused kernel.
+pub fn lower(program: &Program, recipe: &Recipe) -> Result<Kernel, Unsupported> {
+    let mut b = Builder::default();
+    let out = b.stages(program, recipe, 0..recipe.stages.len(), true)?;
+    Ok(b.finish(recipe.stages.len(), out))
+}
+
+/// The current value of everything a stage can read or write while lowering.
+#[derive(Clone, Copy)]
+enum Val {
+    H(HId),
+    E(EId),
+}
+
+/// What the lowered stages leave behind.
+struct Outputs {
+    param: Option<EId>,
+    /// The update as the last stage left it.
+    grad: EId,
+    stores: Vec<Store>,
+    host_states: Vec<(usize, usize, HId)>,
+    skips: Vec<(usize, HId)>,
+}
+
+#[derive(Default)]
+struct Builder {
+    host: Vec<Host>,
+    elems: Vec<Elem>,
+    reductions: Vec<Reduction>,
+    host_ids: HashMap<String, HId>,
+    elem_ids: HashMap<String, EId>,
+}
+
+impl Builder {
+    fn h(&mut self, n: Host) -> HId {
+        let key = format!("{n:?}");
+        if let Some(&id) = self.host_ids.get(&key) {
+            return id;
+        }
+        self.host.push(n);
+        self.host_ids.insert(key, self.host.len() - 1);
+        self.host.len() - 1
+    }
+
+    fn e(&mut self, n: Elem) -> EId {
+        let key = format!("{n:?}");
+        if let Some(&id) = self.elem_ids.get(&key) {
+            return id;
+        }
+        self.elems.push(n);
+        self.elem_ids.insert(key, self.elems.len() - 1);
+        self.elems.len() - 1
+    }
+
+    fn lift(&mut self, v: Val) -> EId {
+        match v {
+            Val::E(e) => e,
+            Val::H(h) => self.e(Elem::Scalar(h)),
+        }
+    }
+
+    /// Lowers stages `range` in order, starting from the step's input buffers.
+    fn stages(
+        &mut self,
+        program: &Program,
+        recipe: &Recipe,
+        range: std::ops::Range<usize>,
+        apply: bool,
+    ) -> Result<Outputs, Unsupported> {
+        let mut grad = self.e(Elem::Load(Buf::Grad));
+        let mut param = self.e(Elem::Load(Buf::Param));
+        let mut param_written = false;
+        let mut out = Outputs {
+            param: None,
+            grad,
+            stores: Vec::new(),
+            host_states: Vec::new(),
+            skips: Vec::new(),
+        };
+        for si in range {
+            let def = &program.defs[recipe.stages[si].def];
+            let body = match &def.body {
+                DefBody::Stage(b) => b,
+                DefBody::Builtin(name) => {
+                    return Err(Unsupported(format!(
+                        "`{}` is the builtin optimizer `{name}`, which runs on the host",
+                        def.name
+                    )))
+                }
+                _ => return Err(Unsupported(format!("`{}` is not a stage", def.name))),
+            };
+            let mut cx = StageCx {
+                b: self,
+                body,
+                stage: si,
+                name: &def.name,
+                grad,
+                param,
+                states: Vec::new(),
+                locals: vec![None; body.locals.len()],
+            };
+            for (id, st) in body.states.iter().enumerate() {
+                let v = match st.extent {
+                    Extent::Element => Val::E(cx.b.e(Elem::Load(Buf::State {
+                        stage: si,
+                        state: id,
+                    }))),
+                    Extent::Uniform | Extent::Tensor | Extent::Group => {
+                        Val::H(cx.b.h(Host::State {
+                            stage: si,
+                            state: id,
+                        }))
+                    }
+                    other => {
+                        return Err(Unsupported(format!(
+                            "`{}` keeps {} state `{}`",
+                            def.name,
+                            other.describe(),
+                            st.name
+                        )))
+                    }
+                };
+                cx.states.push(v);
+            }
+            for s in &body.stmts {
+                match s {
+                    Stmt::Let(l, e) => {
+                        let v = cx.expr(*e)?;
+                        cx.locals[*l] = Some(v);
+                    }
+                    Stmt::SetState(id, e) => {
+                        let v = cx.expr(*e)?;
+                        let v = match (body.states[*id].extent, v) {
+                            (Extent::Element, v) => Val::E(cx.b.lift(v)),
+                            (_, Val::H(h)) => Val::H(h),
+                            (_, Val::E(_)) => {
+                                return Err(Unsupported(format!(
+                                    "`{}` stores a per-element value in state `{}`",
+                                    def.name, body.states[*id].name
+                                )))
+                            }
+                        };
+                        cx.states[*id] = v;
+                    }
+                    Stmt::SetGrad(e) => {
+                        let v = cx.expr(*e)?;
+                        cx.grad = cx.b.lift(v);
+                    }
+                    Stmt::SetParam(e) => {
+                        let v = cx.expr(*e)?;
+                        cx.param = cx.b.lift(v);
+                        param_written = true;
+                    }
+                    Stmt::Skip(e) => match cx.expr(*e)? {
+                        Val::H(h) => out.skips.push((si, h)),
+                        Val::E(_) => {
+                            return Err(Unsupported(format!(
+                                "`{}`: `skip if` on a per-element condition",
+                                def.name
+                            )))
+                        }
+                    },
+                }
+            }
+            let (states, g, p) = (cx.states, cx.grad, cx.param);
+            grad = g;
+            param = p;
+            for (id, v) in states.into_iter().enumerate() {
+                match v {
+                    Val::E(e) => {
+                        let buf = Buf::State {
+                            stage: si,
+                            state: id,
+                        };
+                        if self.elems[e] != Elem::Load(buf) {
+                            out.stores.push(Store {
+                                buf,
+                                value: e,
+                                stage: si,
+                            });
+                        }
+                    }
+                    Val::H(h) => out.host_states.push((si, id, h)),
+                }
+            }
+        }
+        out.grad = grad;
+        if apply && recipe.applies_updates && !param_written {
+            param = self.e(Elem::Binary(BinOp::Add, param, grad));
+            param_written = true;
+        }
+        if param_written {
+            out.param = Some(param);
+        }
+        Ok(out)
+    }
+
+    fn finish(mut self, stages: usize, out: Outputs) -> Kernel {
+        let mut stores = out.stores;
+        if let Some(p) = out.param {
+            // The parameter write comes after every stage: any `skip if` suppresses it.
+            stores.push(Store {
+                buf: Buf::Param,
+                value: p,
+                stage: stages,
+            });
+        }
+        self.compute_levels();
+        let levels = self
+            .reductions
+            .iter()
+            .map(|r| r.level + 1)
+            .max()
+            .unwrap_or(0);
+        let mut passes = Vec::new();
+        for level in 0..levels {
+            let reds: Vec<RId> = (0..self.reductions.len())
+                .filter(|&r| self.reductions[r].level == level)
+                .collect();
+            let roots: Vec<EId> = reds.iter().map(|&r| self.reductions[r].input).collect();
+            let (bufs, scalars) = self.uses(&roots);
+            passes.push(Pass {
+                reads: bufs.clone(),
+                kind: PassKind::Reduce,
+                reductions: reds,
+                stores: Vec::new(),
+                bufs,
+                scalars,
+                guarded: false,
+            });
+        }
+        if !stores.is_empty() {
+            let roots: Vec<EId> = stores.iter().map(|s| s.value).collect();
+            let (mut bufs, scalars) = self.uses(&roots);
+            let reads = bufs.clone();
+            for s in &stores {
+                if !bufs.contains(&s.buf) {
+                    bufs.push(s.buf);
+                }
+            }
+            // A `skip if` suppresses the parameter write and the later stages' stores.
+            let guarded = !out.skips.is_empty();
+            passes.push(Pass {
+                reads,
+                kind: PassKind::Map,
+                reductions: Vec::new(),
+                stores: (0..stores.len()).collect(),
+                bufs,
+                scalars,
+                guarded,
+            });
+        }
+        Kernel {
+            host: self.host,
+            elems: self.elems,
+            reductions: self.reductions,
+            stores,
+            skips: out.skips,
+            host_states: out.host_states,
+            passes,
+            stages,
+        }
+    }
+
+    /// Levels in creation order: a reduction's input was built before the reduction, and
+    /// so were the reductions it depends on.
+    fn compute_levels(&mut self) {
+        for r in 0..self.reductions.len() {
+            let deps = self.reductions_under(self.reductions[r].input);
+            let level = deps
+                .iter()
+                .filter(|&&d| d < r)
+                .map(|&d| self.reductions[d].level + 1)
+                .max()
+                .unwrap_or(0);
+            self.reductions[r].level = level;
+        }
+    }
+
+    /// The reductions an element value's host operands depend on.
+    fn reductions_under(&self, root: EId) -> Vec<RId> {
+        let (_, scalars) = self.uses(&[root]);
+        let mut seen = vec![false; self.host.len()];
+        let mut stack = scalars;
+        let mut out = Vec::new();
+        while let Some(h) = stack.pop() {
+            if std::mem::replace(&mut seen[h], true) {
+                continue;
+            }
+            match &self.host[h] {
+                Host::Reduce(r) => out.push(*r),
+                Host::Unary(_, a) => stack.push(*a),
+                Host::Binary(_, a, b) => stack.extend([*a, *b]),
+                Host::Select(c, a, b) => stack.extend([*c, *a, *b]),
+                Host::Call(_, xs) => stack.extend(xs.iter().copied()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn uses(&self, roots: &[EId]) -> (Vec<Buf>, Vec<HId>) {
+        graph_uses(&self.host, &self.elems, roots)
+    }
+}
+
+impl Kernel {
+    /// The buffers and (non-constant) host values the element graphs under `roots` read,
+    /// in first-use order.
+    pub fn uses(&self, roots: &[EId]) -> (Vec<Buf>, Vec<HId>) {
+        graph_uses(&self.host, &self.elems, roots)
+    }
+}
+
+fn graph_uses(host: &[Host], elems: &[Elem], roots: &[EId]) -> (Vec<Buf>, Vec<HId>) {
+    let mut seen = vec![false; elems.len()];
+    let mut bufs = Vec::new();
+    let mut scalars = Vec::new();
+    let mut stack: Vec<EId> = roots.iter().rev().copied().collect();
+    while let Some(e) = stack.pop() {
+        if std::mem::replace(&mut seen[e], true) {
+            continue;
+        }
+        match &elems[e] {
+            Elem::Load(b) => {
+                if !bufs.contains(b) {
+                    bufs.push(*b)
+                }
+            }
+            Elem::Scalar(h) => {
+                if !matches!(host[*h], Host::Const(_)) && !scalars.contains(h) {
+                    scalars.push(*h)
+                }
+            }
+            Elem::Unary(_, a) => stack.push(*a),
+            Elem::Binary(_, a, b) => stack.extend([*b, *a]),
+            Elem::Select(c, a, b) => stack.extend([*b, *a, *c]),
+            Elem::Call(_, xs) => stack.extend(xs.iter().rev().copied()),
+        }
+    }
+    (bufs, scalars)
+}
+
+/// Lowering one stage's body.
+struct StageCx<'a, 'p> {
+    b: &'a mut Builder,
+    body: &'p Body,
+    stage: usize,
+    name: &'p str,
+    grad: EId,
+    param: EId,
+    states: Vec<Val>,
+    locals: Vec<Option<Val>>,
+}
+
+impl StageCx<'_, '_> {
+    fn unsupported(&self, what: &str) -> Unsupported {
+        Unsupported(format!("`{}` uses {what}", self.name))
+    }
+
+    fn expr(&mut self, id: ExprId) -> Result<Val, Unsupported> {
+        let stage = self.stage;
+        Ok(match &self.body.exprs[id] {
+            Expr::Const(v) => Val::H(self.b.h(Host::Const(*v))),
+            Expr::Hyper(i) => Val::H(self.b.h(Host::Hyper { stage, index: *i })),
+            Expr::HyperIndex(i, k) => Val::H(self.b.h(Host::HyperIndex {
+                stage,
+                index: *i,
+                k: *k,
+            })),
+            Expr::StrEq(i, lit) => Val::H(self.b.h(Host::StrEq {
+                stage,
+                index: *i,
+                lit: lit.clone(),
+            })),
+            Expr::Step => Val::H(self.b.h(Host::Step { stage })),
+            Expr::Count => {
+                let s = self.b.h(Host::Step { stage });
+                let one = self.b.h(Host::Const(1.0));
+                Val::H(self.b.h(Host::Binary(BinOp::Sub, s, one)))
+            }
+            Expr::Shape(info) => Val::H(self.b.h(Host::Shape(*info))),
+            Expr::State(s) => self.states[*s],
+            Expr::Local(l) => self.locals[*l].ok_or_else(|| self.unsupported("an unset local"))?,
+            Expr::Grad => Val::E(self.grad),
+            Expr::Param => Val::E(self.param),
+            Expr::Unary(op, a) => match self.expr(*a)? {
+                Val::H(x) => Val::H(self.b.h(Host::Unary(*op, x))),
+                Val::E(x) => Val::E(self.b.e(Elem::Unary(*op, x))),
+            },
+            Expr::Binary(op, a, c) => {
+                let (x, y) = (self.expr(*a)?, self.expr(*c)?);
+                match (x, y) {
+                    (Val::H(x), Val::H(y)) => Val::H(self.b.h(Host::Binary(*op, x, y))),
+                    _ => {
+                        let (x, y) = (self.b.lift(x), self.b.lift(y));
+                        Val::E(self.b.e(Elem::Binary(*op, x, y)))
+                    }
+                }
+            }
+            Expr::Select(c, a, d) => {
+                let vals = [self.expr(*c)?, self.expr(*a)?, self.expr(*d)?];
+                if let [Val::H(c), Val::H(a), Val::H(d)] = vals {
+                    Val::H(self.b.h(Host::Select(c, a, d)))
+                } else {
+                    let [c, a, d] = vals.map(|v| self.b.lift(v));
+                    Val::E(self.b.e(Elem::Select(c, a, d)))
+                }
+            }
+            Expr::Call(f, xs) => {
+                let vals = xs
+                    .iter()
+                    .map(|x| self.expr(*x))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if vals.iter().all(|v| matches!(v, Val::H(_))) {
+                    let hs = vals
+                        .iter()
+                        .map(|v| if let Val::H(h) = v { *h } else { 0 })
+                        .collect();
+                    Val::H(self.b.h(Host::Call(*f, hs)))
+                } else {
+                    let es = vals.into_iter().map(|v| self.b.lift(v)).collect();
+                    Val::E(self.b.e(Elem::Call(*f, es)))
+                }
+            }
+            Expr::Reduce(op, scope, x) => {
+                if !matches!(scope, Scope::Tensor | Scope::Group | Scope::Global) {
+                    return Err(self.unsupported(&format!("a per-{} reduction", scope.name())));
+                }
+                let Val::E(input) = self.expr(*x)? else {
+                    return Err(self.unsupported("a reduction of a value that is not per element"));
+                };
+                let red = Reduction {
+                    op: *op,
+                    scope: *scope,
+                    input,
+                    level: 0,
+                };
+                let r = match self.b.reductions.iter().position(|q| *q == red) {
+                    Some(r) => r,
+                    None => {
+                        self.b.reductions.push(red);
+                        self.b.reductions.len() - 1
+                    }
+                };
+                Val::H(self.b.h(Host::Reduce(r)))
+            }
+            Expr::GradAt(_) => return Err(self.unsupported("`grad_at` (a model call mid-step)")),
+            Expr::Hvp(_) => return Err(self.unsupported("`hvp` (a model call mid-step)")),
+            Expr::Rademacher => return Err(self.unsupported("`rademacher()`")),
+            Expr::ScheduleAt(..) | Expr::SchedCall(..) | Expr::List(..) | Expr::Metric => {
+                return Err(self.unsupported("a schedule-only expression"))
+            }
+        })
+    }
+}
+
+/// What an unfused implementation moves: each transform its own sweep (plus one per
+/// reduction), the gradient written out between transforms and `apply_updates` a last
+/// sweep. Returns (passes, bytes per parameter); the `--explain` baseline.
+pub fn unfused_cost(program: &Program, recipe: &Recipe) -> Result<(usize, usize), Unsupported> {
+    let n = recipe.stages.len();
+    let (mut passes, mut bytes) = (0, 0);
+    for si in 0..n {
+        let mut b = Builder::default();
+        let o = b.stages(program, recipe, si..si + 1, false)?;
+        let writes_param = program_writes_param(program, recipe, si);
+        let mut stores = o.stores;
+        if writes_param {
+            stores.extend(o.param.map(|value| Store {
+                buf: Buf::Param,
+                value,
+                stage: si,
+            }));
+        }
+        let grad_changed = b.elems[o.grad] != Elem::Load(Buf::Grad);
+        if grad_changed {
+            stores.push(Store {
+                buf: Buf::Grad,
+                value: o.grad,
+                stage: si,
+            });
+        }
+        for r in &b.reductions {
+            passes += 1;
+            bytes += 4 * b.uses(&[r.input]).0.len();
+        }
+        if !stores.is_empty() {
+            let roots: Vec<EId> = stores.iter().map(|s| s.value).collect();
+            passes += 1;
+            bytes += 4 * (b.uses(&roots).0.len() + stores.len());
+        }
+    }
+    if recipe.applies_updates {
+        passes += 1;
+        bytes += 12;
+    }
+    Ok((passes, bytes))
+}
+
+fn program_writes_param(program: &Program, recipe: &Recipe, si: usize) -> bool {
+    match &program.defs[recipe.stages[si].def].body {
+        DefBody::Stage(b) => b.writes_param(),
+        _ => true,
+    }
+}
