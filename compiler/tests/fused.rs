@@ -1,0 +1,258 @@
+//! The Cranelift back end against the reference interpreter: random recipes (chains of
+//! standard-library transforms with random hyperparameters, random tensor sizes including
+//! 0, 1, 3, 4, 5 and 1023) must agree within f32 tolerance; results must not depend on the
+//! thread count. (Recompiles are counted in `recompile.rs`, a process of its own.)
+
+use anneal_compiler::backends::{Backend, Stepper};
+use anneal_compiler::compile;
+use anneal_compiler::kernel::explain::explain;
+use proptest::prelude::*;
+
+/// Deterministic gradients: a xorshift stream in [-1, 1), scaled per step.
+fn grads(sizes: &[usize], step: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut z = seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    sizes
+        .iter()
+        .map(|&n| {
+            (0..n)
+                .map(|_| {
+                    z ^= z << 13;
+                    z ^= z >> 7;
+                    z ^= z << 17;
+                    let u = (z >> 40) as f32 / (1u64 << 24) as f32;
+                    (2.0 * u - 1.0) * (1.0 + step as f32)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs `steps` steps of the file's first recipe on `backend`; the final parameters.
+fn run(
+    src: &str,
+    backend: Backend,
+    threads: usize,
+    sizes: &[usize],
+    steps: usize,
+) -> Vec<Vec<f32>> {
+    let c = compile("t.anneal", src);
+    assert!(!c.has_errors(), "{src}\n{:?}", c.diagnostics);
+    let recipe = &c.program.recipes[0];
+    let names: Vec<String> = (0..sizes.len()).map(|i| format!("{i}.weight")).collect();
+    let shapes: Vec<Vec<usize>> = sizes.iter().map(|&n| vec![n]).collect();
+    let mut params = grads(sizes, 99, 7);
+    let (mut s, choice) = Stepper::new(
+        backend, &c.program, recipe, &names, &shapes, &params, threads,
+    )
+    .unwrap();
+    assert_eq!(
+        choice.backend,
+        if backend == Backend::Interp {
+            "interp"
+        } else {
+            "cranelift"
+        }
+    );
+    for k in 0..steps {
+        s.step(&mut params, &grads(sizes, k, 3)).unwrap();
+    }
+    params
+}
+
+fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
+    for (t, (x, y)) in a.iter().zip(b).enumerate() {
+        for (i, (p, q)) in x.iter().zip(y).enumerate() {
+            let ok = (p - q).abs() <= 1e-6 + 1e-5 * q.abs() || (p.is_nan() && q.is_nan());
+            assert!(
+                ok,
+                "{what}: tensor {t} element {i}: cranelift {p}, interpreter {q}"
+            );
+        }
+    }
+}
+
+const ADAMW_CLIP: &str = "import std.optax.{clip_by_global_norm, adamw}
+recipe r {
+  update = clip_by_global_norm(max_norm: 1.0) |> adamw(learning_rate: 0.01, weight_decay: 0.1)
+}";
+
+#[test]
+fn clip_and_adamw_fuse_into_one_reduction_and_one_map() {
+    let c = compile("t.anneal", ADAMW_CLIP);
+    let e = explain(&c.program, &c.program.recipes[0]).unwrap();
+    assert_eq!(e.passes.len(), 2, "{e}");
+    assert_eq!(e.passes[0].reductions, ["norm(global)"]);
+    assert_eq!(e.passes[0].reads, ["grad"]);
+    // grad, param, mu, nu read; param, mu, nu written: 7 × 4 bytes, plus 4 for the norm.
+    assert_eq!(e.bytes_per_param, 32, "{e}");
+    assert!(e.unfused_bytes_per_param > e.bytes_per_param, "{e}");
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    // Tensors of several chunks each, so reductions combine many partial results.
+    let sizes = [100_003, 70_001, 5];
+    let one = run(ADAMW_CLIP, Backend::Cranelift, 1, &sizes, 3);
+    for threads in [2, 3, 8] {
+        let many = run(ADAMW_CLIP, Backend::Cranelift, threads, &sizes, 3);
+        assert!(
+            one.iter()
+                .flatten()
+                .zip(many.iter().flatten())
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{threads} threads changed the result"
+        );
+    }
+    let reference = run(ADAMW_CLIP, Backend::Interp, 1, &sizes, 3);
+    assert_close(&one, &reference, "clip + adamw");
+}
+
+#[test]
+fn a_skip_suppresses_the_update_as_on_the_interpreter() {
+    let src = "import std.torch.{GradScaler, SGD}
+recipe r { update = GradScaler(init_scale: 4, growth_interval: 2) |> SGD(lr: 0.1, momentum: 0.9) }";
+    let c = compile("t.anneal", src);
+    let recipe = &c.program.recipes[0];
+    let names = vec!["w".to_string()];
+    let shapes = vec![vec![6]];
+    let init = vec![vec![0.5f32; 6]];
+    let (mut a, _) = Stepper::new(
+        Backend::Cranelift,
+        &c.program,
+        recipe,
+        &names,
+        &shapes,
+        &init,
+        1,
+    )
+    .unwrap();
+    let (mut b, _) = Stepper::new(
+        Backend::Interp,
+        &c.program,
+        recipe,
+        &names,
+        &shapes,
+        &init,
+        1,
+    )
+    .unwrap();
+    let (mut pa, mut pb) = (init.clone(), init.clone());
+    for k in 0..6 {
+        let g = if k % 3 == 1 {
+            vec![vec![f32::INFINITY; 6]]
+        } else {
+            grads(&[6], k, 1)
+        };
+        a.step(&mut pa, &g).unwrap();
+        b.step(&mut pb, &g).unwrap();
+        assert_eq!(a.last_skipped(), b.last_skipped(), "step {k}");
+        assert_eq!(a.snapshot(), b.snapshot(), "step {k}");
+        assert_close(&pa, &pb, &format!("step {k}"));
+    }
+}
+
+/// A transform that may precede an optimizer, and an optimizer, with random arguments.
+fn transform() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0.01f64..5.0).prop_map(|x| format!("clip_by_global_norm(max_norm: {x})")),
+        (0.01f64..2.0).prop_map(|x| format!("clip(max_delta: {x})")),
+        (0.0f64..0.5).prop_map(|x| format!("add_decayed_weights(weight_decay: {x})")),
+        (-2.0f64..2.0).prop_map(|x| format!("scale(step_size: {x})")),
+        Just("scale_by_sign()".to_string()),
+        (0.0f64..1.0, any::<bool>()).prop_map(|(d, n)| format!("trace(decay: {d}, nesterov: {n})")),
+        (0.01f64..5.0, 1.0f64..3.0)
+            .prop_map(|(x, p)| format!("clip_grad_norm_(max_norm: {x}, norm_type: {p})")),
+        (0.0f64..2.0).prop_map(|x| format!("clip_grad_value_(clip_value: {x})")),
+        (0.5f64..0.99).prop_map(|d| format!("ema(decay: {d})")),
+        Just("scale_by_trust_ratio()".to_string()),
+        Just("clip_by_block_rms(threshold: 1.0)".to_string()),
+    ]
+}
+
+fn optimizer() -> impl Strategy<Value = String> {
+    let lr = 1e-4f64..0.5;
+    prop_oneof![
+        (lr.clone(), 0.0f64..0.99, any::<bool>())
+            .prop_map(|(l, m, n)| format!("sgd(learning_rate: {l}, momentum: {m}, nesterov: {n})")),
+        (lr.clone(), 0.0f64..0.99, 0.5f64..0.999)
+            .prop_map(|(l, b1, b2)| format!("adam(learning_rate: {l}, b1: {b1}, b2: {b2})")),
+        (lr.clone(), 0.0f64..0.3)
+            .prop_map(|(l, w)| format!("adamw(learning_rate: {l}, weight_decay: {w})")),
+        lr.clone().prop_map(|l| format!("lion(learning_rate: {l})")),
+        lr.clone().prop_map(|l| format!("lamb(learning_rate: {l})")),
+        lr.clone().prop_map(|l| format!("lars(learning_rate: {l})")),
+        lr.clone()
+            .prop_map(|l| format!("adagrad(learning_rate: {l})")),
+        lr.clone()
+            .prop_map(|l| format!("adamax(learning_rate: {l})")),
+        lr.clone()
+            .prop_map(|l| format!("amsgrad(learning_rate: {l})")),
+        lr.clone()
+            .prop_map(|l| format!("nadam(learning_rate: {l})")),
+        lr.clone()
+            .prop_map(|l| format!("radam(learning_rate: {l})")),
+        lr.clone()
+            .prop_map(|l| format!("adabelief(learning_rate: {l})")),
+        lr.clone().prop_map(|l| format!("yogi(learning_rate: {l})")),
+        lr.clone()
+            .prop_map(|l| format!("novograd(learning_rate: {l})")),
+        lr.clone()
+            .prop_map(|l| format!("fromage(learning_rate: {l})")),
+        lr.clone()
+            .prop_map(|l| format!("rprop(learning_rate: {l})")),
+        lr.clone()
+            .prop_map(|l| format!("adadelta(learning_rate: {l})")),
+        (lr.clone(), any::<bool>())
+            .prop_map(|(l, c)| format!("rmsprop(learning_rate: {l}, centered: {c})")),
+        (lr.clone(), 0.0f64..0.99, 0.0f64..0.1, any::<bool>()).prop_map(|(l, m, w, n)| format!(
+            "SGD(lr: {l}, momentum: {m}, weight_decay: {w}, nesterov: {})",
+            n && m > 0.0
+        )),
+        (lr.clone(), 0.0f64..0.1, any::<bool>())
+            .prop_map(|(l, w, a)| format!("Adam(lr: {l}, weight_decay: {w}, amsgrad: {a})")),
+        lr.clone().prop_map(|l| format!("AdamW(lr: {l})")),
+        (lr.clone(), any::<bool>(), 0.0f64..0.9)
+            .prop_map(|(l, c, m)| format!("RMSprop(lr: {l}, centered: {c}, momentum: {m})")),
+        lr.clone().prop_map(|l| format!("Adagrad(lr: {l})")),
+        lr.clone().prop_map(|l| format!("Adamax(lr: {l})")),
+        lr.clone().prop_map(|l| format!("NAdam(lr: {l})")),
+        lr.clone().prop_map(|l| format!("RAdam(lr: {l})")),
+        lr.clone().prop_map(|l| format!("Adadelta(lr: {l})")),
+        lr.clone().prop_map(|l| format!("ASGD(lr: {l})")),
+        lr.clone().prop_map(|l| format!("Rprop(lr: {l})")),
+        lr.prop_map(|l| format!("adabound(learning_rate: {l})")),
+    ]
+}
+
+fn size() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        Just(0usize),
+        Just(1),
+        Just(3),
+        Just(4),
+        Just(5),
+        Just(1023),
+        2usize..40
+    ]
+}
+
+const IMPORTS: &str = "import std.optax.*\nimport std.torch.*\nimport std.research.*\n";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_recipes_agree_with_the_interpreter(
+        pre in proptest::collection::vec(transform(), 0..3),
+        opt in optimizer(),
+        sizes in proptest::collection::vec(size(), 1..4),
+        steps in 1usize..5,
+    ) {
+        let mut chain = pre.clone();
+        chain.push(opt);
+        let src = format!("{IMPORTS}recipe r {{\n  update = {}\n}}\n", chain.join(" |> "));
+        let fused = run(&src, Backend::Cranelift, 1, &sizes, steps);
+        let reference = run(&src, Backend::Interp, 1, &sizes, steps);
+        assert_close(&fused, &reference, &src);
+    }
+}
