@@ -21,6 +21,9 @@ macro_rules! outln {
     }};
 }
 
+mod bench;
+mod export;
+
 use anneal_compiler::{compile, diagnostic, Compilation};
 use anneal_runtime::conformance;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -49,12 +52,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Compile a recipe and print an intermediate form.
+    /// Compile a recipe and print an intermediate form, or explain its fused step.
     Build {
         file: PathBuf,
         /// What to print.
         #[arg(long, value_enum, default_value_t = Emit::Ir)]
         emit: Emit,
+        /// Print the fused step's passes: buffers read and written, bytes per parameter,
+        /// and the same figure without fusion.
+        #[arg(long)]
+        explain: bool,
+        /// With --explain: print one JSON object.
+        #[arg(long, requires = "explain")]
+        json: bool,
+    },
+    /// Time the compiled update step against the memory-bandwidth roofline.
+    Bench {
+        #[command(flatten)]
+        args: bench::BenchArgs,
+    },
+    /// Write the fused step for other projects: an object file and a C header.
+    Export {
+        #[command(flatten)]
+        args: export::ExportArgs,
     },
     /// Train a built-in model on a CSV data set with a recipe.
     Run {
@@ -152,7 +172,20 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { file, json } => cmd_check(&file, json),
-        Command::Build { file, emit } => cmd_build(&file, emit),
+        Command::Build {
+            file,
+            emit,
+            explain,
+            json,
+        } => cmd_build(&file, emit, explain, json),
+        Command::Bench { args } => match bench::bench(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        Command::Export { args } => match export::export(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
         Command::Schedule {
             file,
             steps,
@@ -290,10 +323,32 @@ fn cmd_check(file: &Path, json: bool) -> ExitCode {
     }
 }
 
-fn cmd_build(file: &Path, emit: Emit) -> ExitCode {
+fn cmd_build(file: &Path, emit: Emit, explain: bool, json: bool) -> ExitCode {
     let Some(c) = load(file, false) else {
         return ExitCode::FAILURE;
     };
+    if explain {
+        let Some(recipe) = c.recipes().first() else {
+            return fail(format!(
+                "{} has no recipe to explain; add `recipe NAME {{ update = ... }}`",
+                file.display()
+            ));
+        };
+        return match anneal_compiler::kernel::explain::explain(&c.program, recipe) {
+            Ok(e) if json => {
+                outln!("{}", serde_json::to_string(&e).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Ok(e) => {
+                outln!("{e}");
+                ExitCode::SUCCESS
+            }
+            Err(why) => fail(format!(
+                "recipe `{}` has no fused step: {why}; it runs on the interpreter",
+                recipe.name
+            )),
+        };
+    }
     match emit {
         Emit::Ir => out!("{}", anneal_compiler::print::print_program(&c.program)),
     }

@@ -3,6 +3,7 @@
 //! Later stages (models, data, the training loop, checkpoints) grow here.
 
 pub mod atomic;
+pub mod bench;
 pub mod checkpoint;
 pub mod conformance;
 pub mod curriculum;

@@ -4,6 +4,7 @@
 //! kernel (`kernel::lower`) and JIT-compiles its passes. `auto` takes Cranelift when the
 //! recipe lowers and says why when it falls back to the interpreter.
 
+pub mod c;
 pub mod cranelift;
 
 use crate::interp::{Interpreter, Oracle, Snapshot, StateValue};

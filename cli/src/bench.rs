@@ -1,0 +1,95 @@
+//! `anneal bench`: the compiled update step's speed as a share of the memory-bandwidth
+//! roofline measured in the same run (`anneal_runtime::bench`).
+
+use std::path::PathBuf;
+
+use anneal_runtime::bench::bench as run_bench;
+use clap::Args;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// The recipe file (its first recipe is benchmarked).
+    pub file: PathBuf,
+    /// Parameters in total, split into --tensors equal tensors.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub params: usize,
+    #[arg(long, default_value_t = 8)]
+    pub tensors: usize,
+    /// Threads for the step and the roofline loop (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// The back end to time.
+    #[arg(long, value_enum, default_value_t = crate::Backend::Cranelift)]
+    pub backend: crate::Backend,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn bench(args: &BenchArgs) -> Result<(), String> {
+    let Some(c) = crate::load(&args.file, true) else {
+        return Err(format!(
+            "{} does not compile; `anneal check {}` shows why",
+            args.file.display(),
+            args.file.display()
+        ));
+    };
+    let recipe = c.recipes().first().ok_or_else(|| {
+        format!(
+            "{} has no recipe; add `recipe NAME {{ update = ... }}`",
+            args.file.display()
+        )
+    })?;
+    if args.params == 0 || args.params > 1 << 31 {
+        return Err(format!(
+            "--params {} is out of range; give 1 to {}",
+            args.params,
+            1u64 << 31
+        ));
+    }
+    let r = run_bench(
+        &c.program,
+        recipe,
+        args.backend.to_compiler(),
+        args.params,
+        args.tensors,
+        args.threads,
+    )?;
+    if args.json {
+        outln!("{}", serde_json::to_string(&r).unwrap_or_default());
+        return Ok(());
+    }
+    outln!(
+        "{} on {}: {} params in {} tensors, {} thread{}",
+        r.recipe,
+        r.backend,
+        r.params,
+        r.tensors,
+        r.threads,
+        if r.threads == 1 { "" } else { "s" }
+    );
+    outln!(
+        "  fused step   {:>8.3} ms  {:>6.1} GB/s  {} pass{}, {} bytes/param",
+        r.step_ms,
+        r.gbps,
+        r.passes,
+        if r.passes == 1 { "" } else { "es" },
+        r.bytes_per_param
+    );
+    outln!(
+        "  roofline     {:>8.3} ms  {:>6.1} GB/s  (plain read-modify-write loop, same bytes)",
+        r.roofline_ms,
+        r.roofline_gbps
+    );
+    outln!("  ratio        {:>8.2}     of the roofline", r.ratio);
+    outln!(
+        "  unfused      {:>8.2}     of the roofline at best ({} bytes/param, one sweep per transform)",
+        r.unfused_ratio,
+        r.unfused_bytes_per_param
+    );
+    outln!(
+        "  compile      {:>8.2} ms  (kernel IR to callable)",
+        r.compile_ms
+    );
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! `anneal export FILE --target c -o DIR`: the recipe's fused step as an object file
+//! (Cranelift) and a C header with the step driver (`backends::c`). With `--reference N`
+//! it also writes what the interpreter computes for N steps of a small fixed problem (the
+//! one `examples/c/demo.c` runs), so a C program can check the exported step against it.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anneal_compiler::backends::{c, cranelift};
+use anneal_compiler::interp::Interpreter;
+use anneal_compiler::kernel::lower;
+use anneal_runtime::atomic::write_with;
+use clap::{Args, ValueEnum};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Target {
+    /// An object file and a C header (`NAME.o`, `NAME.h`).
+    C,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The recipe file (its first recipe is exported).
+    pub file: PathBuf,
+    /// What to write.
+    #[arg(long, value_enum, default_value_t = Target::C)]
+    pub target: Target,
+    /// The folder to write into (created if missing).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Also write NAME.reference.txt: the interpreter's parameters after each of N steps
+    /// of the reference problem (see `reference_problem`).
+    #[arg(long, value_name = "N")]
+    pub reference: Option<usize>,
+}
+
+/// The reference problem, also written out in C in `examples/c/demo.c`: tensors of 5 and
+/// 1027 elements starting at `0.1·((7i + 3t) mod 11) − 0.5`, the gradient of
+/// `Σ (p − 0.25)²` at each step, computed in f32 as `2·(p − 0.25)`.
+pub fn reference_problem() -> (Vec<usize>, Vec<Vec<f32>>) {
+    let sizes = vec![5usize, 1027];
+    let params = sizes
+        .iter()
+        .enumerate()
+        .map(|(t, &n)| {
+            (0..n)
+                .map(|i| 0.1f32 * ((7 * i + 3 * t) % 11) as f32 - 0.5)
+                .collect()
+        })
+        .collect();
+    (sizes, params)
+}
+
+pub fn export(args: &ExportArgs) -> Result<(), String> {
+    let Some(comp) = crate::load(&args.file, false) else {
+        return Err(format!(
+            "{} does not compile; fix the errors above",
+            args.file.display()
+        ));
+    };
+    let recipe = comp.recipes().first().ok_or_else(|| {
+        format!(
+            "{} has no recipe; add `recipe NAME {{ update = ... }}`",
+            args.file.display()
+        )
+    })?;
+    let kernel = lower(&comp.program, recipe)
+        .map_err(|why| format!("recipe `{}` cannot be exported: {why}", recipe.name))?;
+    let name = c::c_name(&recipe.name);
+    let header = c::header(&comp.program, recipe, &kernel, &name)
+        .map_err(|why| format!("recipe `{}` cannot be exported: {why}", recipe.name))?;
+    let object = cranelift::object(&kernel, &format!("{name}_pass"))?;
+    std::fs::create_dir_all(&args.output).map_err(|e| {
+        format!(
+            "cannot create {}: {e}; choose a writable folder with -o",
+            args.output.display()
+        )
+    })?;
+    let write = |file: String, bytes: &[u8]| -> Result<PathBuf, String> {
+        let path = args.output.join(file);
+        write_with(&path, |f| f.write_all(bytes))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
+    };
+    let o = write(format!("{name}.o"), &object)?;
+    let h = write(format!("{name}.h"), header.as_bytes())?;
+    eprintln!(
+        "wrote {} ({} passes) and {}",
+        o.display(),
+        kernel.passes.len(),
+        h.display()
+    );
+    if let Some(steps) = args.reference {
+        let (sizes, mut params) = reference_problem();
+        let names: Vec<String> = (0..sizes.len()).map(|t| format!("{t}.weight")).collect();
+        let mut interp = Interpreter::new(&comp.program, recipe, &names, &params)?;
+        let mut text = String::new();
+        for k in 0..steps {
+            let grads: Vec<Vec<f32>> = params
+                .iter()
+                .map(|p| p.iter().map(|x| 2.0 * (x - 0.25)).collect())
+                .collect();
+            interp.step(&mut params, &grads)?;
+            for (t, p) in params.iter().enumerate() {
+                for (i, x) in p.iter().enumerate() {
+                    text.push_str(&format!("{} {t} {i} {x:.9e}\n", k + 1));
+                }
+            }
+        }
+        let r = write(format!("{name}.reference.txt"), text.as_bytes())?;
+        eprintln!("wrote {} ({steps} steps, interpreter)", r.display());
+    }
+    Ok(())
+}
