@@ -489,3 +489,73 @@ fn curriculum_on_a_missing_column_names_the_file_and_the_columns() {
         "{e}"
     );
 }
+
+#[test]
+fn bench_json_has_the_documented_keys() {
+    let o = anneal(&[
+        "bench",
+        "benches/recipes/clip_adamw_finite.anneal",
+        "--params",
+        "100000",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    let v = json_output(&o);
+    for key in [
+        "backend",
+        "params",
+        "threads",
+        "step_ms",
+        "gbps",
+        "roofline_gbps",
+        "ratio",
+        "unfused_ratio",
+        "compile_ms",
+        "passes",
+        "bytes_per_param",
+    ] {
+        assert!(v.get(key).is_some(), "missing `{key}` in {v}");
+    }
+    assert_eq!(v["backend"], "cranelift");
+    assert_eq!(v["passes"], 2);
+    // clip_grad_norm_ + AdamW + a finite check: grad read for the norm, then the
+    // AdamW-shaped map (read 4, write 3).
+    assert_eq!(v["bytes_per_param"], 32);
+    assert!(v["gbps"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn build_explain_lists_passes_and_refuses_what_does_not_fuse() {
+    let v = json_output(&anneal(&[
+        "build",
+        "benches/recipes/adamw.anneal",
+        "--explain",
+        "--json",
+    ]));
+    assert_eq!(v["passes"].as_array().unwrap().len(), 1);
+    assert_eq!(v["bytes_per_param"], 28);
+    let o = anneal(&["build", "examples/sharpness_aware.anneal", "--explain"]);
+    fails_with(&o, "has no fused step");
+}
+
+#[test]
+fn bench_and_export_refuse_bad_input_with_a_message() {
+    fails_with(
+        &anneal(&["bench", "benches/recipes/adamw.anneal", "--params", "0"]),
+        "out of range",
+    );
+    fails_with(
+        &anneal(&[
+            "export",
+            "examples/sharpness_aware.anneal",
+            "-o",
+            "target/x",
+        ]),
+        "cannot be exported",
+    );
+    fails_with(
+        &anneal(&["export", "does/not/exist.anneal", "-o", "target/x"]),
+        "exist.anneal",
+    );
+}

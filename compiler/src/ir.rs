@@ -163,6 +163,14 @@ pub enum HyperValue {
 }
 
 impl HyperValue {
+    /// Whether a per-group value holds the same value for every group (plain values do).
+    pub fn same_in_every_group(&self) -> bool {
+        match self {
+            HyperValue::PerGroup(vs) => vs.windows(2).all(|w| w[0] == w[1]),
+            _ => true,
+        }
+    }
+
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             HyperValue::Real(v) => Some(*v),

@@ -262,7 +262,9 @@ pub fn header(
     );
     let _ = writeln!(w, " * Passes over memory:");
     for (i, pass) in kernel.passes.iter().enumerate() {
-        let kind = if pass.kind == PassKind::Map {
+        let kind = if pass.kind == PassKind::SkipMap {
+            "map on skipped steps"
+        } else if pass.kind == PassKind::Map {
             "map"
         } else {
             "reduce"
@@ -535,9 +537,8 @@ pub fn header(
             .collect();
         let _ = writeln!(
             w,
-            "  {{\n    static const int kind[{nr}] = {{{}}};\n    float on[{nr}];\n    \
-             for (size_t j = 0; j < {nr}; j++) on[j] = 1.0f;\n    \
-             {p}_run({i}, {p}_pass{i}, {}, {}, {nr}, kind, st, hp, n, numel, params, grads, red, on, {nr}, acc);",
+            "  {{\n    static const int kind[{nr}] = {{{}}};\n    \
+             {p}_run({i}, {p}_pass{i}, {}, {}, {nr}, kind, st, hp, n, numel, params, grads, red, NULL, 0, acc);",
             kinds.join(", "),
             pass.scalars.len() + usize::from(pass.guarded),
             pass.bufs.len()
@@ -599,17 +600,19 @@ pub fn header(
             "  for (size_t t = 0; t < (n ? n : 1); t++) {{ {p}_host(st, hp, t, n, n ? numel[t] : 0, red, h); fin[{k} * (n + 1) + t] = h[{hid}]; }}\n  (void){stage};"
         );
     }
-    if let Some((i, pass)) = kernel
-        .passes
-        .iter()
-        .enumerate()
-        .find(|(_, x)| x.kind == PassKind::Map)
-    {
+    for (i, pass) in kernel.passes.iter().enumerate() {
+        let when = match pass.kind {
+            PassKind::Reduce => continue,
+            PassKind::Map if kernel.passes.iter().any(|x| x.kind == PassKind::SkipMap) => {
+                "!skipped"
+            }
+            PassKind::Map => "1",
+            PassKind::SkipMap => "skipped",
+        };
         let _ = writeln!(
             w,
-            "  {{\n    float flag = (float)(skipped ? active : {} + 1);\n    static const int kind[1] = {{0}};\n    \
+            "  if ({when}) {{\n    float flag = (float)active;\n    static const int kind[1] = {{0}};\n    \
              {p}_run({i}, {p}_pass{i}, {}, {}, 0, kind, st, hp, n, numel, params, grads, red, &flag, {}, acc);\n  }}",
-            nst,
             pass.scalars.len(),
             pass.bufs.len(),
             usize::from(pass.guarded)

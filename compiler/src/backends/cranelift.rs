@@ -210,9 +210,17 @@ pub(crate) fn define_all<M: Module>(
             b.seal_all_blocks();
             b.finalize(config);
         }
+        if std::env::var_os("ANNEAL_DUMP").is_some() {
+            ctx.set_disasm(true);
+        }
         module
             .define_function(id, &mut ctx)
             .map_err(|e| format!("cranelift could not compile pass {}: {e:?}", i + 1))?;
+        if std::env::var_os("ANNEAL_DUMP").is_some() {
+            if let Some(c) = ctx.compiled_code() {
+                eprintln!("pass {i}:\n{}", c.vcode.clone().unwrap_or_default());
+            }
+        }
         module.clear_context(&mut ctx);
         ids.push(id);
     }
@@ -292,13 +300,7 @@ impl<'a, 'b> Gen<'a, 'b> {
             let v = self.b.ins().load(self.ptr, MEM, bufs, (8 * i) as i32);
             self.bases.push(v);
         }
-        let nslots = self.pass.scalars.len()
-            + usize::from(self.pass.guarded)
-            + if self.pass.kind == PassKind::Reduce {
-                self.pass.reductions.len()
-            } else {
-                0
-            };
+        let nslots = self.pass.scalars.len() + usize::from(self.pass.guarded);
         for i in 0..nslots {
             let s = self.b.ins().load(types::F32, MEM, scalars, (4 * i) as i32);
             let v = self.b.ins().splat(types::F32X4, s);
@@ -311,7 +313,7 @@ impl<'a, 'b> Gen<'a, 'b> {
             .map(|&r| {
                 let kind = acc_kind(self.k.reductions[r].op);
                 let (vt, st) = match kind {
-                    AccKind::Max | AccKind::Min => (types::F32X4, types::F32),
+                    AccKind::Max | AccKind::Min | AccKind::Finite => (types::F32X4, types::F32),
                     _ => (types::F64X2, types::F64),
                 };
                 let init = match kind {
@@ -390,6 +392,14 @@ impl<'a, 'b> Gen<'a, 'b> {
                     let m = self.pick(a.kind, tail, m, false);
                     self.b.ins().fpromote(types::F64, m)
                 }
+                AccKind::Finite => {
+                    let mut s = tail;
+                    for lane in 0..4u8 {
+                        let x = self.b.ins().extractlane(lo, lane);
+                        s = self.b.ins().fadd(s, x);
+                    }
+                    self.b.ins().fpromote(types::F64, s)
+                }
                 _ => {
                     let (l0, l1) = (
                         self.b.ins().extractlane(lo, 0),
@@ -441,7 +451,7 @@ impl<'a, 'b> Gen<'a, 'b> {
             }
         }
         match self.pass.kind {
-            PassKind::Map => {
+            PassKind::Map | PassKind::SkipMap => {
                 let mut values = Vec::new();
                 for &s in &self.pass.stores {
                     let v = self.elem(self.k.stores[s].value, vector, &mut memo);
@@ -473,20 +483,10 @@ impl<'a, 'b> Gen<'a, 'b> {
                 }
             }
             PassKind::Reduce => {
-                let first_flag = self.pass.scalars.len() + usize::from(self.pass.guarded);
+                // Every reduction of the pass runs: one branch-free loop body.
                 for (j, &r) in self.pass.reductions.iter().enumerate() {
-                    let flag = self.slots[first_flag + j].0;
-                    let zero = self.b.ins().f32const(0.0);
-                    let on = self.b.ins().fcmp(FloatCC::NotEqual, flag, zero);
-                    let (yes, after) = (self.b.create_block(), self.b.create_block());
-                    self.b.ins().brif(on, yes, &[], after, &[]);
-                    self.b.switch_to_block(yes);
-                    // Values computed under the flag do not dominate what follows.
-                    let mut local = memo.clone();
-                    let x = self.elem(self.k.reductions[r].input, vector, &mut local);
+                    let x = self.elem(self.k.reductions[r].input, vector, &mut memo);
                     self.accumulate(&accs[j], x, vector);
-                    self.b.ins().jump(after, &[]);
-                    self.b.switch_to_block(after);
                 }
             }
         }
@@ -500,13 +500,17 @@ impl<'a, 'b> Gen<'a, 'b> {
                 let m = self.pick(a.kind, x, acc, vector);
                 self.b.def_var(var, m);
             }
+            AccKind::Finite => {
+                // x·0 is 0 for a finite x and NaN otherwise; a sum of those in f32 is
+                // exact (0) until the first NaN, which it keeps.
+                let var = if vector { a.lo } else { a.tail };
+                let z = self.fconst(0.0, vector);
+                let y = self.b.ins().fmul(x, z);
+                let acc = self.b.use_var(var);
+                let s = self.b.ins().fadd(acc, y);
+                self.b.def_var(var, s);
+            }
             kind => {
-                let x = if kind == AccKind::Finite {
-                    let z = self.fconst(0.0, vector);
-                    self.b.ins().fmul(x, z)
-                } else {
-                    x
-                };
                 if vector {
                     let lo = self.b.ins().fvpromote_low(x);
                     let bytes = self.b.ins().bitcast(types::I8X16, LE, x);

@@ -126,16 +126,20 @@ impl<'p> Fused<'p> {
         let (active, skipped) = loop {
             let mut ev = HostEval::new(self, &mut hypers, &reduced, nt);
             let (active, skipped, blocked) = ev.skips()?;
+            // While a `skip if` waits on a reduction, the later stages' reductions are
+            // gathered too, betting the step is not skipped (the usual case), so that one
+            // sweep computes both; on a skipped step they are wasted work, never wrong.
+            let upto = if blocked { stages } else { active };
             for &(stage, _, h) in &self.kernel.host_states {
-                if stage < active {
+                if stage < upto {
                     ev.all_tensors(h)?;
                 }
             }
             for (s, store) in self.kernel.stores.iter().enumerate() {
                 let live = if store.stage == stages {
-                    !skipped && !blocked
+                    !skipped
                 } else {
-                    store.stage < active
+                    store.stage < upto
                 };
                 if live {
                     for &h in &self.store_scalars[s] {
@@ -173,8 +177,8 @@ impl<'p> Fused<'p> {
             }
             let tables = self.tables_for_reductions(&mut ev, &runnable)?;
             drop(ev);
-            for (p, table) in tables {
-                let results = self.run_reduce(p, &table, params, grads)?;
+            for (p, table, ready) in tables {
+                let results = self.run_reduce(p, &table, &ready, params, grads)?;
                 for (r, v) in results {
                     reduced[r] = Some(v);
                 }
@@ -191,15 +195,18 @@ impl<'p> Fused<'p> {
                 finals.push((stage, state, per));
             }
         }
-        let map = self
-            .kernel
-            .passes
-            .iter()
-            .position(|p| p.kind == PassKind::Map);
+        let map = self.kernel.passes.iter().position(|p| {
+            p.kind
+                == if skipped {
+                    PassKind::SkipMap
+                } else {
+                    PassKind::Map
+                }
+        });
         let map_table = match map {
             Some(p) => {
                 let flag = if skipped { active } else { stages + 1 };
-                Some((p, self.table(&mut ev, p, Some(flag as f32), &[])?))
+                Some((p, self.table(&mut ev, p, Some(flag as f32))?))
             }
             None => None,
         };
@@ -222,48 +229,46 @@ impl<'p> Fused<'p> {
         Ok(())
     }
 
-    /// The scalar tables of the reduction passes that hold `runnable`, per pass.
+    /// The reduction passes that hold a `runnable` reduction, with their scalar tables
+    /// and, per reduction of the pass, whether its inputs are all known (a pass computes
+    /// every reduction it holds; only those results are kept).
     fn tables_for_reductions(
         &self,
         ev: &mut HostEval,
         runnable: &[RId],
-    ) -> Result<Vec<(usize, Table)>, String> {
+    ) -> Result<Vec<(usize, Table, Vec<bool>)>, String> {
         let mut out = Vec::new();
         for (p, pass) in self.kernel.passes.iter().enumerate() {
-            if pass.kind != PassKind::Reduce {
+            if pass.kind != PassKind::Reduce
+                || !pass.reductions.iter().any(|r| runnable.contains(r))
+            {
                 continue;
             }
-            let enable: Vec<f32> = pass
-                .reductions
-                .iter()
-                .map(|r| f32::from(u8::from(runnable.contains(r))))
-                .collect();
-            if enable.iter().any(|&e| e != 0.0) {
-                out.push((p, self.table(ev, p, None, &enable)?));
+            let mut ready = Vec::with_capacity(pass.reductions.len());
+            for &r in &pass.reductions {
+                let mut known = true;
+                for &h in &self.red_scalars[r] {
+                    known &= ev.peek(h)?;
+                }
+                ready.push(known);
             }
+            out.push((p, self.table(ev, p, None)?, ready));
         }
         Ok(out)
     }
 
-    /// Per tensor: the pass's scalar slots, the active-stage count, the enable flags.
-    fn table(
-        &self,
-        ev: &mut HostEval,
-        p: usize,
-        active: Option<f32>,
-        enable: &[f32],
-    ) -> Result<Table, String> {
+    /// Per tensor: the pass's scalar slots, then the active-stage count if it has one.
+    fn table(&self, ev: &mut HostEval, p: usize, active: Option<f32>) -> Result<Table, String> {
         let pass = &self.kernel.passes[p];
         (0..self.interp.sizes.len())
             .map(|t| {
-                let mut row = Vec::with_capacity(pass.scalars.len() + 1 + enable.len());
+                let mut row = Vec::with_capacity(pass.scalars.len() + 1);
                 for &h in &pass.scalars {
                     row.push(ev.eval(h, t)?.unwrap_or(f64::NAN) as f32);
                 }
                 if pass.guarded {
                     row.push(active.unwrap_or(0.0));
                 }
-                row.extend_from_slice(enable);
                 Ok(row)
             })
             .collect()
@@ -276,6 +281,7 @@ impl<'p> Fused<'p> {
         &mut self,
         p: usize,
         table: &[Vec<f32>],
+        ready: &[bool],
         params: &mut [Vec<f32>],
         grads: &[Vec<f32>],
     ) -> Result<Vec<(RId, Vec<f64>)>, String> {
@@ -285,10 +291,7 @@ impl<'p> Fused<'p> {
         let nt = self.interp.sizes.len();
         let mut out = Vec::new();
         for (j, &r) in pass.reductions.iter().enumerate() {
-            if table
-                .first()
-                .is_some_and(|row| row[row.len() - nred + j] == 0.0)
-            {
+            if !ready[j] {
                 continue;
             }
             let red = &self.kernel.reductions[r];
@@ -493,6 +496,14 @@ impl<'a, 'p> HostEval<'a, 'p> {
             }
         }
         Ok((active, false, false))
+    }
+
+    /// Whether `h` is known for every tensor, without recording what it waits on.
+    fn peek(&mut self, h: usize) -> Result<bool, String> {
+        let saved = self.needed.clone();
+        let known = self.all_tensors(h);
+        self.needed = saved;
+        known
     }
 
     /// Evaluates `h` for every tensor; whether all were known.

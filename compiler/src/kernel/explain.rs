@@ -16,6 +16,9 @@ pub struct PassReport {
     pub reads: Vec<String>,
     pub writes: Vec<String>,
     pub bytes_per_param: usize,
+    /// Runs only on steps whose host `if` takes the branch that needs it (not counted in
+    /// the step's total).
+    pub conditional: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,12 +73,13 @@ fn report(
     let passes: Vec<PassReport> = kernel
         .passes
         .iter()
+        .filter(|p| p.kind != PassKind::SkipMap)
         .map(|p| {
             let writes = p.writes(kernel);
             PassReport {
                 kind: match p.kind {
                     PassKind::Reduce => "reduce",
-                    PassKind::Map => "map",
+                    PassKind::Map | PassKind::SkipMap => "map",
                 },
                 reductions: p
                     .reductions
@@ -88,17 +92,29 @@ fn report(
                 reads: p.reads.iter().map(name).collect(),
                 writes: writes.iter().map(name).collect(),
                 bytes_per_param: 4 * (p.reads.len() + writes.len()),
+                conditional: p.conditional,
             }
         })
         .collect();
     Explain {
         recipe: recipe.name.clone(),
-        bytes_per_param: passes.iter().map(|p| p.bytes_per_param).sum(),
+        bytes_per_param: passes
+            .iter()
+            .filter(|p| !p.conditional)
+            .map(|p| p.bytes_per_param)
+            .sum(),
         passes,
         unfused_passes,
         unfused_bytes_per_param,
         host_values: kernel.host.len(),
         element_ops: kernel.elems.len(),
+    }
+}
+
+impl Explain {
+    /// The passes every step runs.
+    pub fn step_passes(&self) -> usize {
+        self.passes.iter().filter(|p| !p.conditional).count()
     }
 }
 
@@ -108,8 +124,8 @@ impl std::fmt::Display for Explain {
             f,
             "recipe `{}`: {} pass{} over memory, {} bytes per parameter per step",
             self.recipe,
-            self.passes.len(),
-            if self.passes.len() == 1 { "" } else { "es" },
+            self.step_passes(),
+            if self.step_passes() == 1 { "" } else { "es" },
             self.bytes_per_param
         )?;
         for (i, p) in self.passes.iter().enumerate() {
@@ -118,7 +134,12 @@ impl std::fmt::Display for Explain {
             } else {
                 format!(" {}", p.reductions.join(", "))
             };
-            writeln!(f, "  pass {} {}{what}", i + 1, p.kind)?;
+            let when = if p.conditional {
+                " (only on steps whose `if` needs it)"
+            } else {
+                ""
+            };
+            writeln!(f, "  pass {} {}{what}{when}", i + 1, p.kind)?;
             writeln!(f, "    reads  {}", list(&p.reads))?;
             writeln!(f, "    writes {}", list(&p.writes))?;
             writeln!(f, "    {} bytes per parameter", p.bytes_per_param)?;

@@ -19,8 +19,11 @@
 use std::collections::HashMap;
 
 use crate::ast::{BinOp, UnOp};
+use crate::ast::{ScalarType, TypeExpr};
+use crate::interp::str_value;
 use crate::ir::{
-    Body, Builtin, DefBody, Expr, ExprId, Extent, Program, Recipe, ReduceOp, Scope, ShapeInfo, Stmt,
+    Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, Program, Recipe, ReduceOp, Scope,
+    ShapeInfo, Stmt,
 };
 
 pub mod exec;
@@ -115,6 +118,9 @@ pub struct Store {
 pub enum PassKind {
     Reduce,
     Map,
+    /// The map pass as it runs on a step a `skip if` stops: only the stages up to the
+    /// skipping one store (the count of those is its last scalar slot).
+    SkipMap,
 }
 
 /// One sweep over the buffers.
@@ -133,6 +139,8 @@ pub struct Pass {
     /// Whether the last slot after `scalars` holds how many stages are active (only when
     /// some store can be skipped by a `skip if`).
     pub guarded: bool,
+    /// A reduction pass that runs only on steps whose host `if` needs its reduction.
+    pub conditional: bool,
 }
 
 impl Pass {
@@ -204,6 +212,7 @@ struct Builder {
 
 impl Builder {
     fn h(&mut self, n: Host) -> HId {
+        let n = self.fold(n);
         let key = format!("{n:?}");
         if let Some(&id) = self.host_ids.get(&key) {
             return id;
@@ -214,6 +223,14 @@ impl Builder {
     }
 
     fn e(&mut self, n: Elem) -> EId {
+        // A select on a constant condition is its branch, as on the interpreter.
+        if let Elem::Select(c, a, b) = n {
+            if let Elem::Scalar(h) = self.elems[c] {
+                if let Host::Const(v) = self.host[h] {
+                    return if v != 0.0 { a } else { b };
+                }
+            }
+        }
         let key = format!("{n:?}");
         if let Some(&id) = self.elem_ids.get(&key) {
             return id;
@@ -221,6 +238,34 @@ impl Builder {
         self.elems.push(n);
         self.elem_ids.insert(key, self.elems.len() - 1);
         self.elems.len() - 1
+    }
+
+    /// Folds host arithmetic on constants, in f64 as the interpreter computes it.
+    fn fold(&self, n: Host) -> Host {
+        let c = |h: HId| match self.host[h] {
+            Host::Const(v) => Some(v),
+            _ => None,
+        };
+        match &n {
+            Host::Unary(op, a) => match (op, c(*a)) {
+                (UnOp::Neg, Some(x)) => Host::Const(-x),
+                (UnOp::Not, Some(x)) => Host::Const(f64::from(u8::from(x == 0.0))),
+                _ => n,
+            },
+            Host::Binary(op, a, b) => match (c(*a), c(*b)) {
+                (Some(x), Some(y)) => Host::Const(crate::math::arith(*op, x, y)),
+                _ => n,
+            },
+            Host::Select(k, a, b) => match c(*k) {
+                Some(v) => self.host[if v != 0.0 { *a } else { *b }].clone(),
+                None => n,
+            },
+            Host::Call(f, xs) => match xs.iter().map(|x| c(*x)).collect::<Option<Vec<_>>>() {
+                Some(vals) => Host::Const(crate::math::builtin(*f, &vals)),
+                None => n,
+            },
+            _ => n,
+        }
     }
 
     fn lift(&mut self, v: Val) -> EId {
@@ -263,6 +308,8 @@ impl Builder {
             let mut cx = StageCx {
                 b: self,
                 body,
+                params: &def.params,
+                args: &recipe.stages[si].args,
                 stage: si,
                 name: &def.name,
                 grad,
@@ -383,22 +430,51 @@ impl Builder {
             .map(|r| r.level + 1)
             .max()
             .unwrap_or(0);
+        let mut roots: Vec<HId> = out.skips.iter().map(|(_, h)| *h).collect();
+        roots.extend(out.host_states.iter().map(|(_, _, h)| *h));
+        for st in &stores {
+            roots.extend(self.uses(&[st.value]).1);
+        }
+        // A reduction only a host `if` may need joins the shared sweep anyway when it is
+        // cheap (computing it for nothing costs less than a sweep of its own); one that
+        // calls `pow`, `exp` and the like per element waits for a step that needs it.
+        let unconditional: Vec<bool> = self
+            .unconditional(roots)
+            .into_iter()
+            .zip(&self.reductions)
+            .map(|(u, r)| u || !self.calls_libm(r.input))
+            .collect();
         let mut passes = Vec::new();
         for level in 0..levels {
-            let reds: Vec<RId> = (0..self.reductions.len())
-                .filter(|&r| self.reductions[r].level == level)
-                .collect();
-            let roots: Vec<EId> = reds.iter().map(|&r| self.reductions[r].input).collect();
-            let (bufs, scalars) = self.uses(&roots);
-            passes.push(Pass {
-                reads: bufs.clone(),
-                kind: PassKind::Reduce,
-                reductions: reds,
-                stores: Vec::new(),
-                bufs,
-                scalars,
-                guarded: false,
-            });
+            let at_level = |r: &RId| self.reductions[*r].level == level;
+            // The reductions every step needs share one branch-free sweep; one that only
+            // a step-uniform `if` may need (a p-norm at p ≠ 2) gets a sweep of its own,
+            // run on the steps that take its branch.
+            let mut groups: Vec<Vec<RId>> = vec![(0..self.reductions.len())
+                .filter(|r| at_level(r) && unconditional[*r])
+                .collect()];
+            groups.extend(
+                (0..self.reductions.len())
+                    .filter(|r| at_level(r) && !unconditional[*r])
+                    .map(|r| vec![r]),
+            );
+            for reds in groups.into_iter().filter(|g| !g.is_empty()) {
+                let inputs: Vec<EId> = reds.iter().map(|&r| self.reductions[r].input).collect();
+                let (bufs, scalars) = self.uses(&inputs);
+                passes.push(Pass {
+                    reads: bufs.clone(),
+                    kind: PassKind::Reduce,
+                    reductions: reds,
+                    stores: Vec::new(),
+                    bufs,
+                    scalars,
+                    guarded: false,
+                    conditional: false,
+                });
+            }
+        }
+        for p in passes.iter_mut() {
+            p.conditional = p.reductions.iter().any(|r| !unconditional[*r]);
         }
         if !stores.is_empty() {
             let roots: Vec<EId> = stores.iter().map(|s| s.value).collect();
@@ -409,17 +485,30 @@ impl Builder {
                     bufs.push(s.buf);
                 }
             }
-            // A `skip if` suppresses the parameter write and the later stages' stores.
-            let guarded = !out.skips.is_empty();
-            passes.push(Pass {
+            let map = Pass {
                 reads,
                 kind: PassKind::Map,
                 reductions: Vec::new(),
                 stores: (0..stores.len()).collect(),
                 bufs,
                 scalars,
-                guarded,
-            });
+                guarded: false,
+                conditional: false,
+            };
+            // A `skip if` suppresses the parameter write and the later stages' stores: on
+            // the (rare) steps it fires, a variant with a guard on every store runs
+            // instead, so the usual step's loop has no branch.
+            if !out.skips.is_empty() {
+                let skip_map = Pass {
+                    kind: PassKind::SkipMap,
+                    guarded: true,
+                    ..map.clone()
+                };
+                passes.push(map);
+                passes.push(skip_map);
+            } else {
+                passes.push(map);
+            }
         }
         Kernel {
             host: self.host,
@@ -431,6 +520,60 @@ impl Builder {
             passes,
             stages,
         }
+    }
+
+    /// Per reduction: whether a step needs it whenever its stage runs, as opposed to only
+    /// through a branch of a host `if` (which the step may not take). Host `if`s pass
+    /// unconditional need to their condition only.
+    fn unconditional(&self, roots: Vec<HId>) -> Vec<bool> {
+        let mut seen = vec![false; self.host.len()];
+        let mut out = vec![false; self.reductions.len()];
+        let mut stack = roots;
+        while let Some(h) = stack.pop() {
+            if std::mem::replace(&mut seen[h], true) {
+                continue;
+            }
+            match &self.host[h] {
+                Host::Select(c, _, _) => stack.push(*c),
+                Host::Reduce(r) if !std::mem::replace(&mut out[*r], true) => {
+                    stack.extend(self.uses(&[self.reductions[*r].input]).1);
+                }
+                Host::Unary(_, a) => stack.push(*a),
+                Host::Binary(_, a, b) => stack.extend([*a, *b]),
+                Host::Call(_, xs) => stack.extend(xs.iter().copied()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Whether computing `root` calls a C math function per element.
+    fn calls_libm(&self, root: EId) -> bool {
+        let mut seen = vec![false; self.elems.len()];
+        let mut stack = vec![root];
+        while let Some(e) = stack.pop() {
+            if std::mem::replace(&mut seen[e], true) {
+                continue;
+            }
+            match &self.elems[e] {
+                Elem::Binary(BinOp::Pow, _, _) => return true,
+                Elem::Call(
+                    Builtin::Exp
+                    | Builtin::Log
+                    | Builtin::Pow
+                    | Builtin::Cos
+                    | Builtin::Sin
+                    | Builtin::Tanh,
+                    _,
+                ) => return true,
+                Elem::Unary(_, a) => stack.push(*a),
+                Elem::Binary(_, a, b) => stack.extend([*a, *b]),
+                Elem::Select(c, a, b) => stack.extend([*c, *a, *b]),
+                Elem::Call(_, xs) => stack.extend(xs.iter().copied()),
+                Elem::Load(_) | Elem::Scalar(_) => {}
+            }
+        }
+        false
     }
 
     /// Levels in creation order: a reduction's input was built before the reduction, and
@@ -516,6 +659,8 @@ fn graph_uses(host: &[Host], elems: &[Elem], roots: &[EId]) -> (Vec<Buf>, Vec<HI
 struct StageCx<'a, 'p> {
     b: &'a mut Builder,
     body: &'p Body,
+    params: &'p [crate::ir::HyperParam],
+    args: &'p [HyperValue],
     stage: usize,
     name: &'p str,
     grad: EId,
@@ -525,6 +670,24 @@ struct StageCx<'a, 'p> {
 }
 
 impl StageCx<'_, '_> {
+    /// A `bool` hyperparameter chooses between code paths (`amsgrad`, `nesterov`,
+    /// `centered`): its value is compiled in, as torch and optax pick code by it, and a
+    /// dead branch costs no memory traffic. Numbers stay runtime scalars.
+    fn structural(&self, i: usize) -> Option<f64> {
+        let p = self.params.get(i)?;
+        if p.ty != TypeExpr::Scalar(ScalarType::Bool) {
+            return None;
+        }
+        let v = self.args.get(i)?;
+        if !v.same_in_every_group() {
+            return None;
+        }
+        match v {
+            HyperValue::PerGroup(vs) => vs.first()?.as_f64(),
+            other => other.as_f64(),
+        }
+    }
+
     fn unsupported(&self, what: &str) -> Unsupported {
         Unsupported(format!("`{}` uses {what}", self.name))
     }
@@ -533,17 +696,26 @@ impl StageCx<'_, '_> {
         let stage = self.stage;
         Ok(match &self.body.exprs[id] {
             Expr::Const(v) => Val::H(self.b.h(Host::Const(*v))),
-            Expr::Hyper(i) => Val::H(self.b.h(Host::Hyper { stage, index: *i })),
+            Expr::Hyper(i) => match self.structural(*i) {
+                Some(v) => Val::H(self.b.h(Host::Const(v))),
+                None => Val::H(self.b.h(Host::Hyper { stage, index: *i })),
+            },
             Expr::HyperIndex(i, k) => Val::H(self.b.h(Host::HyperIndex {
                 stage,
                 index: *i,
                 k: *k,
             })),
-            Expr::StrEq(i, lit) => Val::H(self.b.h(Host::StrEq {
-                stage,
-                index: *i,
-                lit: lit.clone(),
-            })),
+            Expr::StrEq(i, lit) => match self.args.get(*i).map(|v| str_value(v, 0)) {
+                // A choice between code paths, the same for every group: compiled in.
+                Some(Ok(s)) if self.args[*i].same_in_every_group() => {
+                    Val::H(self.b.h(Host::Const(f64::from(u8::from(s == lit)))))
+                }
+                _ => Val::H(self.b.h(Host::StrEq {
+                    stage,
+                    index: *i,
+                    lit: lit.clone(),
+                })),
+            },
             Expr::Step => Val::H(self.b.h(Host::Step { stage })),
             Expr::Count => {
                 let s = self.b.h(Host::Step { stage });
