@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anneal_compiler::backends::{Backend, Stepper};
 use anneal_compiler::ir::{Program, Recipe};
-use anneal_compiler::kernel::explain::explain;
+use anneal_compiler::kernel::explain::{explain, Explain};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -34,6 +34,8 @@ pub struct BenchReport {
     pub unfused_ratio: f64,
     /// Kernel IR to callable (0 when the code came from the cache).
     pub compile_ms: f64,
+    /// Recipe text to callable: parse, check (with the library), lower, JIT.
+    pub source_ms: f64,
     pub passes: usize,
     pub bytes_per_param: usize,
     pub unfused_bytes_per_param: usize,
@@ -79,18 +81,7 @@ pub fn bench(
         Stepper::new(backend, program, recipe, &names, &shapes, &ps, threads)?;
     // The step and the roofline alternate, so both see the same machine (other load,
     // frequency changes).
-    // Per pass of the step: arrays only read, and arrays read and written back.
-    let shapes: Vec<(usize, usize)> = e
-        .passes
-        .iter()
-        .filter(|p| !p.conditional)
-        .map(|p| {
-            let rmw = p.writes.iter().filter(|w| p.reads.contains(w)).count();
-            let write_only = p.writes.len() - rmw;
-            (p.reads.len() - rmw, rmw + write_only)
-        })
-        .collect();
-    let mut roof = Roofline::new(params, shapes, threads);
+    let mut roof = Roofline::for_step(&e, params, threads);
     let (mut steps, mut sweeps) = (Vec::new(), Vec::new());
     stepper.step(&mut ps, &grads)?;
     roof.sweep();
@@ -124,6 +115,7 @@ pub fn bench(
         ratio: gbps / roofline_gbps,
         unfused_ratio: e.bytes_per_param as f64 / e.unfused_bytes_per_param.max(1) as f64,
         compile_ms: choice.compile_ms,
+        source_ms: f64::NAN,
         passes: e.step_passes(),
         bytes_per_param: e.bytes_per_param,
         unfused_bytes_per_param: e.unfused_bytes_per_param,
@@ -161,6 +153,22 @@ impl Roofline {
                 .build()
                 .ok(),
         }
+    }
+
+    /// The roofline of a fused step: per pass, arrays only read and arrays read and
+    /// written back (a written array not read is counted as both, slightly in the
+    /// roofline's disfavour).
+    pub fn for_step(e: &Explain, params: usize, threads: usize) -> Roofline {
+        let shapes = e
+            .passes
+            .iter()
+            .filter(|p| !p.conditional)
+            .map(|p| {
+                let rmw = p.writes.iter().filter(|w| p.reads.contains(w)).count();
+                (p.reads.len() - rmw, p.writes.len())
+            })
+            .collect();
+        Roofline::new(params, shapes, threads)
     }
 
     /// Bytes one sweep moves per element.
@@ -278,4 +286,18 @@ fn sweep(ins: &[&[f32]], outs: &mut [&mut [f32]]) {
             }
         }
     }
+}
+
+/// Time from recipe text to callable passes: parse and check against the standard
+/// library, lower to the kernel IR, JIT-compile (never from the cache). Milliseconds.
+pub fn source_to_callable_ms(name: &str, text: &str) -> Result<f64, String> {
+    let t0 = Instant::now();
+    let c = anneal_compiler::compile(name, text);
+    if c.has_errors() {
+        return Err(format!("{name} does not compile"));
+    }
+    let recipe = c.program.recipes.first().ok_or("no recipe")?;
+    let kernel = anneal_compiler::kernel::lower(&c.program, recipe).map_err(|e| e.0)?;
+    anneal_compiler::backends::cranelift::jit(&kernel)?;
+    Ok(t0.elapsed().as_secs_f64() * 1e3)
 }

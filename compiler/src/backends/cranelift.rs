@@ -68,6 +68,21 @@ pub fn compile(kernel: &Kernel) -> Result<Compiled, String> {
             cached: true,
         });
     }
+    let (addrs, compile_ms) = jit(kernel)?;
+    cache()
+        .lock()
+        .map_err(|_| "JIT cache poisoned")?
+        .insert(key, addrs.clone());
+    Ok(Compiled {
+        fns: addrs.into_iter().map(to_fn).collect(),
+        compile_ms,
+        cached: false,
+    })
+}
+
+/// Compiles every pass of `kernel`, bypassing the cache: the pass addresses and the time
+/// taken (ms).
+pub fn jit(kernel: &Kernel) -> Result<(Vec<usize>, f64), String> {
     let t0 = Instant::now();
     let mut jb = JITBuilder::with_isa(isa()?, default_libcall_names());
     for (name, ptr) in LIBM_SYMBOLS {
@@ -84,17 +99,8 @@ pub fn compile(kernel: &Kernel) -> Result<Compiled, String> {
         .collect();
     // The code must outlive every `Fused` that holds its addresses.
     std::mem::forget(module);
-    let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
     COMPILES.fetch_add(1, Ordering::Relaxed);
-    cache()
-        .lock()
-        .map_err(|_| "JIT cache poisoned")?
-        .insert(key, addrs.clone());
-    Ok(Compiled {
-        fns: addrs.into_iter().map(to_fn).collect(),
-        compile_ms,
-        cached: false,
-    })
+    Ok((addrs, t0.elapsed().as_secs_f64() * 1e3))
 }
 
 fn to_fn(addr: usize) -> PassFn {
