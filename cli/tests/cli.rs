@@ -535,7 +535,7 @@ fn build_explain_lists_passes_and_refuses_what_does_not_fuse() {
     ]));
     assert_eq!(v["passes"].as_array().unwrap().len(), 1);
     assert_eq!(v["bytes_per_param"], 28);
-    let o = anneal(&["build", "examples/sharpness_aware.anneal", "--explain"]);
+    let o = anneal(&["build", "examples/adaptive.anneal", "--explain"]);
     fails_with(&o, "has no fused step");
 }
 

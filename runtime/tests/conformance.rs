@@ -121,7 +121,6 @@ const NOT_FUSED: &[(&str, &str)] = &[
     ("torch/LBFGS/quadratic_strong_wolfe", "builtin optimizer"),
     ("torch/LBFGS/rosenbrock_none", "builtin optimizer"),
     ("torch/LBFGS/rosenbrock_strong_wolfe", "builtin optimizer"),
-    ("sam_mlp_digits_tanh_sgd_momentum", "grad_at"),
 ];
 
 #[test]

@@ -229,6 +229,21 @@ pub fn header(
     kernel: &Kernel,
     prefix: &str,
 ) -> Result<String, String> {
+    if !kernel.calls.is_empty() {
+        return Err(
+            "the step calls the model mid-step (`grad_at`, `hvp`); an exported step has no model"
+                .into(),
+        );
+    }
+    if kernel
+        .elems
+        .iter()
+        .any(|e| matches!(e, crate::kernel::Elem::Load(Buf::Noise(_))))
+    {
+        return Err(
+            "the step draws `rademacher()` noise, which the exported step does not generate".into(),
+        );
+    }
     if recipe.groups.len() > 1 {
         return Err("the exported step has one parameter group; this recipe has several".into());
     }
@@ -276,6 +291,7 @@ pub fn header(
                 Buf::Param => "param".to_string(),
                 Buf::Grad => "grad".to_string(),
                 Buf::State { stage, state } => cx.state_field(*stage, *state),
+                other => format!("{other:?}"),
             })
             .collect();
         let _ = writeln!(w, " *   {p}_pass{i}: {kind} over {}", bufs.join(", "));
@@ -496,6 +512,7 @@ pub fn header(
                 Buf::Param => "params[t]".to_string(),
                 Buf::Grad => "(float *)grads[t]".to_string(),
                 Buf::State { stage, state } => format!("st->{}[t]", cx.state_field(*stage, *state)),
+                _ => "NULL".to_string(),
             };
             let _ = writeln!(fill, "    bufs[{k}] = {ptr};");
         }
@@ -602,7 +619,7 @@ pub fn header(
     }
     for (i, pass) in kernel.passes.iter().enumerate() {
         let when = match pass.kind {
-            PassKind::Reduce => continue,
+            PassKind::Reduce | PassKind::Prepare => continue,
             PassKind::Map if kernel.passes.iter().any(|x| x.kind == PassKind::SkipMap) => {
                 "!skipped"
             }

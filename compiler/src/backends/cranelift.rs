@@ -457,7 +457,7 @@ impl<'a, 'b> Gen<'a, 'b> {
             }
         }
         match self.pass.kind {
-            PassKind::Map | PassKind::SkipMap => {
+            PassKind::Map | PassKind::SkipMap | PassKind::Prepare => {
                 let mut values = Vec::new();
                 for &s in &self.pass.stores {
                     let v = self.elem(self.k.stores[s].value, vector, &mut memo);

@@ -136,14 +136,23 @@ impl<'p> Stepper<'p> {
     ) -> Result<(), String> {
         match self {
             Stepper::Interp(i) => i.step_with(params, grads, oracle),
-            Stepper::Fused(f) => f.step(params, grads),
+            Stepper::Fused(f) => f.step(params, grads, oracle),
         }
     }
 
     pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
         match self {
             Stepper::Interp(i) => i.step(params, grads),
-            Stepper::Fused(f) => f.step(params, grads),
+            Stepper::Fused(f) => {
+                if let Some(c) = f.interp.recipe.capabilities.first() {
+                    return Err(format!(
+                        "recipe `{}` needs {} from the model; run it with a model that provides it",
+                        f.interp.recipe.name,
+                        c.describe()
+                    ));
+                }
+                f.step(params, grads, None)
+            }
         }
     }
 

@@ -4,8 +4,8 @@
 //! (hyperparameters and schedules, bias corrections, reduction results), runs each needed
 //! reduction pass, then the map pass, then updates scalar and per-tensor states. Which
 //! reductions are needed is decided lazily, as the interpreter decides it: a reduction
-//! under a step-uniform `if` that goes the other way is switched off (its enable flag is
-//! 0), so `clip_grad_norm_`'s p-norm branch costs nothing at p = 2.
+//! sweep of its own (an expensive reduction under a step-uniform `if`) runs only on the
+//! steps that take its branch, so `clip_grad_norm_`'s p-norm costs nothing at p = 2.
 //!
 //! Passes run over fixed-size chunks of each tensor, split across threads; each chunk
 //! writes its own partial results and the host combines them chunk by chunk in order, so
@@ -15,12 +15,12 @@
 //! counts, observed metrics), so snapshots, checkpoints and `state()` read the same as on
 //! the interpreter.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rayon::prelude::*;
 
-use super::{Buf, Host, Kernel, PassKind, RId};
-use crate::interp::{str_value, Interpreter, StateValue};
+use super::{Buf, CallKind, EId, Elem, Host, Kernel, PassKind, RId};
+use crate::interp::{rademacher, str_value, Interpreter, Oracle, StateValue};
 use crate::ir::{ReduceOp, Scope, ShapeInfo};
 use crate::math::{arith, builtin};
 
@@ -45,6 +45,9 @@ pub struct Fused<'p> {
     /// Per store and per reduction: the host values its element graph reads.
     store_scalars: Vec<Vec<usize>>,
     red_scalars: Vec<Vec<usize>>,
+    call_scalars: Vec<Vec<usize>>,
+    /// The step's own buffers (model-call arguments and results, noise), per tensor.
+    temps: BTreeMap<Buf, Vec<Vec<f32>>>,
 }
 
 /// A pass invocation on one chunk; raw pointers into buffers that outlive the pass.
@@ -93,6 +96,15 @@ impl<'p> Fused<'p> {
             .iter()
             .map(|r| kernel.uses(&[r.input]).1)
             .collect();
+        let call_scalars = kernel
+            .calls
+            .iter()
+            .map(|c| {
+                let mut roots = vec![c.arg];
+                roots.extend(c.point);
+                kernel.uses(&roots).1
+            })
+            .collect();
         Ok(Fused {
             interp,
             kernel,
@@ -100,6 +112,8 @@ impl<'p> Fused<'p> {
             pool,
             store_scalars,
             red_scalars,
+            call_scalars,
+            temps: BTreeMap::new(),
         })
     }
 
@@ -108,7 +122,12 @@ impl<'p> Fused<'p> {
     }
 
     /// One update: `grads` in, `params` updated in place.
-    pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
+    pub fn step(
+        &mut self,
+        params: &mut [Vec<f32>],
+        grads: &[Vec<f32>],
+        mut oracle: Option<&mut (dyn Oracle + '_)>,
+    ) -> Result<(), String> {
         let sizes = self.interp.sizes.clone();
         if params.len() != sizes.len() || grads.len() != sizes.len() {
             return Err(format!("expected {} tensors", sizes.len()));
@@ -122,7 +141,9 @@ impl<'p> Fused<'p> {
         let stages = self.kernel.stages;
         let mut hypers: Vec<Option<Vec<Option<Vec<f64>>>>> = vec![None; stages];
         let mut reduced: Vec<Option<Vec<f64>>> = vec![None; self.kernel.reductions.len()];
-        // Run reduction passes until every value the step needs is known.
+        self.fill_noise();
+        let mut called = vec![false; self.kernel.calls.len()];
+        // Run reduction passes and model calls until every value the step needs is known.
         let (active, skipped) = loop {
             let mut ev = HostEval::new(self, &mut hypers, &reduced, nt);
             let (active, skipped, blocked) = ev.skips()?;
@@ -135,8 +156,11 @@ impl<'p> Fused<'p> {
                     ev.all_tensors(h)?;
                 }
             }
+            let mut roots = Vec::new();
             for (s, store) in self.kernel.stores.iter().enumerate() {
-                let live = if store.stage == stages {
+                let live = if store.buf.is_temporary() {
+                    false
+                } else if store.stage == stages {
                     !skipped
                 } else {
                     store.stage < upto
@@ -145,43 +169,88 @@ impl<'p> Fused<'p> {
                     for &h in &self.store_scalars[s] {
                         ev.all_tensors(h)?;
                     }
+                    roots.push(store.value);
                 }
             }
-            // A needed reduction's own input may need deeper reductions.
-            let mut runnable = Vec::new();
-            let mut done = BTreeSet::new();
+            // What the live stores need, and what that needs in turn: reductions (through
+            // host values) and model calls (through their results).
+            let mut calls = BTreeSet::new();
+            ev.calls_under(&roots, &mut calls)?;
+            let (mut seen_r, mut seen_c) = (BTreeSet::new(), BTreeSet::new());
             loop {
-                let pending: Vec<RId> = ev.needed.difference(&done).copied().collect();
-                if pending.is_empty() {
+                let new_r: Vec<RId> = ev.needed.difference(&seen_r).copied().collect();
+                let new_c: Vec<usize> = calls.difference(&seen_c).copied().collect();
+                if new_r.is_empty() && new_c.is_empty() {
                     break;
                 }
-                for r in pending {
-                    done.insert(r);
-                    let mut known = true;
+                for r in new_r {
+                    seen_r.insert(r);
                     for &h in &self.red_scalars[r] {
-                        known &= ev.all_tensors(h)?;
+                        ev.all_tensors(h)?;
                     }
-                    if known {
-                        runnable.push(r);
+                    ev.calls_under(&[self.kernel.reductions[r].input], &mut calls)?;
+                }
+                for k in new_c {
+                    seen_c.insert(k);
+                    for &h in &self.call_scalars[k] {
+                        ev.all_tensors(h)?;
                     }
+                    let roots = self.call_roots(k);
+                    ev.calls_under(&roots, &mut calls)?;
                 }
             }
-            if done.is_empty() {
+            let pending_calls: Vec<usize> = calls.iter().copied().filter(|&k| !called[k]).collect();
+            if seen_r.is_empty() && pending_calls.is_empty() {
                 if blocked {
                     return Err("internal error: a `skip if` waits on no reduction".into());
                 }
                 break (active, skipped);
             }
-            if runnable.is_empty() {
-                return Err("internal error: reductions depend on each other in a cycle".into());
+            let mut runnable = Vec::new();
+            for &r in &seen_r {
+                let mut ok = true;
+                for &h in &self.red_scalars[r] {
+                    ok &= ev.peek(h)?;
+                }
+                let mut under = BTreeSet::new();
+                ev.calls_under(&[self.kernel.reductions[r].input], &mut under)?;
+                if ok && under.iter().all(|&k| called[k]) {
+                    runnable.push(r);
+                }
+            }
+            let mut ready = Vec::new();
+            for &k in &pending_calls {
+                let mut ok = true;
+                for &h in &self.call_scalars[k] {
+                    ok &= ev.peek(h)?;
+                }
+                let mut under = BTreeSet::new();
+                ev.calls_under(&self.call_roots(k), &mut under)?;
+                if ok && under.iter().all(|&j| called[j]) {
+                    ready.push(k);
+                }
+            }
+            if runnable.is_empty() && ready.is_empty() {
+                return Err(
+                    "internal error: the step's reductions and model calls wait on each other"
+                        .into(),
+                );
             }
             let tables = self.tables_for_reductions(&mut ev, &runnable)?;
+            let prepares = self.tables_for_calls(&mut ev, &ready)?;
             drop(ev);
             for (p, table, ready) in tables {
                 let results = self.run_reduce(p, &table, &ready, params, grads)?;
                 for (r, v) in results {
                     reduced[r] = Some(v);
                 }
+            }
+            for (p, table) in prepares {
+                self.run_pass(p, &table, params, grads, 0)?;
+            }
+            for k in ready {
+                self.call_model(k, params, oracle.as_deref_mut())?;
+                called[k] = true;
             }
         };
         // The map pass, then the host states, then the counters.
@@ -227,6 +296,90 @@ impl<'p> Fused<'p> {
         self.interp.count += 1;
         self.interp.last_skipped = skipped;
         Ok(())
+    }
+
+    /// The prepare passes that write the arguments of `ready` model calls, with their
+    /// scalar tables.
+    fn tables_for_calls(
+        &self,
+        ev: &mut HostEval,
+        ready: &[usize],
+    ) -> Result<Vec<(usize, Table)>, String> {
+        let mut out = Vec::new();
+        for (p, pass) in self.kernel.passes.iter().enumerate() {
+            if pass.kind == PassKind::Prepare && pass.calls.iter().any(|k| ready.contains(k)) {
+                out.push((p, self.table(ev, p, None)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The element values model call `k` is made with.
+    fn call_roots(&self, k: usize) -> Vec<EId> {
+        let c = &self.kernel.calls[k];
+        let mut roots = vec![c.arg];
+        roots.extend(c.point);
+        roots
+    }
+
+    /// Calls the model for call `k` on the arguments its prepare pass wrote.
+    fn call_model(
+        &mut self,
+        k: usize,
+        params: &[Vec<f32>],
+        oracle: Option<&mut (dyn Oracle + '_)>,
+    ) -> Result<(), String> {
+        let c = self.kernel.calls[k].clone();
+        let arg = self.temps.remove(&Buf::CallArg(k)).unwrap_or_default();
+        let out = match c.kind {
+            CallKind::GradAt => {
+                let o =
+                    oracle.ok_or("`grad_at` needs a model that computes gradients at a point")?;
+                o.grad_at(&arg)
+            }
+            CallKind::Hvp => {
+                let o =
+                    oracle.ok_or("`hvp` needs a model that computes Hessian-vector products")?;
+                match self.temps.get(&Buf::CallPoint(k)) {
+                    Some(at) => o.hvp(at, &arg),
+                    None => o.hvp(params, &arg),
+                }
+            }
+        };
+        self.temps.insert(Buf::CallArg(k), arg);
+        let out = out?;
+        let sizes = &self.interp.sizes;
+        if out.len() != sizes.len() || out.iter().zip(sizes).any(|(t, &n)| t.len() != n) {
+            return Err("the model returned tensors of the wrong sizes".into());
+        }
+        self.temps.insert(Buf::CallOut(k), out);
+        Ok(())
+    }
+
+    /// Fills each stage's `rademacher()` buffer for this step: the interpreter's stream,
+    /// element by element.
+    fn fill_noise(&mut self) {
+        let stages: Vec<usize> = self
+            .kernel
+            .elems
+            .iter()
+            .filter_map(|e| match e {
+                Elem::Load(Buf::Noise(s)) => Some(*s),
+                _ => None,
+            })
+            .collect();
+        for s in stages {
+            let step = self.interp.runs[s] + 1;
+            let seed = self.interp.seed;
+            let noise: Vec<Vec<f32>> = self
+                .interp
+                .sizes
+                .iter()
+                .enumerate()
+                .map(|(t, &n)| (0..n).map(|i| rademacher(seed, step, s, t, i)).collect())
+                .collect();
+            self.temps.insert(Buf::Noise(s), noise);
+        }
     }
 
     /// The reduction passes that hold a `runnable` reduction, with their scalar tables
@@ -362,6 +515,14 @@ impl<'p> Fused<'p> {
                             return Err("internal error: an element state is not per element".into())
                         }
                     },
+                    temp => {
+                        let sizes = &self.interp.sizes;
+                        let bufs = self
+                            .temps
+                            .entry(temp)
+                            .or_insert_with(|| sizes.iter().map(|&n| vec![0f32; n]).collect());
+                        bufs[t].as_mut_ptr()
+                    }
                 });
             }
             ptrs.push(row);
@@ -496,6 +657,51 @@ impl<'a, 'p> HostEval<'a, 'p> {
             }
         }
         Ok((active, false, false))
+    }
+
+    /// The model calls whose results the element values under `roots` read, skipping the
+    /// branch of an `if` whose step-uniform condition is known to go the other way.
+    fn calls_under(&mut self, roots: &[EId], out: &mut BTreeSet<usize>) -> Result<(), String> {
+        let f = self.f;
+        let k = &f.kernel;
+        let mut seen = vec![false; k.elems.len()];
+        let mut stack: Vec<EId> = roots.to_vec();
+        while let Some(e) = stack.pop() {
+            if std::mem::replace(&mut seen[e], true) {
+                continue;
+            }
+            match &k.elems[e] {
+                Elem::Load(Buf::CallOut(c)) => {
+                    out.insert(*c);
+                }
+                Elem::Load(_) | Elem::Scalar(_) => {}
+                Elem::Unary(_, a) => stack.push(*a),
+                Elem::Binary(_, a, b) => stack.extend([*a, *b]),
+                Elem::Call(_, xs) => stack.extend(xs.iter().copied()),
+                Elem::Select(c, a, b) => {
+                    let branch = match k.elems[*c] {
+                        Elem::Scalar(h) => {
+                            let mut vals = Vec::new();
+                            for t in 0..self.nt.max(1) {
+                                vals.push(self.eval(h, t)?.map(|v| v != 0.0));
+                            }
+                            if vals[0].is_some() && vals.iter().all(|v| *v == vals[0]) {
+                                vals[0]
+                            } else {
+                                None
+                            }
+                        }
+                        _ => None,
+                    };
+                    match branch {
+                        Some(true) => stack.push(*a),
+                        Some(false) => stack.push(*b),
+                        None => stack.extend([*c, *a, *b]),
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether `h` is known for every tensor, without recording what it waits on.

@@ -38,6 +38,10 @@ pub fn buf_name(program: &Program, recipe: &Recipe, b: Buf) -> String {
     match b {
         Buf::Param => "param".into(),
         Buf::Grad => "grad".into(),
+        Buf::CallArg(k) => format!("call{k}.arg"),
+        Buf::CallPoint(k) => format!("call{k}.point"),
+        Buf::CallOut(k) => format!("call{k}.result"),
+        Buf::Noise(s) => format!("rademacher{s}"),
         Buf::State { stage, state } => {
             let def = &program.defs[recipe.stages[stage].def];
             let name = match &def.body {
@@ -80,6 +84,7 @@ fn report(
                 kind: match p.kind {
                     PassKind::Reduce => "reduce",
                     PassKind::Map | PassKind::SkipMap => "map",
+                    PassKind::Prepare => "prepare (model call)",
                 },
                 reductions: p
                     .reductions

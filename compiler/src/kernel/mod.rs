@@ -12,14 +12,17 @@
 //! another reduction (`norm(grad / norm(grad))`) runs one pass later. Clip-by-global-norm
 //! + finite check + AdamW is therefore one reduction pass over `grad` and one map pass.
 //!
+//! A model call mid-step (`grad_at`, `hvp`) is a round of its own, like a reduction: a
+//! prepare pass writes its argument, the host calls the model, and the result is one more
+//! buffer the later passes read. `rademacher()` is a buffer the host fills each step.
+//!
 //! What the fused step cannot express yet is refused with `Unsupported` (the caller falls
-//! back to the interpreter): per-row/column/unit values (Adafactor, SM3), `grad_at`, `hvp`,
-//! `rademacher()`, and builtin optimizers (L-BFGS).
+//! back to the interpreter): per-row/column/unit values (Adafactor, SM3,
+//! adaptive_grad_clip) and builtin optimizers (L-BFGS).
 
 use std::collections::HashMap;
 
-use crate::ast::{BinOp, UnOp};
-use crate::ast::{ScalarType, TypeExpr};
+use crate::ast::{BinOp, ScalarType, TypeExpr, UnOp};
 use crate::interp::str_value;
 use crate::ir::{
     Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, Program, Recipe, ReduceOp, Scope,
@@ -43,6 +46,47 @@ pub enum Buf {
         stage: usize,
         state: usize,
     },
+    /// The point (or vector) model call k is made at, written by a prepare pass.
+    CallArg(usize),
+    /// For a Hessian-vector product: the parameters it is taken at, when a stage changed
+    /// them before the call.
+    CallPoint(usize),
+    /// What model call k returned.
+    CallOut(usize),
+    /// `rademacher()` of a stage: ±1 per element, filled by the host each step.
+    Noise(usize),
+}
+
+impl Buf {
+    /// A buffer the step keeps for itself (not a parameter, gradient or state).
+    pub fn is_temporary(self) -> bool {
+        matches!(
+            self,
+            Buf::CallArg(_) | Buf::CallPoint(_) | Buf::CallOut(_) | Buf::Noise(_)
+        )
+    }
+}
+
+/// What a recipe asks of the model in the middle of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// `grad_at(x)`: the gradient on this step's batch at the point x.
+    GradAt,
+    /// `hvp(v)`: the Hessian at the current parameters times v.
+    Hvp,
+}
+
+/// A model call: its argument is written to `CallArg(k)` by a prepare pass (and, for an
+/// `hvp` at changed parameters, the parameters to `CallPoint(k)`); the host calls the
+/// model; the result is `CallOut(k)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCall {
+    pub kind: CallKind,
+    pub arg: EId,
+    pub point: Option<EId>,
+    pub stage: usize,
+    /// The round it runs in, as a reduction's level.
+    pub level: usize,
 }
 
 /// A host value: evaluated in f64 once per tensor per step, as the interpreter evaluates
@@ -118,6 +162,8 @@ pub struct Store {
 pub enum PassKind {
     Reduce,
     Map,
+    /// Writes the arguments of the model calls of one round (`Pass::calls`).
+    Prepare,
     /// The map pass as it runs on a step a `skip if` stops: only the stages up to the
     /// skipping one store (the count of those is its last scalar slot).
     SkipMap,
@@ -141,6 +187,8 @@ pub struct Pass {
     pub guarded: bool,
     /// A reduction pass that runs only on steps whose host `if` needs its reduction.
     pub conditional: bool,
+    /// A prepare pass: the model calls whose arguments it writes.
+    pub calls: Vec<usize>,
 }
 
 impl Pass {
@@ -158,7 +206,10 @@ pub struct Kernel {
     pub host: Vec<Host>,
     pub elems: Vec<Elem>,
     pub reductions: Vec<Reduction>,
+    /// The step's writes: the map pass's (parameters and element states), then the
+    /// prepare passes' (model-call arguments, temporary buffers).
     pub stores: Vec<Store>,
+    pub calls: Vec<ModelCall>,
     /// `skip if` conditions, in stage order.
     pub skips: Vec<(usize, HId)>,
     /// Final values of scalar and per-tensor states: (stage, state, value).
@@ -206,6 +257,7 @@ struct Builder {
     host: Vec<Host>,
     elems: Vec<Elem>,
     reductions: Vec<Reduction>,
+    calls: Vec<ModelCall>,
     host_ids: HashMap<String, HId>,
     elem_ids: HashMap<String, EId>,
 }
@@ -428,6 +480,7 @@ impl Builder {
             .reductions
             .iter()
             .map(|r| r.level + 1)
+            .chain(self.calls.iter().map(|c| c.level + 1))
             .max()
             .unwrap_or(0);
         let mut roots: Vec<HId> = out.skips.iter().map(|(_, h)| *h).collect();
@@ -435,6 +488,13 @@ impl Builder {
         for st in &stores {
             roots.extend(self.uses(&[st.value]).1);
         }
+        for c in &self.calls {
+            let mut r = vec![c.arg];
+            r.extend(c.point);
+            roots.extend(self.uses(&r).1);
+        }
+        let main_stores = stores.len();
+        let mut temp_stores: Vec<Store> = Vec::new();
         // A reduction only a host `if` may need joins the shared sweep anyway when it is
         // cheap (computing it for nothing costs less than a sweep of its own); one that
         // calls `pow`, `exp` and the like per element waits for a step that needs it.
@@ -470,6 +530,50 @@ impl Builder {
                     scalars,
                     guarded: false,
                     conditional: false,
+                    calls: Vec::new(),
+                });
+            }
+            // The model calls of this round: one sweep writes their arguments.
+            let calls: Vec<usize> = (0..self.calls.len())
+                .filter(|&k| self.calls[k].level == level)
+                .collect();
+            if !calls.is_empty() {
+                let mut idx = Vec::new();
+                for &k in &calls {
+                    let c = &self.calls[k];
+                    let mut writes = vec![(Buf::CallArg(k), c.arg)];
+                    writes.extend(c.point.map(|p| (Buf::CallPoint(k), p)));
+                    for (buf, value) in writes {
+                        idx.push(main_stores + temp_stores.len());
+                        temp_stores.push(Store {
+                            buf,
+                            value,
+                            stage: c.stage,
+                        });
+                    }
+                }
+                let roots: Vec<EId> = idx
+                    .iter()
+                    .map(|&i| temp_stores[i - main_stores].value)
+                    .collect();
+                let (mut bufs, scalars) = self.uses(&roots);
+                let reads = bufs.clone();
+                for &i in &idx {
+                    let b = temp_stores[i - main_stores].buf;
+                    if !bufs.contains(&b) {
+                        bufs.push(b);
+                    }
+                }
+                passes.push(Pass {
+                    kind: PassKind::Prepare,
+                    reductions: Vec::new(),
+                    stores: idx,
+                    bufs,
+                    reads,
+                    scalars,
+                    guarded: false,
+                    conditional: false,
+                    calls,
                 });
             }
         }
@@ -494,6 +598,7 @@ impl Builder {
                 scalars,
                 guarded: false,
                 conditional: false,
+                calls: Vec::new(),
             };
             // A `skip if` suppresses the parameter write and the later stages' stores: on
             // the (rare) steps it fires, a variant with a guard on every store runs
@@ -510,10 +615,12 @@ impl Builder {
                 passes.push(map);
             }
         }
+        stores.extend(temp_stores);
         Kernel {
             host: self.host,
             elems: self.elems,
             reductions: self.reductions,
+            calls: self.calls,
             stores,
             skips: out.skips,
             host_states: out.host_states,
@@ -579,16 +686,56 @@ impl Builder {
     /// Levels in creation order: a reduction's input was built before the reduction, and
     /// so were the reductions it depends on.
     fn compute_levels(&mut self) {
-        for r in 0..self.reductions.len() {
-            let deps = self.reductions_under(self.reductions[r].input);
-            let level = deps
-                .iter()
-                .filter(|&&d| d < r)
-                .map(|&d| self.reductions[d].level + 1)
-                .max()
-                .unwrap_or(0);
-            self.reductions[r].level = level;
+        // Reductions and model calls form a DAG (each reads only what was built before
+        // it); a fixpoint over both gives every one its round.
+        let red_deps: Vec<(Vec<RId>, Vec<usize>)> = self
+            .reductions
+            .iter()
+            .map(|r| self.deps(&[r.input]))
+            .collect();
+        let call_deps: Vec<(Vec<RId>, Vec<usize>)> = self
+            .calls
+            .iter()
+            .map(|c| {
+                let mut roots = vec![c.arg];
+                roots.extend(c.point);
+                self.deps(&roots)
+            })
+            .collect();
+        for _ in 0..=self.reductions.len() + self.calls.len() {
+            let round = |(rs, cs): &(Vec<RId>, Vec<usize>), b: &Builder| {
+                rs.iter()
+                    .map(|&d| b.reductions[d].level + 1)
+                    .chain(cs.iter().map(|&k| b.calls[k].level + 1))
+                    .max()
+                    .unwrap_or(0)
+            };
+            for (r, deps) in red_deps.iter().enumerate() {
+                self.reductions[r].level = round(deps, self);
+            }
+            for (k, deps) in call_deps.iter().enumerate() {
+                self.calls[k].level = round(deps, self);
+            }
         }
+    }
+
+    /// What element values under `roots` wait on: reductions (through their host
+    /// operands) and model calls (through their results).
+    fn deps(&self, roots: &[EId]) -> (Vec<RId>, Vec<usize>) {
+        let mut reds = Vec::new();
+        for &r in roots {
+            reds.extend(self.reductions_under(r));
+        }
+        let calls = self
+            .uses(roots)
+            .0
+            .into_iter()
+            .filter_map(|b| match b {
+                Buf::CallOut(k) => Some(k),
+                _ => None,
+            })
+            .collect();
+        (reds, calls)
     }
 
     /// The reductions an element value's host operands depend on.
@@ -788,9 +935,31 @@ impl StageCx<'_, '_> {
                 };
                 Val::H(self.b.h(Host::Reduce(r)))
             }
-            Expr::GradAt(_) => return Err(self.unsupported("`grad_at` (a model call mid-step)")),
-            Expr::Hvp(_) => return Err(self.unsupported("`hvp` (a model call mid-step)")),
-            Expr::Rademacher => return Err(self.unsupported("`rademacher()`")),
+            Expr::GradAt(x) | Expr::Hvp(x) => {
+                let kind = if matches!(self.body.exprs[id], Expr::GradAt(_)) {
+                    CallKind::GradAt
+                } else {
+                    CallKind::Hvp
+                };
+                let arg = self.expr(*x)?;
+                let arg = self.b.lift(arg);
+                let point = match kind {
+                    CallKind::Hvp if self.b.elems[self.param] != Elem::Load(Buf::Param) => {
+                        Some(self.param)
+                    }
+                    _ => None,
+                };
+                let k = self.b.calls.len();
+                self.b.calls.push(ModelCall {
+                    kind,
+                    arg,
+                    point,
+                    stage,
+                    level: 0,
+                });
+                Val::E(self.b.e(Elem::Load(Buf::CallOut(k))))
+            }
+            Expr::Rademacher => Val::E(self.b.e(Elem::Load(Buf::Noise(stage)))),
             Expr::ScheduleAt(..) | Expr::SchedCall(..) | Expr::List(..) | Expr::Metric => {
                 return Err(self.unsupported("a schedule-only expression"))
             }
@@ -827,6 +996,10 @@ pub fn unfused_cost(program: &Program, recipe: &Recipe) -> Result<(usize, usize)
         for r in &b.reductions {
             passes += 1;
             bytes += 4 * b.uses(&[r.input]).0.len();
+        }
+        for c in &b.calls {
+            passes += 1;
+            bytes += 4 * (b.uses(&[c.arg]).0.len() + 1);
         }
         if !stores.is_empty() {
             let roots: Vec<EId> = stores.iter().map(|s| s.value).collect();
