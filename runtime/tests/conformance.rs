@@ -118,9 +118,6 @@ const NOT_FUSED: &[(&str, &str)] = &[
     ("optax/adafactor/unfactored", "per-row state"),
     ("optax/chain/adaptive_grad_clip+sgd", "per-unit reduction"),
     ("optax/sm3/defaults", "per-row state"),
-    ("torch/LBFGS/quadratic_strong_wolfe", "builtin optimizer"),
-    ("torch/LBFGS/rosenbrock_none", "builtin optimizer"),
-    ("torch/LBFGS/rosenbrock_strong_wolfe", "builtin optimizer"),
 ];
 
 #[test]

@@ -12,6 +12,16 @@ use crate::ir::{Program, Recipe};
 use crate::kernel::exec::Fused;
 use crate::kernel::lower;
 
+/// Whether the recipe is a builtin optimizer (L-BFGS), which the runtime runs itself on
+/// every back end.
+pub fn is_builtin(program: &Program, recipe: &Recipe) -> bool {
+    !recipe.stages.is_empty()
+        && recipe
+            .stages
+            .iter()
+            .all(|s| matches!(program.defs[s.def].body, crate::ir::DefBody::Builtin(_)))
+}
+
 /// A back end, as `--backend` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -76,6 +86,18 @@ impl<'p> Stepper<'p> {
                 Stepper::Interp(Box::new(interp)),
                 Choice {
                     backend: "interp",
+                    fallback: None,
+                    compile_ms: 0.0,
+                },
+            ));
+        }
+        if is_builtin(program, recipe) {
+            // A builtin optimizer (L-BFGS) is runtime code with its own control flow (line
+            // searches, a history); it runs the same on every back end.
+            return Ok((
+                Stepper::Interp(Box::new(interp)),
+                Choice {
+                    backend: "builtin",
                     fallback: None,
                     compile_ms: 0.0,
                 },

@@ -239,7 +239,7 @@ pub(crate) fn stepper<'p>(
     shapes: &[Vec<usize>],
     params: &[Vec<f32>],
 ) -> Result<Stepper<'p>, String> {
-    if backend != Backend::Interp {
+    if backend != Backend::Interp && !anneal_compiler::backends::is_builtin(program, recipe) {
         if let Err(why) = anneal_compiler::kernel::lower(program, recipe) {
             return Err(format!("{UNSUPPORTED}{why}"));
         }
