@@ -535,7 +535,12 @@ fn build_explain_lists_passes_and_refuses_what_does_not_fuse() {
     ]));
     assert_eq!(v["passes"].as_array().unwrap().len(), 1);
     assert_eq!(v["bytes_per_param"], 28);
-    let o = anneal(&["build", "examples/adaptive.anneal", "--explain"]);
+    // L-BFGS is runtime code (line searches, a history), not a fused kernel.
+    let lbfgs = temp(
+        "lbfgs.anneal",
+        "import std.torch.{LBFGS}\nrecipe r { update = LBFGS(lr: 1) }\n",
+    );
+    let o = anneal(&["build", lbfgs.to_str().unwrap(), "--explain"]);
     fails_with(&o, "has no fused step");
 }
 

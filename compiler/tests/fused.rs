@@ -28,7 +28,7 @@ fn grads(sizes: &[usize], step: usize, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Runs `steps` steps of the file's first recipe on `backend`; the final parameters.
+/// Runs `steps` steps of the file's first recipe on `backend` over vectors of `sizes`.
 fn run(
     src: &str,
     backend: Backend,
@@ -36,11 +36,26 @@ fn run(
     sizes: &[usize],
     steps: usize,
 ) -> Vec<Vec<f32>> {
+    let shapes: Vec<Vec<usize>> = sizes.iter().map(|&n| vec![n]).collect();
+    run_shapes(src, backend, threads, &shapes, steps)
+}
+
+/// Runs `steps` steps of the file's first recipe on `backend` over tensors of `shapes`;
+/// the final parameters.
+fn run_shapes(
+    src: &str,
+    backend: Backend,
+    threads: usize,
+    shapes: &[Vec<usize>],
+    steps: usize,
+) -> Vec<Vec<f32>> {
     let c = compile("t.anneal", src);
     assert!(!c.has_errors(), "{src}\n{:?}", c.diagnostics);
     let recipe = &c.program.recipes[0];
-    let names: Vec<String> = (0..sizes.len()).map(|i| format!("{i}.weight")).collect();
-    let shapes: Vec<Vec<usize>> = sizes.iter().map(|&n| vec![n]).collect();
+    let names: Vec<String> = (0..shapes.len()).map(|i| format!("{i}.weight")).collect();
+    let sizes: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
+    let sizes = &sizes[..];
+    let shapes = shapes.to_vec();
     let mut params = grads(sizes, 99, 7);
     let (mut s, choice) = Stepper::new(
         backend, &c.program, recipe, &names, &shapes, &params, threads,
@@ -221,7 +236,26 @@ fn optimizer() -> impl Strategy<Value = String> {
         lr.clone().prop_map(|l| format!("Adadelta(lr: {l})")),
         lr.clone().prop_map(|l| format!("ASGD(lr: {l})")),
         lr.clone().prop_map(|l| format!("Rprop(lr: {l})")),
-        lr.prop_map(|l| format!("adabound(learning_rate: {l})")),
+        lr.clone()
+            .prop_map(|l| format!("adabound(learning_rate: {l})")),
+        lr.clone()
+            .prop_map(|l| format!("adafactor(learning_rate: {l}, min_dim_size_to_factor: 2)")),
+        lr.clone()
+            .prop_map(|l| format!("adafactor(learning_rate: {l})")),
+        lr.clone().prop_map(|l| format!("sm3(learning_rate: {l})")),
+        (lr, 0.01f64..0.5).prop_map(|(l, c)| format!(
+            "adaptive_grad_clip(clipping: {c}) |> sgd(learning_rate: {l})"
+        )),
+    ]
+}
+
+/// A tensor shape: a vector of `size()`, or a matrix or rank-3 tensor (factored
+/// optimizers slice those into rows and columns).
+fn shape() -> impl Strategy<Value = Vec<usize>> {
+    prop_oneof![
+        size().prop_map(|n| vec![n]),
+        (1usize..12, 1usize..40).prop_map(|(r, c)| vec![r, c]),
+        (1usize..4, 1usize..5, 2usize..9).prop_map(|(a, b, c)| vec![a, b, c]),
     ]
 }
 
@@ -246,14 +280,14 @@ proptest! {
     fn random_recipes_agree_with_the_interpreter(
         pre in proptest::collection::vec(transform(), 0..3),
         opt in optimizer(),
-        sizes in proptest::collection::vec(size(), 1..4),
+        shapes in proptest::collection::vec(shape(), 1..4),
         steps in 1usize..5,
     ) {
         let mut chain = pre.clone();
         chain.push(opt);
         let src = format!("{IMPORTS}recipe r {{\n  update = {}\n}}\n", chain.join(" |> "));
-        let fused = run(&src, Backend::Cranelift, 1, &sizes, steps);
-        let reference = run(&src, Backend::Interp, 1, &sizes, steps);
+        let fused = run_shapes(&src, Backend::Cranelift, 1, &shapes, steps);
+        let reference = run_shapes(&src, Backend::Interp, 1, &shapes, steps);
         assert_close(&fused, &reference, &src);
     }
 }

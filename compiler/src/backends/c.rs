@@ -162,6 +162,13 @@ fn host_expr(cx: &Cx, h: &Host) -> Result<String, String> {
             call(*f, &a, "", &format!("{p}_d"))
         }
         Host::Reduce(r) => format!("red[{r} * (nt + 1) + t]"),
+        Host::SliceState { .. } | Host::SliceReduce(_) | Host::HostReduce { .. } => {
+            return Err(
+                "the step keeps per-row or per-column values (Adafactor, SM3), which \
+                        the exported step does not handle yet"
+                    .into(),
+            )
+        }
     })
 }
 

@@ -330,7 +330,7 @@ enum V {
     E(Vec<Vec<f32>>),
 }
 
-fn slice_of(e: Extent) -> Option<Slice> {
+pub(crate) fn slice_of_extent(e: Extent) -> Option<Slice> {
     match e {
         Extent::Outer => Some(Slice::Outer),
         Extent::Row => Some(Slice::Row),
@@ -893,7 +893,7 @@ impl StepCx<'_, '_, '_> {
             Extent::Element => StateValue::Element(self.elements(v)),
             Extent::Tensor | Extent::Group => StateValue::Tensor(self.per_tensor(&v)),
             Extent::Outer | Extent::Row | Extent::Col | Extent::Unit => {
-                let k = slice_of(extent).unwrap_or(Slice::Outer);
+                let k = slice_of_extent(extent).unwrap_or(Slice::Outer);
                 StateValue::Slice(k, self.slices(v, k))
             }
             Extent::Uniform => StateValue::Scalar(match v {
@@ -1213,7 +1213,7 @@ impl StepCx<'_, '_, '_> {
             }
         };
         // Reductions into a slicing: one partial per slot of the target.
-        if let Some(target) = slice_of(scope.extent()) {
+        if let Some(target) = slice_of_extent(scope.extent()) {
             let mut out = Vec::with_capacity(self.ntensors());
             for (t, view) in self.it.views.iter().enumerate() {
                 let mut acc = vec![Partial::empty(); view.count(target)];

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rayon::prelude::*;
 
 use super::{Buf, CallKind, EId, Elem, Host, Kernel, PassKind, RId};
-use crate::interp::{rademacher, str_value, Interpreter, Oracle, StateValue};
+use crate::interp::{rademacher, str_value, Interpreter, Oracle, Slice, StateValue};
 use crate::ir::{ReduceOp, Scope, ShapeInfo};
 use crate::math::{arith, builtin};
 
@@ -28,6 +28,20 @@ use crate::math::{arith, builtin};
 /// per-tensor scalar table (f32), `buffers` one pointer per `Pass::bufs`, `[start, end)`
 /// the elements to process, `partials` one f64 per reduction of the pass.
 pub type PassFn = unsafe extern "C" fn(*const f32, *const *mut f32, u64, u64, *mut f64);
+
+/// The host values element values under `roots` read: as scalar slots, or spread over
+/// the elements (sliced values).
+fn host_deps(kernel: &Kernel, roots: &[EId]) -> Vec<usize> {
+    let (bufs, mut hosts) = kernel.uses(roots);
+    hosts.extend(bufs.into_iter().filter_map(|b| match b {
+        Buf::Spread(h) => Some(h),
+        _ => None,
+    }));
+    hosts
+}
+
+/// One f32 buffer per tensor.
+type Tensors = Vec<Vec<f32>>;
 
 /// A pass's scalar table: one row of f32 slots per tensor.
 type Table = Vec<Vec<f32>>;
@@ -46,6 +60,7 @@ pub struct Fused<'p> {
     store_scalars: Vec<Vec<usize>>,
     red_scalars: Vec<Vec<usize>>,
     call_scalars: Vec<Vec<usize>>,
+    slice_scalars: Vec<Vec<usize>>,
     /// The step's own buffers (model-call arguments and results, noise), per tensor.
     temps: BTreeMap<Buf, Vec<Vec<f32>>>,
 }
@@ -89,12 +104,12 @@ impl<'p> Fused<'p> {
         let store_scalars = kernel
             .stores
             .iter()
-            .map(|s| kernel.uses(&[s.value]).1)
+            .map(|s| host_deps(&kernel, &[s.value]))
             .collect();
         let red_scalars = kernel
             .reductions
             .iter()
-            .map(|r| kernel.uses(&[r.input]).1)
+            .map(|r| host_deps(&kernel, &[r.input]))
             .collect();
         let call_scalars = kernel
             .calls
@@ -102,8 +117,13 @@ impl<'p> Fused<'p> {
             .map(|c| {
                 let mut roots = vec![c.arg];
                 roots.extend(c.point);
-                kernel.uses(&roots).1
+                host_deps(&kernel, &roots)
             })
+            .collect();
+        let slice_scalars = kernel
+            .slice_reds
+            .iter()
+            .map(|r| host_deps(&kernel, &[r.input]))
             .collect();
         Ok(Fused {
             interp,
@@ -113,6 +133,7 @@ impl<'p> Fused<'p> {
             store_scalars,
             red_scalars,
             call_scalars,
+            slice_scalars,
             temps: BTreeMap::new(),
         })
     }
@@ -143,9 +164,10 @@ impl<'p> Fused<'p> {
         let mut reduced: Vec<Option<Vec<f64>>> = vec![None; self.kernel.reductions.len()];
         self.fill_noise();
         let mut called = vec![false; self.kernel.calls.len()];
+        let mut sliced: Vec<Option<Vec<Vec<f64>>>> = vec![None; self.kernel.slice_reds.len()];
         // Run reduction passes and model calls until every value the step needs is known.
         let (active, skipped) = loop {
-            let mut ev = HostEval::new(self, &mut hypers, &reduced, nt);
+            let mut ev = HostEval::new(self, &mut hypers, &reduced, &sliced, nt);
             let (active, skipped, blocked) = ev.skips()?;
             // While a `skip if` waits on a reduction, the later stages' reductions are
             // gathered too, betting the step is not skipped (the usual case), so that one
@@ -176,12 +198,21 @@ impl<'p> Fused<'p> {
             // host values) and model calls (through their results).
             let mut calls = BTreeSet::new();
             ev.calls_under(&roots, &mut calls)?;
-            let (mut seen_r, mut seen_c) = (BTreeSet::new(), BTreeSet::new());
+            let (mut seen_r, mut seen_c, mut seen_s) =
+                (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
             loop {
                 let new_r: Vec<RId> = ev.needed.difference(&seen_r).copied().collect();
                 let new_c: Vec<usize> = calls.difference(&seen_c).copied().collect();
-                if new_r.is_empty() && new_c.is_empty() {
+                let new_s: Vec<usize> = ev.needed_slices.difference(&seen_s).copied().collect();
+                if new_r.is_empty() && new_c.is_empty() && new_s.is_empty() {
                     break;
+                }
+                for sr in new_s {
+                    seen_s.insert(sr);
+                    for &h in &self.slice_scalars[sr] {
+                        ev.all_tensors(h)?;
+                    }
+                    ev.calls_under(&[self.kernel.slice_reds[sr].input], &mut calls)?;
                 }
                 for r in new_r {
                     seen_r.insert(r);
@@ -200,7 +231,7 @@ impl<'p> Fused<'p> {
                 }
             }
             let pending_calls: Vec<usize> = calls.iter().copied().filter(|&k| !called[k]).collect();
-            if seen_r.is_empty() && pending_calls.is_empty() {
+            if seen_r.is_empty() && pending_calls.is_empty() && seen_s.is_empty() {
                 if blocked {
                     return Err("internal error: a `skip if` waits on no reduction".into());
                 }
@@ -230,15 +261,36 @@ impl<'p> Fused<'p> {
                     ready.push(k);
                 }
             }
-            if runnable.is_empty() && ready.is_empty() {
+            let mut ready_s = Vec::new();
+            for &sr in &seen_s {
+                let mut ok = true;
+                for &h in &self.slice_scalars[sr] {
+                    ok &= ev.peek(h)?;
+                }
+                let mut under = BTreeSet::new();
+                ev.calls_under(&[self.kernel.slice_reds[sr].input], &mut under)?;
+                if ok && under.iter().all(|&j| called[j]) {
+                    ready_s.push(sr);
+                }
+            }
+            if runnable.is_empty() && ready.is_empty() && ready_s.is_empty() {
                 return Err(
                     "internal error: the step's reductions and model calls wait on each other"
                         .into(),
                 );
             }
             let tables = self.tables_for_reductions(&mut ev, &runnable)?;
-            let prepares = self.tables_for_calls(&mut ev, &ready)?;
+            let prepares = self.tables_for_calls(&mut ev, &ready, &ready_s)?;
+            let mut spreads = Vec::new();
+            for p in tables
+                .iter()
+                .map(|t| t.0)
+                .chain(prepares.iter().map(|t| t.0))
+            {
+                spreads.extend(self.spreads(&mut ev, p)?);
+            }
             drop(ev);
+            self.temps.extend(spreads);
             for (p, table, ready) in tables {
                 let results = self.run_reduce(p, &table, &ready, params, grads)?;
                 for (r, v) in results {
@@ -252,17 +304,48 @@ impl<'p> Fused<'p> {
                 self.call_model(k, params, oracle.as_deref_mut())?;
                 called[k] = true;
             }
+            for sr in ready_s {
+                sliced[sr] = Some(self.reduce_slices(sr));
+            }
         };
         // The map pass, then the host states, then the counters.
-        let mut ev = HostEval::new(self, &mut hypers, &reduced, nt);
+        let mut ev = HostEval::new(self, &mut hypers, &reduced, &sliced, nt);
         let mut finals = Vec::new();
         for &(stage, state, h) in &self.kernel.host_states {
-            if stage < active {
-                let per: Vec<f64> = (0..nt.max(1))
-                    .map(|t| ev.eval(h, t).map(|v| v.unwrap_or(f64::NAN)))
-                    .collect::<Result<_, _>>()?;
-                finals.push((stage, state, per));
+            if stage >= active {
+                continue;
             }
+            let new = match &self.interp.states[stage][state] {
+                // A sliced state: the value broadcast to the state's slicing, as the
+                // interpreter stores it.
+                StateValue::Slice(k, _) => {
+                    let k = *k;
+                    let mut per = Vec::with_capacity(nt);
+                    for (t, view) in self.interp.views.iter().enumerate() {
+                        let n = view.count(k);
+                        per.push(match self.kernel.host_slice[h] {
+                            Some(l) if l == k => ev.eval_slice(h, t)?.unwrap_or_default(),
+                            Some(_) => {
+                                let v = ev.eval_slice(h, t)?.unwrap_or_default();
+                                (0..n)
+                                    .map(|j| {
+                                        v.get(view.outer_of(k, j)).copied().unwrap_or(f64::NAN)
+                                    })
+                                    .collect()
+                            }
+                            None => vec![ev.eval(h, t)?.unwrap_or(f64::NAN); n],
+                        });
+                    }
+                    StateValue::Slice(k, per)
+                }
+                StateValue::Tensor(_) => StateValue::Tensor(
+                    (0..nt)
+                        .map(|t| ev.eval(h, t).map(|v| v.unwrap_or(f64::NAN)))
+                        .collect::<Result<_, _>>()?,
+                ),
+                _ => StateValue::Scalar(ev.eval(h, 0)?.unwrap_or(f64::NAN)),
+            };
+            finals.push((stage, state, new));
         }
         let map = self.kernel.passes.iter().position(|p| {
             p.kind
@@ -279,16 +362,17 @@ impl<'p> Fused<'p> {
             }
             None => None,
         };
+        let spreads = match map {
+            Some(p) => self.spreads(&mut ev, p)?,
+            None => Vec::new(),
+        };
         drop(ev);
+        self.temps.extend(spreads);
         if let Some((p, table)) = map_table {
             self.run_pass(p, &table, params, grads, 0)?;
         }
-        for (stage, state, per) in finals {
-            let slot = &mut self.interp.states[stage][state];
-            *slot = match slot {
-                StateValue::Tensor(_) => StateValue::Tensor(per[..nt].to_vec()),
-                _ => StateValue::Scalar(per[0]),
-            };
+        for (stage, state, new) in finals {
+            self.interp.states[stage][state] = new;
         }
         for s in 0..active {
             self.interp.runs[s] += 1;
@@ -304,14 +388,60 @@ impl<'p> Fused<'p> {
         &self,
         ev: &mut HostEval,
         ready: &[usize],
+        ready_slices: &[usize],
     ) -> Result<Vec<(usize, Table)>, String> {
         let mut out = Vec::new();
         for (p, pass) in self.kernel.passes.iter().enumerate() {
-            if pass.kind == PassKind::Prepare && pass.calls.iter().any(|k| ready.contains(k)) {
+            if pass.kind == PassKind::Prepare
+                && (pass.calls.iter().any(|k| ready.contains(k))
+                    || pass.slice_reds.iter().any(|k| ready_slices.contains(k)))
+            {
                 out.push((p, self.table(ev, p, None)?));
             }
         }
         Ok(out)
+    }
+
+    /// The spread buffers pass `p` reads: each element its slot's value, as f32.
+    fn spreads(&self, ev: &mut HostEval, p: usize) -> Result<Vec<(Buf, Tensors)>, String> {
+        let mut out = Vec::new();
+        for b in &self.kernel.passes[p].bufs {
+            let Buf::Spread(h) = *b else { continue };
+            let k =
+                self.kernel.host_slice[h].ok_or("internal error: a spread value is not sliced")?;
+            let mut per = Vec::with_capacity(self.interp.sizes.len());
+            for (t, view) in self.interp.views.iter().enumerate() {
+                let vals = ev.eval_slice(h, t)?.unwrap_or_default();
+                per.push(
+                    (0..view.numel)
+                        .map(|i| vals.get(view.slot(k, i)).copied().unwrap_or(f64::NAN) as f32)
+                        .collect(),
+                );
+            }
+            out.push((*b, per));
+        }
+        Ok(out)
+    }
+
+    /// Sliced reduction `s` of the buffer its prepare pass wrote: per tensor, per slot,
+    /// the elements in order, in f64 (the interpreter's arithmetic).
+    fn reduce_slices(&self, s: usize) -> Vec<Vec<f64>> {
+        let r = &self.kernel.slice_reds[s];
+        let input = self.temps.get(&Buf::SliceIn(s));
+        self.interp
+            .views
+            .iter()
+            .enumerate()
+            .map(|(t, view)| {
+                let mut acc = vec![SlotAcc::default(); view.count(r.target)];
+                if let Some(x) = input.and_then(|b| b.get(t)) {
+                    for (i, v) in x.iter().enumerate() {
+                        acc[view.slot(r.target, i)].push(f64::from(*v));
+                    }
+                }
+                acc.iter().map(|a| a.finish(r.op)).collect()
+            })
+            .collect()
     }
 
     /// The element values model call `k` is made with.
@@ -580,6 +710,63 @@ impl<'p> Fused<'p> {
     }
 }
 
+/// All of a reduction's statistics over a run of values, as the interpreter keeps them.
+#[derive(Debug, Clone, Copy)]
+struct SlotAcc {
+    sum: f64,
+    sumsq: f64,
+    max: f64,
+    min: f64,
+    finite: bool,
+    n: usize,
+}
+
+impl Default for SlotAcc {
+    fn default() -> Self {
+        SlotAcc {
+            sum: 0.0,
+            sumsq: 0.0,
+            max: f64::NEG_INFINITY,
+            min: f64::INFINITY,
+            finite: true,
+            n: 0,
+        }
+    }
+}
+
+impl SlotAcc {
+    fn push(&mut self, x: f64) {
+        self.sum += x;
+        self.sumsq += x * x;
+        self.max = self.max.max(x);
+        self.min = self.min.min(x);
+        self.finite &= x.is_finite();
+        self.n += 1;
+    }
+
+    fn merge(&self, o: &SlotAcc) -> SlotAcc {
+        SlotAcc {
+            sum: self.sum + o.sum,
+            sumsq: self.sumsq + o.sumsq,
+            max: self.max.max(o.max),
+            min: self.min.min(o.min),
+            finite: self.finite && o.finite,
+            n: self.n + o.n,
+        }
+    }
+
+    fn finish(&self, op: ReduceOp) -> f64 {
+        match op {
+            ReduceOp::Norm => self.sumsq.sqrt(),
+            ReduceOp::Sum => self.sum,
+            ReduceOp::Mean => self.sum / self.n as f64,
+            ReduceOp::Max => self.max,
+            ReduceOp::Min => self.min,
+            ReduceOp::AllFinite => f64::from(u8::from(self.finite)),
+        }
+    }
+}
+
 /// A reduction's running value: a sum (of values, squares, or `x·0` for finiteness), a
 /// maximum or a minimum, and the element count for means.
 #[derive(Debug, Clone, Copy)]
@@ -624,9 +811,14 @@ struct HostEval<'a, 'p> {
     f: &'a Fused<'p>,
     hypers: &'a mut Vec<Option<Vec<Option<Vec<f64>>>>>,
     reduced: &'a [Option<Vec<f64>>],
+    /// Results of the sliced reductions run so far: per tensor, per slot.
+    sliced: &'a [Option<Vec<Vec<f64>>>],
     memo: Vec<Option<Option<f64>>>,
+    /// Sliced host values, per (value, tensor).
+    slice_memo: BTreeMap<(usize, usize), Option<Vec<f64>>>,
     nt: usize,
     needed: BTreeSet<RId>,
+    needed_slices: BTreeSet<usize>,
 }
 
 impl<'a, 'p> HostEval<'a, 'p> {
@@ -634,16 +826,121 @@ impl<'a, 'p> HostEval<'a, 'p> {
         f: &'a Fused<'p>,
         hypers: &'a mut Vec<Option<Vec<Option<Vec<f64>>>>>,
         reduced: &'a [Option<Vec<f64>>],
+        sliced: &'a [Option<Vec<Vec<f64>>>],
         nt: usize,
     ) -> Self {
         HostEval {
             memo: vec![None; f.kernel.host.len() * (nt + 1)],
+            slice_memo: BTreeMap::new(),
             f,
             hypers,
             reduced,
+            sliced,
             nt,
             needed: BTreeSet::new(),
+            needed_slices: BTreeSet::new(),
         }
+    }
+
+    /// A sliced host value for tensor `t`, one entry per slot of its slicing; `None`
+    /// while a sliced reduction it needs has not run.
+    fn eval_slice(&mut self, h: usize, t: usize) -> Result<Option<Vec<f64>>, String> {
+        if let Some(v) = self.slice_memo.get(&(h, t)) {
+            return Ok(v.clone());
+        }
+        let f = self.f;
+        let k = f.kernel.host_slice[h].ok_or("internal error: not a sliced value")?;
+        let view = f
+            .interp
+            .views
+            .get(t)
+            .ok_or("internal error: no such tensor")?;
+        let v = match &f.kernel.host[h] {
+            Host::SliceState { stage, state } => match &f.interp.states[*stage][*state] {
+                StateValue::Slice(_, vals) => vals.get(t).cloned(),
+                _ => None,
+            },
+            Host::SliceReduce(s) => match &self.sliced[*s] {
+                Some(v) => v.get(t).cloned(),
+                None => {
+                    self.needed_slices.insert(*s);
+                    None
+                }
+            },
+            Host::HostReduce { op, input, .. } => {
+                // Into outer slices, as the interpreter reduces a sliced value.
+                let from = f.kernel.host_slice[*input].unwrap_or(Slice::Outer);
+                match self.eval_slice(*input, t)? {
+                    Some(vals) => {
+                        let mut acc = vec![SlotAcc::default(); view.count(k)];
+                        for (j, v) in vals.iter().enumerate() {
+                            if let Some(a) = acc.get_mut(view.outer_of(from, j)) {
+                                a.push(*v);
+                            }
+                        }
+                        Some(acc.iter().map(|a| a.finish(*op)).collect())
+                    }
+                    None => None,
+                }
+            }
+            node => {
+                // Slot-wise f64 arithmetic over operands broadcast to this slicing.
+                let ops: Vec<usize> = match node {
+                    Host::Unary(_, a) => vec![*a],
+                    Host::Binary(_, a, b) => vec![*a, *b],
+                    Host::Select(c, a, b) => vec![*c, *a, *b],
+                    Host::Call(_, xs) => xs.clone(),
+                    _ => return Err("internal error: an unexpected sliced value".into()),
+                };
+                let n = view.count(k);
+                let mut cols: Vec<Option<Vec<f64>>> = Vec::with_capacity(ops.len());
+                for &o in &ops {
+                    cols.push(match f.kernel.host_slice[o] {
+                        Some(l) if l == k => self.eval_slice(o, t)?,
+                        // Outer slices broadcast into rows or columns.
+                        Some(_) => self.eval_slice(o, t)?.map(|v| {
+                            (0..n)
+                                .map(|j| v.get(view.outer_of(k, j)).copied().unwrap_or(f64::NAN))
+                                .collect::<Vec<_>>()
+                        }),
+                        None => self.eval(o, t)?.map(|x| vec![x; n]),
+                    });
+                }
+                if cols.iter().any(Option::is_none) {
+                    None
+                } else {
+                    let cols: Vec<Vec<f64>> = cols.into_iter().flatten().collect();
+                    let mut xs = vec![0f64; cols.len()];
+                    Some(
+                        (0..n)
+                            .map(|j| {
+                                for (c, col) in cols.iter().enumerate() {
+                                    xs[c] = col[j];
+                                }
+                                match node {
+                                    Host::Unary(crate::ast::UnOp::Neg, _) => -xs[0],
+                                    Host::Unary(crate::ast::UnOp::Not, _) => {
+                                        f64::from(u8::from(xs[0] == 0.0))
+                                    }
+                                    Host::Binary(op, _, _) => arith(*op, xs[0], xs[1]),
+                                    Host::Select(..) => {
+                                        if xs[0] != 0.0 {
+                                            xs[1]
+                                        } else {
+                                            xs[2]
+                                        }
+                                    }
+                                    Host::Call(b, _) => builtin(*b, &xs),
+                                    _ => f64::NAN,
+                                }
+                            })
+                            .collect(),
+                    )
+                }
+            }
+        };
+        self.slice_memo.insert((h, t), v.clone());
+        Ok(v)
     }
 
     /// The `skip if` conditions in stage order: (stages that run, skipped, undecided).
@@ -706,15 +1003,21 @@ impl<'a, 'p> HostEval<'a, 'p> {
 
     /// Whether `h` is known for every tensor, without recording what it waits on.
     fn peek(&mut self, h: usize) -> Result<bool, String> {
-        let saved = self.needed.clone();
+        let saved = (self.needed.clone(), self.needed_slices.clone());
         let known = self.all_tensors(h);
-        self.needed = saved;
+        (self.needed, self.needed_slices) = saved;
         known
     }
 
     /// Evaluates `h` for every tensor; whether all were known.
     fn all_tensors(&mut self, h: usize) -> Result<bool, String> {
         let mut known = true;
+        if self.f.kernel.host_slice[h].is_some() {
+            for t in 0..self.nt {
+                known &= self.eval_slice(h, t)?.is_some();
+            }
+            return Ok(known);
+        }
         for t in 0..self.nt.max(1) {
             known &= self.eval(h, t)?.is_some();
         }
@@ -811,6 +1114,33 @@ impl<'a, 'p> HostEval<'a, 'p> {
                     }
                 }
                 known.then(|| builtin(*f, &vals))
+            }
+            Host::HostReduce { op, scope, input } => {
+                // A sliced value reduced per tensor, per group or over the step.
+                let tensors: Vec<usize> = match scope {
+                    Scope::Tensor if t < self.nt => vec![t],
+                    Scope::Tensor => Vec::new(),
+                    Scope::Group => (0..self.nt)
+                        .filter(|&u| self.group(u) == self.group(t))
+                        .collect(),
+                    _ => (0..self.nt).collect(),
+                };
+                let mut acc = SlotAcc::default();
+                let mut known = true;
+                for u in tensors {
+                    match self.eval_slice(*input, u)? {
+                        Some(vals) => {
+                            let mut p = SlotAcc::default();
+                            vals.iter().for_each(|v| p.push(*v));
+                            acc = acc.merge(&p);
+                        }
+                        None => known = false,
+                    }
+                }
+                known.then(|| acc.finish(*op))
+            }
+            Host::SliceState { .. } | Host::SliceReduce(_) => {
+                return Err("internal error: a sliced value used as a scalar".into())
             }
             Host::Reduce(r) => match &self.reduced[*r] {
                 Some(v) => Some(v.get(t).copied().unwrap_or(f64::NAN)),

@@ -26,6 +26,10 @@ pub struct Explain {
     pub recipe: String,
     pub passes: Vec<PassReport>,
     pub bytes_per_param: usize,
+    /// Bytes per parameter the host itself moves per step: spreading per-row/column
+    /// values over the elements, summing element values into rows and columns (included
+    /// in `bytes_per_param`).
+    pub host_bytes_per_param: usize,
     pub unfused_passes: usize,
     pub unfused_bytes_per_param: usize,
     /// Host values computed per tensor per step (schedules, bias corrections, norms).
@@ -42,6 +46,8 @@ pub fn buf_name(program: &Program, recipe: &Recipe, b: Buf) -> String {
         Buf::CallPoint(k) => format!("call{k}.point"),
         Buf::CallOut(k) => format!("call{k}.result"),
         Buf::Noise(s) => format!("rademacher{s}"),
+        Buf::Spread(h) => format!("spread{h}"),
+        Buf::SliceIn(s) => format!("slice{s}.input"),
         Buf::State { stage, state } => {
             let def = &program.defs[recipe.stages[stage].def];
             let name = match &def.body {
@@ -84,7 +90,7 @@ fn report(
                 kind: match p.kind {
                     PassKind::Reduce => "reduce",
                     PassKind::Map | PassKind::SkipMap => "map",
-                    PassKind::Prepare => "prepare (model call)",
+                    PassKind::Prepare => "prepare (model call or sliced reduction)",
                 },
                 reductions: p
                     .reductions
@@ -101,13 +107,24 @@ fn report(
             }
         })
         .collect();
+    let mut spreads: Vec<Buf> = kernel
+        .passes
+        .iter()
+        .flat_map(|p| p.bufs.iter().copied())
+        .filter(|b| matches!(b, Buf::Spread(_)))
+        .collect();
+    spreads.sort();
+    spreads.dedup();
+    let host_bytes_per_param = 4 * (spreads.len() + kernel.slice_reds.len());
     Explain {
         recipe: recipe.name.clone(),
-        bytes_per_param: passes
-            .iter()
-            .filter(|p| !p.conditional)
-            .map(|p| p.bytes_per_param)
-            .sum(),
+        host_bytes_per_param,
+        bytes_per_param: host_bytes_per_param
+            + passes
+                .iter()
+                .filter(|p| !p.conditional)
+                .map(|p| p.bytes_per_param)
+                .sum::<usize>(),
         passes,
         unfused_passes,
         unfused_bytes_per_param,
@@ -148,6 +165,13 @@ impl std::fmt::Display for Explain {
             writeln!(f, "    reads  {}", list(&p.reads))?;
             writeln!(f, "    writes {}", list(&p.writes))?;
             writeln!(f, "    {} bytes per parameter", p.bytes_per_param)?;
+        }
+        if self.host_bytes_per_param > 0 {
+            writeln!(
+                f,
+                "  host: spreads per-row/column values and sums rows/columns: {} bytes per parameter",
+                self.host_bytes_per_param
+            )?;
         }
         writeln!(
             f,

@@ -16,14 +16,17 @@
 //! prepare pass writes its argument, the host calls the model, and the result is one more
 //! buffer the later passes read. `rademacher()` is a buffer the host fills each step.
 //!
-//! What the fused step cannot express yet is refused with `Unsupported` (the caller falls
-//! back to the interpreter): per-row/column/unit values (Adafactor, SM3,
-//! adaptive_grad_clip) and builtin optimizers (L-BFGS).
+//! Per-row/column/outer/unit values (Adafactor, SM3, adaptive_grad_clip) are host values
+//! with one f64 per slot (`Kernel::host_slice`): a reduction of an element value into
+//! slots is a round too (a prepare pass writes the value, the host sums it slot by slot),
+//! and a slot value read per element is a buffer the host spreads (`Buf::Spread`).
+//!
+//! Builtin optimizers (L-BFGS) are refused with `Unsupported`: they are runtime code.
 
 use std::collections::HashMap;
 
 use crate::ast::{BinOp, ScalarType, TypeExpr, UnOp};
-use crate::interp::str_value;
+use crate::interp::{str_value, Slice};
 use crate::ir::{
     Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, Program, Recipe, ReduceOp, Scope,
     ShapeInfo, Stmt,
@@ -55,6 +58,11 @@ pub enum Buf {
     CallOut(usize),
     /// `rademacher()` of a stage: ±1 per element, filled by the host each step.
     Noise(usize),
+    /// A per-row/column/outer/unit host value spread over the elements (each element
+    /// holds its slot's value, as f32), filled by the host.
+    Spread(HId),
+    /// The element value sliced reduction s reduces, written by a prepare pass.
+    SliceIn(usize),
 }
 
 impl Buf {
@@ -62,7 +70,12 @@ impl Buf {
     pub fn is_temporary(self) -> bool {
         matches!(
             self,
-            Buf::CallArg(_) | Buf::CallPoint(_) | Buf::CallOut(_) | Buf::Noise(_)
+            Buf::CallArg(_)
+                | Buf::CallPoint(_)
+                | Buf::CallOut(_)
+                | Buf::Noise(_)
+                | Buf::Spread(_)
+                | Buf::SliceIn(_)
         )
     }
 }
@@ -125,6 +138,31 @@ pub enum Host {
     Call(Builtin, Vec<HId>),
     /// The result of a reduction (per tensor, per group or global, by its scope).
     Reduce(RId),
+    /// A per-row/column/outer/unit state as the step began (a sliced value).
+    SliceState {
+        stage: usize,
+        state: usize,
+    },
+    /// The result of sliced reduction s (a sliced value, one per slot of its target).
+    SliceReduce(usize),
+    /// A reduction of a sliced host value: to its outer slices (sliced), or to one value
+    /// per tensor, group or step.
+    HostReduce {
+        op: ReduceOp,
+        scope: Scope,
+        input: HId,
+    },
+}
+
+/// A reduction of an element value into rows, columns, outer slices or units: a prepare
+/// pass writes the value, the host sums it slot by slot in f64 (the interpreter's order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceRed {
+    pub op: ReduceOp,
+    pub target: Slice,
+    pub input: EId,
+    pub stage: usize,
+    pub level: usize,
 }
 
 /// An element value: f32, computed per element inside a pass.
@@ -189,6 +227,8 @@ pub struct Pass {
     pub conditional: bool,
     /// A prepare pass: the model calls whose arguments it writes.
     pub calls: Vec<usize>,
+    /// A prepare pass: the sliced reductions whose inputs it writes.
+    pub slice_reds: Vec<usize>,
 }
 
 impl Pass {
@@ -210,6 +250,9 @@ pub struct Kernel {
     /// prepare passes' (model-call arguments, temporary buffers).
     pub stores: Vec<Store>,
     pub calls: Vec<ModelCall>,
+    pub slice_reds: Vec<SliceRed>,
+    /// Per host value: its slicing, when it is one value per row/column/outer/unit.
+    pub host_slice: Vec<Option<Slice>>,
     /// `skip if` conditions, in stage order.
     pub skips: Vec<(usize, HId)>,
     /// Final values of scalar and per-tensor states: (stage, state, value).
@@ -235,6 +278,14 @@ pub fn lower(program: &Program, recipe: &Recipe) -> Result<Kernel, Unsupported> 
     Ok(b.finish(recipe.stages.len(), out))
 }
 
+/// What an element value waits on.
+#[derive(Default)]
+struct Deps {
+    reds: Vec<RId>,
+    calls: Vec<usize>,
+    slices: Vec<usize>,
+}
+
 /// The current value of everything a stage can read or write while lowering.
 #[derive(Clone, Copy)]
 enum Val {
@@ -258,6 +309,8 @@ struct Builder {
     elems: Vec<Elem>,
     reductions: Vec<Reduction>,
     calls: Vec<ModelCall>,
+    slice_reds: Vec<SliceRed>,
+    host_slice: Vec<Option<Slice>>,
     host_ids: HashMap<String, HId>,
     elem_ids: HashMap<String, EId>,
 }
@@ -269,7 +322,9 @@ impl Builder {
         if let Some(&id) = self.host_ids.get(&key) {
             return id;
         }
+        let slice = self.slicing_of(&n);
         self.host.push(n);
+        self.host_slice.push(slice);
         self.host_ids.insert(key, self.host.len() - 1);
         self.host.len() - 1
     }
@@ -323,8 +378,53 @@ impl Builder {
     fn lift(&mut self, v: Val) -> EId {
         match v {
             Val::E(e) => e,
+            Val::H(h) if self.host_slice[h].is_some() => self.e(Elem::Load(Buf::Spread(h))),
             Val::H(h) => self.e(Elem::Scalar(h)),
         }
+    }
+
+    /// The slicing of a new host node (operands already built).
+    fn slicing_of(&self, n: &Host) -> Option<Slice> {
+        match n {
+            Host::SliceState { stage: _, state: _ } => None, // set by the caller
+            Host::SliceReduce(s) => Some(self.slice_reds[*s].target),
+            Host::HostReduce { scope, .. } => slice_of_scope(*scope),
+            Host::Unary(_, a) => self.host_slice[*a],
+            Host::Binary(_, a, b) => self.combine(&[*a, *b]).ok().flatten(),
+            Host::Select(c, a, b) => self.combine(&[*c, *a, *b]).ok().flatten(),
+            Host::Call(_, xs) => self.combine(xs).ok().flatten(),
+            _ => None,
+        }
+    }
+
+    /// The slicing of a value combining `hs`, as the interpreter combines them: one
+    /// slicing throughout, or rows (columns) with outer slices broadcast into them; Err
+    /// when they do not combine (the result is then per element).
+    fn combine(&self, hs: &[HId]) -> Result<Option<Slice>, ()> {
+        let kinds: Vec<Slice> = hs.iter().filter_map(|h| self.host_slice[*h]).collect();
+        let Some(finest) = kinds
+            .iter()
+            .copied()
+            .find(|k| *k != Slice::Outer)
+            .or(kinds.first().copied())
+        else {
+            return Ok(None);
+        };
+        let ok = kinds.iter().all(|k| *k == finest)
+            || (matches!(finest, Slice::Row | Slice::Col)
+                && kinds.iter().all(|k| *k == finest || *k == Slice::Outer));
+        if ok {
+            Ok(Some(finest))
+        } else {
+            Err(())
+        }
+    }
+
+    /// A host node for a sliced state (its slicing is the state's).
+    fn slice_state(&mut self, stage: usize, state: usize, k: Slice) -> HId {
+        let h = self.h(Host::SliceState { stage, state });
+        self.host_slice[h] = Some(k);
+        h
     }
 
     /// Lowers stages `range` in order, starting from the step's input buffers.
@@ -381,14 +481,17 @@ impl Builder {
                             state: id,
                         }))
                     }
-                    other => {
-                        return Err(Unsupported(format!(
-                            "`{}` keeps {} state `{}`",
-                            def.name,
-                            other.describe(),
-                            st.name
-                        )))
-                    }
+                    other => match crate::interp::slice_of_extent(other) {
+                        Some(k) => Val::H(cx.b.slice_state(si, id, k)),
+                        None => {
+                            return Err(Unsupported(format!(
+                                "`{}` keeps {} state `{}`",
+                                def.name,
+                                other.describe(),
+                                st.name
+                            )))
+                        }
+                    },
                 };
                 cx.states.push(v);
             }
@@ -481,6 +584,7 @@ impl Builder {
             .iter()
             .map(|r| r.level + 1)
             .chain(self.calls.iter().map(|c| c.level + 1))
+            .chain(self.slice_reds.iter().map(|r| r.level + 1))
             .max()
             .unwrap_or(0);
         let mut roots: Vec<HId> = out.skips.iter().map(|(_, h)| *h).collect();
@@ -492,6 +596,9 @@ impl Builder {
             let mut r = vec![c.arg];
             r.extend(c.point);
             roots.extend(self.uses(&r).1);
+        }
+        for r in &self.slice_reds {
+            roots.extend(self.uses(&[r.input]).1);
         }
         let main_stores = stores.len();
         let mut temp_stores: Vec<Store> = Vec::new();
@@ -531,26 +638,32 @@ impl Builder {
                     guarded: false,
                     conditional: false,
                     calls: Vec::new(),
+                    slice_reds: Vec::new(),
                 });
             }
-            // The model calls of this round: one sweep writes their arguments.
+            // The model calls and sliced reductions of this round: one sweep writes their
+            // arguments and inputs.
             let calls: Vec<usize> = (0..self.calls.len())
                 .filter(|&k| self.calls[k].level == level)
                 .collect();
-            if !calls.is_empty() {
+            let slice_reds: Vec<usize> = (0..self.slice_reds.len())
+                .filter(|&s| self.slice_reds[s].level == level)
+                .collect();
+            if !calls.is_empty() || !slice_reds.is_empty() {
                 let mut idx = Vec::new();
+                let mut writes = Vec::new();
                 for &k in &calls {
                     let c = &self.calls[k];
-                    let mut writes = vec![(Buf::CallArg(k), c.arg)];
-                    writes.extend(c.point.map(|p| (Buf::CallPoint(k), p)));
-                    for (buf, value) in writes {
-                        idx.push(main_stores + temp_stores.len());
-                        temp_stores.push(Store {
-                            buf,
-                            value,
-                            stage: c.stage,
-                        });
-                    }
+                    writes.push((Buf::CallArg(k), c.arg, c.stage));
+                    writes.extend(c.point.map(|p| (Buf::CallPoint(k), p, c.stage)));
+                }
+                for &sr in &slice_reds {
+                    let r = &self.slice_reds[sr];
+                    writes.push((Buf::SliceIn(sr), r.input, r.stage));
+                }
+                for (buf, value, stage) in writes {
+                    idx.push(main_stores + temp_stores.len());
+                    temp_stores.push(Store { buf, value, stage });
                 }
                 let roots: Vec<EId> = idx
                     .iter()
@@ -574,6 +687,7 @@ impl Builder {
                     guarded: false,
                     conditional: false,
                     calls,
+                    slice_reds,
                 });
             }
         }
@@ -599,6 +713,7 @@ impl Builder {
                 guarded: false,
                 conditional: false,
                 calls: Vec::new(),
+                slice_reds: Vec::new(),
             };
             // A `skip if` suppresses the parameter write and the later stages' stores: on
             // the (rare) steps it fires, a variant with a guard on every store runs
@@ -621,6 +736,8 @@ impl Builder {
             elems: self.elems,
             reductions: self.reductions,
             calls: self.calls,
+            slice_reds: self.slice_reds,
+            host_slice: self.host_slice,
             stores,
             skips: out.skips,
             host_states: out.host_states,
@@ -642,6 +759,8 @@ impl Builder {
             }
             match &self.host[h] {
                 Host::Select(c, _, _) => stack.push(*c),
+                Host::HostReduce { input, .. } => stack.push(*input),
+                Host::SliceReduce(s) => stack.extend(self.uses(&[self.slice_reds[*s].input]).1),
                 Host::Reduce(r) if !std::mem::replace(&mut out[*r], true) => {
                     stack.extend(self.uses(&[self.reductions[*r].input]).1);
                 }
@@ -686,14 +805,19 @@ impl Builder {
     /// Levels in creation order: a reduction's input was built before the reduction, and
     /// so were the reductions it depends on.
     fn compute_levels(&mut self) {
-        // Reductions and model calls form a DAG (each reads only what was built before
-        // it); a fixpoint over both gives every one its round.
-        let red_deps: Vec<(Vec<RId>, Vec<usize>)> = self
+        // Reductions, sliced reductions and model calls form a DAG (each reads only what
+        // was built before it); a fixpoint over all three gives every one its round.
+        let red_deps: Vec<Deps> = self
             .reductions
             .iter()
             .map(|r| self.deps(&[r.input]))
             .collect();
-        let call_deps: Vec<(Vec<RId>, Vec<usize>)> = self
+        let slice_deps: Vec<Deps> = self
+            .slice_reds
+            .iter()
+            .map(|r| self.deps(&[r.input]))
+            .collect();
+        let call_deps: Vec<Deps> = self
             .calls
             .iter()
             .map(|c| {
@@ -702,62 +826,58 @@ impl Builder {
                 self.deps(&roots)
             })
             .collect();
-        for _ in 0..=self.reductions.len() + self.calls.len() {
-            let round = |(rs, cs): &(Vec<RId>, Vec<usize>), b: &Builder| {
-                rs.iter()
-                    .map(|&d| b.reductions[d].level + 1)
-                    .chain(cs.iter().map(|&k| b.calls[k].level + 1))
+        for _ in 0..=self.reductions.len() + self.calls.len() + self.slice_reds.len() {
+            let round = |d: &Deps, b: &Builder| {
+                d.reds
+                    .iter()
+                    .map(|&r| b.reductions[r].level + 1)
+                    .chain(d.calls.iter().map(|&k| b.calls[k].level + 1))
+                    .chain(d.slices.iter().map(|&s| b.slice_reds[s].level + 1))
                     .max()
                     .unwrap_or(0)
             };
-            for (r, deps) in red_deps.iter().enumerate() {
-                self.reductions[r].level = round(deps, self);
+            for (r, d) in red_deps.iter().enumerate() {
+                self.reductions[r].level = round(d, self);
             }
-            for (k, deps) in call_deps.iter().enumerate() {
-                self.calls[k].level = round(deps, self);
+            for (s, d) in slice_deps.iter().enumerate() {
+                self.slice_reds[s].level = round(d, self);
+            }
+            for (k, d) in call_deps.iter().enumerate() {
+                self.calls[k].level = round(d, self);
             }
         }
     }
 
-    /// What element values under `roots` wait on: reductions (through their host
-    /// operands) and model calls (through their results).
-    fn deps(&self, roots: &[EId]) -> (Vec<RId>, Vec<usize>) {
-        let mut reds = Vec::new();
-        for &r in roots {
-            reds.extend(self.reductions_under(r));
+    /// What element values under `roots` wait on: reductions and sliced reductions
+    /// (through their host operands, spread or not) and model calls (through their
+    /// results).
+    fn deps(&self, roots: &[EId]) -> Deps {
+        let (bufs, mut hosts) = self.uses(roots);
+        let mut d = Deps::default();
+        for b in bufs {
+            match b {
+                Buf::CallOut(k) => d.calls.push(k),
+                Buf::Spread(h) => hosts.push(h),
+                _ => {}
+            }
         }
-        let calls = self
-            .uses(roots)
-            .0
-            .into_iter()
-            .filter_map(|b| match b {
-                Buf::CallOut(k) => Some(k),
-                _ => None,
-            })
-            .collect();
-        (reds, calls)
-    }
-
-    /// The reductions an element value's host operands depend on.
-    fn reductions_under(&self, root: EId) -> Vec<RId> {
-        let (_, scalars) = self.uses(&[root]);
         let mut seen = vec![false; self.host.len()];
-        let mut stack = scalars;
-        let mut out = Vec::new();
-        while let Some(h) = stack.pop() {
+        while let Some(h) = hosts.pop() {
             if std::mem::replace(&mut seen[h], true) {
                 continue;
             }
             match &self.host[h] {
-                Host::Reduce(r) => out.push(*r),
-                Host::Unary(_, a) => stack.push(*a),
-                Host::Binary(_, a, b) => stack.extend([*a, *b]),
-                Host::Select(c, a, b) => stack.extend([*c, *a, *b]),
-                Host::Call(_, xs) => stack.extend(xs.iter().copied()),
+                Host::Reduce(r) => d.reds.push(*r),
+                Host::SliceReduce(s) => d.slices.push(*s),
+                Host::HostReduce { input, .. } => hosts.push(*input),
+                Host::Unary(_, a) => hosts.push(*a),
+                Host::Binary(_, a, b) => hosts.extend([*a, *b]),
+                Host::Select(c, a, b) => hosts.extend([*c, *a, *b]),
+                Host::Call(_, xs) => hosts.extend(xs.iter().copied()),
                 _ => {}
             }
         }
-        out
+        d
     }
 
     fn uses(&self, roots: &[EId]) -> (Vec<Buf>, Vec<HId>) {
@@ -817,6 +937,25 @@ struct StageCx<'a, 'p> {
 }
 
 impl StageCx<'_, '_> {
+    /// An operation on host values stays on the host when their slicings combine;
+    /// otherwise (or with an element operand) it is per element.
+    fn op(
+        &mut self,
+        vals: Vec<Val>,
+        host: impl FnOnce(&[HId]) -> Host,
+        elem: impl FnOnce(&[EId]) -> Elem,
+    ) -> Val {
+        let hs: Vec<HId> = vals
+            .iter()
+            .filter_map(|v| if let Val::H(h) = v { Some(*h) } else { None })
+            .collect();
+        if hs.len() == vals.len() && self.b.combine(&hs).is_ok() {
+            return Val::H(self.b.h(host(&hs)));
+        }
+        let es: Vec<EId> = vals.into_iter().map(|v| self.b.lift(v)).collect();
+        Val::E(self.b.e(elem(&es)))
+    }
+
     /// A `bool` hyperparameter chooses between code paths (`amsgrad`, `nesterov`,
     /// `centered`): its value is compiled in, as torch and optax pick code by it, and a
     /// dead branch costs no memory traffic. Numbers stay runtime scalars.
@@ -879,61 +1018,89 @@ impl StageCx<'_, '_> {
                 Val::E(x) => Val::E(self.b.e(Elem::Unary(*op, x))),
             },
             Expr::Binary(op, a, c) => {
-                let (x, y) = (self.expr(*a)?, self.expr(*c)?);
-                match (x, y) {
-                    (Val::H(x), Val::H(y)) => Val::H(self.b.h(Host::Binary(*op, x, y))),
-                    _ => {
-                        let (x, y) = (self.b.lift(x), self.b.lift(y));
-                        Val::E(self.b.e(Elem::Binary(*op, x, y)))
-                    }
-                }
+                let vals = vec![self.expr(*a)?, self.expr(*c)?];
+                let op = *op;
+                self.op(
+                    vals,
+                    |h| Host::Binary(op, h[0], h[1]),
+                    |e| Elem::Binary(op, e[0], e[1]),
+                )
             }
             Expr::Select(c, a, d) => {
-                let vals = [self.expr(*c)?, self.expr(*a)?, self.expr(*d)?];
-                if let [Val::H(c), Val::H(a), Val::H(d)] = vals {
-                    Val::H(self.b.h(Host::Select(c, a, d)))
-                } else {
-                    let [c, a, d] = vals.map(|v| self.b.lift(v));
-                    Val::E(self.b.e(Elem::Select(c, a, d)))
-                }
+                let vals = vec![self.expr(*c)?, self.expr(*a)?, self.expr(*d)?];
+                self.op(
+                    vals,
+                    |h| Host::Select(h[0], h[1], h[2]),
+                    |e| Elem::Select(e[0], e[1], e[2]),
+                )
             }
             Expr::Call(f, xs) => {
                 let vals = xs
                     .iter()
                     .map(|x| self.expr(*x))
                     .collect::<Result<Vec<_>, _>>()?;
-                if vals.iter().all(|v| matches!(v, Val::H(_))) {
-                    let hs = vals
-                        .iter()
-                        .map(|v| if let Val::H(h) = v { *h } else { 0 })
-                        .collect();
-                    Val::H(self.b.h(Host::Call(*f, hs)))
-                } else {
-                    let es = vals.into_iter().map(|v| self.b.lift(v)).collect();
-                    Val::E(self.b.e(Elem::Call(*f, es)))
-                }
+                let f = *f;
+                self.op(
+                    vals,
+                    |h| Host::Call(f, h.to_vec()),
+                    |e| Elem::Call(f, e.to_vec()),
+                )
             }
             Expr::Reduce(op, scope, x) => {
-                if !matches!(scope, Scope::Tensor | Scope::Group | Scope::Global) {
-                    return Err(self.unsupported(&format!("a per-{} reduction", scope.name())));
-                }
-                let Val::E(input) = self.expr(*x)? else {
-                    return Err(self.unsupported("a reduction of a value that is not per element"));
-                };
-                let red = Reduction {
-                    op: *op,
-                    scope: *scope,
-                    input,
-                    level: 0,
-                };
-                let r = match self.b.reductions.iter().position(|q| *q == red) {
-                    Some(r) => r,
-                    None => {
-                        self.b.reductions.push(red);
-                        self.b.reductions.len() - 1
+                let v = self.expr(*x)?;
+                let sliced_scope = slice_of_scope(*scope);
+                match v {
+                    Val::E(input) if sliced_scope.is_none() => {
+                        let red = Reduction {
+                            op: *op,
+                            scope: *scope,
+                            input,
+                            level: 0,
+                        };
+                        let r = match self.b.reductions.iter().position(|q| *q == red) {
+                            Some(r) => r,
+                            None => {
+                                self.b.reductions.push(red);
+                                self.b.reductions.len() - 1
+                            }
+                        };
+                        Val::H(self.b.h(Host::Reduce(r)))
                     }
-                };
-                Val::H(self.b.h(Host::Reduce(r)))
+                    Val::E(input) => {
+                        let red = SliceRed {
+                            op: *op,
+                            target: sliced_scope.unwrap_or(Slice::Outer),
+                            input,
+                            stage,
+                            level: 0,
+                        };
+                        let s = match self.b.slice_reds.iter().position(|q| *q == red) {
+                            Some(s) => s,
+                            None => {
+                                self.b.slice_reds.push(red);
+                                self.b.slice_reds.len() - 1
+                            }
+                        };
+                        Val::H(self.b.h(Host::SliceReduce(s)))
+                    }
+                    // A sliced value reduced to one per tensor, group or step, or into its
+                    // outer slices: host arithmetic over its slots.
+                    Val::H(input)
+                        if self.b.host_slice[input].is_some()
+                            && matches!(sliced_scope, None | Some(Slice::Outer)) =>
+                    {
+                        Val::H(self.b.h(Host::HostReduce {
+                            op: *op,
+                            scope: *scope,
+                            input,
+                        }))
+                    }
+                    Val::H(_) => {
+                        return Err(self.unsupported(
+                            "a reduction of a value that does not vary within its scope",
+                        ))
+                    }
+                }
             }
             Expr::GradAt(x) | Expr::Hvp(x) => {
                 let kind = if matches!(self.body.exprs[id], Expr::GradAt(_)) {
@@ -964,6 +1131,17 @@ impl StageCx<'_, '_> {
                 return Err(self.unsupported("a schedule-only expression"))
             }
         })
+    }
+}
+
+/// The slicing a reduction scope reduces into (none for tensor, group, global).
+pub fn slice_of_scope(scope: Scope) -> Option<Slice> {
+    match scope {
+        Scope::Row => Some(Slice::Row),
+        Scope::Col => Some(Slice::Col),
+        Scope::Outer => Some(Slice::Outer),
+        Scope::Unit => Some(Slice::Unit),
+        Scope::Tensor | Scope::Group | Scope::Global => None,
     }
 }
 
