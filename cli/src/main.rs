@@ -83,10 +83,14 @@ enum Command {
         #[command(flatten)]
         args: run::RunArgs,
     },
-    /// Plot a run's metrics file (from `anneal run --metrics`).
+    /// Plot runs' metrics files (from `anneal run --metrics`): one curve per file.
     Plot {
-        /// The metrics file: one JSON object per step.
-        metrics: PathBuf,
+        /// Metrics files: one JSON object per step each.
+        #[arg(required = true)]
+        metrics: Vec<PathBuf>,
+        /// Plot only this metric (e.g. `test_accuracy`, `loss`), one panel.
+        #[arg(long)]
+        metric: Option<String>,
         /// The image to write (.png or .svg).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
@@ -193,7 +197,11 @@ fn dispatch(cli: Cli) -> ExitCode {
             plot,
         } => cmd_schedule(&file, steps, json, plot.as_deref()),
         Command::Doc { name, markdown } => cmd_doc(name.as_deref(), markdown),
-        Command::Plot { metrics, output } => match plot_metrics(&metrics, &output) {
+        Command::Plot {
+            metrics,
+            metric,
+            output,
+        } => match plot_metrics(&metrics, metric.as_deref(), &output) {
             Ok(()) => {
                 eprintln!("wrote {}", output.display());
                 ExitCode::SUCCESS
@@ -415,10 +423,13 @@ fn cmd_schedule(file: &Path, steps: Option<u64>, json: bool, plot_path: Option<&
 }
 
 /// Reads a metrics file (one JSON object per line) and plots loss, lr and gradient norm.
-fn plot_metrics(path: &Path, out: &Path) -> Result<(), String> {
+/// One metric of a metrics file, per step; a step without it repeats the last value seen
+/// (test accuracy is measured every few steps).
+fn read_metric(path: &Path, name: &str) -> Result<Vec<f64>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let (mut loss, mut lr, mut norm) = (Vec::new(), Vec::new(), Vec::new());
+    let mut out = Vec::new();
+    let mut last = f64::NAN;
     for (i, line) in text
         .lines()
         .enumerate()
@@ -426,34 +437,68 @@ fn plot_metrics(path: &Path, out: &Path) -> Result<(), String> {
     {
         let v: serde_json::Value = serde_json::from_str(line)
             .map_err(|e| format!("{}:{}: not a JSON object: {e}", path.display(), i + 1))?;
-        let num = |x: &serde_json::Value| x.as_f64().unwrap_or(f64::NAN);
-        loss.push(num(&v["loss"]));
-        lr.push(v["lr"].get(0).map(num).unwrap_or_else(|| num(&v["lr"])));
-        norm.push(num(&v["grad_norm"]));
+        let x = &v[name];
+        // Per-group values (lr): the first group's.
+        if let Some(n) = x.as_f64().or_else(|| x.get(0).and_then(|g| g.as_f64())) {
+            last = n;
+        }
+        out.push(last);
     }
-    if loss.is_empty() {
+    if out.is_empty() {
         return Err(format!(
             "{} holds no metrics; write one with `anneal run --metrics`",
             path.display()
         ));
     }
-    let curve = |name: &str, values: Vec<f64>| anneal_runtime::schedule::Curve {
-        name: name.into(),
-        values,
+    if out.iter().all(|v| v.is_nan()) {
+        return Err(format!(
+            "{} has no `{name}`; metrics are loss, lr, grad_norm, loss_scale, and \
+             test_accuracy with `anneal run --eval-every N`",
+            path.display()
+        ));
+    }
+    Ok(out)
+}
+
+/// Loss, learning rate and gradient norm (or just `metric`), one curve per file.
+fn plot_metrics(paths: &[PathBuf], metric: Option<&str>, out: &Path) -> Result<(), String> {
+    let label = |p: &PathBuf| {
+        p.file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     };
-    let title = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    plot::run(
-        out,
-        &title,
-        &[
-            ("loss", vec![curve("train loss (batch)", loss)]),
-            ("learning rate", vec![curve("lr", lr)]),
-            ("gradient norm", vec![curve("‖g‖", norm)]),
+    let panels: Vec<(&str, &str)> = match metric {
+        Some(m) => vec![(m, m)],
+        None => vec![
+            ("loss", "loss"),
+            ("lr", "learning rate"),
+            ("grad_norm", "gradient norm"),
         ],
-    )
+    };
+    let mut drawn = Vec::new();
+    for (key, title) in &panels {
+        let mut curves = Vec::new();
+        for p in paths {
+            curves.push(anneal_runtime::schedule::Curve {
+                name: if paths.len() == 1 {
+                    (*key).to_string()
+                } else {
+                    label(p)
+                },
+                values: read_metric(p, key)?,
+            });
+        }
+        drawn.push((*title, curves));
+    }
+    let title = if paths.len() == 1 {
+        paths[0]
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        format!("{} runs", paths.len())
+    };
+    plot::run(out, &title, &drawn)
 }
 
 fn cmd_doc(name: Option<&str>, markdown: bool) -> ExitCode {

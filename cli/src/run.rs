@@ -63,6 +63,13 @@ pub struct RunArgs {
     /// Threads for the compiled update step (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Replace this share of the training labels by another class, drawn with the seed
+    /// (label-noise experiments; default: the recipe's `label_noise`, else 0).
+    #[arg(long, value_name = "FRACTION")]
+    pub label_noise: Option<f64>,
+    /// Measure test accuracy every N steps (a `test_accuracy` entry in --metrics).
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<usize>,
 }
 
 /// The outcome, for `--json` and the summary line.
@@ -294,6 +301,37 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     if train_rows.is_empty() {
         return Err("no training rows: lower --test-fraction".into());
     }
+    let label_noise = args
+        .label_noise
+        .or(declared.map(|d| d.label_noise))
+        .unwrap_or(0.0);
+    if !(0.0..1.0).contains(&label_noise) {
+        return Err(format!(
+            "--label-noise {label_noise} is out of range; give a share in [0, 1), e.g. 0.2"
+        ));
+    }
+    if label_noise > 0.0 {
+        let classes =
+            match &mlp {
+                Some(m) if m.loss == Loss::CrossEntropy => m.layers[m.layers.len() - 1],
+                _ => return Err(
+                    "label noise flips classes: it needs a classifier (an mlp or softmax model \
+                     with several outputs)"
+                        .into(),
+                ),
+            };
+        let mut noise_rng = Rng::new(args.seed.wrapping_add(3));
+        data::flip_labels(
+            &mut data.y,
+            &train_rows,
+            classes,
+            label_noise,
+            &mut noise_rng,
+        );
+    }
+    if args.eval_every == Some(0) {
+        return Err("--eval-every must be at least 1".into());
+    }
     let batches = match free {
         Some(_) => vec![vec![0]; steps],
         None => data::batches(&train_rows, batch_size, steps, &mut batch_rng),
@@ -379,6 +417,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     };
     let every = (steps / 10).max(1);
     let start = std::time::Instant::now();
+    let mut evals: Vec<(usize, f64)> = Vec::new();
     let mut on_step =
         |t: usize, tr: &Trace, params: &[Vec<f32>], interp: &anneal_compiler::backends::Stepper| {
             if let Some(path) = &ck_path {
@@ -394,6 +433,13 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
                             snapshot: interp.snapshot(),
                         },
                     )?;
+                }
+            }
+            if let (Some(every), Some(m)) = (args.eval_every, &mlp) {
+                if (t + 1).is_multiple_of(every) || t + 1 == steps {
+                    if let Some(a) = test_accuracy(m, &data, &test_rows, params) {
+                        evals.push((t, a));
+                    }
                 }
             }
             let loss = tr.loss.last().copied().unwrap_or(f32::NAN);
@@ -431,14 +477,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         let out = model.predict(&params, &x, test_rows.len());
         let k = model.layers[model.layers.len() - 1];
         if model.loss == Loss::CrossEntropy {
-            let correct = (0..test_rows.len())
-                .filter(|&r| {
-                    let o = &out[r * k..(r + 1) * k];
-                    let best = (0..k).fold(0, |b, j| if o[j] > o[b] { j } else { b });
-                    best as f32 == y[r]
-                })
-                .count();
-            acc = Some(correct as f64 / test_rows.len() as f64);
+            acc = test_accuracy(model, &data, &test_rows, &params);
         } else {
             let se: f64 = (0..test_rows.len())
                 .map(|r| f64::from(out[r * k] - y[r]).powi(2))
@@ -447,7 +486,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         }
     }
     if let Some(path) = &args.metrics {
-        write_metrics(path, &trace)?;
+        write_metrics(path, &trace, &evals)?;
     }
     if let Some(path) = &args.plot {
         let per_step = |v: &[f64], name: &str| Curve {
@@ -527,7 +566,25 @@ fn curriculum_sampler(
 }
 
 /// One JSON object per step, written to a temporary file, synced, then renamed.
-fn write_metrics(path: &Path, trace: &Trace) -> Result<(), String> {
+/// The share of `rows` a classifier gets right; `None` for a regression or no rows.
+fn test_accuracy(model: &Mlp, data: &Dataset, rows: &[usize], params: &[Vec<f32>]) -> Option<f64> {
+    if model.loss != Loss::CrossEntropy || rows.is_empty() {
+        return None;
+    }
+    let (x, y) = data.gather(rows);
+    let out = model.predict(params, &x, rows.len());
+    let k = model.layers[model.layers.len() - 1];
+    let correct = (0..rows.len())
+        .filter(|&r| {
+            let o = &out[r * k..(r + 1) * k];
+            let best = (0..k).fold(0, |b, j| if o[j] > o[b] { j } else { b });
+            best as f32 == y[r]
+        })
+        .count();
+    Some(correct as f64 / rows.len() as f64)
+}
+
+fn write_metrics(path: &Path, trace: &Trace, evals: &[(usize, f64)]) -> Result<(), String> {
     anneal_runtime::atomic::write_with(path, |f| {
         for t in 0..trace.grad_norm.len() {
             let mut line = serde_json::json!({
@@ -539,6 +596,11 @@ fn write_metrics(path: &Path, trace: &Trace) -> Result<(), String> {
                 "loss_scale": trace.loss_scale.get(t),
                 "skipped": trace.skipped.get(t),
             });
+            if let (Some((_, a)), Some(obj)) =
+                (evals.iter().find(|(s, _)| *s == t), line.as_object_mut())
+            {
+                obj.insert("test_accuracy".into(), (*a).into());
+            }
             if let (Some(c), Some(obj)) = (trace.curriculum.get(t), line.as_object_mut()) {
                 obj.insert("visible_fraction".into(), c.visible_fraction.into());
                 obj.insert("mean_difficulty".into(), c.mean_difficulty.into());

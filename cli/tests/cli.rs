@@ -564,3 +564,78 @@ fn bench_and_export_refuse_bad_input_with_a_message() {
         "exist.anneal",
     );
 }
+
+#[test]
+fn label_noise_and_periodic_test_accuracy_feed_a_multi_run_plot() {
+    let dir = std::env::temp_dir().join(format!("anneal-noise-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for r in ["uniform", "ohem"] {
+        let m = dir.join(format!("{r}.jsonl"));
+        let o = anneal(&[
+            "run",
+            &format!("examples/curriculum/{r}.anneal"),
+            "--steps",
+            "40",
+            "--eval-every",
+            "10",
+            "--metrics",
+            m.to_str().unwrap(),
+            "--json",
+        ]);
+        let summary = json_output(&o);
+        let text = std::fs::read_to_string(&m).unwrap();
+        let evals: Vec<(u64, f64)> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter_map(|v| Some((v["step"].as_u64()?, v["test_accuracy"].as_f64()?)))
+            .collect();
+        assert_eq!(
+            evals.iter().map(|e| e.0).collect::<Vec<_>>(),
+            [9, 19, 29, 39],
+            "{text}"
+        );
+        // The last evaluation is the summary's test accuracy.
+        assert_eq!(Some(evals[3].1), summary["test_accuracy"].as_f64());
+        files.push(m);
+    }
+    let png = dir.join("acc.png");
+    let mut args = vec!["plot"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    args.extend(["--metric", "test_accuracy", "-o", png.to_str().unwrap()]);
+    let o = anneal(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+    // A metric no file has is an error naming the file and the metrics there are.
+    let o = anneal(&[
+        "plot",
+        files[0].to_str().unwrap(),
+        "--metric",
+        "accuracy",
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    fails_with(&o, "has no `accuracy`");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn label_noise_needs_a_share_and_a_classifier() {
+    fails_with(
+        &anneal(&["run", "examples/digits_mlp.anneal", "--label-noise", "1.5"]),
+        "out of range",
+    );
+    fails_with(
+        &anneal(&[
+            "run",
+            "examples/digits_mlp.anneal",
+            "--model",
+            "linear:64,1",
+            "--label-noise",
+            "0.1",
+            "--steps",
+            "2",
+        ]),
+        "needs a classifier",
+    );
+}

@@ -640,6 +640,9 @@ pub struct DataSpec {
     pub standardize: bool,
     pub batch: usize,
     pub test_fraction: f64,
+    /// The share of training labels replaced by another class, drawn with the run's seed
+    /// (label-noise experiments); the test rows keep theirs.
+    pub label_noise: f64,
 }
 
 /// What a recipe can need from the model, beyond its gradient at the current parameters.

@@ -166,6 +166,30 @@ impl Rng {
     }
 }
 
+/// Label noise: replaces the labels of round(`fraction`·|rows|) of `rows`, chosen at
+/// random, by another class drawn uniformly from the other `classes − 1`. Returns how
+/// many were flipped.
+pub fn flip_labels(
+    y: &mut [f32],
+    rows: &[usize],
+    classes: usize,
+    fraction: f64,
+    rng: &mut Rng,
+) -> usize {
+    if classes < 2 {
+        return 0;
+    }
+    let n = ((rows.len() as f64) * fraction.clamp(0.0, 1.0)).round() as usize;
+    let order = rng.permutation(rows.len());
+    for &i in &order[..n.min(rows.len())] {
+        let r = rows[i];
+        let old = y[r] as usize;
+        let shift = 1 + (rng.next_u64() % (classes as u64 - 1)) as usize;
+        y[r] = ((old + shift) % classes) as f32;
+    }
+    n.min(rows.len())
+}
+
 /// A seeded train/test split: the first `1 − test_fraction` of a permutation trains.
 pub fn split(rows: usize, test_fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
     let perm = rng.permutation(rows);
@@ -193,6 +217,26 @@ pub fn batches(rows: &[usize], size: usize, count: usize, rng: &mut Rng) -> Vec<
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn label_noise_flips_the_stated_share_to_other_classes_only() {
+        let mut y: Vec<f32> = (0..1000).map(|i| (i % 10) as f32).collect();
+        let before = y.clone();
+        let rows: Vec<usize> = (0..800).collect();
+        let n = flip_labels(&mut y, &rows, 10, 0.2, &mut Rng::new(3));
+        assert_eq!(n, 160);
+        let changed: Vec<usize> = (0..1000).filter(|&i| y[i] != before[i]).collect();
+        // Every chosen row changed class (never to itself), only training rows changed.
+        assert_eq!(changed.len(), 160);
+        assert!(changed
+            .iter()
+            .all(|&i| i < 800 && (0.0..10.0).contains(&y[i])));
+        // Seeded: the same seed flips the same rows the same way.
+        let mut again: Vec<f32> = before.clone();
+        flip_labels(&mut again, &rows, 10, 0.2, &mut Rng::new(3));
+        assert_eq!(again, y);
+    }
+
     use super::*;
 
     fn write(name: &str, text: &str) -> std::path::PathBuf {

@@ -473,7 +473,13 @@ fn data_spec(e: &ast::Expr) -> Result<ir::DataSpec, Diagnostic> {
     let args = named_args(
         e,
         "csv",
-        &["file", "standardize", "batch", "test_fraction"],
+        &[
+            "file",
+            "standardize",
+            "batch",
+            "test_fraction",
+            "label_noise",
+        ],
         help,
     )?;
     let mut spec = ir::DataSpec {
@@ -481,6 +487,7 @@ fn data_spec(e: &ast::Expr) -> Result<ir::DataSpec, Diagnostic> {
         standardize: true,
         batch: 64,
         test_fraction: 0.2,
+        label_noise: 0.0,
     };
     for (k, v) in args {
         match (k, &v.kind) {
@@ -495,6 +502,9 @@ fn data_spec(e: &ast::Expr) -> Result<ir::DataSpec, Diagnostic> {
             ) if *value >= 1.0 && *value < 1e9 => spec.batch = *value as usize,
             ("test_fraction", ExprKind::Number { value, .. }) if (0.0..1.0).contains(value) => {
                 spec.test_fraction = *value
+            }
+            ("label_noise", ExprKind::Number { value, .. }) if (0.0..1.0).contains(value) => {
+                spec.label_noise = *value
             }
             _ => {
                 return Err(
