@@ -2,7 +2,6 @@
 //! and batches, the compiled step, a progress bar on terminals (plain lines otherwise),
 //! metrics as JSON lines, a plot, and test accuracy at the end.
 
-use anneal_compiler::ir::Difficulty;
 use anneal_runtime::checkpoint::{self, Checkpoint};
 use anneal_runtime::curriculum::Sampler;
 use anneal_runtime::data::{self, Dataset, Rng};
@@ -320,7 +319,8 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
                         .into(),
                 ),
             };
-        let mut noise_rng = Rng::new(args.seed.wrapping_add(3));
+        // Its own stream (the curriculum sampler draws from seed + 3).
+        let mut noise_rng = Rng::new(args.seed.wrapping_add(4));
         data::flip_labels(
             &mut data.y,
             &train_rows,
@@ -545,10 +545,12 @@ fn curriculum_sampler(
         batch,
         seed.wrapping_add(3),
     );
-    for phase in &recipe.curriculum {
-        let Difficulty::Column(name) = &phase.difficulty else {
-            continue;
-        };
+    for name in recipe
+        .curriculum
+        .iter()
+        .flat_map(|phase| phase.difficulty.columns())
+    {
+        let name = &name;
         let j = data.features.iter().position(|f| f == name).ok_or_else(|| {
             format!(
                 "{}: no feature column `{name}` for the curriculum's difficulty; the columns are {}",
@@ -565,7 +567,6 @@ fn curriculum_sampler(
     Ok(Some(RefCell::new(sampler)))
 }
 
-/// One JSON object per step, written to a temporary file, synced, then renamed.
 /// The share of `rows` a classifier gets right; `None` for a regression or no rows.
 fn test_accuracy(model: &Mlp, data: &Dataset, rows: &[usize], params: &[Vec<f32>]) -> Option<f64> {
     if model.loss != Loss::CrossEntropy || rows.is_empty() {
@@ -584,6 +585,7 @@ fn test_accuracy(model: &Mlp, data: &Dataset, rows: &[usize], params: &[Vec<f32>
     Some(correct as f64 / rows.len() as f64)
 }
 
+/// One JSON object per step, written to a temporary file, synced, then renamed.
 fn write_metrics(path: &Path, trace: &Trace, evals: &[(usize, f64)]) -> Result<(), String> {
     anneal_runtime::atomic::write_with(path, |f| {
         for t in 0..trace.grad_norm.len() {

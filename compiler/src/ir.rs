@@ -753,6 +753,73 @@ pub enum Difficulty {
     Loss,
     /// 1 − the probability the model gives the true class: 1 − e^(−cross-entropy).
     OneMinusConfidence,
+    /// A number in a difficulty expression.
+    Const(f64),
+    Unary(UnOp, Box<Difficulty>),
+    Binary(BinOp, Box<Difficulty>, Box<Difficulty>),
+    /// A math function of the language (`log`, `sqrt`, `min`, `max`, `abs`, ...).
+    Call(Builtin, Vec<Difficulty>),
+}
+
+impl Difficulty {
+    fn any(&self, leaf: &dyn Fn(&Difficulty) -> bool) -> bool {
+        leaf(self)
+            || match self {
+                Difficulty::Unary(_, a) => a.any(leaf),
+                Difficulty::Binary(_, a, b) => a.any(leaf) || b.any(leaf),
+                Difficulty::Call(_, xs) => xs.iter().any(|x| x.any(leaf)),
+                _ => false,
+            }
+    }
+
+    /// Whether it reads the model's per-example losses (`loss` or `confidence`).
+    pub fn reads_losses(&self) -> bool {
+        self.any(&|d| matches!(d, Difficulty::Loss | Difficulty::OneMinusConfidence))
+    }
+
+    /// Whether it reads class probabilities (`confidence`).
+    pub fn reads_confidence(&self) -> bool {
+        self.any(&|d| matches!(d, Difficulty::OneMinusConfidence))
+    }
+
+    /// The data columns it reads, in order of first use.
+    pub fn columns(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        fn walk(d: &Difficulty, out: &mut Vec<String>) {
+            match d {
+                Difficulty::Column(c) if !out.contains(c) => out.push(c.clone()),
+                Difficulty::Unary(_, a) => walk(a, out),
+                Difficulty::Binary(_, a, b) => {
+                    walk(a, out);
+                    walk(b, out)
+                }
+                Difficulty::Call(_, xs) => xs.iter().for_each(|x| walk(x, out)),
+                _ => {}
+            }
+        }
+        walk(self, &mut out);
+        out
+    }
+
+    /// Its value for one example with per-example loss `loss` (cross-entropy for
+    /// `confidence`) and data columns `column(name)`, in f64 as every host value.
+    pub fn eval(&self, loss: f64, column: &dyn Fn(&str) -> f64) -> f64 {
+        match self {
+            Difficulty::Column(c) => column(c),
+            Difficulty::Loss => loss,
+            Difficulty::OneMinusConfidence => 1.0 - (-loss).exp(),
+            Difficulty::Const(v) => *v,
+            Difficulty::Unary(UnOp::Neg, a) => -a.eval(loss, column),
+            Difficulty::Unary(UnOp::Not, a) => f64::from(u8::from(a.eval(loss, column) == 0.0)),
+            Difficulty::Binary(op, a, b) => {
+                crate::math::arith(*op, a.eval(loss, column), b.eval(loss, column))
+            }
+            Difficulty::Call(f, xs) => {
+                let vals: Vec<f64> = xs.iter().map(|x| x.eval(loss, column)).collect();
+                crate::math::builtin(*f, &vals)
+            }
+        }
+    }
 }
 
 /// How a batch is drawn from the visible set.
@@ -796,14 +863,13 @@ pub struct CurriculumPhase {
 impl CurriculumPhase {
     /// Whether the phase reads per-example losses from the model at all.
     pub fn needs_example_losses(&self) -> bool {
-        !matches!(self.difficulty, Difficulty::Column(_))
-            || !matches!(self.sampling, Sampling::Uniform)
+        self.difficulty.reads_losses() || !matches!(self.sampling, Sampling::Uniform)
     }
 
     /// Whether it needs the losses of every training row (to order or weight them), as
     /// opposed to those of each drawn batch only (OHEM, selective backprop).
     pub fn ranks_by_loss(&self) -> bool {
-        !matches!(self.difficulty, Difficulty::Column(_))
+        self.difficulty.reads_losses()
             || matches!(
                 self.sampling,
                 Sampling::SelfPaced { .. } | Sampling::HardMining { .. }

@@ -181,6 +181,14 @@ case!(
     "recipe r {\n  curriculum {\n    pace = fixed_lienar(min_difficulty: 8, max_difficulty: 64, total_curriculum_step: 100)\n  }\n}\n"
 );
 case!(
+    curriculum_difficulty_unknown_function,
+    "recipe r {\n  curriculum {\n    difficulty = 0.5 * loss + entropy(confidence)\n  }\n}\n"
+);
+case!(
+    curriculum_difficulty_function_arity,
+    "recipe r {\n  curriculum {\n    difficulty = log(loss, 2)\n  }\n}\n"
+);
+case!(
     curriculum_phases_out_of_order,
     "recipe r {\n  curriculum after 100 {\n    sampling = uniform\n  }\n  curriculum after 50 {\n    sampling = uniform\n  }\n}\n"
 );

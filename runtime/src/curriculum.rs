@@ -271,6 +271,31 @@ impl Sampler {
                 self.losses.iter().map(|l| 1.0 - (-l).exp()).collect()
             }
             Difficulty::Loss => self.losses.clone(),
+            expr => {
+                // An expression: per row, over its loss and its columns.
+                let mut cols = Vec::new();
+                for name in expr.columns() {
+                    let v = self
+                        .columns
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, v)| v)
+                        .ok_or_else(|| format!("no values for the difficulty column `{name}`"))?;
+                    cols.push((name, v));
+                }
+                (0..self.rows.len())
+                    .map(|i| {
+                        let loss = self.losses.get(i).copied().unwrap_or(0.0);
+                        let col = |name: &str| {
+                            cols.iter()
+                                .find(|(n, _)| n == name)
+                                .and_then(|(_, v)| v.get(i))
+                                .map_or(f64::NAN, |x| f64::from(*x))
+                        };
+                        expr.eval(f64::from(loss), &col) as f32
+                    })
+                    .collect()
+            }
         };
         self.ordered_for = Some(p.after);
         self.order = order_by(&(0..self.rows.len()).collect::<Vec<_>>(), &self.difficulty);
@@ -531,6 +556,42 @@ mod tests {
         assert_eq!(selective_backprop_probability(4.0, &history, 2.0), 1.0);
         assert_eq!(selective_backprop_probability(2.0, &history, 2.0), 0.25);
         assert_eq!(selective_backprop_probability(0.5, &history, 1.0), 0.0);
+    }
+
+    #[test]
+    fn an_expression_difficulty_orders_by_its_formula() {
+        use anneal_compiler::ast::BinOp;
+        // difficulty = 2·a − b: rows ordered by that, easiest (smallest) first.
+        let d = Difficulty::Binary(
+            BinOp::Sub,
+            Box::new(Difficulty::Binary(
+                BinOp::Mul,
+                Box::new(Difficulty::Const(2.0)),
+                Box::new(Difficulty::Column("a".into())),
+            )),
+            Box::new(Difficulty::Column("b".into())),
+        );
+        let a = [1.0f32, 4.0, 2.0, 0.0];
+        let b = [0.0f32, 9.0, 1.0, -3.0];
+        // 2a − b = [2, −1, 3, 3]: order 1, 0, then 2 and 3 (ties by row).
+        let phase = Phase {
+            after: 0,
+            difficulty: d,
+            refresh: 1,
+            pace: Pace::Discrete {
+                fractions: vec![0.5],
+                boundaries: vec![],
+            },
+            sampling: Sampling::Uniform,
+        };
+        let mut s = Sampler::new(vec![phase], (0..4).collect(), 2, 1);
+        s.set_column("a", a.to_vec());
+        s.set_column("b", b.to_vec());
+        s.prepare(0, |_| Err("no losses needed".into())).unwrap();
+        for t in 0..20 {
+            let (rows, _) = s.draw(t);
+            assert!(rows.iter().all(|r| *r == 0 || *r == 1), "{rows:?}");
+        }
     }
 
     #[test]

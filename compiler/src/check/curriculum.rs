@@ -8,7 +8,7 @@
 use super::recipe::named_args;
 use crate::ast::{self, ExprKind};
 use crate::diagnostic::{did_you_mean, Diagnostic};
-use crate::ir::{CurriculumPhase, Difficulty, ModelSpec, Pace, Sampling};
+use crate::ir::{Builtin, CurriculumPhase, Difficulty, ModelSpec, Pace, Sampling};
 use crate::source::Span;
 
 const HELP: &str = "write e.g. `curriculum { difficulty = loss  pace = linear(start: 0.2, total_steps: 1000)  sampling = uniform()  refresh = 100 }`";
@@ -117,7 +117,7 @@ fn model_can_feed(
         );
     }
     let classes = model.layers.last().copied().unwrap_or(0);
-    if phase.difficulty == Difficulty::OneMinusConfidence && model.kind == "mlp" && classes < 2 {
+    if phase.difficulty.reads_confidence() && model.kind == "mlp" && classes < 2 {
         return Some(
             Diagnostic::error("E0168", span, "`difficulty = confidence` needs class probabilities, and a one-output model is a regression")
                 .with_label("no classes")
@@ -128,10 +128,44 @@ fn model_can_feed(
 }
 
 fn difficulty(e: &ast::Expr) -> Result<Difficulty, Diagnostic> {
-    let help = "`difficulty` is `loss`, `confidence` (1 − the probability of the true class) or `column(\"name\")`";
+    let help = "`difficulty` is `loss`, `confidence` (1 − the probability of the true class), `column(\"name\")`, or an expression of those: numbers, + − * / ^ and the math functions (`0.5 * loss + column(\"length\")`, `log(1 + loss)`)";
     match &e.kind {
         ExprKind::Name(n) if n == "loss" => Ok(Difficulty::Loss),
         ExprKind::Name(n) if n == "confidence" => Ok(Difficulty::OneMinusConfidence),
+        ExprKind::Number { value, .. } => Ok(Difficulty::Const(*value)),
+        ExprKind::Unary(op, a) => Ok(Difficulty::Unary(*op, Box::new(difficulty(a)?))),
+        ExprKind::Binary(op, a, b) => Ok(Difficulty::Binary(
+            *op,
+            Box::new(difficulty(a)?),
+            Box::new(difficulty(b)?),
+        )),
+        ExprKind::Call { callee, args }
+            if Builtin::ALL.iter().any(|(n, _, _)| *n == callee.name) =>
+        {
+            let (_, f, arity) = Builtin::ALL
+                .iter()
+                .find(|(n, _, _)| *n == callee.name)
+                .copied()
+                .unwrap_or(("", Builtin::Abs, 1));
+            if args.len() != arity || args.iter().any(|a| a.name.is_some()) {
+                return Err(Diagnostic::error(
+                    "E0167",
+                    e.span,
+                    format!(
+                        "`{}` takes {arity} argument{}",
+                        callee.name,
+                        if arity == 1 { "" } else { "s" }
+                    ),
+                )
+                .with_label("here")
+                .with_help(help));
+            }
+            let xs = args
+                .iter()
+                .map(|a| difficulty(&a.value))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Difficulty::Call(f, xs))
+        }
         ExprKind::Call { callee, args } if callee.name == "column" => match args.as_slice() {
             [a] => match &a.value.kind {
                 ExprKind::Str(s) => Ok(Difficulty::Column(s.clone())),
