@@ -1202,16 +1202,7 @@ impl StepCx<'_, '_, '_> {
     }
 
     fn reduce(&self, op: ReduceOp, scope: Scope, x: V) -> Result<V, String> {
-        let finish = |p: &Partial| -> f64 {
-            match op {
-                ReduceOp::Norm => p.sumsq.sqrt(),
-                ReduceOp::Sum => p.sum,
-                ReduceOp::Mean => p.sum / p.n as f64,
-                ReduceOp::Max => p.max,
-                ReduceOp::Min => p.min,
-                ReduceOp::AllFinite => f64::from(u8::from(p.finite)),
-            }
-        };
+        let finish = |p: &Partial| p.finish(op);
         // Reductions into a slicing: one partial per slot of the target.
         if let Some(target) = slice_of_extent(scope.extent()) {
             let mut out = Vec::with_capacity(self.ntensors());
@@ -1282,7 +1273,9 @@ fn check_shapes(out: Vec<Vec<f32>>, sizes: &[usize], what: &str) -> Result<Vec<V
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Partial {
+/// Every statistic a reduction may finish with, over a run of values in order (f64): the
+/// reference arithmetic of reductions, shared with the fused step's host side.
+pub(crate) struct Partial {
     sum: f64,
     sumsq: f64,
     max: f64,
@@ -1292,7 +1285,18 @@ struct Partial {
 }
 
 impl Partial {
-    fn empty() -> Partial {
+    pub(crate) fn finish(&self, op: ReduceOp) -> f64 {
+        match op {
+            ReduceOp::Norm => self.sumsq.sqrt(),
+            ReduceOp::Sum => self.sum,
+            ReduceOp::Mean => self.sum / self.n as f64,
+            ReduceOp::Max => self.max,
+            ReduceOp::Min => self.min,
+            ReduceOp::AllFinite => f64::from(u8::from(self.finite)),
+        }
+    }
+
+    pub(crate) fn empty() -> Partial {
         Partial {
             sum: 0.0,
             sumsq: 0.0,
@@ -1311,7 +1315,7 @@ impl Partial {
         p
     }
 
-    fn push(&mut self, x: f64) {
+    pub(crate) fn push(&mut self, x: f64) {
         self.sum += x;
         self.sumsq += x * x;
         self.max = self.max.max(x);
@@ -1320,7 +1324,7 @@ impl Partial {
         self.n += 1;
     }
 
-    fn merge(&self, o: &Partial) -> Partial {
+    pub(crate) fn merge(&self, o: &Partial) -> Partial {
         Partial {
             sum: self.sum + o.sum,
             sumsq: self.sumsq + o.sumsq,

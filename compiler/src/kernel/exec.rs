@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rayon::prelude::*;
 
 use super::{Buf, CallKind, EId, Elem, Host, Kernel, PassKind, RId};
-use crate::interp::{rademacher, str_value, Interpreter, Oracle, Slice, StateValue};
+use crate::interp::{rademacher, str_value, Interpreter, Oracle, Partial, Slice, StateValue};
 use crate::ir::{ReduceOp, Scope, ShapeInfo};
 use crate::math::{arith, builtin};
 
@@ -433,7 +433,7 @@ impl<'p> Fused<'p> {
             .iter()
             .enumerate()
             .map(|(t, view)| {
-                let mut acc = vec![SlotAcc::default(); view.count(r.target)];
+                let mut acc = vec![Partial::empty(); view.count(r.target)];
                 if let Some(x) = input.and_then(|b| b.get(t)) {
                     for (i, v) in x.iter().enumerate() {
                         acc[view.slot(r.target, i)].push(f64::from(*v));
@@ -710,63 +710,6 @@ impl<'p> Fused<'p> {
     }
 }
 
-/// All of a reduction's statistics over a run of values, as the interpreter keeps them.
-#[derive(Debug, Clone, Copy)]
-struct SlotAcc {
-    sum: f64,
-    sumsq: f64,
-    max: f64,
-    min: f64,
-    finite: bool,
-    n: usize,
-}
-
-impl Default for SlotAcc {
-    fn default() -> Self {
-        SlotAcc {
-            sum: 0.0,
-            sumsq: 0.0,
-            max: f64::NEG_INFINITY,
-            min: f64::INFINITY,
-            finite: true,
-            n: 0,
-        }
-    }
-}
-
-impl SlotAcc {
-    fn push(&mut self, x: f64) {
-        self.sum += x;
-        self.sumsq += x * x;
-        self.max = self.max.max(x);
-        self.min = self.min.min(x);
-        self.finite &= x.is_finite();
-        self.n += 1;
-    }
-
-    fn merge(&self, o: &SlotAcc) -> SlotAcc {
-        SlotAcc {
-            sum: self.sum + o.sum,
-            sumsq: self.sumsq + o.sumsq,
-            max: self.max.max(o.max),
-            min: self.min.min(o.min),
-            finite: self.finite && o.finite,
-            n: self.n + o.n,
-        }
-    }
-
-    fn finish(&self, op: ReduceOp) -> f64 {
-        match op {
-            ReduceOp::Norm => self.sumsq.sqrt(),
-            ReduceOp::Sum => self.sum,
-            ReduceOp::Mean => self.sum / self.n as f64,
-            ReduceOp::Max => self.max,
-            ReduceOp::Min => self.min,
-            ReduceOp::AllFinite => f64::from(u8::from(self.finite)),
-        }
-    }
-}
-
 /// A reduction's running value: a sum (of values, squares, or `x·0` for finiteness), a
 /// maximum or a minimum, and the element count for means.
 #[derive(Debug, Clone, Copy)]
@@ -872,7 +815,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
                 let from = f.kernel.host_slice[*input].unwrap_or(Slice::Outer);
                 match self.eval_slice(*input, t)? {
                     Some(vals) => {
-                        let mut acc = vec![SlotAcc::default(); view.count(k)];
+                        let mut acc = vec![Partial::empty(); view.count(k)];
                         for (j, v) in vals.iter().enumerate() {
                             if let Some(a) = acc.get_mut(view.outer_of(from, j)) {
                                 a.push(*v);
@@ -1125,12 +1068,12 @@ impl<'a, 'p> HostEval<'a, 'p> {
                         .collect(),
                     _ => (0..self.nt).collect(),
                 };
-                let mut acc = SlotAcc::default();
+                let mut acc = Partial::empty();
                 let mut known = true;
                 for u in tensors {
                     match self.eval_slice(*input, u)? {
                         Some(vals) => {
-                            let mut p = SlotAcc::default();
+                            let mut p = Partial::empty();
                             vals.iter().for_each(|v| p.push(*v));
                             acc = acc.merge(&p);
                         }
