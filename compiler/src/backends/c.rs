@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use crate::ast::{BinOp, CmpOp, UnOp};
+use crate::ast::{BinOp, UnOp};
 use crate::interp::str_value;
 use crate::ir::{
     Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, Program, Recipe, ShapeInfo,
@@ -72,17 +72,6 @@ fn num(x: f64) -> String {
     }
 }
 
-fn cmp(c: CmpOp) -> &'static str {
-    match c {
-        CmpOp::Lt => "<",
-        CmpOp::Le => "<=",
-        CmpOp::Gt => ">",
-        CmpOp::Ge => ">=",
-        CmpOp::Eq => "==",
-        CmpOp::Ne => "!=",
-    }
-}
-
 /// A builtin applied to C operands (`f` is the suffix: "" for double, "f" for float).
 fn call(b: Builtin, a: &[String], f: &str, p: &str) -> String {
     match b {
@@ -115,7 +104,8 @@ fn binary(op: BinOp, x: &str, y: &str, f: &str) -> String {
         BinOp::Pow => format!("pow{f}({x}, {y})"),
         BinOp::And => format!("(({x}) != 0 && ({y}) != 0 ? 1.0 : 0.0)"),
         BinOp::Or => format!("(({x}) != 0 || ({y}) != 0 ? 1.0 : 0.0)"),
-        BinOp::Cmp(c) => format!("(({x}) {} ({y}) ? 1.0 : 0.0)", cmp(c)),
+        // The language's comparison symbols are C's.
+        BinOp::Cmp(c) => format!("(({x}) {} ({y}) ? 1.0 : 0.0)", c.symbol()),
     }
 }
 

@@ -84,7 +84,7 @@ pub fn compile(kernel: &Kernel) -> Result<Compiled, String> {
 /// taken (ms).
 pub fn jit(kernel: &Kernel) -> Result<(Vec<usize>, f64), String> {
     let t0 = Instant::now();
-    let mut jb = JITBuilder::with_isa(isa()?, default_libcall_names());
+    let mut jb = JITBuilder::with_isa(host_isa(false)?, default_libcall_names());
     for (name, ptr) in LIBM_SYMBOLS {
         jb.symbol(*name, *ptr);
     }
@@ -109,28 +109,15 @@ fn to_fn(addr: usize) -> PassFn {
     unsafe { std::mem::transmute::<usize, PassFn>(addr) }
 }
 
-/// The host ISA, optimizing for speed.
-pub(crate) fn isa() -> Result<OwnedTargetIsa, String> {
+/// The host ISA, optimizing for speed; position-independent code for an object file.
+pub(crate) fn host_isa(pic: bool) -> Result<OwnedTargetIsa, String> {
     let mut flags = settings::builder();
-    for (k, v) in [
-        ("opt_level", "speed"),
-        ("use_colocated_libcalls", "false"),
-        ("is_pic", "false"),
-    ] {
-        flags
-            .set(k, v)
-            .map_err(|e| format!("cranelift flag {k}: {e}"))?;
+    let pic = if pic { "true" } else { "false" };
+    let mut settings = vec![("opt_level", "speed"), ("is_pic", pic)];
+    if pic == "false" {
+        settings.push(("use_colocated_libcalls", "false"));
     }
-    cranelift_native::builder()
-        .map_err(|e| format!("this machine is not supported by Cranelift: {e}"))?
-        .finish(settings::Flags::new(flags))
-        .map_err(|e| format!("cranelift: {e}"))
-}
-
-/// Position-independent code for an object file.
-pub(crate) fn pic_isa() -> Result<OwnedTargetIsa, String> {
-    let mut flags = settings::builder();
-    for (k, v) in [("opt_level", "speed"), ("is_pic", "true")] {
+    for (k, v) in settings {
         flags
             .set(k, v)
             .map_err(|e| format!("cranelift flag {k}: {e}"))?;
@@ -762,7 +749,7 @@ impl<'a, 'b> Gen<'a, 'b> {
 /// `anneal export`; it imports `expf`, `logf`, `powf`, `cosf`, `sinf`, `tanhf` (`-lm`).
 pub fn object(kernel: &Kernel, prefix: &str) -> Result<Vec<u8>, String> {
     let builder = cranelift_object::ObjectBuilder::new(
-        pic_isa()?,
+        host_isa(true)?,
         prefix.as_bytes().to_vec(),
         default_libcall_names(),
     )

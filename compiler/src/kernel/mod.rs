@@ -1057,13 +1057,7 @@ impl StageCx<'_, '_> {
                             input,
                             level: 0,
                         };
-                        let r = match self.b.reductions.iter().position(|q| *q == red) {
-                            Some(r) => r,
-                            None => {
-                                self.b.reductions.push(red);
-                                self.b.reductions.len() - 1
-                            }
-                        };
+                        let r = intern(&mut self.b.reductions, red);
                         Val::H(self.b.h(Host::Reduce(r)))
                     }
                     Val::E(input) => {
@@ -1074,13 +1068,7 @@ impl StageCx<'_, '_> {
                             stage,
                             level: 0,
                         };
-                        let s = match self.b.slice_reds.iter().position(|q| *q == red) {
-                            Some(s) => s,
-                            None => {
-                                self.b.slice_reds.push(red);
-                                self.b.slice_reds.len() - 1
-                            }
-                        };
+                        let s = intern(&mut self.b.slice_reds, red);
                         Val::H(self.b.h(Host::SliceReduce(s)))
                     }
                     // A sliced value reduced to one per tensor, group or step, or into its
@@ -1131,6 +1119,18 @@ impl StageCx<'_, '_> {
                 return Err(self.unsupported("a schedule-only expression"))
             }
         })
+    }
+}
+
+/// The index of `x` in `v`, pushing it first when it is not there (one sweep computes a
+/// reduction however many times a recipe writes it).
+fn intern<T: PartialEq>(v: &mut Vec<T>, x: T) -> usize {
+    match v.iter().position(|q| *q == x) {
+        Some(i) => i,
+        None => {
+            v.push(x);
+            v.len() - 1
+        }
     }
 }
 
