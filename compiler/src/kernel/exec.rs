@@ -690,8 +690,12 @@ impl<'p> Fused<'p> {
             }
         };
         let width = nred.max(1);
+        // Small steps run on the calling thread: waking the pool costs more than a few
+        // chunks of work (the digits MLP's 10K parameters spent a quarter of a run
+        // scheduling threads).
+        let elements: usize = self.interp.sizes.iter().sum();
         match &self.pool {
-            Some(pool) if tasks.len() > 1 => pool.install(|| {
+            Some(pool) if tasks.len() > 1 && elements >= 4 * CHUNK => pool.install(|| {
                 tasks
                     .par_iter()
                     .zip(partials.par_chunks_mut(width))
