@@ -364,10 +364,12 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
+    let mut curriculum_state = None;
     let resume = match (&ck_path, args.resume) {
         (Some(path), true) => {
             let ck = checkpoint::load(path, hash, &names, &shapes)?;
             params = ck.params;
+            curriculum_state = ck.curriculum;
             eprintln!("resuming from {} at step {}", path.display(), ck.step);
             Some(Resume {
                 step: ck.step as usize,
@@ -386,12 +388,17 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         batch_size,
         args.seed,
     )?;
-    if sampler.is_some() && resume.is_some() {
-        return Err(
-            "--resume does not yet restore a curriculum's state (its losses, λ and loss \
-                    history); rerun from the start"
-                .into(),
-        );
+    if let (Some(s), Some(_)) = (&sampler, &resume) {
+        let state = curriculum_state.take().ok_or(
+            "the checkpoint holds no curriculum state (it was written by a run without \
+             one); rerun from the start",
+        )?;
+        s.borrow_mut().restore(state).map_err(|e| {
+            format!(
+                "checkpoint {} is refused: {e}",
+                ck_path.as_deref().unwrap_or(Path::new("?")).display()
+            )
+        })?;
     }
     let run = Run {
         program: &c.program,
@@ -431,6 +438,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
                             shapes: shapes.clone(),
                             params: params.to_vec(),
                             snapshot: interp.snapshot(),
+                            curriculum: sampler.as_ref().map(|s| s.borrow().save()),
                         },
                     )?;
                 }

@@ -639,3 +639,36 @@ fn label_noise_needs_a_share_and_a_classifier() {
         "needs a classifier",
     );
 }
+
+#[test]
+fn a_curriculum_run_stopped_and_resumed_ends_bit_identical() {
+    let base = std::env::temp_dir().join(format!("anneal-cresume-{}", std::process::id()));
+    let (full, part) = (base.join("full"), base.join("part"));
+    let run = |steps: &str, dir: &Path, resume: bool| {
+        let mut a = vec![
+            "run",
+            "examples/curriculum_digits.anneal",
+            "--steps",
+            steps,
+            "--checkpoint-dir",
+            dir.to_str().unwrap(),
+        ];
+        if resume {
+            a.push("--resume");
+        }
+        let o = anneal(&a);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    run("200", &full, false);
+    // Stop at 137: inside the self-paced phase, between loss refreshes (every 25), before
+    // the OHEM phase at 150.
+    run("137", &part, false);
+    run("200", &part, true);
+    let a = std::fs::read(full.join("checkpoint.bin")).unwrap();
+    let b = std::fs::read(part.join("checkpoint.bin")).unwrap();
+    assert!(
+        a == b,
+        "the resumed curriculum run differs from the uninterrupted one"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -8,6 +8,7 @@
 //! (recipe hash, step, tensor names and shapes, state layout), the payload (little-endian
 //! numbers), and an FNV-1a 64 checksum of everything before it.
 
+use crate::curriculum::SamplerState;
 use anneal_compiler::interp::{Slice, Snapshot, StateValue};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -26,6 +27,8 @@ pub struct Checkpoint {
     pub shapes: Vec<Vec<usize>>,
     pub params: Vec<Vec<f32>>,
     pub snapshot: Snapshot,
+    /// The curriculum sampler's progress, for recipes with a curriculum.
+    pub curriculum: Option<SamplerState>,
 }
 
 #[derive(Serialize, Deserialize, PartialEq, Debug)]
@@ -39,6 +42,9 @@ struct Header {
     states: Vec<Vec<(String, Vec<usize>)>>,
     stages: usize,
     metrics: usize,
+    /// Absent in checkpoints of runs without a curriculum (and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    curriculum: Option<SamplerState>,
 }
 
 /// FNV-1a, 64 bits: enough to detect damaged or truncated files.
@@ -87,6 +93,7 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), String> {
             .collect(),
         stages: ck.snapshot.runs.len(),
         metrics: ck.snapshot.metrics.len(),
+        curriculum: ck.curriculum.clone(),
     };
     let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
@@ -273,6 +280,7 @@ pub fn load(
                 metrics,
                 seed,
             },
+            curriculum: header.curriculum.clone(),
         })
     };
     read(&mut r).map_err(|e| refuse(&e))

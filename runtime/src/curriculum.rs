@@ -182,6 +182,21 @@ pub struct StepStats {
 
 /// The curriculum's state over a run: the training rows, their difficulties (refreshed at
 /// the stated cadence for loss-based measures), self-paced λ and the loss history.
+/// What a sampler has learnt during a run (its random stream's position, the losses and
+/// order it sampled by, its loss history), for checkpoints: a sampler rebuilt from the
+/// same recipe and data and given this continues exactly. Floats are kept as their bits,
+/// so NaN losses round-trip.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SamplerState {
+    rng: u64,
+    difficulty: Vec<u32>,
+    losses: Vec<u32>,
+    order: Vec<usize>,
+    refreshed_at: Option<u64>,
+    history: Vec<u32>,
+    ordered_for: Option<u64>,
+}
+
 pub struct Sampler {
     pub phases: Vec<Phase>,
     pub rows: Vec<usize>,
@@ -215,6 +230,44 @@ impl Sampler {
             columns: Vec::new(),
             ordered_for: None,
         }
+    }
+
+    /// Its progress, for a checkpoint.
+    pub fn save(&self) -> SamplerState {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect();
+        SamplerState {
+            rng: self.rng.state(),
+            difficulty: bits(&self.difficulty),
+            losses: bits(&self.losses),
+            order: self.order.clone(),
+            refreshed_at: self.refreshed_at,
+            history: bits(&self.history),
+            ordered_for: self.ordered_for,
+        }
+    }
+
+    /// Continues from `s`, saved by a sampler over the same training rows.
+    pub fn restore(&mut self, s: SamplerState) -> Result<(), String> {
+        let n = self.rows.len();
+        if s.difficulty.len() != n
+            || s.losses.len() != n
+            || s.order.len() != n
+            || s.order.iter().any(|&i| i >= n)
+        {
+            return Err(format!(
+                "its curriculum state is for {} training rows, this run has {n}",
+                s.order.len()
+            ));
+        }
+        let floats = |v: Vec<u32>| v.into_iter().map(f32::from_bits).collect();
+        self.rng = Rng::from_state(s.rng);
+        self.difficulty = floats(s.difficulty);
+        self.losses = floats(s.losses);
+        self.order = s.order;
+        self.refreshed_at = s.refreshed_at;
+        self.history = floats(s.history);
+        self.ordered_for = s.ordered_for;
+        Ok(())
     }
 
     /// The phase in force at step `t`: the last whose `after` has passed.

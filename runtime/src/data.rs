@@ -142,6 +142,15 @@ impl Rng {
         Rng(seed ^ 0x5DEE_CE66_D1A4_F681)
     }
 
+    /// The generator's position, to resume it later (`from_state`).
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
+    pub fn from_state(state: u64) -> Rng {
+        Rng(state)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
