@@ -6,7 +6,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anneal_compiler::backends::{c, cranelift};
+use anneal_compiler::backends::{c, cranelift, llvm};
 use anneal_compiler::interp::Interpreter;
 use anneal_compiler::kernel::lower;
 use anneal_runtime::atomic::write_with;
@@ -18,6 +18,13 @@ pub enum Target {
     C,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ObjectBackend {
+    Cranelift,
+    /// LLVM at O3 for this CPU.
+    Llvm,
+}
+
 #[derive(Args)]
 pub struct ExportArgs {
     /// The recipe file (its first recipe is exported).
@@ -25,6 +32,9 @@ pub struct ExportArgs {
     /// What to write.
     #[arg(long, value_enum, default_value_t = Target::C)]
     pub target: Target,
+    /// The compiler that writes the object file (the same ABI and header either way).
+    #[arg(long, value_enum, default_value_t = ObjectBackend::Cranelift)]
+    pub backend: ObjectBackend,
     /// The folder to write into (created if missing).
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
@@ -69,7 +79,10 @@ pub fn export(args: &ExportArgs) -> Result<(), String> {
     let name = c::c_name(&recipe.name);
     let header = c::header(&comp.program, recipe, &kernel, &name)
         .map_err(|why| format!("recipe `{}` cannot be exported: {why}", recipe.name))?;
-    let object = cranelift::object(&kernel, &format!("{name}_pass"))?;
+    let object = match args.backend {
+        ObjectBackend::Cranelift => cranelift::object(&kernel, &format!("{name}_pass"))?,
+        ObjectBackend::Llvm => llvm::object(&kernel, &format!("{name}_pass"))?,
+    };
     std::fs::create_dir_all(&args.output).map_err(|e| {
         format!(
             "cannot create {}: {e}; choose a writable folder with -o",

@@ -137,6 +137,8 @@ enum Command {
 enum Emit {
     /// The typed IR: definitions, arenas and the elaborated recipe.
     Ir,
+    /// The fused step's passes as LLVM IR, after the O3 pipeline for this CPU.
+    LlvmIr,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -147,6 +149,8 @@ pub enum Backend {
     Interp,
     /// The fused step, JIT-compiled with Cranelift.
     Cranelift,
+    /// The fused step, compiled by LLVM at O3 for this CPU.
+    Llvm,
 }
 
 impl Backend {
@@ -156,6 +160,7 @@ impl Backend {
             Backend::Auto => B::Auto,
             Backend::Interp => B::Interp,
             Backend::Cranelift => B::Cranelift,
+            Backend::Llvm => B::Llvm,
         }
     }
 }
@@ -359,6 +364,18 @@ fn cmd_build(file: &Path, emit: Emit, explain: bool, json: bool) -> ExitCode {
     }
     match emit {
         Emit::Ir => out!("{}", anneal_compiler::print::print_program(&c.program)),
+        Emit::LlvmIr => {
+            let Some(recipe) = c.recipes().first() else {
+                return fail(format!("{} has no recipe to compile", file.display()));
+            };
+            let ir = anneal_compiler::kernel::lower(&c.program, recipe)
+                .map_err(|why| format!("recipe `{}` has no fused step: {why}", recipe.name))
+                .and_then(|k| anneal_compiler::backends::llvm::ir(&k));
+            match ir {
+                Ok(text) => out!("{text}"),
+                Err(e) => return fail(e),
+            }
+        }
     }
     ExitCode::SUCCESS
 }

@@ -44,16 +44,27 @@ fn gcc(args: &[&str]) {
 
 #[test]
 fn the_c_demo_links_the_exported_step_and_matches_the_interpreter() {
+    demo("cranelift");
+}
+
+#[test]
+fn the_c_demo_links_the_llvm_object_unchanged() {
+    demo("llvm");
+}
+
+fn demo(backend: &str) {
     if !have_gcc() {
         return;
     }
-    let dir = out_dir("demo");
+    let dir = out_dir(&format!("demo-{backend}"));
     let d = dir.to_str().unwrap();
     let out = anneal(&[
         "export",
         "examples/c/adamw_clip.anneal",
         "--target",
         "c",
+        "--backend",
+        backend,
         "-o",
         d,
         "--reference",

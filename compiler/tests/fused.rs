@@ -61,14 +61,7 @@ fn run_shapes(
         backend, &c.program, recipe, &names, &shapes, &params, threads,
     )
     .unwrap();
-    assert_eq!(
-        choice.backend,
-        if backend == Backend::Interp {
-            "interp"
-        } else {
-            "cranelift"
-        }
-    );
+    assert_eq!(choice.backend, backend.name());
     for k in 0..steps {
         s.step(&mut params, &grads(sizes, k, 3)).unwrap();
     }
@@ -121,6 +114,15 @@ fn results_do_not_depend_on_the_thread_count() {
     }
     let reference = run(ADAMW_CLIP, Backend::Interp, 1, &sizes, 3);
     assert_close(&one, &reference, "clip + adamw");
+    // LLVM: the same independence of the thread count.
+    let llvm_one = run(ADAMW_CLIP, Backend::Llvm, 1, &sizes, 3);
+    let llvm_two = run(ADAMW_CLIP, Backend::Llvm, 2, &sizes, 3);
+    assert!(llvm_one
+        .iter()
+        .flatten()
+        .zip(llvm_two.iter().flatten())
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert_close(&llvm_one, &reference, "clip + adamw on llvm");
 }
 
 #[test]
@@ -286,9 +288,11 @@ proptest! {
         let mut chain = pre.clone();
         chain.push(opt);
         let src = format!("{IMPORTS}recipe r {{\n  update = {}\n}}\n", chain.join(" |> "));
-        let fused = run_shapes(&src, Backend::Cranelift, 1, &shapes, steps);
         let reference = run_shapes(&src, Backend::Interp, 1, &shapes, steps);
-        assert_close(&fused, &reference, &src);
+        for backend in [Backend::Cranelift, Backend::Llvm] {
+            let fused = run_shapes(&src, backend, 1, &shapes, steps);
+            assert_close(&fused, &reference, &format!("{} {src}", backend.name()));
+        }
     }
 }
 
@@ -336,14 +340,7 @@ fn run_model(src: &str, backend: Backend, sizes: &[usize], steps: usize) -> Vec<
     };
     let (mut s, choice) =
         Stepper::new(backend, &c.program, recipe, &names, &shapes, &params, 1).unwrap();
-    assert_eq!(
-        choice.backend,
-        if backend == Backend::Interp {
-            "interp"
-        } else {
-            "cranelift"
-        }
-    );
+    assert_eq!(choice.backend, backend.name());
     for _ in 0..steps {
         let g = model.grad_at(&params).unwrap();
         s.step_with(&mut params, &g, Some(&mut model)).unwrap();
@@ -361,9 +358,11 @@ fn model_calls_mid_step_agree_with_the_interpreter() {
     ] {
         let src = format!("{IMPORTS}recipe r {{\n  update = {chain}\n}}\n");
         for sizes in [vec![5, 1023], vec![0, 3]] {
-            let fused = run_model(&src, Backend::Cranelift, &sizes, 7);
             let reference = run_model(&src, Backend::Interp, &sizes, 7);
-            assert_close(&fused, &reference, &src);
+            for backend in [Backend::Cranelift, Backend::Llvm] {
+                let fused = run_model(&src, backend, &sizes, 7);
+                assert_close(&fused, &reference, &format!("{} {src}", backend.name()));
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use anneal_compiler::backends::Backend;
 use anneal_runtime::conformance::{
-    collect_cases, function_names, library, load_case, run_case, run_case_on, UNSUPPORTED,
+    collect_cases, function_names, library, load_case, run_case, run_case_on,
 };
 use std::path::PathBuf;
 
@@ -111,13 +111,8 @@ fn golden_cases_pass_or_are_not_implemented() {
     assert!(core_passed >= 50, "only {core_passed} core cases ran");
 }
 
-/// What the fused kernel cannot express yet, by the construct that stops it: these cases
-/// would run on the interpreter only (none today). Everything that passes there must pass
-/// on Cranelift.
-const NOT_FUSED: &[(&str, &str)] = &[];
-
-#[test]
-fn every_case_the_interpreter_passes_passes_on_cranelift() {
+/// Every case the interpreter passes must pass on a compiled back end.
+fn every_passing_case_passes_on(backend: Backend) {
     let lib = library();
     let files = collect_cases(&[cases_dir(), cases_dir().join("../train")]).unwrap();
     let mut passed = 0;
@@ -125,26 +120,34 @@ fn every_case_the_interpreter_passes_passes_on_cranelift() {
     for f in &files {
         let case = load_case(f).unwrap();
         let reference = run_case(&case, &lib);
-        let fused = run_case_on(&case, &lib, Backend::Cranelift);
-        let expected_gap = NOT_FUSED.iter().find(|(n, _)| *n == case.name);
-        match (&reference, &fused, expected_gap) {
-            (_, Err(m), Some((_, why))) if m.starts_with(UNSUPPORTED) && m.contains(why) => {}
-            (_, r, Some(_)) => failures.push(format!(
-                "{}: expected to be unsupported on cranelift, got {r:?} (update NOT_FUSED)",
-                case.name
-            )),
-            (Ok(()), Ok(()), None) => passed += 1,
-            (Ok(()), Err(m), None) => failures.push(format!("{}: {m}", case.name)),
-            (Err(_), _, None) => {}
+        match (&reference, run_case_on(&case, &lib, backend)) {
+            (Ok(()), Ok(())) => passed += 1,
+            (Ok(()), Err(m)) => failures.push(format!("{}: {m}", case.name)),
+            (Err(_), _) => {}
         }
     }
     assert!(
         failures.is_empty(),
-        "{} case(s) differ on cranelift:\n{}",
+        "{} case(s) differ on {}:\n{}",
         failures.len(),
+        backend.name(),
         failures.join("\n")
     );
-    assert!(passed >= 150, "only {passed} cases ran on cranelift");
+    assert!(
+        passed >= 150,
+        "only {passed} cases ran on {}",
+        backend.name()
+    );
+}
+
+#[test]
+fn every_case_the_interpreter_passes_passes_on_cranelift() {
+    every_passing_case_passes_on(Backend::Cranelift);
+}
+
+#[test]
+fn every_case_the_interpreter_passes_passes_on_llvm() {
+    every_passing_case_passes_on(Backend::Llvm);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 pub mod c;
 pub mod cranelift;
+pub mod llvm;
 
 use crate::interp::{Interpreter, Oracle, Snapshot, StateValue};
 use crate::ir::{Program, Recipe};
@@ -27,17 +28,20 @@ pub fn is_builtin(program: &Program, recipe: &Recipe) -> bool {
 pub enum Backend {
     Interp,
     Cranelift,
+    /// The same fused kernel compiled by LLVM (O3 for the host CPU).
+    Llvm,
     /// Cranelift when the recipe lowers to a fused kernel, the interpreter otherwise.
     Auto,
 }
 
 impl Backend {
-    pub const NAMES: [&'static str; 3] = ["auto", "interp", "cranelift"];
+    pub const NAMES: [&'static str; 4] = ["auto", "interp", "cranelift", "llvm"];
 
     pub fn parse(s: &str) -> Option<Backend> {
         match s {
             "interp" => Some(Backend::Interp),
             "cranelift" => Some(Backend::Cranelift),
+            "llvm" => Some(Backend::Llvm),
             "auto" => Some(Backend::Auto),
             _ => None,
         }
@@ -47,6 +51,7 @@ impl Backend {
         match self {
             Backend::Interp => "interp",
             Backend::Cranelift => "cranelift",
+            Backend::Llvm => "llvm",
             Backend::Auto => "auto",
         }
     }
@@ -55,7 +60,8 @@ impl Backend {
 /// A recipe's step on a chosen back end, with the interpreter's interface.
 pub enum Stepper<'p> {
     Interp(Box<Interpreter<'p>>),
-    Fused(Box<Fused<'p>>),
+    /// A fused step, with the name of the compiler that built it.
+    Fused(Box<Fused<'p>>, &'static str),
 }
 
 /// What `Stepper::new` reports besides the stepper.
@@ -117,18 +123,22 @@ impl<'p> Stepper<'p> {
             }
             Err(why) => {
                 return Err(format!(
-                    "recipe `{}` cannot run on the cranelift back end: {why}; \
+                    "recipe `{}` cannot run on the {} back end: {why}; \
                      run it with `--backend interp` (or `auto`)",
-                    recipe.name
+                    recipe.name,
+                    backend.name()
                 ))
             }
         };
-        let code = cranelift::compile(&kernel)?;
+        let (code, name) = match backend {
+            Backend::Llvm => (llvm::compile(&kernel)?, "llvm"),
+            _ => (cranelift::compile(&kernel)?, "cranelift"),
+        };
         let fused = Fused::new(interp, kernel, code.fns, threads)?;
         Ok((
-            Stepper::Fused(Box::new(fused)),
+            Stepper::Fused(Box::new(fused), name),
             Choice {
-                backend: "cranelift",
+                backend: name,
                 fallback: None,
                 compile_ms: code.compile_ms,
             },
@@ -138,14 +148,14 @@ impl<'p> Stepper<'p> {
     pub fn interp(&self) -> &Interpreter<'p> {
         match self {
             Stepper::Interp(i) => i,
-            Stepper::Fused(f) => &f.interp,
+            Stepper::Fused(f, _) => &f.interp,
         }
     }
 
     fn interp_mut(&mut self) -> &mut Interpreter<'p> {
         match self {
             Stepper::Interp(i) => i,
-            Stepper::Fused(f) => &mut f.interp,
+            Stepper::Fused(f, _) => &mut f.interp,
         }
     }
 
@@ -158,14 +168,14 @@ impl<'p> Stepper<'p> {
     ) -> Result<(), String> {
         match self {
             Stepper::Interp(i) => i.step_with(params, grads, oracle),
-            Stepper::Fused(f) => f.step(params, grads, oracle),
+            Stepper::Fused(f, _) => f.step(params, grads, oracle),
         }
     }
 
     pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
         match self {
             Stepper::Interp(i) => i.step(params, grads),
-            Stepper::Fused(f) => {
+            Stepper::Fused(f, _) => {
                 if let Some(c) = f.interp.recipe.capabilities.first() {
                     return Err(format!(
                         "recipe `{}` needs {} from the model; run it with a model that provides it",
@@ -210,7 +220,7 @@ impl<'p> Stepper<'p> {
     pub fn backend(&self) -> &'static str {
         match self {
             Stepper::Interp(_) => "interp",
-            Stepper::Fused(_) => "cranelift",
+            Stepper::Fused(_, name) => name,
         }
     }
 }
