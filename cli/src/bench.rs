@@ -21,7 +21,10 @@ pub struct BenchArgs {
     /// The back end to time.
     #[arg(long, value_enum, default_value_t = crate::Backend::Cranelift)]
     pub backend: crate::Backend,
-    /// Print one JSON object.
+    /// Time Cranelift and LLVM one after the other, each against its own roofline.
+    #[arg(long, conflicts_with = "backend")]
+    pub compare: bool,
+    /// Print one JSON object (an array of two with --compare).
     #[arg(long)]
     pub json: bool,
 }
@@ -47,21 +50,44 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
             1u64 << 31
         ));
     }
-    let mut r = run_bench(
-        &c.program,
-        recipe,
-        args.backend.to_compiler(),
-        args.params,
-        args.tensors,
-        args.threads,
-    )?;
-    if let Ok(text) = std::fs::read_to_string(&args.file) {
-        r.source_ms = source_to_callable_ms(&args.file.display().to_string(), &text)?;
+    let backends = if args.compare {
+        vec![crate::Backend::Cranelift, crate::Backend::Llvm]
+    } else {
+        vec![args.backend]
+    };
+    let mut reports = Vec::new();
+    for backend in backends {
+        let mut r = run_bench(
+            &c.program,
+            recipe,
+            backend.to_compiler(),
+            args.params,
+            args.tensors,
+            args.threads,
+        )?;
+        if backend == crate::Backend::Cranelift {
+            if let Ok(text) = std::fs::read_to_string(&args.file) {
+                r.source_ms = source_to_callable_ms(&args.file.display().to_string(), &text)?;
+            }
+        }
+        reports.push(r);
     }
     if args.json {
-        outln!("{}", serde_json::to_string(&r).unwrap_or_default());
+        let text = if args.compare {
+            serde_json::to_string(&reports)
+        } else {
+            serde_json::to_string(&reports[0])
+        };
+        outln!("{}", text.unwrap_or_default());
         return Ok(());
     }
+    for r in &reports {
+        print_report(r);
+    }
+    Ok(())
+}
+
+fn print_report(r: &anneal_runtime::bench::BenchReport) {
     outln!(
         "{} on {}: {} params in {} tensors, {} thread{}",
         r.recipe,
@@ -90,10 +116,16 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         r.unfused_ratio,
         r.unfused_bytes_per_param
     );
-    outln!(
-        "  compile      {:>8.2} ms  (kernel IR to callable; {:.2} ms from recipe text)",
-        r.compile_ms,
-        r.source_ms
-    );
-    Ok(())
+    if r.source_ms.is_nan() {
+        outln!(
+            "  compile      {:>8.2} ms  (kernel IR to callable)",
+            r.compile_ms
+        );
+    } else {
+        outln!(
+            "  compile      {:>8.2} ms  (kernel IR to callable; {:.2} ms from recipe text)",
+            r.compile_ms,
+            r.source_ms
+        );
+    }
 }
