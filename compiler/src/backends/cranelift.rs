@@ -15,8 +15,6 @@
 //! and changing a learning rate or a beta never compiles again (`compiles()` counts).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -30,59 +28,32 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 
+pub use super::Compiled;
+use super::JitCache;
 use crate::ast::{BinOp, CmpOp, UnOp};
 use crate::ir::{Builtin, ReduceOp};
-use crate::kernel::exec::PassFn;
 use crate::kernel::{EId, Elem, Host, Kernel, Pass, PassKind};
 
-/// A kernel's passes, compiled.
-#[derive(Clone)]
-pub struct Compiled {
-    pub fns: Vec<PassFn>,
-    /// Time from kernel IR to callable functions; 0 when the code came from the cache.
-    pub compile_ms: f64,
-    pub cached: bool,
-}
+static CACHE: JitCache = JitCache::new();
 
-static COMPILES: AtomicUsize = AtomicUsize::new(0);
-
-/// How many kernels this process has compiled (cache hits excluded).
+/// How many kernels this process has compiled with Cranelift (cache hits excluded).
 pub fn compiles() -> usize {
-    COMPILES.load(Ordering::Relaxed)
-}
-
-/// Compiled pass addresses, by kernel structure. The modules behind them are leaked on
-/// purpose: code stays valid for the life of the process, as a JIT cache's must.
-fn cache() -> &'static Mutex<HashMap<String, Vec<usize>>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Vec<usize>>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+    CACHE.compiles()
 }
 
 /// Compiles every pass of `kernel` (or reuses the code of a kernel of the same structure).
 pub fn compile(kernel: &Kernel) -> Result<Compiled, String> {
-    let key = format!("{kernel:?}");
-    if let Some(addrs) = cache().lock().map_err(|_| "JIT cache poisoned")?.get(&key) {
-        return Ok(Compiled {
-            fns: addrs.iter().map(|&a| to_fn(a)).collect(),
-            compile_ms: 0.0,
-            cached: true,
-        });
-    }
-    let (addrs, compile_ms) = jit(kernel)?;
-    cache()
-        .lock()
-        .map_err(|_| "JIT cache poisoned")?
-        .insert(key, addrs.clone());
-    Ok(Compiled {
-        fns: addrs.into_iter().map(to_fn).collect(),
-        compile_ms,
-        cached: false,
-    })
+    CACHE.get_or_compile(kernel, jit_uncounted)
 }
 
 /// Compiles every pass of `kernel`, bypassing the cache: the pass addresses and the time
 /// taken (ms).
 pub fn jit(kernel: &Kernel) -> Result<(Vec<usize>, f64), String> {
+    CACHE.count();
+    jit_uncounted(kernel)
+}
+
+fn jit_uncounted(kernel: &Kernel) -> Result<(Vec<usize>, f64), String> {
     let t0 = Instant::now();
     let mut jb = JITBuilder::with_isa(host_isa(false)?, default_libcall_names());
     for (name, ptr) in LIBM_SYMBOLS {
@@ -99,14 +70,7 @@ pub fn jit(kernel: &Kernel) -> Result<(Vec<usize>, f64), String> {
         .collect();
     // The code must outlive every `Fused` that holds its addresses.
     std::mem::forget(module);
-    COMPILES.fetch_add(1, Ordering::Relaxed);
     Ok((addrs, t0.elapsed().as_secs_f64() * 1e3))
-}
-
-fn to_fn(addr: usize) -> PassFn {
-    // SAFETY: `addr` is a finalized function of a leaked JIT module compiled with the
-    // `PassFn` signature.
-    unsafe { std::mem::transmute::<usize, PassFn>(addr) }
 }
 
 /// The host ISA, optimizing for speed; position-independent code for an object file.

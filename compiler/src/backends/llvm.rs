@@ -11,8 +11,6 @@
 //! on Cranelift.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use inkwell::builder::Builder;
@@ -27,22 +25,16 @@ use inkwell::types::FloatType;
 use inkwell::values::{FloatValue, FunctionValue, IntValue, PointerValue};
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate, OptimizationLevel};
 
-use super::cranelift::Compiled;
+use super::{Compiled, JitCache};
 use crate::ast::{BinOp, CmpOp, UnOp};
 use crate::ir::{Builtin, ReduceOp};
-use crate::kernel::exec::PassFn;
 use crate::kernel::{EId, Elem, Host, Kernel, Pass, PassKind};
 
-static COMPILES: AtomicUsize = AtomicUsize::new(0);
+static CACHE: JitCache = JitCache::new();
 
 /// How many kernels this process has compiled with LLVM (cache hits excluded).
 pub fn compiles() -> usize {
-    COMPILES.load(Ordering::Relaxed)
-}
-
-fn cache() -> &'static Mutex<HashMap<String, Vec<usize>>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Vec<usize>>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+    CACHE.compiles()
 }
 
 type R<T> = Result<T, String>;
@@ -152,14 +144,11 @@ fn build<'c>(
 
 /// Compiles every pass of `kernel` (or reuses the code of a kernel of the same structure).
 pub fn compile(kernel: &Kernel) -> R<Compiled> {
-    let key = format!("{kernel:?}");
-    if let Some(addrs) = cache().lock().map_err(|_| "JIT cache poisoned")?.get(&key) {
-        return Ok(Compiled {
-            fns: addrs.iter().map(|&a| to_fn(a)).collect(),
-            compile_ms: 0.0,
-            cached: true,
-        });
-    }
+    CACHE.get_or_compile(kernel, jit)
+}
+
+/// JIT-compiles the passes: their addresses and the time taken (ms).
+fn jit(kernel: &Kernel) -> R<(Vec<usize>, f64)> {
     let t0 = Instant::now();
     // The context, module and engine live as long as the process: the code must outlive
     // every step that holds its addresses.
@@ -176,23 +165,7 @@ pub fn compile(kernel: &Kernel) -> R<Compiled> {
     std::mem::forget(engine);
     std::mem::forget(module);
     drop(tm);
-    let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
-    COMPILES.fetch_add(1, Ordering::Relaxed);
-    cache()
-        .lock()
-        .map_err(|_| "JIT cache poisoned")?
-        .insert(key, addrs.clone());
-    Ok(Compiled {
-        fns: addrs.into_iter().map(to_fn).collect(),
-        compile_ms,
-        cached: false,
-    })
-}
-
-fn to_fn(addr: usize) -> PassFn {
-    // SAFETY: `addr` is a function of a leaked execution engine compiled with the
-    // `PassFn` signature.
-    unsafe { std::mem::transmute::<usize, PassFn>(addr) }
+    Ok((addrs, t0.elapsed().as_secs_f64() * 1e3))
 }
 
 /// A kernel's passes as a relocatable object file (symbols `{prefix}{i}`), the same ABI

@@ -10,8 +10,80 @@ pub mod llvm;
 
 use crate::interp::{Interpreter, Oracle, Snapshot, StateValue};
 use crate::ir::{Program, Recipe};
-use crate::kernel::exec::Fused;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::kernel::exec::{Fused, PassFn};
 use crate::kernel::lower;
+use crate::kernel::Kernel;
+
+/// A kernel's passes, compiled.
+#[derive(Clone)]
+pub struct Compiled {
+    pub fns: Vec<PassFn>,
+    /// Time from kernel IR to callable functions; 0 when the code came from the cache.
+    pub compile_ms: f64,
+    pub cached: bool,
+}
+
+/// A JIT's compiled pass addresses by kernel structure, and how many kernels it compiled.
+/// The code behind the addresses is leaked on purpose: it stays valid for the life of
+/// the process, as a JIT cache's must.
+pub(crate) struct JitCache {
+    map: OnceLock<Mutex<HashMap<String, Vec<usize>>>>,
+    compiles: AtomicUsize,
+}
+
+impl JitCache {
+    pub(crate) const fn new() -> JitCache {
+        JitCache {
+            map: OnceLock::new(),
+            compiles: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn compiles(&self) -> usize {
+        self.compiles.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count(&self) {
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The code of a kernel of the same structure, or `jit`'s (addresses, ms), cached.
+    pub(crate) fn get_or_compile(
+        &self,
+        kernel: &Kernel,
+        jit: impl FnOnce(&Kernel) -> Result<(Vec<usize>, f64), String>,
+    ) -> Result<Compiled, String> {
+        let key = format!("{kernel:?}");
+        let map = self.map.get_or_init(|| Mutex::new(HashMap::new()));
+        if let Some(addrs) = map.lock().map_err(|_| "JIT cache poisoned")?.get(&key) {
+            return Ok(Compiled {
+                fns: addrs.iter().map(|&a| to_fn(a)).collect(),
+                compile_ms: 0.0,
+                cached: true,
+            });
+        }
+        let (addrs, compile_ms) = jit(kernel)?;
+        self.count();
+        map.lock()
+            .map_err(|_| "JIT cache poisoned")?
+            .insert(key, addrs.clone());
+        Ok(Compiled {
+            fns: addrs.into_iter().map(to_fn).collect(),
+            compile_ms,
+            cached: false,
+        })
+    }
+}
+
+fn to_fn(addr: usize) -> PassFn {
+    // SAFETY: `addr` is a finalized function of leaked JIT code compiled with the
+    // `PassFn` signature.
+    unsafe { std::mem::transmute::<usize, PassFn>(addr) }
+}
 
 /// Whether the recipe is a builtin optimizer (L-BFGS), which the runtime runs itself on
 /// every back end.
