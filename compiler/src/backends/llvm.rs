@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::builder::Builder;
 use inkwell::context::Context;
 use inkwell::intrinsics::Intrinsic;
@@ -109,16 +110,35 @@ fn build<'c>(
     let mut names = Vec::new();
     for (i, pass) in kernel.passes.iter().enumerate() {
         let name = format!("{prefix}{i}");
-        let f = module.add_function(&name, fn_ty, Some(Linkage::External));
-        for (k, v) in [
-            ("target-cpu", cpu.to_str().unwrap_or("generic")),
-            ("target-features", features.to_str().unwrap_or("")),
-        ] {
-            f.add_attribute(
-                inkwell::attributes::AttributeLoc::Function,
-                ctx.create_string_attribute(k, v),
-            );
+        // The body takes each buffer as its own `noalias` argument (they are distinct
+        // allocations), so the vectorizer needs no run-time overlap checks; the exported
+        // function with the step ABI loads the pointers and calls it (inlined by O3, the
+        // no-alias facts kept as scoped metadata).
+        let nb = pass.bufs.len();
+        let mut inner_params: Vec<inkwell::types::BasicMetadataTypeEnum> = vec![pf32.into(); nb];
+        let tail: [inkwell::types::BasicMetadataTypeEnum; 4] =
+            [pf32.into(), i64t.into(), i64t.into(), pf64.into()];
+        inner_params.extend(tail);
+        let inner_ty = ctx.void_type().fn_type(&inner_params, false);
+        let f = module.add_function(&format!("{name}_body"), inner_ty, Some(Linkage::Internal));
+        let outer = module.add_function(&name, fn_ty, Some(Linkage::External));
+        let noalias = ctx.create_enum_attribute(Attribute::get_named_enum_kind_id("noalias"), 0);
+        for k in 0..nb {
+            f.add_attribute(AttributeLoc::Param(k as u32), noalias);
         }
+        f.add_attribute(
+            AttributeLoc::Function,
+            ctx.create_enum_attribute(Attribute::get_named_enum_kind_id("alwaysinline"), 0),
+        );
+        for func in [f, outer] {
+            for (k, v) in [
+                ("target-cpu", cpu.to_str().unwrap_or("generic")),
+                ("target-features", features.to_str().unwrap_or("")),
+            ] {
+                func.add_attribute(AttributeLoc::Function, ctx.create_string_attribute(k, v));
+            }
+        }
+        wrapper(ctx, outer, f, nb)?;
         let mut g = Gen {
             ctx,
             module: &module,
@@ -189,6 +209,35 @@ pub fn ir(kernel: &Kernel) -> R<String> {
     Ok(module.print_to_string().to_string())
 }
 
+/// The exported function with the step ABI `(scalars, bufs, start, end, partials)`: loads
+/// each buffer pointer and calls `body` with them as separate arguments.
+fn wrapper<'c>(
+    ctx: &'c Context,
+    outer: FunctionValue<'c>,
+    body: FunctionValue<'c>,
+    nb: usize,
+) -> R<()> {
+    let b = ctx.create_builder();
+    let entry = ctx.append_basic_block(outer, "entry");
+    b.position_at_end(entry);
+    let p = |i: u32| outer.get_nth_param(i).ok_or("llvm: missing parameter");
+    let bufs = p(1)?.into_pointer_value();
+    let mut args: Vec<inkwell::values::BasicMetadataValueEnum> = Vec::new();
+    for k in 0..nb {
+        let at = unsafe {
+            b.build_gep(bufs, &[ctx.i64_type().const_int(k as u64, false)], "bufp")
+                .map_err(err)?
+        };
+        args.push(b.build_load(at, "base").map_err(err)?.into());
+    }
+    for i in [0, 2, 3, 4] {
+        args.push(p(i)?.into());
+    }
+    b.build_call(body, &args, "").map_err(err)?;
+    b.build_return(None).map_err(err)?;
+    Ok(())
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum AccKind {
     Sum,
@@ -221,21 +270,16 @@ impl<'c> Gen<'_, 'c> {
         let body = ctx.append_basic_block(self.f, "body");
         let exit = ctx.append_basic_block(self.f, "exit");
         self.b.position_at_end(entry);
+        // (buffers..., scalars, start, end, partials)
+        let nb = self.pass.bufs.len() as u32;
         let p = |i: u32| self.f.get_nth_param(i).ok_or("llvm: missing parameter");
-        let scalars = p(0)?.into_pointer_value();
-        let bufs = p(1)?.into_pointer_value();
-        let start = p(2)?.into_int_value();
-        let end = p(3)?.into_int_value();
-        let partials = p(4)?.into_pointer_value();
-        for k in 0..self.pass.bufs.len() {
-            let at = unsafe {
-                self.b
-                    .build_gep(bufs, &[i64t.const_int(k as u64, false)], "bufp")
-                    .map_err(err)?
-            };
-            let base = self.b.build_load(at, "base").map_err(err)?;
-            self.bases.push(base.into_pointer_value());
+        for k in 0..nb {
+            self.bases.push(p(k)?.into_pointer_value());
         }
+        let scalars = p(nb)?.into_pointer_value();
+        let start = p(nb + 1)?.into_int_value();
+        let end = p(nb + 2)?.into_int_value();
+        let partials = p(nb + 3)?.into_pointer_value();
         let nslots = self.pass.scalars.len() + usize::from(self.pass.guarded);
         for k in 0..nslots {
             let at = unsafe {
