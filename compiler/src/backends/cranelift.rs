@@ -400,8 +400,8 @@ impl<'a, 'b> Gen<'a, 'b> {
         let ty = if vector { types::F32X4 } else { types::F32 };
         for (e, n) in self.k.elems.iter().enumerate() {
             if let Elem::Load(buf) = n {
-                if let Some(k) = self.pass.reads.iter().position(|b| b == buf) {
-                    let slot = self.pass.bufs.iter().position(|b| b == buf).unwrap_or(k);
+                if self.pass.reads.contains(buf) {
+                    let slot = self.pass.slot(*buf);
                     let v = self.b.ins().load(ty, MEM, addrs[slot], 0);
                     memo.insert(e, v);
                 }
@@ -417,12 +417,7 @@ impl<'a, 'b> Gen<'a, 'b> {
                 let active_slot = self.pass.scalars.len();
                 for (&s, v) in self.pass.stores.iter().zip(values) {
                     let store = &self.k.stores[s];
-                    let slot = self
-                        .pass
-                        .bufs
-                        .iter()
-                        .position(|b| *b == store.buf)
-                        .unwrap_or(0);
+                    let slot = self.pass.slot(store.buf);
                     if self.pass.guarded {
                         // Written only while stage < active.
                         let active = self.slots[active_slot].0;

@@ -368,7 +368,7 @@ impl<'c> Gen<'_, 'c> {
         for (e, n) in self.k.elems.iter().enumerate() {
             if let Elem::Load(buf) = n {
                 if self.pass.reads.contains(buf) {
-                    let slot = self.pass.bufs.iter().position(|b| b == buf).unwrap_or(0);
+                    let slot = self.pass.slot(*buf);
                     let v = self.b.build_load(addrs[slot], "x").map_err(err)?;
                     memo.insert(e, v.into_float_value());
                 }
@@ -388,12 +388,7 @@ impl<'c> Gen<'_, 'c> {
                 }
                 for (&s, v) in self.pass.stores.iter().zip(values) {
                     let store = &self.k.stores[s];
-                    let slot = self
-                        .pass
-                        .bufs
-                        .iter()
-                        .position(|b| *b == store.buf)
-                        .unwrap_or(0);
+                    let slot = self.pass.slot(store.buf);
                     if self.pass.guarded {
                         let active = self.slots[self.pass.scalars.len()];
                         let stage = self.f32t.const_float(store.stage as f64);

@@ -369,18 +369,9 @@ impl Builder {
             );
             for reds in groups.into_iter().filter(|g| !g.is_empty()) {
                 let inputs: Vec<EId> = reds.iter().map(|&r| self.reductions[r].input).collect();
-                let (bufs, scalars) = self.uses(&inputs);
                 passes.push(Pass {
-                    reads: bufs.clone(),
-                    kind: PassKind::Reduce,
                     reductions: reds,
-                    stores: Vec::new(),
-                    bufs,
-                    scalars,
-                    guarded: false,
-                    conditional: false,
-                    calls: Vec::new(),
-                    slice_reds: Vec::new(),
+                    ..self.pass(PassKind::Reduce, &inputs, &[])
                 });
             }
             // The model calls and sliced reductions of this round: one sweep writes their
@@ -407,29 +398,14 @@ impl Builder {
                     idx.push(main_stores + temp_stores.len());
                     temp_stores.push(Store { buf, value, stage });
                 }
-                let roots: Vec<EId> = idx
-                    .iter()
-                    .map(|&i| temp_stores[i - main_stores].value)
-                    .collect();
-                let (mut bufs, scalars) = self.uses(&roots);
-                let reads = bufs.clone();
-                for &i in &idx {
-                    let b = temp_stores[i - main_stores].buf;
-                    if !bufs.contains(&b) {
-                        bufs.push(b);
-                    }
-                }
+                let written = &temp_stores[idx[0] - main_stores..];
+                let roots: Vec<EId> = written.iter().map(|s| s.value).collect();
+                let bufs: Vec<Buf> = written.iter().map(|s| s.buf).collect();
                 passes.push(Pass {
-                    kind: PassKind::Prepare,
-                    reductions: Vec::new(),
                     stores: idx,
-                    bufs,
-                    reads,
-                    scalars,
-                    guarded: false,
-                    conditional: false,
                     calls,
                     slice_reds,
+                    ..self.pass(PassKind::Prepare, &roots, &bufs)
                 });
             }
         }
@@ -438,24 +414,10 @@ impl Builder {
         }
         if !stores.is_empty() {
             let roots: Vec<EId> = stores.iter().map(|s| s.value).collect();
-            let (mut bufs, scalars) = self.uses(&roots);
-            let reads = bufs.clone();
-            for s in &stores {
-                if !bufs.contains(&s.buf) {
-                    bufs.push(s.buf);
-                }
-            }
+            let bufs: Vec<Buf> = stores.iter().map(|s| s.buf).collect();
             let map = Pass {
-                reads,
-                kind: PassKind::Map,
-                reductions: Vec::new(),
                 stores: (0..stores.len()).collect(),
-                bufs,
-                scalars,
-                guarded: false,
-                conditional: false,
-                calls: Vec::new(),
-                slice_reds: Vec::new(),
+                ..self.pass(PassKind::Map, &roots, &bufs)
             };
             // A `skip if` suppresses the parameter write and the later stages' stores: on
             // the (rare) steps it fires, a variant with a guard on every store runs
@@ -624,6 +586,31 @@ impl Builder {
 
     fn uses(&self, roots: &[EId]) -> (Vec<Buf>, Vec<HId>) {
         graph_uses(&self.host, &self.elems, roots)
+    }
+
+    /// A sweep computing the element values under `roots`: the buffers it loads, then the
+    /// ones it writes (`writes`), in the order its code receives them; the host values
+    /// it reads. Reductions, stores and rounds are the caller's to fill in.
+    fn pass(&self, kind: PassKind, roots: &[EId], writes: &[Buf]) -> Pass {
+        let (reads, scalars) = self.uses(roots);
+        let mut bufs = reads.clone();
+        for b in writes {
+            if !bufs.contains(b) {
+                bufs.push(*b);
+            }
+        }
+        Pass {
+            kind,
+            reductions: Vec::new(),
+            stores: Vec::new(),
+            bufs,
+            reads,
+            scalars,
+            guarded: false,
+            conditional: false,
+            calls: Vec::new(),
+            slice_reds: Vec::new(),
+        }
     }
 }
 

@@ -231,6 +231,11 @@ pub struct Pass {
 }
 
 impl Pass {
+    /// Which of the pointers the pass's code receives is `buf`'s.
+    pub fn slot(&self, buf: Buf) -> usize {
+        self.bufs.iter().position(|b| *b == buf).unwrap_or(0)
+    }
+
     pub fn writes(&self, kernel: &Kernel) -> Vec<Buf> {
         let mut out: Vec<Buf> = self.stores.iter().map(|&s| kernel.stores[s].buf).collect();
         out.sort();
