@@ -239,12 +239,23 @@ pub(crate) fn stepper<'p>(
     shapes: &[Vec<usize>],
     params: &[Vec<f32>],
 ) -> Result<Stepper<'p>, String> {
+    runs_on(backend, program, recipe)?;
+    Ok(Stepper::new(backend, program, recipe, names, shapes, params, 1)?.0)
+}
+
+/// Err starting with `UNSUPPORTED` when `backend` cannot run the recipe (it does not lower
+/// to a fused kernel); the interpreter and builtin optimizers run everything.
+pub(crate) fn runs_on(
+    backend: Backend,
+    program: &Program,
+    recipe: &anneal_compiler::ir::Recipe,
+) -> Result<(), String> {
     if backend != Backend::Interp && !anneal_compiler::backends::is_builtin(program, recipe) {
         if let Err(why) = anneal_compiler::kernel::lower(program, recipe) {
             return Err(format!("{UNSUPPORTED}{why}"));
         }
     }
-    Ok(Stepper::new(backend, program, recipe, names, shapes, params, 1)?.0)
+    Ok(())
 }
 
 fn run_optimizer(

@@ -117,11 +117,7 @@ pub fn run_train_case(case: &Case, _lib: &Program, backend: Backend) -> Result<(
         backend,
         threads: 1,
     };
-    if backend != Backend::Interp {
-        if let Err(why) = anneal_compiler::kernel::lower(&c.program, recipe) {
-            return Err(format!("{}{why}", super::UNSUPPORTED));
-        }
-    }
+    super::runs_on(backend, &c.program, recipe)?;
     let trace = train(&run, &names, &shapes, &mut params)?;
     let expected = case
         .json
