@@ -164,6 +164,8 @@ impl<'p> Fused<'p> {
         let mut reduced: Vec<Option<Vec<f64>>> = vec![None; self.kernel.reductions.len()];
         self.fill_noise();
         let mut called = vec![false; self.kernel.calls.len()];
+        // Spread buffers filled this step (several passes may read one).
+        let mut spread = BTreeSet::new();
         let mut sliced: Vec<Option<Vec<Vec<f64>>>> = vec![None; self.kernel.slice_reds.len()];
         // Run reduction passes and model calls until every value the step needs is known.
         let (active, skipped) = loop {
@@ -287,7 +289,7 @@ impl<'p> Fused<'p> {
                 .map(|t| t.0)
                 .chain(prepares.iter().map(|t| t.0))
             {
-                spreads.extend(self.spreads(&mut ev, p)?);
+                spreads.extend(self.spreads(&mut ev, p, &mut spread)?);
             }
             drop(ev);
             self.temps.extend(spreads);
@@ -363,7 +365,7 @@ impl<'p> Fused<'p> {
             None => None,
         };
         let spreads = match map {
-            Some(p) => self.spreads(&mut ev, p)?,
+            Some(p) => self.spreads(&mut ev, p, &mut spread)?,
             None => Vec::new(),
         };
         drop(ev);
@@ -402,21 +404,38 @@ impl<'p> Fused<'p> {
         Ok(out)
     }
 
-    /// The spread buffers pass `p` reads: each element its slot's value, as f32.
-    fn spreads(&self, ev: &mut HostEval, p: usize) -> Result<Vec<(Buf, Tensors)>, String> {
+    /// The spread buffers pass `p` reads that `done` does not hold yet: each element its
+    /// slot's value, as f32. Those fully known go into `done`.
+    fn spreads(
+        &self,
+        ev: &mut HostEval,
+        p: usize,
+        done: &mut BTreeSet<Buf>,
+    ) -> Result<Vec<(Buf, Tensors)>, String> {
         let mut out = Vec::new();
         for b in &self.kernel.passes[p].bufs {
             let Buf::Spread(h) = *b else { continue };
+            if done.contains(b) {
+                continue;
+            }
             let k =
                 self.kernel.host_slice[h].ok_or("internal error: a spread value is not sliced")?;
             let mut per = Vec::with_capacity(self.interp.sizes.len());
+            // Filled once per step, once known: a pass may run while a value it carries
+            // for a reduction that is not ready yet is still unknown (NaN, discarded).
+            let mut known = true;
             for (t, view) in self.interp.views.iter().enumerate() {
-                let vals = ev.eval_slice(h, t)?.unwrap_or_default();
+                let vals = ev.eval_slice(h, t)?;
+                known &= vals.is_some();
+                let vals = vals.unwrap_or_default();
                 per.push(
                     (0..view.numel)
                         .map(|i| vals.get(view.slot(k, i)).copied().unwrap_or(f64::NAN) as f32)
                         .collect(),
                 );
+            }
+            if known {
+                done.insert(*b);
             }
             out.push((*b, per));
         }
