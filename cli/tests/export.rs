@@ -33,6 +33,28 @@ fn anneal(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Builds `main_c` against `dir/NAME.o` and its header (gcc -Werror) into `exe` and runs
+/// it on `dir/NAME.reference.txt`.
+fn build_and_run(dir: &Path, main_c: &Path, name: &str, exe: &Path) -> std::process::Output {
+    gcc(&[
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-I",
+        dir.to_str().unwrap(),
+        main_c.to_str().unwrap(),
+        dir.join(format!("{name}.o")).to_str().unwrap(),
+        "-lm",
+        "-o",
+        exe.to_str().unwrap(),
+    ]);
+    Command::new(exe)
+        .arg(dir.join(format!("{name}.reference.txt")))
+        .output()
+        .unwrap()
+}
+
 fn gcc(args: &[&str]) {
     let out = Command::new("gcc").args(args).output().unwrap();
     assert!(
@@ -76,23 +98,7 @@ fn demo(backend: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     let exe = dir.join("demo");
-    gcc(&[
-        "-O2",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-I",
-        d,
-        root().join("examples/c/demo.c").to_str().unwrap(),
-        dir.join("adamw_clip.o").to_str().unwrap(),
-        "-lm",
-        "-o",
-        exe.to_str().unwrap(),
-    ]);
-    let run = Command::new(&exe)
-        .arg(dir.join("adamw_clip.reference.txt"))
-        .output()
-        .unwrap();
+    let run = build_and_run(&dir, &root().join("examples/c/demo.c"), "adamw_clip", &exe);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         run.status.success(),
@@ -242,24 +248,7 @@ fn exported_steps_match_the_interpreter_across_the_library() {
             harness(&name).replace("#define STEPS 10", "#define STEPS 5"),
         )
         .unwrap();
-        let exe = dir.join("main");
-        gcc(&[
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-I",
-            d,
-            main.to_str().unwrap(),
-            dir.join(format!("{name}.o")).to_str().unwrap(),
-            "-lm",
-            "-o",
-            exe.to_str().unwrap(),
-        ]);
-        let run = Command::new(&exe)
-            .arg(dir.join(format!("{name}.reference.txt")))
-            .output()
-            .unwrap();
+        let run = build_and_run(&dir, &main, &name, &dir.join("main"));
         assert!(
             run.status.success(),
             "{chain}: {}{}",
