@@ -2,6 +2,7 @@
 //! and batches, the compiled step, a progress bar on terminals (plain lines otherwise),
 //! metrics as JSON lines, a plot, and test accuracy at the end.
 
+use anneal_compiler::ir::Recipe;
 use anneal_runtime::checkpoint::{self, Checkpoint};
 use anneal_runtime::curriculum::Sampler;
 use anneal_runtime::data::{self, Dataset, Rng};
@@ -192,7 +193,231 @@ fn name_layer(name: &str) -> usize {
         / 2
 }
 
-pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
+/// What a run trains on: the model, the data set and its split, and the seeded streams
+/// that draw batches and initial weights. `anneal run` and the REPL build it the same way.
+pub struct Setup {
+    /// The model as `--model` spells it.
+    pub spec: String,
+    /// The MLP, for data models; `None` for Rosenbrock and the quadratics.
+    pub mlp: Option<Mlp>,
+    free: Option<Box<dyn Model>>,
+    pub data: Dataset,
+    pub data_path: PathBuf,
+    pub train_rows: Vec<usize>,
+    pub test_rows: Vec<usize>,
+    pub batch_size: usize,
+    pub seed: u64,
+}
+
+impl Setup {
+    /// The model and data `recipe` declares, overridden by `args`; a declared data file is
+    /// relative to `base` (the recipe file's folder).
+    pub fn new(recipe: &Recipe, base: &Path, args: &RunArgs) -> Result<Setup, String> {
+        let spec = match (&args.model, &recipe.model) {
+            (Some(s), _) => s.clone(),
+            (None, Some(m)) => match m.kind.as_str() {
+                "quadratic" => format!(
+                    "quadratic:{}:{}",
+                    m.layers.first().copied().unwrap_or(1),
+                    m.condition
+                ),
+                "rosenbrock" => "rosenbrock".to_string(),
+                _ => format!(
+                    "mlp:{}:{}",
+                    m.layers
+                        .iter()
+                        .map(|w| w.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    m.activation
+                ),
+            },
+            (None, None) => {
+                return Err("which model? add `model = mlp(layers: [...])` to the recipe or pass \
+                            --model, e.g. --model mlp:64,128,10:tanh"
+                    .into())
+            }
+        };
+        // Rosenbrock and the quadratics stand alone: no data, one (ignored) batch per step.
+        let free = parse_free_model(&spec)?;
+        // Flags override what the recipe declares; the recipe's data file is relative to it.
+        let declared = recipe.data.as_ref();
+        let data_path = if free.is_some() {
+            PathBuf::new()
+        } else {
+            match (&args.data, declared) {
+                (Some(p), _) => p.clone(),
+                (None, Some(d)) => base.join(&d.file),
+                (None, None) => {
+                    return Err("which data? add `data = csv(file: \"...\")` to the recipe or \
+                                pass --data FILE.csv"
+                        .into())
+                }
+            }
+        };
+        let mut data = if free.is_some() {
+            Dataset {
+                features: Vec::new(),
+                x: Vec::new(),
+                y: vec![0.0],
+                rows: 1,
+                cols: 0,
+            }
+        } else {
+            data::load_csv(&data_path)?
+        };
+        if free.is_none() && !args.raw && declared.is_none_or(|d| d.standardize) {
+            data.standardize();
+        }
+        let batch_size = args.batch.or(declared.map(|d| d.batch)).unwrap_or(64);
+        if batch_size == 0 {
+            return Err("--batch must be at least 1".into());
+        }
+        let test_fraction = args
+            .test_fraction
+            .or(declared.map(|d| d.test_fraction))
+            .unwrap_or(0.2);
+        let mlp = match free {
+            Some(_) => None,
+            None => Some(parse_model(&spec, &data)?),
+        };
+        // Separate streams for the split, the batches, the weights (and the label noise),
+        // so that none depends on how much another consumed (a 40-step run starts like a
+        // 100-step one).
+        let mut rng = Rng::new(args.seed);
+        let (train_rows, test_rows) = match free {
+            Some(_) => (vec![0], Vec::new()),
+            None => data::split(data.rows, test_fraction, &mut rng),
+        };
+        if train_rows.is_empty() {
+            return Err("no training rows: lower --test-fraction".into());
+        }
+        let label_noise = args
+            .label_noise
+            .or(declared.map(|d| d.label_noise))
+            .unwrap_or(0.0);
+        if !(0.0..1.0).contains(&label_noise) {
+            return Err(format!(
+                "--label-noise {label_noise} is out of range; give a share in [0, 1), e.g. 0.2"
+            ));
+        }
+        if label_noise > 0.0 {
+            let classes = match &mlp {
+                Some(m) if m.loss == Loss::CrossEntropy => m.layers[m.layers.len() - 1],
+                _ => {
+                    return Err("label noise flips classes: it needs a classifier (an mlp or \
+                                softmax model with several outputs)"
+                        .into())
+                }
+            };
+            // Its own stream (the curriculum sampler draws from seed + 3).
+            let mut noise_rng = Rng::new(args.seed.wrapping_add(4));
+            data::flip_labels(
+                &mut data.y,
+                &train_rows,
+                classes,
+                label_noise,
+                &mut noise_rng,
+            );
+        }
+        Ok(Setup {
+            spec,
+            mlp,
+            free,
+            data,
+            data_path,
+            train_rows,
+            test_rows,
+            batch_size,
+            seed: args.seed,
+        })
+    }
+
+    pub fn model(&self) -> &dyn Model {
+        match (&self.free, &self.mlp) {
+            (Some(f), _) => f.as_ref(),
+            (None, Some(m)) => m,
+            // `new` sets one of the two.
+            (None, None) => &Rosenbrock { a: 1.0, b: 100.0 },
+        }
+    }
+
+    /// The first `steps` batches; a longer list starts with the same batches.
+    pub fn batches(&self, steps: usize) -> Vec<Vec<usize>> {
+        match self.free {
+            Some(_) => vec![vec![0]; steps],
+            None => data::batches(
+                &self.train_rows,
+                self.batch_size,
+                steps,
+                &mut Rng::new(self.seed.wrapping_add(1)),
+            ),
+        }
+    }
+
+    /// The initial weights: `nn.Linear`'s draw for an MLP, the model's start otherwise.
+    pub fn init_params(&self) -> Result<Vec<Vec<f32>>, String> {
+        match (&self.mlp, self.model().start()) {
+            (Some(m), _) => Ok(init(m, &mut Rng::new(self.seed.wrapping_add(2)))),
+            (None, Some(p)) => Ok(p),
+            (None, None) => Err("this model has no starting point".into()),
+        }
+    }
+
+    /// Says what the model cannot do for `recipe` before any step runs.
+    pub fn check_capabilities(&self, recipe: &Recipe, params: &[Vec<f32>]) -> Result<(), String> {
+        let needs_hvp = recipe
+            .capabilities
+            .contains(&anneal_compiler::ir::Capability::Hvp);
+        if needs_hvp && self.model().hvp(params, params).is_none() {
+            return Err(format!(
+                "recipe `{}` needs Hessian-vector products (`hvp`) from the model, which `{}` does \
+                 not provide; use `rosenbrock` or `quadratic:DIM:COND`, or an optimizer without it \
+                 (e.g. AdamW instead of sophia)",
+                recipe.name, self.spec
+            ));
+        }
+        Ok(())
+    }
+
+    /// The recipe's curriculum sampler over the training rows, if it has a curriculum.
+    pub fn sampler(&self, recipe: &Recipe) -> Result<Option<RefCell<Sampler>>, String> {
+        curriculum_sampler(
+            recipe,
+            &self.data,
+            &self.data_path,
+            &self.train_rows,
+            self.batch_size,
+            self.seed,
+        )
+    }
+
+    /// Test accuracy (classifiers) or mean squared error (regressions) on the held-out rows.
+    pub fn test_quality(&self, params: &[Vec<f32>]) -> (Option<f64>, Option<f64>) {
+        let Some(model) = &self.mlp else {
+            return (None, None);
+        };
+        if self.test_rows.is_empty() {
+            return (None, None);
+        }
+        if model.loss == Loss::CrossEntropy {
+            return (
+                test_accuracy(model, &self.data, &self.test_rows, params),
+                None,
+            );
+        }
+        let (x, y) = self.data.gather(&self.test_rows);
+        let out = model.predict(params, &x, self.test_rows.len());
+        let k = model.layers[model.layers.len() - 1];
+        let se: f64 = (0..self.test_rows.len())
+            .map(|r| f64::from(out[r * k] - y[r]).powi(2))
+            .sum();
+        (None, Some(se / self.test_rows.len() as f64))
+    }
+}
+
+/// Compiles a recipe file, printing its diagnostics; an error when it does not compile.
+pub fn compile_file(file: &Path) -> Result<anneal_compiler::Compilation, String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read {}: {e}; check the path", file.display()))?;
     let c = anneal_compiler::compile(&file.display().to_string(), &text);
@@ -209,6 +434,11 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             file.display()
         ));
     }
+    Ok(c)
+}
+
+pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
+    let c = compile_file(file)?;
     let recipe = c
         .recipes()
         .first()
@@ -219,139 +449,22 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             recipe.name
         ));
     }
-    let spec = match (&args.model, &recipe.model) {
-        (Some(s), _) => s.clone(),
-        (None, Some(m)) => match m.kind.as_str() {
-            "quadratic" => format!("quadratic:{}:{}", m.layers.first().copied().unwrap_or(1), m.condition),
-            "rosenbrock" => "rosenbrock".to_string(),
-            _ => format!(
-                "mlp:{}:{}",
-                m.layers.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(","),
-                m.activation
-            ),
-        },
-        (None, None) => {
-            return Err("which model? add `model = mlp(layers: [...])` to the recipe or pass --model, e.g. --model mlp:64,128,10:tanh".into())
-        }
-    };
-    // Rosenbrock and the quadratics stand alone: no data, one (ignored) batch per step.
-    let free = parse_free_model(&spec)?;
-    // Flags override what the recipe declares; the recipe's data file is relative to it.
-    let declared = recipe.data.as_ref();
-    let data_path = if free.is_some() {
-        PathBuf::new()
-    } else {
-        match (&args.data, declared) {
-            (Some(p), _) => p.clone(),
-            (None, Some(d)) => file.parent().unwrap_or(Path::new(".")).join(&d.file),
-            (None, None) => return Err(
-                "which data? add `data = csv(file: \"...\")` to the recipe or pass --data FILE.csv"
-                    .into(),
-            ),
-        }
-    };
-    let mut data = if free.is_some() {
-        Dataset {
-            features: Vec::new(),
-            x: Vec::new(),
-            y: vec![0.0],
-            rows: 1,
-            cols: 0,
-        }
-    } else {
-        data::load_csv(&data_path)?
-    };
-    if free.is_none() && !args.raw && declared.is_none_or(|d| d.standardize) {
-        data.standardize();
-    }
-    let batch_size = args.batch.or(declared.map(|d| d.batch)).unwrap_or(64);
-    if batch_size == 0 {
-        return Err("--batch must be at least 1".into());
-    }
-    let test_fraction = args
-        .test_fraction
-        .or(declared.map(|d| d.test_fraction))
-        .unwrap_or(0.2);
-    let mlp = match free {
-        Some(_) => None,
-        None => Some(parse_model(&spec, &data)?),
-    };
-    let model: &dyn Model = match (&free, &mlp) {
-        (Some(f), _) => f.as_ref(),
-        (None, Some(m)) => m,
-        (None, None) => return Err("no model".into()),
-    };
+    let setup = Setup::new(recipe, file.parent().unwrap_or(Path::new(".")), args)?;
     let steps =
         args.steps
             .or(recipe.steps)
             .ok_or("how many steps? give the recipe `steps N` or pass --steps")? as usize;
-    // Separate streams for the split, the batches and the weights, so that none depends
-    // on how much another consumed (a 40-step run starts like a 100-step one).
     if steps == 0 {
         return Err("nothing to do: --steps (or the recipe's `steps`) must be at least 1".into());
-    }
-    let mut rng = Rng::new(args.seed);
-    let mut batch_rng = Rng::new(args.seed.wrapping_add(1));
-    let mut init_rng = Rng::new(args.seed.wrapping_add(2));
-    let (train_rows, test_rows) = match free {
-        Some(_) => (vec![0], Vec::new()),
-        None => data::split(data.rows, test_fraction, &mut rng),
-    };
-    if train_rows.is_empty() {
-        return Err("no training rows: lower --test-fraction".into());
-    }
-    let label_noise = args
-        .label_noise
-        .or(declared.map(|d| d.label_noise))
-        .unwrap_or(0.0);
-    if !(0.0..1.0).contains(&label_noise) {
-        return Err(format!(
-            "--label-noise {label_noise} is out of range; give a share in [0, 1), e.g. 0.2"
-        ));
-    }
-    if label_noise > 0.0 {
-        let classes =
-            match &mlp {
-                Some(m) if m.loss == Loss::CrossEntropy => m.layers[m.layers.len() - 1],
-                _ => return Err(
-                    "label noise flips classes: it needs a classifier (an mlp or softmax model \
-                     with several outputs)"
-                        .into(),
-                ),
-            };
-        // Its own stream (the curriculum sampler draws from seed + 3).
-        let mut noise_rng = Rng::new(args.seed.wrapping_add(4));
-        data::flip_labels(
-            &mut data.y,
-            &train_rows,
-            classes,
-            label_noise,
-            &mut noise_rng,
-        );
     }
     if args.eval_every == Some(0) {
         return Err("--eval-every must be at least 1".into());
     }
-    let batches = match free {
-        Some(_) => vec![vec![0]; steps],
-        None => data::batches(&train_rows, batch_size, steps, &mut batch_rng),
-    };
-    let mut params = match (&mlp, model.start()) {
-        (Some(m), _) => init(m, &mut init_rng),
-        (None, Some(p)) => p,
-        (None, None) => return Err("this model has no starting point".into()),
-    };
-    // Say what the model cannot do before any step runs.
-    let needs_hvp = recipe
-        .capabilities
-        .contains(&anneal_compiler::ir::Capability::Hvp);
-    if needs_hvp && model.hvp(&params, &params).is_none() {
-        return Err(format!(
-            "recipe `{}` needs Hessian-vector products (`hvp`) from the model, which `{spec}` does not \
-             provide; use `rosenbrock` or `quadratic:DIM:COND`, or an optimizer without it (e.g. AdamW instead of sophia)",
-            recipe.name
-        ));
-    }
+    let batches = setup.batches(steps);
+    let mut params = setup.init_params()?;
+    setup.check_capabilities(recipe, &params)?;
+    let model = setup.model();
+    let (data, test_rows, mlp) = (&setup.data, &setup.test_rows, &setup.mlp);
     let specs = model.param_specs();
     let names: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();
     let shapes: Vec<Vec<usize>> = specs.iter().map(|(_, s)| s.clone()).collect();
@@ -380,14 +493,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         _ => None,
     };
     let ck_every = args.checkpoint_every.unwrap_or(steps).max(1);
-    let sampler = curriculum_sampler(
-        recipe,
-        &data,
-        &data_path,
-        &train_rows,
-        batch_size,
-        args.seed,
-    )?;
+    let sampler = setup.sampler(recipe)?;
     if let (Some(s), Some(_)) = (&sampler, &resume) {
         let state = curriculum_state.take().ok_or(
             "the checkpoint holds no curriculum state (it was written by a run without \
@@ -404,7 +510,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         program: &c.program,
         recipe,
         model,
-        data: &data,
+        data,
         batches: &batches,
         curriculum: sampler.as_ref(),
         accumulate: 1,
@@ -445,7 +551,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             }
             if let (Some(every), Some(m)) = (args.eval_every, &mlp) {
                 if (t + 1).is_multiple_of(every) || t + 1 == steps {
-                    if let Some(a) = test_accuracy(m, &data, &test_rows, params) {
+                    if let Some(a) = test_accuracy(m, data, test_rows, params) {
                         evals.push((t, a));
                     }
                 }
@@ -479,20 +585,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             eprintln!("note: the update step ran on the interpreter: {why}");
         }
     }
-    let (mut acc, mut mse) = (None, None);
-    if let (Some(model), false) = (&mlp, test_rows.is_empty()) {
-        let (x, y) = data.gather(&test_rows);
-        let out = model.predict(&params, &x, test_rows.len());
-        let k = model.layers[model.layers.len() - 1];
-        if model.loss == Loss::CrossEntropy {
-            acc = test_accuracy(model, &data, &test_rows, &params);
-        } else {
-            let se: f64 = (0..test_rows.len())
-                .map(|r| f64::from(out[r * k] - y[r]).powi(2))
-                .sum();
-            mse = Some(se / test_rows.len() as f64);
-        }
-    }
+    let (acc, mse) = setup.test_quality(&params);
     if let Some(path) = &args.metrics {
         write_metrics(path, &trace, &evals)?;
     }
