@@ -3,6 +3,7 @@
 //! errors come back as diagnostics or as one-line messages naming a path and a fix.
 
 mod plot;
+mod repl;
 mod run;
 
 /// `print!` that ignores a closed stdout (`anneal doc | head`) instead of panicking.
@@ -83,6 +84,14 @@ enum Command {
         #[command(flatten)]
         args: run::RunArgs,
     },
+    /// Define, compile and try recipes interactively: step a model, inspect, plot.
+    ///
+    /// With input from a pipe or file, runs it as a script and exits non-zero at the first
+    /// error.
+    Repl {
+        /// A recipe file to load first.
+        file: Option<PathBuf>,
+    },
     /// Plot runs' metrics files (from `anneal run --metrics`): one curve per file.
     Plot {
         /// Metrics files: one JSON object per step each.
@@ -141,9 +150,10 @@ enum Emit {
     LlvmIr,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum Backend {
     /// Cranelift when the recipe lowers to a fused kernel, else the interpreter.
+    #[default]
     Auto,
     /// The reference interpreter.
     Interp,
@@ -202,6 +212,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             plot,
         } => cmd_schedule(&file, steps, json, plot.as_deref()),
         Command::Doc { name, markdown } => cmd_doc(name.as_deref(), markdown),
+        Command::Repl { file } => repl::repl(file.as_deref()),
         Command::Plot {
             metrics,
             metric,

@@ -15,7 +15,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 /// What `anneal run` was asked to do.
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct RunArgs {
     /// The model: `mlp:64,128,10:tanh`, `softmax:64,10` or `linear:10,1` (default: the
     /// recipe's `model = ...`).
@@ -233,9 +233,11 @@ impl Setup {
                 ),
             },
             (None, None) => {
-                return Err("which model? add `model = mlp(layers: [...])` to the recipe or pass \
+                return Err(
+                    "which model? add `model = mlp(layers: [...])` to the recipe or pass \
                             --model, e.g. --model mlp:64,128,10:tanh"
-                    .into())
+                        .into(),
+                )
             }
         };
         // Rosenbrock and the quadratics stand alone: no data, one (ignored) batch per step.
@@ -249,9 +251,11 @@ impl Setup {
                 (Some(p), _) => p.clone(),
                 (None, Some(d)) => base.join(&d.file),
                 (None, None) => {
-                    return Err("which data? add `data = csv(file: \"...\")` to the recipe or \
+                    return Err(
+                        "which data? add `data = csv(file: \"...\")` to the recipe or \
                                 pass --data FILE.csv"
-                        .into())
+                            .into(),
+                    )
                 }
             }
         };
@@ -305,9 +309,11 @@ impl Setup {
             let classes = match &mlp {
                 Some(m) if m.loss == Loss::CrossEntropy => m.layers[m.layers.len() - 1],
                 _ => {
-                    return Err("label noise flips classes: it needs a classifier (an mlp or \
+                    return Err(
+                        "label noise flips classes: it needs a classifier (an mlp or \
                                 softmax model with several outputs)"
-                        .into())
+                            .into(),
+                    )
                 }
             };
             // Its own stream (the curriculum sampler draws from seed + 3).

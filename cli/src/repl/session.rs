@@ -1,0 +1,1220 @@
+//! The REPL's session: the definitions entered so far (compiled together after every
+//! change), the model being trained and its optimizer state, the runs made, and the `:`
+//! commands. Entry point: `Session::eval`, which takes one complete entry and returns the
+//! text to print or an error to show; the line editor, script mode and unit tests all
+//! drive the session through it.
+
+use crate::run::{RunArgs, Setup};
+use crate::Backend;
+use anneal_compiler::interp::{Interpreter, Snapshot, StateValue};
+use anneal_compiler::ir::{self, Recipe};
+use anneal_compiler::source::Sources;
+use anneal_compiler::{compile, diagnostic, syntax, Compilation};
+use anneal_runtime::curriculum::Sampler;
+use anneal_runtime::schedule::Curve;
+use anneal_runtime::train::{train_with_progress, Resume, Run};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The commands, for `:help` and completion: (name, arguments, what it does).
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    (":help", "", "this list"),
+    (":load", "FILE", "enter the definitions of a recipe file"),
+    (
+        ":model",
+        "SPEC",
+        "the model to train: mlp:64,128,10:tanh, softmax:64,10, linear:10,1, rosenbrock, quadratic:DIM:COND",
+    ),
+    (":data", "FILE", "the CSV data set to train on"),
+    (":use", "RECIPE", "the recipe :step and :run train with (default: the last defined)"),
+    (":step", "[N]", "N more steps (default 1) from where training stands"),
+    (":run", "[N]", "a fresh run of N steps (default: the recipe's `steps`), kept for comparison"),
+    (":runs", "", "the runs so far: steps, final loss, test accuracy"),
+    (":show", "NAME", "a parameter, a state buffer (`exp_avg` or `AdamW.exp_avg`) or a schedule"),
+    (":explain", "", "the fused step's passes and bytes per parameter"),
+    (":backend", "NAME", "who runs the step: auto, interp, cranelift or llvm"),
+    (":plot", "loss|lr|gradnorm [FILE]", "a PNG of every run's curve, and a sparkline here"),
+    (":list", "", "the definitions entered so far"),
+    (":reset", "", "forget the weights, optimizer state and runs (definitions stay)"),
+    (":save", "FILE", "the definitions as a recipe file that `anneal check` accepts"),
+    (":quit", "", "leave (Ctrl-D too)"),
+];
+
+/// One top-level item the user entered, as its source text (with the comments above it).
+#[derive(Clone)]
+struct Item {
+    key: Key,
+    text: String,
+}
+
+/// What an item defines: a redefinition replaces the item with the same key.
+#[derive(Clone, PartialEq, Debug)]
+enum Key {
+    Import(String),
+    Def(&'static str, String),
+    Recipe(String),
+}
+
+/// One run's curves, for `:runs` and `:plot`.
+struct Record {
+    label: String,
+    loss: Vec<f64>,
+    lr: Vec<f64>,
+    grad_norm: Vec<f64>,
+    test_accuracy: Option<f64>,
+    test_mse: Option<f64>,
+    backend: String,
+}
+
+/// The model being trained by the current recipe: weights, optimizer state, data.
+struct Training {
+    recipe: String,
+    setup: Setup,
+    names: Vec<String>,
+    shapes: Vec<Vec<usize>>,
+    params: Vec<Vec<f32>>,
+    step: usize,
+    snapshot: Option<Snapshot>,
+    sampler: Option<RefCell<Sampler>>,
+    /// Its record in `runs`.
+    record: usize,
+}
+
+/// What one entry printed and how long compiling it took.
+pub struct Reply {
+    pub text: String,
+    /// Front end plus code generation, when the entry defined something.
+    pub compile_ms: Option<f64>,
+    /// `:quit`.
+    pub quit: bool,
+}
+
+impl Reply {
+    fn text(text: impl Into<String>) -> Reply {
+        Reply {
+            text: text.into(),
+            compile_ms: None,
+            quit: false,
+        }
+    }
+}
+
+pub struct Session {
+    items: Vec<Item>,
+    compiled: Option<Compilation>,
+    /// The recipe `:step` and `:run` train.
+    current: Option<String>,
+    /// The folder recipe data paths are relative to (the last loaded file's).
+    base: PathBuf,
+    model: Option<String>,
+    data: Option<PathBuf>,
+    backend: Backend,
+    training: Option<Training>,
+    runs: Vec<Record>,
+    /// Color in diagnostics.
+    pub color: bool,
+    /// A progress bar on `:run` (terminals only).
+    pub progress: bool,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
+    }
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session {
+            items: Vec::new(),
+            compiled: None,
+            current: None,
+            base: PathBuf::from("."),
+            model: None,
+            data: None,
+            backend: Backend::Auto,
+            training: None,
+            runs: Vec::new(),
+            color: false,
+            progress: false,
+        }
+    }
+
+    /// Runs one complete entry: a `:command` or one or more definitions.
+    pub fn eval(&mut self, input: &str) -> Result<Reply, String> {
+        let input = input.trim();
+        if input
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim().starts_with("//"))
+        {
+            return Ok(Reply::text(""));
+        }
+        if let Some(cmd) = input.strip_prefix(':') {
+            return self.command(cmd);
+        }
+        self.define(input)
+    }
+
+    /// Every name completion offers: keywords, the library's definitions and modules, the
+    /// session's definitions and recipes, and the model's parameters.
+    pub fn words(&self) -> Vec<String> {
+        let mut out: Vec<String> = KEYWORDS.iter().map(|k| k.to_string()).collect();
+        out.extend(library_names().iter().cloned());
+        for item in &self.items {
+            match &item.key {
+                Key::Def(_, n) | Key::Recipe(n) => out.push(n.clone()),
+                Key::Import(_) => {}
+            }
+        }
+        if let Some(t) = &self.training {
+            out.extend(t.names.iter().cloned());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn command(&mut self, line: &str) -> Result<Reply, String> {
+        let mut parts = line.splitn(2, char::is_whitespace);
+        let name = parts.next().unwrap_or("");
+        let arg = parts.next().map(str::trim).unwrap_or("");
+        match name {
+            "help" | "h" | "?" => Ok(Reply::text(help())),
+            "quit" | "q" | "exit" => Ok(Reply {
+                quit: true,
+                ..Reply::text("")
+            }),
+            "load" => {
+                let path = Path::new(need(arg, ":load FILE")?);
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}; check the path", path.display()))?;
+                let reply = self.define_from(&text, &path.display().to_string())?;
+                self.base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+                Ok(reply)
+            }
+            "model" => {
+                self.model = Some(need(arg, ":model mlp:64,128,10:tanh")?.to_string());
+                self.forget_training();
+                Ok(Reply::text(format!(
+                    "model {arg} (checked against the data at the next :step or :run)"
+                )))
+            }
+            "data" => {
+                let path = PathBuf::from(need(arg, ":data FILE.csv")?);
+                // Load it now, so a wrong path is reported here rather than at :run.
+                anneal_runtime::data::load_csv(&path)?;
+                self.data = Some(path);
+                self.forget_training();
+                Ok(Reply::text(format!("data {arg}")))
+            }
+            "use" => {
+                let name = need(arg, ":use RECIPE")?;
+                self.recipe(Some(name))?;
+                self.current = Some(name.to_string());
+                Ok(Reply::text(format!("training recipe `{name}`")))
+            }
+            "step" => {
+                let n = count(arg, 1)?;
+                self.advance(n, false).map(Reply::text)
+            }
+            "run" => {
+                let n = match arg {
+                    "" => self
+                        .recipe(None)?
+                        .steps
+                        .ok_or("how many steps? write `:run N` or give the recipe `steps N`")?
+                        as usize,
+                    _ => count(arg, 1)?,
+                };
+                self.training = None;
+                self.advance(n, true).map(Reply::text)
+            }
+            "runs" => Ok(Reply::text(self.runs_table())),
+            "show" => self.show(need(arg, ":show NAME")?).map(Reply::text),
+            "explain" => {
+                let (c, recipe) = self.compiled_recipe(None)?;
+                anneal_compiler::kernel::explain::explain(&c.program, recipe)
+                    .map(|e| Reply::text(e.to_string()))
+                    .map_err(|why| {
+                        format!(
+                            "recipe `{}` has no fused step: {why}; it runs on the interpreter",
+                            recipe.name
+                        )
+                    })
+            }
+            "backend" => {
+                let b = match arg {
+                    "auto" => Backend::Auto,
+                    "interp" => Backend::Interp,
+                    "cranelift" => Backend::Cranelift,
+                    "llvm" => Backend::Llvm,
+                    "wgsl" => {
+                        return Err("the wgsl back end is not part of this build yet; choose \
+                                    auto, interp, cranelift or llvm"
+                            .into())
+                    }
+                    "" => {
+                        return Ok(Reply::text(format!(
+                            "back end: {}",
+                            self.backend.to_compiler().name()
+                        )))
+                    }
+                    other => {
+                        return Err(format!(
+                            "unknown back end `{other}`; choose auto, interp, cranelift or llvm"
+                        ))
+                    }
+                };
+                self.backend = b;
+                // The optimizer state is the same on every back end: training goes on.
+                Ok(Reply::text(format!(
+                    "back end: {} (from the next step)",
+                    b.to_compiler().name()
+                )))
+            }
+            "plot" => self.plot(arg).map(Reply::text),
+            "list" => Ok(Reply::text(self.list())),
+            "reset" => {
+                self.training = None;
+                self.runs.clear();
+                Ok(Reply::text(
+                    "weights, optimizer state and runs forgotten; definitions kept",
+                ))
+            }
+            "save" => self
+                .save(Path::new(need(arg, ":save FILE")?))
+                .map(Reply::text),
+            other => {
+                let names = COMMANDS.iter().map(|(n, _, _)| &n[1..]);
+                Err(match diagnostic::did_you_mean(other, names) {
+                    Some(s) => format!("unknown command `:{other}`; did you mean `:{s}`?"),
+                    None => format!("unknown command `:{other}`; `:help` lists them"),
+                })
+            }
+        }
+    }
+
+    fn define(&mut self, input: &str) -> Result<Reply, String> {
+        self.define_from(input, "<repl>")
+    }
+
+    /// Enters the items of `text`: each replaces the item of the same name or is added;
+    /// the whole session is compiled, and nothing changes when it has errors.
+    fn define_from(&mut self, text: &str, name: &str) -> Result<Reply, String> {
+        let start = Instant::now();
+        let mut sources = Sources::default();
+        let file = sources.add(name, text);
+        let (ast, errors) = syntax::parse(file, text);
+        if diagnostic::has_errors(&errors) {
+            return Err(diagnostic::render(&errors, &sources, self.color));
+        }
+        if let Some(m) = &ast.module {
+            return Err(format!(
+                "a session has no module line (`module {}`); enter the definitions alone",
+                m.name
+            ));
+        }
+        let new = split_items(text, &ast);
+        if new.is_empty() {
+            return Err(
+                "nothing to define; enter an optimizer, transform, schedule, recipe or import, \
+                 or a :command (`:help`)"
+                    .into(),
+            );
+        }
+        let mut items = self.items.clone();
+        let mut replaced = Vec::new();
+        for item in &new {
+            match items.iter_mut().find(|i| i.key == item.key) {
+                Some(old) => {
+                    replaced.push(old.text != item.text);
+                    old.text = item.text.clone();
+                }
+                None => {
+                    replaced.push(false);
+                    items.push(item.clone());
+                }
+            }
+        }
+        let session_text = join(&items);
+        let c = compile("<repl>", &session_text);
+        if c.has_errors() {
+            return Err(diagnostic::render(&c.diagnostics, &c.sources, self.color));
+        }
+        let check_ms = start.elapsed().as_secs_f64() * 1e3;
+        let mut out = String::new();
+        if !c.diagnostics.is_empty() {
+            out.push_str(&diagnostic::render(&c.diagnostics, &c.sources, self.color));
+        }
+        let mut codegen_ms = 0.0;
+        for (item, was_replaced) in new.iter().zip(&replaced) {
+            let verb = if *was_replaced {
+                "redefined"
+            } else {
+                "defined"
+            };
+            match &item.key {
+                Key::Import(text) => {
+                    let _ = writeln!(out, "{text}");
+                }
+                Key::Def(kind, n) => {
+                    let _ = writeln!(out, "{verb} {kind} {n}");
+                }
+                Key::Recipe(n) => {
+                    let recipe = c.recipes().iter().find(|r| &r.name == n);
+                    let (line, ms) = match recipe {
+                        Some(r) => self.codegen(&c, r),
+                        None => (String::new(), 0.0),
+                    };
+                    codegen_ms += ms;
+                    let _ = writeln!(out, "{verb} recipe {n}{line}");
+                    self.current = Some(n.clone());
+                }
+            }
+        }
+        // A changed definition may change what the training runs: start it afresh.
+        if replaced.iter().any(|r| *r) && self.training.is_some() {
+            self.training = None;
+            out.push_str("(training restarts at the next :step: a definition changed)\n");
+        }
+        self.items = items;
+        self.compiled = Some(c);
+        let total = check_ms + codegen_ms;
+        let _ = write!(out, "checked in {check_ms:.1} ms");
+        if codegen_ms > 0.0 {
+            let _ = write!(out, ", code generated in {codegen_ms:.1} ms");
+        }
+        Ok(Reply {
+            text: out,
+            compile_ms: Some(total),
+            quit: false,
+        })
+    }
+
+    /// Compiles `recipe`'s fused step on the session's back end, as `:step` will run it;
+    /// says which back end and what it cost.
+    fn codegen(&self, c: &Compilation, recipe: &Recipe) -> (String, f64) {
+        use anneal_compiler::backends::{self, Backend as B};
+        let chain: Vec<&str> = recipe
+            .stages
+            .iter()
+            .map(|s| c.program.defs[s.def].name.as_str())
+            .collect();
+        let chain = if chain.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", chain.join(" |> "))
+        };
+        let backend = self.backend.to_compiler();
+        if backend == B::Interp
+            || recipe.stages.is_empty()
+            || backends::is_builtin(&c.program, recipe)
+        {
+            return (chain, 0.0);
+        }
+        let start = Instant::now();
+        let kernel = match anneal_compiler::kernel::lower(&c.program, recipe) {
+            Ok(k) => k,
+            Err(why) => return (format!("{chain} (runs on the interpreter: {why})"), 0.0),
+        };
+        let compiled = match backend {
+            B::Llvm => backends::llvm::compile(&kernel),
+            _ => backends::cranelift::compile(&kernel),
+        };
+        let name = if backend == B::Llvm {
+            "llvm"
+        } else {
+            "cranelift"
+        };
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        match compiled {
+            Ok(code) if code.cached => (format!("{chain} ({name}, cached)"), ms),
+            Ok(_) => (format!("{chain} ({name} {ms:.1} ms)"), ms),
+            Err(e) => (format!("{chain} (code generation failed: {e})"), ms),
+        }
+    }
+
+    /// The recipe `name` (or the current one) in the compiled session.
+    fn compiled_recipe(&self, name: Option<&str>) -> Result<(&Compilation, &Recipe), String> {
+        let c = self
+            .compiled
+            .as_ref()
+            .ok_or("no recipe yet; define one (`recipe NAME { update = ... }`) or `:load FILE`")?;
+        let name = name
+            .or(self.current.as_deref())
+            .ok_or("no recipe yet; define one (`recipe NAME { update = ... }`) or `:load FILE`")?;
+        let recipe = c.recipes().iter().find(|r| r.name == name).ok_or_else(|| {
+            let names = c.recipes().iter().map(|r| r.name.as_str());
+            match diagnostic::did_you_mean(name, names) {
+                Some(s) => format!("no recipe `{name}`; did you mean `{s}`?"),
+                None => format!("no recipe `{name}`; `:list` shows the definitions"),
+            }
+        })?;
+        Ok((c, recipe))
+    }
+
+    fn recipe(&self, name: Option<&str>) -> Result<&Recipe, String> {
+        self.compiled_recipe(name).map(|(_, r)| r)
+    }
+
+    fn forget_training(&mut self) {
+        self.training = None;
+    }
+
+    /// `n` more steps of the current recipe from where training stands (a fresh model and
+    /// optimizer when there is none); `bar`: a `:run`, reported as a whole.
+    fn advance(&mut self, n: usize, bar: bool) -> Result<String, String> {
+        let recipe = self.recipe(None)?.clone();
+        if recipe.stages.is_empty() {
+            return Err(format!(
+                "recipe `{}` has no `update = ...` chain to train with",
+                recipe.name
+            ));
+        }
+        if self
+            .training
+            .as_ref()
+            .is_none_or(|t| t.recipe != recipe.name)
+        {
+            self.training = Some(self.start_training(&recipe)?);
+        }
+        let Session {
+            compiled,
+            training,
+            runs,
+            backend,
+            progress,
+            ..
+        } = self;
+        let (Some(c), Some(tr)) = (compiled.as_ref(), training.as_mut()) else {
+            return Err("internal error: no compiled session or training state".into());
+        };
+        let backend = backend.to_compiler();
+        let total = tr.step + n;
+        let batches = tr.setup.batches(total);
+        let run = Run {
+            program: &c.program,
+            recipe: &recipe,
+            model: tr.setup.model(),
+            data: &tr.setup.data,
+            batches: &batches,
+            curriculum: tr.sampler.as_ref(),
+            accumulate: 1,
+            steps: total,
+            backend,
+            threads: 0,
+        };
+        let resume = tr.snapshot.take().map(|snapshot| Resume {
+            step: tr.step,
+            snapshot,
+        });
+        let progress = (bar && *progress).then(|| {
+            let b = ProgressBar::new(n as u64);
+            b.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{per_sec}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        });
+        let first = tr.step;
+        let mut snapshot = None;
+        let mut on_step = |t: usize,
+                           trace: &anneal_runtime::train::Trace,
+                           _: &[Vec<f32>],
+                           stepper: &anneal_compiler::backends::Stepper| {
+            if let Some(b) = &progress {
+                b.set_position((t + 1 - first) as u64);
+                if let Some(l) = trace.loss.last() {
+                    b.set_message(format!("loss {l:.4}"));
+                }
+            }
+            if t + 1 == total {
+                snapshot = Some(stepper.snapshot());
+            }
+            Ok(())
+        };
+        let started = Instant::now();
+        let result = train_with_progress(
+            &run,
+            &tr.names,
+            &tr.shapes,
+            &mut tr.params,
+            resume,
+            &mut on_step,
+        );
+        let seconds = started.elapsed().as_secs_f64();
+        if let Some(b) = &progress {
+            b.finish_and_clear();
+        }
+        let trace = match result {
+            Ok(t) => t,
+            Err(e) => {
+                // The weights may have moved part of the way: do not go on from them.
+                *training = None;
+                return Err(format!("{e} (training state reset)"));
+            }
+        };
+        tr.step = total;
+        tr.snapshot = snapshot;
+        let (acc, mse) = tr.setup.test_quality(&tr.params);
+        let rec = &mut runs[tr.record];
+        rec.loss.extend(trace.loss.iter().map(|l| f64::from(*l)));
+        rec.lr.extend(
+            trace
+                .lr
+                .iter()
+                .map(|g| g.first().copied().unwrap_or(f64::NAN)),
+        );
+        rec.grad_norm.extend(trace.grad_norm.iter().copied());
+        rec.test_accuracy = acc;
+        rec.test_mse = mse;
+        let name = trace
+            .backend
+            .as_ref()
+            .map(|b| b.backend)
+            .unwrap_or("interp");
+        rec.backend = name.to_string();
+        let quality = match (acc, mse) {
+            (Some(a), _) => format!(", test accuracy {a:.4}"),
+            (_, Some(m)) => format!(", test mse {m:.4}"),
+            _ => String::new(),
+        };
+        let fallback = match trace.backend.as_ref().and_then(|b| b.fallback.as_ref()) {
+            Some(why) => format!("\nnote: the step ran on the interpreter: {why}"),
+            None => String::new(),
+        };
+        let mut out = String::new();
+        if !bar && n <= 10 {
+            for (i, l) in trace.loss.iter().enumerate() {
+                let _ = writeln!(out, "step {:>6}  loss {l:.4}", first + i + 1);
+            }
+        }
+        let last = trace.loss.last().copied().unwrap_or(f32::NAN);
+        let _ = write!(
+            out,
+            "{}: step {total}, loss {last:.4}{quality} ({n} step{} in {:.3} s, {:.0} steps/s, {name}){fallback}",
+            rec.label,
+            if n == 1 { "" } else { "s" },
+            seconds,
+            n as f64 / seconds.max(1e-9)
+        );
+        Ok(out)
+    }
+
+    fn start_training(&mut self, recipe: &Recipe) -> Result<Training, String> {
+        let args = RunArgs {
+            model: self.model.clone(),
+            data: self.data.clone(),
+            ..RunArgs::default()
+        };
+        let setup = Setup::new(recipe, &self.base, &args)?;
+        let params = setup.init_params()?;
+        setup.check_capabilities(recipe, &params)?;
+        let specs = setup.model().param_specs();
+        let sampler = setup.sampler(recipe)?;
+        let same = self
+            .runs
+            .iter()
+            .filter(|r| r.label == recipe.name || r.label.starts_with(&format!("{}#", recipe.name)))
+            .count();
+        let label = match same {
+            0 => recipe.name.clone(),
+            k => format!("{}#{}", recipe.name, k + 1),
+        };
+        self.runs.push(Record {
+            label,
+            loss: Vec::new(),
+            lr: Vec::new(),
+            grad_norm: Vec::new(),
+            test_accuracy: None,
+            test_mse: None,
+            backend: String::new(),
+        });
+        Ok(Training {
+            recipe: recipe.name.clone(),
+            names: specs.iter().map(|(n, _)| n.clone()).collect(),
+            shapes: specs.iter().map(|(_, s)| s.clone()).collect(),
+            setup,
+            params,
+            step: 0,
+            snapshot: None,
+            sampler,
+            record: self.runs.len() - 1,
+        })
+    }
+
+    fn runs_table(&self) -> String {
+        if self.runs.is_empty() {
+            return "no runs yet; `:run N` trains the current recipe".into();
+        }
+        let mut out = format!(
+            "{:<20} {:>7} {:>12} {:>12} {:>10}  back end\n",
+            "run", "steps", "final loss", "mean last10", "test"
+        );
+        for r in &self.runs {
+            let tail = &r.loss[r.loss.len().saturating_sub(10)..];
+            let mean = tail.iter().sum::<f64>() / tail.len().max(1) as f64;
+            let test = match (r.test_accuracy, r.test_mse) {
+                (Some(a), _) => format!("{a:.4}"),
+                (_, Some(m)) => format!("mse {m:.4}"),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<20} {:>7} {:>12.4} {:>12.4} {:>10}  {}",
+                r.label,
+                r.loss.len(),
+                r.loss.last().copied().unwrap_or(f64::NAN),
+                mean,
+                test,
+                r.backend
+            );
+        }
+        out.pop();
+        out
+    }
+
+    /// A parameter, a state buffer, or a schedule of the current recipe, summarized.
+    fn show(&self, name: &str) -> Result<String, String> {
+        let (c, recipe) = self.compiled_recipe(None)?;
+        // A schedule: its value now and its curve over the recipe's steps.
+        let now = self
+            .training
+            .as_ref()
+            .filter(|t| t.recipe == recipe.name)
+            .map_or(0, |t| t.step);
+        let horizon = recipe.steps.unwrap_or(100).max(now as u64 + 1);
+        let curves = anneal_runtime::schedule::curves(&c.program, recipe, horizon)?;
+        if let Some(curve) = curves.iter().find(|cv| cv.name == name) {
+            let at = curve.values.get(now).copied().unwrap_or(f64::NAN);
+            return Ok(format!(
+                "{name} = {} at step {now}\n{}",
+                num(at),
+                sparkline_line("", &curve.values, horizon as usize)
+            ));
+        }
+        let training = self.training.as_ref().filter(|t| t.recipe == recipe.name);
+        if let Some(t) = training {
+            if let Some(i) = t.names.iter().position(|n| n == name) {
+                return Ok(summary(
+                    name,
+                    &t.shapes[i],
+                    t.params[i].iter().map(|x| f64::from(*x)),
+                ));
+            }
+            if let Some(text) = self.show_state(c, recipe, t, name)? {
+                return Ok(text);
+            }
+        }
+        let mut known: Vec<String> = curves.iter().map(|c| c.name.clone()).collect();
+        if let Some(t) = training {
+            known.extend(t.names.iter().cloned());
+        }
+        known.extend(state_names(c, recipe));
+        let hint = match diagnostic::did_you_mean(name, known.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if known.is_empty() => String::from("the recipe has no schedules"),
+            None => format!("known: {}", known.join(", ")),
+        };
+        let when = if training.is_none() {
+            " (parameters and state exist once training starts: `:step`)"
+        } else {
+            ""
+        };
+        Err(format!(
+            "no `{name}` in recipe `{}`{when}; {hint}",
+            recipe.name
+        ))
+    }
+
+    /// A state buffer, `STAGE.NAME` or `NAME` (the first stage that has one).
+    fn show_state(
+        &self,
+        c: &Compilation,
+        recipe: &Recipe,
+        t: &Training,
+        name: &str,
+    ) -> Result<Option<String>, String> {
+        let Some(snapshot) = &t.snapshot else {
+            return Ok(None);
+        };
+        let (stage, state) = match name.split_once('.') {
+            Some((s, n)) => (Some(s), n),
+            None => (None, name),
+        };
+        let found = recipe.stages.iter().find_map(|s| {
+            let def = &c.program.defs[s.def];
+            let ir::DefBody::Stage(body) = &def.body else {
+                return None;
+            };
+            let fits = stage.is_none_or(|st| st == def.name)
+                && body.states.iter().any(|d| d.name == state);
+            fits.then_some(def.name.as_str())
+        });
+        let Some(def_name) = found else {
+            return Ok(None);
+        };
+        let mut interp =
+            Interpreter::with_shapes(&c.program, recipe, &t.names, &t.shapes, &t.params)?;
+        interp.restore(snapshot.clone())?;
+        let label = format!("{def_name}.{state}");
+        Ok(interp.state(def_name, state).map(|v| match v {
+            StateValue::Scalar(x) => format!("{label} = {}", num(*x)),
+            StateValue::Element(ts) => ts
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    summary(
+                        &format!("{label}[{}]", t.names[i]),
+                        &t.shapes[i],
+                        v.iter().map(|x| f64::from(*x)),
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            StateValue::Slice(_, ts) => ts
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    summary(
+                        &format!("{label}[{}]", t.names[i]),
+                        &[v.len()],
+                        v.iter().copied(),
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            StateValue::Tensor(v) => summary(&label, &[v.len()], v.iter().copied()),
+        }))
+    }
+
+    fn plot(&self, arg: &str) -> Result<String, String> {
+        let mut parts = arg.split_whitespace();
+        let metric = parts.next().unwrap_or("loss");
+        let (title, pick): (&str, fn(&Record) -> &Vec<f64>) = match metric {
+            "loss" => ("loss", |r| &r.loss),
+            "lr" => ("learning rate", |r| &r.lr),
+            "gradnorm" | "grad_norm" => ("gradient norm", |r| &r.grad_norm),
+            other => {
+                return Err(format!(
+                    "`:plot {other}`: plot loss, lr or gradnorm, e.g. `:plot loss curves.png`"
+                ))
+            }
+        };
+        let file = PathBuf::from(
+            parts
+                .next()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("anneal-{metric}.png")),
+        );
+        let mut curves: Vec<Curve> = self
+            .runs
+            .iter()
+            .filter(|r| !pick(r).is_empty())
+            .map(|r| Curve {
+                name: r.label.clone(),
+                values: pick(r).clone(),
+            })
+            .collect();
+        if curves.is_empty() && metric == "lr" {
+            // Before any run: the current recipe's schedules.
+            let (c, recipe) = self.compiled_recipe(None)?;
+            curves =
+                anneal_runtime::schedule::curves(&c.program, recipe, recipe.steps.unwrap_or(100))?;
+        }
+        if curves.is_empty() {
+            return Err(format!(
+                "nothing to plot yet; `:run N` first (then `:plot {metric}`)"
+            ));
+        }
+        let width = curves
+            .iter()
+            .map(|c| c.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for c in &curves {
+            let label = format!("{:<width$}", c.name);
+            let _ = writeln!(out, "{}", sparkline_line(&label, &c.values, c.values.len()));
+        }
+        crate::plot::run(&file, title, &[(title, curves)])?;
+        let _ = write!(out, "wrote {}", file.display());
+        Ok(out)
+    }
+
+    fn list(&self) -> String {
+        if self.items.is_empty() {
+            return "no definitions yet".into();
+        }
+        self.items
+            .iter()
+            .map(|i| match &i.key {
+                Key::Import(t) => t.clone(),
+                Key::Def(kind, n) => format!("{kind} {n}"),
+                Key::Recipe(n) if self.current.as_deref() == Some(n) => {
+                    format!("recipe {n}   (current)")
+                }
+                Key::Recipe(n) => format!("recipe {n}"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The session's definitions as one recipe file; the model and data chosen with
+    /// commands go in a comment.
+    fn save(&self, path: &Path) -> Result<String, String> {
+        if self.items.is_empty() {
+            return Err("nothing to save: no definitions yet".into());
+        }
+        let mut text = String::from("// Saved from an anneal REPL session.\n");
+        if let Some(m) = &self.model {
+            let _ = writeln!(text, "// :model {m}");
+        }
+        if let Some(d) = &self.data {
+            let _ = writeln!(text, "// :data {}", d.display());
+        }
+        text.push('\n');
+        text.push_str(&join(&self.items));
+        text.push('\n');
+        anneal_runtime::atomic::write_with(path, |f| f.write_all(text.as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(format!(
+            "wrote {} ({} definition{})",
+            path.display(),
+            self.items.len(),
+            if self.items.len() == 1 { "" } else { "s" }
+        ))
+    }
+}
+
+/// The language's keywords, for completion and highlighting.
+pub const KEYWORDS: &[&str] = &[
+    "import",
+    "optimizer",
+    "transform",
+    "schedule",
+    "recipe",
+    "state",
+    "let",
+    "if",
+    "then",
+    "else",
+    "and",
+    "or",
+    "not",
+    "in",
+    "steps",
+    "update",
+    "model",
+    "data",
+    "groups",
+    "rest",
+    "except",
+    "precision",
+    "curriculum",
+    "after",
+    "observe",
+    "skip",
+    "builtin",
+    "true",
+    "false",
+    "real",
+    "int",
+    "bool",
+    "str",
+    "tensor",
+    "scalar",
+    "element",
+    "row",
+    "col",
+    "param",
+    "grad",
+    "count",
+];
+
+/// The standard library's definitions and modules, computed once.
+fn library_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let c = compile("<names>", "");
+        let mut out: Vec<String> = anneal_compiler::doc::library_docs(&c)
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        out.extend(
+            anneal_compiler::stdlib::MODULES
+                .iter()
+                .map(|(m, _, _)| m.to_string()),
+        );
+        out
+    })
+}
+
+/// Each import, definition and recipe of `text`, with the comments above it.
+fn split_items(text: &str, ast: &anneal_compiler::ast::Ast) -> Vec<Item> {
+    let mut spans: Vec<(usize, usize, Key)> = Vec::new();
+    for i in &ast.imports {
+        let r = i.span.range();
+        spans.push((
+            r.start,
+            r.end,
+            Key::Import(text[r.clone()].trim().to_string()),
+        ));
+    }
+    for d in &ast.defs {
+        let r = d.span.range();
+        spans.push((
+            r.start,
+            r.end,
+            Key::Def(d.kind.keyword(), d.name.name.clone()),
+        ));
+    }
+    for rc in &ast.recipes {
+        let r = rc.span.range();
+        spans.push((r.start, r.end, Key::Recipe(rc.name.name.clone())));
+    }
+    spans.sort_by_key(|s| s.0);
+    let mut out = Vec::new();
+    let mut from = 0;
+    for (start, end, key) in spans {
+        // The comments between the previous item and this one belong to this one.
+        let lead = text.get(from..start).unwrap_or("");
+        let lead: String = lead
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("//"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        out.push(Item {
+            key,
+            text: format!("{lead}{}", text.get(start..end).unwrap_or("").trim_end()),
+        });
+        from = end;
+    }
+    out
+}
+
+fn join(items: &[Item]) -> String {
+    items
+        .iter()
+        .map(|i| i.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn state_names(c: &Compilation, recipe: &Recipe) -> Vec<String> {
+    recipe
+        .stages
+        .iter()
+        .filter_map(|s| {
+            let def = &c.program.defs[s.def];
+            match &def.body {
+                ir::DefBody::Stage(b) => Some(
+                    b.states
+                        .iter()
+                        .map(|st| format!("{}.{}", def.name, st.name))
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            }
+        })
+        .flatten()
+        .collect()
+}
+
+fn need<'a>(arg: &'a str, usage: &str) -> Result<&'a str, String> {
+    if arg.is_empty() {
+        Err(format!("missing argument; write `{usage}`"))
+    } else {
+        Ok(arg)
+    }
+}
+
+fn count(arg: &str, default: usize) -> Result<usize, String> {
+    if arg.is_empty() {
+        return Ok(default);
+    }
+    match arg.replace('_', "").parse::<usize>() {
+        Ok(0) | Err(_) => Err(format!(
+            "`{arg}` is not a step count; give a whole number of at least 1"
+        )),
+        Ok(n) if n > 100_000_000 => Err(format!("{n} steps is too many; use at most 100000000")),
+        Ok(n) => Ok(n),
+    }
+}
+
+fn help() -> String {
+    let mut out = String::from(
+        "Enter definitions (optimizer, transform, schedule, recipe, import); a definition \
+         continues until its braces close, and entering a name again redefines it.\n",
+    );
+    for (name, args, what) in COMMANDS {
+        let _ = writeln!(out, "  {:<34} {what}", format!("{name} {args}"));
+    }
+    out.pop();
+    out
+}
+
+/// 4 significant digits, in plain or scientific notation.
+fn num(x: f64) -> String {
+    if x == 0.0 || (1e-3..1e5).contains(&x.abs()) {
+        format!("{x:.4}")
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
+/// `name  shape [..]  min .. max .. mean .. norm ..`.
+fn summary(name: &str, shape: &[usize], values: impl Iterator<Item = f64>) -> String {
+    let (mut min, mut max, mut sum, mut sq, mut n, mut bad) =
+        (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0.0, 0usize, 0usize);
+    for v in values {
+        if !v.is_finite() {
+            bad += 1;
+            continue;
+        }
+        min = min.min(v);
+        max = max.max(v);
+        sum += v;
+        sq += v * v;
+        n += 1;
+    }
+    let mut out = format!(
+        "{name}  shape {shape:?}  min {}  max {}  mean {}  norm {}",
+        num(min),
+        num(max),
+        num(sum / n.max(1) as f64),
+        num(sq.sqrt())
+    );
+    if bad > 0 {
+        let _ = write!(out, "  ({bad} not finite)");
+    }
+    out
+}
+
+/// `label first ▁▂▃▅▇ last (N steps)`: the series averaged into at most 48 buckets.
+pub fn sparkline_line(label: &str, values: &[f64], steps: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
+        return format!("{label} (no finite values)");
+    }
+    let width = values.len().min(48);
+    let buckets: Vec<f64> = (0..width)
+        .map(|b| {
+            let lo = b * values.len() / width;
+            let hi = ((b + 1) * values.len() / width).max(lo + 1);
+            let part: Vec<f64> = values[lo..hi]
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .collect();
+            part.iter().sum::<f64>() / part.len().max(1) as f64
+        })
+        .collect();
+    let lo = buckets.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = buckets.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let bars: String = buckets
+        .iter()
+        .map(|v| {
+            let k = if hi > lo {
+                ((v - lo) / (hi - lo) * 7.0).round() as usize
+            } else {
+                3
+            };
+            BARS[k.min(7)]
+        })
+        .collect();
+    let first = finite.first().copied().unwrap_or(f64::NAN);
+    let last = finite.last().copied().unwrap_or(f64::NAN);
+    let sep = if label.is_empty() { "" } else { " " };
+    format!(
+        "{label}{sep}{} {bars} {} ({steps} steps)",
+        num(first),
+        num(last)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(text: &str) -> Vec<Item> {
+        let (ast, errors) = syntax::parse(0, text);
+        assert!(errors.is_empty(), "{errors:?}");
+        split_items(text, &ast)
+    }
+
+    #[test]
+    fn each_item_keeps_the_comments_above_it() {
+        let got = items(
+            "import std.optax.{sgd}\n\n// first\n/// documented\noptimizer o(lr: real = 0.1) {\n  param -= lr * grad\n}\nrecipe r { update = o() }\n",
+        );
+        let keys: Vec<&Key> = got.iter().map(|i| &i.key).collect();
+        assert_eq!(
+            keys,
+            [
+                &Key::Import("import std.optax.{sgd}".into()),
+                &Key::Def("optimizer", "o".into()),
+                &Key::Recipe("r".into()),
+            ]
+        );
+        assert!(got[1]
+            .text
+            .starts_with("// first\n/// documented\noptimizer o("));
+        assert!(got[1].text.ends_with('}'));
+        assert_eq!(got[2].text, "recipe r { update = o() }");
+    }
+
+    #[test]
+    fn a_redefinition_replaces_the_item_in_place() {
+        let mut s = Session::new();
+        s.eval("optimizer a(lr: real = 0.1) { param -= lr * grad }")
+            .expect("defines a");
+        s.eval("optimizer b(lr: real = 0.1) { param -= lr * grad }")
+            .expect("defines b");
+        let reply = s
+            .eval("optimizer a(lr: real = 0.2) { param -= lr * grad }")
+            .expect("redefines a");
+        assert!(
+            reply.text.contains("redefined optimizer a"),
+            "{}",
+            reply.text
+        );
+        assert!(reply.compile_ms.is_some());
+        assert_eq!(s.list(), "optimizer a\noptimizer b");
+        assert!(s.items[0].text.contains("0.2"));
+        // A failed entry changes nothing.
+        assert!(s
+            .eval("optimizer a(lr: real = 0.3) { param -= lr * gradd }")
+            .is_err());
+        assert!(s.items[0].text.contains("0.2"));
+    }
+
+    #[test]
+    fn a_sparkline_rises_with_its_series() {
+        let up: Vec<f64> = (0..8).map(f64::from).collect();
+        assert_eq!(
+            sparkline_line("x", &up, 8),
+            "x 0.0000 ▁▂▃▄▅▆▇█ 7.0000 (8 steps)"
+        );
+        // Long series are averaged into 48 buckets; constants sit mid-height.
+        let flat = vec![2.0; 1000];
+        let line = sparkline_line("", &flat, 1000);
+        assert_eq!(line.matches('▄').count(), 48, "{line}");
+        assert!(sparkline_line("y", &[f64::NAN], 1).contains("no finite values"));
+    }
+
+    #[test]
+    fn a_summary_gives_shape_range_mean_and_norm() {
+        let s = summary("w", &[2, 2], [3.0, -4.0, 0.0, f64::INFINITY].into_iter());
+        assert_eq!(
+            s,
+            "w  shape [2, 2]  min -4.0000  max 3.0000  mean -0.3333  norm 5.0000  (1 not finite)"
+        );
+    }
+}
