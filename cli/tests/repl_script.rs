@@ -6,10 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn repl(args: &[&str], script: &str) -> Output {
+    repl_in(&root(), args, script)
+}
+
+/// `anneal repl ARGS < script`, run in `dir`.
+fn repl_in(dir: &Path, args: &[&str], script: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_anneal"))
         .arg("repl")
         .args(args)
-        .current_dir(root())
+        .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -54,46 +59,33 @@ fn values(text: &str, key: &str) -> Vec<f64> {
         .collect()
 }
 
-const NEWCOMER: &str = "\
-import std.torch.{AdamW}
-
-/// Sign descent with momentum (signSGD with momentum, Bernstein et al. 2018).
-optimizer signum(lr: real > 0 = 1e-3, beta: real in [0, 1) = 0.9) {
-  state m = 0
-  m = beta * m + (1 - beta) * grad
-  param -= lr * sign(m)
-}
-
-recipe mine {
-  update = signum(lr: 3e-3)
-}
-:model mlp:64,64,10:tanh
-:data examples/data/digits.csv
-:run 200
-recipe adamw {
-  update = AdamW(lr: 3e-3)
-}
-:run 200
-:runs
-";
-
 #[test]
 fn a_newcomer_defines_an_optimizer_compares_it_with_adamw_and_saves_the_recipe() {
-    let saved = temp_dir().join("session.anneal");
-    let script = format!("{NEWCOMER}:save {}\n", saved.display());
-    let o = repl(&[], &script);
+    // The README's session (examples/repl/), run where its plot may be written; its data
+    // path falls back to the bundled copy of digits.csv there.
+    let dir = temp_dir().join("newcomer");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let example = std::fs::read_to_string(root().join("examples/repl/signum_vs_adamw.repl"))
+        .expect("the example script");
+    let o = repl_in(&dir, &[], &format!("{example}:save session.anneal\n"));
+    let saved = dir.join("session.anneal");
     assert!(o.status.success(), "{}{}", out(&o), err(&o));
     let text = out(&o);
     assert!(text.contains("defined optimizer signum"), "{text}");
     assert!(text.contains("mine: step 200, loss"), "{text}");
-    assert!(text.contains("adamw: step 200, loss"), "{text}");
+    assert!(text.contains("baseline: step 200, loss"), "{text}");
+    assert_eq!(text.matches("(200 steps)").count(), 2, "{text}");
+    assert!(dir.join("anneal-loss.png").exists());
     // Both learn the digits (10 classes: chance is 0.1).
     let acc = values(&text, "test accuracy");
     assert_eq!(acc.len(), 2, "{text}");
     assert!(acc.iter().all(|a| *a > 0.8), "{acc:?}");
     // The saved file is a recipe file the checker accepts, doc comment included.
     let file = std::fs::read_to_string(&saved).expect("saved file");
-    assert!(file.contains("/// Sign descent with momentum"), "{file}");
+    assert!(
+        file.contains("/// Signum: the sign of a momentum"),
+        "{file}"
+    );
     let check = Command::new(env!("CARGO_BIN_EXE_anneal"))
         .args(["check", saved.to_str().expect("utf-8 path")])
         .output()

@@ -399,10 +399,22 @@ impl Session {
     /// says which back end and what it cost.
     fn codegen(&self, c: &Compilation, recipe: &Recipe) -> (String, f64) {
         use anneal_compiler::backends::{self, Backend as B};
+        // The names as written (`AdamW`), not the definitions they elaborate to (`Adam`).
         let chain: Vec<&str> = recipe
             .stages
             .iter()
-            .map(|s| c.program.defs[s.def].name.as_str())
+            .map(|s| {
+                let written = c
+                    .sources
+                    .text(s.span.file)
+                    .get(s.span.range())
+                    .and_then(|t| {
+                        t.split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
+                            .next()
+                    })
+                    .filter(|n| !n.is_empty());
+                written.unwrap_or(c.program.defs[s.def].name.as_str())
+            })
             .collect();
         let chain = if chain.is_empty() {
             String::new()
