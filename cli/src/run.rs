@@ -5,7 +5,7 @@
 use anneal_compiler::ir::Recipe;
 use anneal_runtime::checkpoint::{self, Checkpoint};
 use anneal_runtime::curriculum::Sampler;
-use anneal_runtime::data::{self, Dataset, Rng};
+use anneal_runtime::data::{self, BatchSource, Dataset, Epochs, Rng};
 use anneal_runtime::model::{Activation, Loss, Mlp, Model, Quadratic, Rosenbrock};
 use anneal_runtime::schedule::Curve;
 use anneal_runtime::train::{train_with_progress, Resume, Run, Trace};
@@ -348,16 +348,15 @@ impl Setup {
         }
     }
 
-    /// The first `steps` batches; a longer list starts with the same batches.
-    pub fn batches(&self, steps: usize) -> Vec<Vec<usize>> {
+    /// The batches, epoch by epoch: a longer run starts with the same batches.
+    pub fn batches(&self) -> Box<dyn BatchSource> {
         match self.free {
-            Some(_) => vec![vec![0]; steps],
-            None => data::batches(
+            Some(_) => Box::new(vec![vec![0]]),
+            None => Box::new(Epochs::new(
                 &self.train_rows,
                 self.batch_size,
-                steps,
-                &mut Rng::new(self.seed.wrapping_add(1)),
-            ),
+                self.seed.wrapping_add(1),
+            )),
         }
     }
 
@@ -466,7 +465,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     if args.eval_every == Some(0) {
         return Err("--eval-every must be at least 1".into());
     }
-    let batches = setup.batches(steps);
+    let batches = setup.batches();
     let mut params = setup.init_params()?;
     setup.check_capabilities(recipe, &params)?;
     let model = setup.model();
@@ -517,7 +516,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         recipe,
         model,
         data,
-        batches: &batches,
+        batches: batches.as_ref(),
         curriculum: sampler.as_ref(),
         accumulate: 1,
         steps,

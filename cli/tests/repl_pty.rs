@@ -1,6 +1,6 @@
 //! The REPL driven through a pseudo-terminal, as a person types: completion, multi-line
-//! definitions, redefinition, a bad line that leaves the session running, Ctrl-C, a `:run`
-//! and Ctrl-D. The helper answers the line editor's cursor-position queries as a terminal
+//! definitions, redefinition, a bad line that leaves the session running, Ctrl-C (on a
+//! line and during training), a `:run` and Ctrl-D. The helper answers the line editor's cursor-position queries as a terminal
 //! would.
 
 use expectrl::process::NonBlocking;
@@ -155,6 +155,13 @@ fn a_typed_session_defines_completes_redefines_and_runs() {
     p.line(":run 30");
     p.wait_for("r: step 30, loss");
     p.wait_for("test accuracy");
+    // Ctrl-C during a long run stops the training, not the REPL; it goes on from there.
+    p.line(":run 100000000");
+    p.wait_for("/100000000");
+    p.send("\x03");
+    p.wait_for("interrupted at step");
+    p.line(":step 2");
+    p.wait_for("r#2: step");
     // Ctrl-D leaves with status 0.
     p.send("\x04");
     let deadline = Instant::now() + Duration::from_secs(30);

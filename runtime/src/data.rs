@@ -3,6 +3,8 @@
 //! f32, a zero std taken as 1: ../shared/conformance/FORMAT-TRAIN.md §2). A malformed file
 //! is an error naming the path, line and column.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::path::Path;
 
 /// A data set: `x` is `rows × features`, row-major; `y` the targets.
@@ -209,6 +211,79 @@ pub fn split(rows: usize, test_fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec
 
 /// `count` micro-batches of `size` rows: consecutive chunks of seeded epoch permutations
 /// of `rows`, the short remainder of each epoch dropped (as PyTorch's `drop_last`).
+/// A run's micro-batches by index: a fixed list (cycled) or seeded epochs.
+pub trait BatchSource {
+    /// The rows of micro-batch `m`.
+    fn batch(&self, m: usize) -> Cow<'_, [usize]>;
+    fn is_empty(&self) -> bool;
+}
+
+impl BatchSource for Vec<Vec<usize>> {
+    fn batch(&self, m: usize) -> Cow<'_, [usize]> {
+        Cow::Borrowed(&self[m % self.len()])
+    }
+
+    fn is_empty(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// The batches `batches` returns, made one epoch at a time as the run reaches them, so a
+/// run of any length holds one permutation of the rows, not every batch.
+pub struct Epochs {
+    rows: Vec<usize>,
+    size: usize,
+    seed: u64,
+    /// The epoch held, its permutation, and the stream after drawing it.
+    current: RefCell<(usize, Vec<usize>, Rng)>,
+}
+
+impl Epochs {
+    /// Batches of `size` rows; each epoch a fresh permutation drawn from `Rng::new(seed)`.
+    pub fn new(rows: &[usize], size: usize, seed: u64) -> Epochs {
+        let size = size.clamp(1, rows.len().max(1));
+        let mut rng = Rng::new(seed);
+        let perm = rng.permutation(rows.len());
+        Epochs {
+            rows: rows.to_vec(),
+            size,
+            seed,
+            current: RefCell::new((0, perm, rng)),
+        }
+    }
+}
+
+impl BatchSource for Epochs {
+    fn batch(&self, m: usize) -> Cow<'_, [usize]> {
+        let per_epoch = (self.rows.len() / self.size).max(1);
+        let (epoch, j) = (m / per_epoch, m % per_epoch);
+        let mut cur = self.current.borrow_mut();
+        if epoch < cur.0 {
+            // Going back (a resumed run): replay the stream from the start.
+            let mut rng = Rng::new(self.seed);
+            let perm = rng.permutation(self.rows.len());
+            *cur = (0, perm, rng);
+        }
+        while cur.0 < epoch {
+            let perm = cur.2.permutation(self.rows.len());
+            cur.0 += 1;
+            cur.1 = perm;
+        }
+        Cow::Owned(
+            cur.1
+                .get(j * self.size..(j + 1) * self.size)
+                .unwrap_or(&[])
+                .iter()
+                .map(|&i| self.rows[i])
+                .collect(),
+        )
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
 pub fn batches(rows: &[usize], size: usize, count: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
     let size = size.clamp(1, rows.len().max(1));
     let mut out = Vec::with_capacity(count);
@@ -226,6 +301,18 @@ pub fn batches(rows: &[usize], size: usize, count: usize, rng: &mut Rng) -> Vec<
 
 #[cfg(test)]
 mod tests {
+    use super::{BatchSource, Epochs, Rng};
+
+    #[test]
+    fn epochs_give_the_batches_of_the_precomputed_list_in_any_order() {
+        let rows: Vec<usize> = (100..203).collect();
+        let list = super::batches(&rows, 10, 95, &mut Rng::new(7));
+        let epochs = Epochs::new(&rows, 10, 7);
+        for m in (0..95).chain([3, 50, 0, 94]) {
+            assert_eq!(epochs.batch(m).as_ref(), list[m].as_slice(), "batch {m}");
+        }
+        assert!(!BatchSource::is_empty(&epochs));
+    }
 
     #[test]
     fn label_noise_flips_the_stated_share_to_other_classes_only() {

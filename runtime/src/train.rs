@@ -5,7 +5,7 @@
 //! learning rate and momentum of every group at every step.
 
 use crate::curriculum::{Sampler, StepStats};
-use crate::data::Dataset;
+use crate::data::{BatchSource, Dataset};
 use crate::model::Model;
 use anneal_compiler::backends::{Backend, Choice, Stepper};
 use anneal_compiler::interp::{eval_sched, Oracle, Snapshot, StateValue};
@@ -51,8 +51,8 @@ pub struct Run<'a> {
     pub recipe: &'a Recipe,
     pub model: &'a dyn Model,
     pub data: &'a Dataset,
-    /// Micro-batch m uses `batches[m % len]`, unless a curriculum draws them.
-    pub batches: &'a [Vec<usize>],
+    /// Micro-batch m uses `batches.batch(m)`, unless a curriculum draws them.
+    pub batches: &'a dyn BatchSource,
     /// The recipe's curriculum over the training rows, when it has one.
     pub curriculum: Option<&'a RefCell<Sampler>>,
     pub accumulate: usize,
@@ -264,7 +264,7 @@ pub fn train_with_progress(
                     trace.curriculum.push(stats);
                     Cow::Owned(rows)
                 }
-                None => Cow::Borrowed(&run.batches[m % run.batches.len()]),
+                None => run.batches.batch(m),
             };
             m += 1;
             let (x, y) = run.data.gather(&rows);

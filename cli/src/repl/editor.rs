@@ -243,7 +243,7 @@ pub fn interactive(session: &mut Session) -> ExitCode {
     let mut prompt = AnnealPrompt { compile_ms: None };
     loop {
         match editor.read_line(&prompt) {
-            Ok(Signal::Success(line)) => match session.eval(&line) {
+            Ok(Signal::Success(line)) => match guarded(session, &line) {
                 Ok(reply) => {
                     if !reply.text.is_empty() {
                         println!("{}", reply.text);
@@ -268,6 +268,20 @@ pub fn interactive(session: &mut Session) -> ExitCode {
             }
         }
     }
+}
+
+/// `session.eval`, with a panic (a defect of anneal, never of the input) reported as an
+/// error instead of ending the session.
+fn guarded(session: &mut Session, line: &str) -> Result<super::session::Reply, String> {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.eval(line)));
+    result.unwrap_or_else(|_| {
+        session.eval(":reset").ok();
+        Err(
+            "internal error while running that entry (a defect in anneal: please report \
+             it with the entry); weights and runs were reset, definitions kept"
+                .into(),
+        )
+    })
 }
 
 /// A one-line message gets an `error:` prefix; rendered diagnostics already say what

@@ -11,8 +11,22 @@ pub use session::Session;
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 pub fn repl(file: Option<&Path>) -> ExitCode {
+    // While the line editor reads, Ctrl-C is a key; while a command runs it is a signal:
+    // during training it stops the training at the next step, otherwise it ends the
+    // program as usual.
+    let handler = ctrlc::set_handler(|| {
+        if session::TRAINING.load(Ordering::SeqCst) {
+            session::INTERRUPTED.store(true, Ordering::SeqCst);
+        } else {
+            std::process::exit(130);
+        }
+    });
+    if let Err(e) = handler {
+        eprintln!("note: Ctrl-C will end the REPL even during training ({e})");
+    }
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let mut session = Session::new();
     session.color = interactive && std::io::stderr().is_terminal();

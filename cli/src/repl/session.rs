@@ -18,7 +18,13 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// Set while `:step` or `:run` trains: Ctrl-C then stops the training, not the REPL.
+pub static TRAINING: AtomicBool = AtomicBool::new(false);
+/// Set by Ctrl-C during training; the next step boundary stops there.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// The commands, for `:help` and completion: (name, arguments, what it does).
 pub const COMMANDS: &[(&str, &str, &str)] = &[
@@ -507,13 +513,13 @@ impl Session {
         };
         let backend = backend.to_compiler();
         let total = tr.step + n;
-        let batches = tr.setup.batches(total);
+        let batches = tr.setup.batches();
         let run = Run {
             program: &c.program,
             recipe: &recipe,
             model: tr.setup.model(),
             data: &tr.setup.data,
-            batches: &batches,
+            batches: batches.as_ref(),
             curriculum: tr.sampler.as_ref(),
             accumulate: 1,
             steps: total,
@@ -534,6 +540,8 @@ impl Session {
         });
         let first = tr.step;
         let mut snapshot = None;
+        // Where Ctrl-C stopped the run: the step reached, what it recorded, its state.
+        let mut stopped: Option<(usize, anneal_runtime::train::Trace)> = None;
         let mut on_step = |t: usize,
                            trace: &anneal_runtime::train::Trace,
                            _: &[Vec<f32>],
@@ -546,9 +554,15 @@ impl Session {
             }
             if t + 1 == total {
                 snapshot = Some(stepper.snapshot());
+            } else if INTERRUPTED.swap(false, Ordering::SeqCst) {
+                snapshot = Some(stepper.snapshot());
+                stopped = Some((t + 1, trace.clone()));
+                return Err("interrupted".to_string());
             }
             Ok(())
         };
+        INTERRUPTED.store(false, Ordering::SeqCst);
+        TRAINING.store(true, Ordering::SeqCst);
         let started = Instant::now();
         let result = train_with_progress(
             &run,
@@ -558,19 +572,23 @@ impl Session {
             resume,
             &mut on_step,
         );
+        TRAINING.store(false, Ordering::SeqCst);
         let seconds = started.elapsed().as_secs_f64();
         if let Some(b) = &progress {
             b.finish_and_clear();
         }
-        let trace = match result {
-            Ok(t) => t,
-            Err(e) => {
+        let (trace, reached) = match (result, stopped) {
+            (Ok(t), _) => (t, total),
+            // Ctrl-C: training stands at the last finished step and can go on from there.
+            (Err(_), Some((reached, t))) => (t, reached),
+            (Err(e), None) => {
                 // The weights may have moved part of the way: do not go on from them.
                 *training = None;
                 return Err(format!("{e} (training state reset)"));
             }
         };
-        tr.step = total;
+        let n = reached - first;
+        tr.step = reached;
         tr.snapshot = snapshot;
         let (acc, mse) = tr.setup.test_quality(&tr.params);
         let rec = &mut runs[tr.record];
@@ -606,9 +624,15 @@ impl Session {
             }
         }
         let last = trace.loss.last().copied().unwrap_or(f32::NAN);
+        if reached < total {
+            let _ = writeln!(
+                out,
+                "interrupted at step {reached} of {total}; `:step N` goes on from here"
+            );
+        }
         let _ = write!(
             out,
-            "{}: step {total}, loss {last:.4}{quality} ({n} step{} in {:.3} s, {:.0} steps/s, {name}){fallback}",
+            "{}: step {reached}, loss {last:.4}{quality} ({n} step{} in {:.3} s, {:.0} steps/s, {name}){fallback}",
             rec.label,
             if n == 1 { "" } else { "s" },
             seconds,
