@@ -324,4 +324,28 @@ mod tests {
         let got: Vec<&str> = r.suggestions().iter().map(|s| s.value.as_str()).collect();
         assert_eq!(got, [":run", ":runs"]);
     }
+
+    #[test]
+    fn highlighting_colors_keywords_names_numbers_strings_and_comments() {
+        let h = Colors(Arc::new(Mutex::new(vec!["adamw".into()])));
+        let styled = h.highlight("recipe r { update = adamw(lr: 1e-3) } // done", 0);
+        let style_of = |text: &str| {
+            styled
+                .buffer
+                .iter()
+                .find(|(_, t)| t == text)
+                .map(|(s, _)| *s)
+        };
+        assert_eq!(
+            style_of("recipe"),
+            Some(Style::new().fg(Color::Magenta).bold())
+        );
+        assert_eq!(style_of("adamw"), Some(Style::new().fg(Color::Blue)));
+        assert_eq!(style_of("1e-3"), Some(Style::new().fg(Color::Yellow)));
+        assert_eq!(style_of("// done"), Some(Style::new().fg(Color::DarkGray)));
+        assert_eq!(style_of("r"), Some(Style::new()));
+        // The pieces put back together are the line.
+        let text: String = styled.buffer.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(text, "recipe r { update = adamw(lr: 1e-3) } // done");
+    }
 }
