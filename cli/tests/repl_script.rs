@@ -223,3 +223,25 @@ fn redefining_an_optimizer_restarts_training_with_the_new_rule() {
     assert_ne!(mins[0], -1.2, "{text}");
     assert_eq!((mins[1], maxs[1]), (-1.2, 1.0), "{text}");
 }
+
+#[test]
+fn show_names_state_by_the_stage_as_written() {
+    // One AdamW step at Rosenbrock's start (-1.2, 1): the gradient there is
+    // (-2(1 - x) - 400x(y - x²), 200(y - x²)) = (-215.6, -88), so the first moment is
+    // (1 - β1)·g = (-21.56, -8.8) and the second (1 - β2)·g² = (46.4834, 7.744).
+    let o = repl(
+        &[],
+        "import std.torch.{AdamW}\nrecipe b { update = AdamW(lr: 1e-3) }\n\
+         :model rosenbrock\n:step 1\n:show AdamW.m\n:show v\n",
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.contains("AdamW.m[xy]  shape [2]  min -21.5600  max -8.8000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("AdamW.v[xy]  shape [2]  min 7.7440  max 46.4834"),
+        "{text}"
+    );
+}

@@ -12,7 +12,7 @@ pub use train::{INTERRUPTED, TRAINING};
 
 use crate::run::{RunArgs, Setup};
 use crate::Backend;
-use anneal_compiler::ir::Recipe;
+use anneal_compiler::ir::{self, Recipe};
 use anneal_compiler::source::Sources;
 use anneal_compiler::{compile, diagnostic, syntax, Compilation};
 use std::fmt::Write as _;
@@ -35,7 +35,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     (":step", "[N]", "N more steps (default 1) from where training stands"),
     (":run", "[N]", "a fresh run of N steps (default: the recipe's `steps`), kept for comparison"),
     (":runs", "", "the runs so far: steps, final loss, test accuracy"),
-    (":show", "NAME", "a parameter, a state buffer (`exp_avg` or `AdamW.exp_avg`) or a schedule"),
+    (":show", "NAME", "a parameter, a state buffer (`v` or `AdamW.v`) or a schedule"),
     (":explain", "", "the fused step's passes and bytes per parameter"),
     (":backend", "NAME", "who runs the step: auto, interp, cranelift or llvm"),
     (":plot", "loss|lr|gradnorm [FILE]", "a PNG of every run's curve, and a sparkline here"),
@@ -375,22 +375,10 @@ impl Session {
     /// says which back end and what it cost.
     fn codegen(&self, c: &Compilation, recipe: &Recipe) -> (String, f64) {
         use anneal_compiler::backends::{self, Backend as B};
-        // The names as written (`AdamW`), not the definitions they elaborate to (`Adam`).
         let chain: Vec<&str> = recipe
             .stages
             .iter()
-            .map(|s| {
-                let written = c
-                    .sources
-                    .text(s.span.file)
-                    .get(s.span.range())
-                    .and_then(|t| {
-                        t.split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
-                            .next()
-                    })
-                    .filter(|n| !n.is_empty());
-                written.unwrap_or(c.program.defs[s.def].name.as_str())
-            })
+            .map(|s| written_name(c, recipe, s))
             .collect();
         let chain = if chain.is_empty() {
             String::new()
@@ -603,6 +591,31 @@ fn split_items(text: &str, ast: &anneal_compiler::ast::Ast) -> Vec<Item> {
         from = end;
     }
     out
+}
+
+/// A stage's name as the recipe wrote it (`AdamW`) rather than the definition it
+/// elaborates to (`Adam`), when that call made this one stage; the definition's name for
+/// the stages of a chain (optax's `sgd` is `trace` then `scale`).
+fn written_name<'c>(c: &'c Compilation, recipe: &Recipe, stage: &ir::StageInst) -> &'c str {
+    let def = c.program.defs[stage.def].name.as_str();
+    if recipe
+        .stages
+        .iter()
+        .filter(|s| s.span == stage.span)
+        .count()
+        != 1
+    {
+        return def;
+    }
+    c.sources
+        .text(stage.span.file)
+        .get(stage.span.range())
+        .and_then(|t| {
+            t.split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
+                .next()
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or(def)
 }
 
 fn join(items: &[Item]) -> String {

@@ -2,7 +2,7 @@
 //! and `:plot` (every run's curve as a PNG, and a sparkline in the terminal).
 
 use super::train::{Record, Training};
-use super::Session;
+use super::{written_name, Session};
 use anneal_compiler::diagnostic;
 use anneal_compiler::interp::{Interpreter, StateValue};
 use anneal_compiler::ir::{self, Recipe};
@@ -85,17 +85,17 @@ impl Session {
             let ir::DefBody::Stage(body) = &def.body else {
                 return None;
             };
-            let fits = stage.is_none_or(|st| st == def.name)
+            let fits = stage.is_none_or(|st| st == def.name || st == written_name(c, recipe, s))
                 && body.states.iter().any(|d| d.name == state);
-            fits.then_some(def.name.as_str())
+            fits.then_some((def.name.as_str(), written_name(c, recipe, s)))
         });
-        let Some(def_name) = found else {
+        let Some((def_name, written)) = found else {
             return Ok(None);
         };
         let mut interp =
             Interpreter::with_shapes(&c.program, recipe, &t.names, &t.shapes, &t.params)?;
         interp.restore(snapshot.clone())?;
-        let label = format!("{def_name}.{state}");
+        let label = format!("{written}.{state}");
         Ok(interp.state(def_name, state).map(|v| match v {
             StateValue::Scalar(x) => format!("{label} = {}", num(*x)),
             StateValue::Element(ts) => ts
@@ -191,7 +191,7 @@ fn state_names(c: &Compilation, recipe: &Recipe) -> Vec<String> {
                 ir::DefBody::Stage(b) => Some(
                     b.states
                         .iter()
-                        .map(|st| format!("{}.{}", def.name, st.name))
+                        .map(|st| format!("{}.{}", written_name(c, recipe, s), st.name))
                         .collect::<Vec<_>>(),
                 ),
                 _ => None,
