@@ -131,6 +131,8 @@ pub fn step(
                 &flat_grad,
                 gtd,
                 cfg.tolerance_change,
+                // The loop stops once `current_evals >= max_eval`, so at least 1 is left.
+                cfg.max_eval.saturating_sub(current_evals),
             )?;
             loss = l;
             flat_grad = g;
@@ -202,8 +204,10 @@ struct Point {
     gtd: f32,
 }
 
-/// Line search for the strong Wolfe conditions (c1 = 1e-4, c2 = 0.9, at most 25
-/// evaluations), as PyTorch's `_strong_wolfe`. Returns (loss, gradient, step, evaluations).
+/// Line search for the strong Wolfe conditions (c1 = 1e-4, c2 = 0.9), as PyTorch's
+/// `_strong_wolfe`, with at most `max_ls` iterations: `LBFGS.step` passes what is left of
+/// its evaluation budget (`max_eval - current_evals`), not the function's default of 25.
+/// Returns (loss, gradient, step, evaluations).
 #[allow(clippy::too_many_arguments)]
 fn strong_wolfe(
     f: &mut dyn Objective,
@@ -214,10 +218,10 @@ fn strong_wolfe(
     g0: &[f32],
     gtd0: f32,
     tolerance_change: f32,
+    max_ls: usize,
 ) -> Result<(f64, Vec<f32>, f32, usize), String> {
     const C1: f32 = 1e-4;
     const C2: f32 = 0.9;
-    const MAX_LS: usize = 25;
     let d_norm = abs_max(d);
     let mut eval = |t: f32| f.eval(&axpy(x, t, d)).map(|(l, g)| (f64::from(l), g));
     // The Armijo bound is a f32 tensor in PyTorch: the loss joins it in f32.
@@ -234,7 +238,7 @@ fn strong_wolfe(
     let mut done = false;
     let mut ls_iter = 0;
     let mut bracket: Vec<Point> = Vec::new();
-    while ls_iter < MAX_LS {
+    while ls_iter < max_ls {
         let cur = Point {
             t,
             f: f_new,
@@ -274,7 +278,7 @@ fn strong_wolfe(
         gtd_new = dot(&g_new, d);
         ls_iter += 1;
     }
-    if ls_iter == MAX_LS {
+    if ls_iter == max_ls {
         bracket = vec![
             Point {
                 t: 0.0,
@@ -300,7 +304,7 @@ fn strong_wolfe(
         }
     };
     let (mut low, mut high) = order(&bracket);
-    while !done && ls_iter < MAX_LS && bracket.len() == 2 {
+    while !done && ls_iter < max_ls && bracket.len() == 2 {
         if (bracket[1].t - bracket[0].t).abs() * d_norm < tolerance_change {
             break;
         }
