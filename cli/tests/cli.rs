@@ -672,3 +672,42 @@ fn a_curriculum_run_stopped_and_resumed_ends_bit_identical() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[test]
+fn sgdr_cycles_restart_at_their_lengths_and_one_item_lists_serve_every_cycle() {
+    // Cycles of 2 and 4 counts, no warmup, peak 1, end 0: within a cycle of length L the
+    // value is ½(1 + cos(π·t/L)) at its own count t; the last cycle then holds 0.
+    let p = temp(
+        "sgdr.anneal",
+        "import std.optax.{sgdr_schedule}\nrecipe r {\n  schedule lr = sgdr_schedule(init_value: [0], \
+         peak_value: [1], warmup_steps: [0], decay_steps: [2, 4])\n}\n",
+    );
+    let v = json_output(&anneal(&[
+        "schedule",
+        p.to_str().unwrap(),
+        "--steps",
+        "8",
+        "--json",
+    ]));
+    let got: Vec<f64> = v["schedules"]["lr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let half_cos = |t: f64, l: f64| 0.5 * (1.0 + (std::f64::consts::PI * t / l).cos());
+    let want = [
+        half_cos(0.0, 2.0),
+        half_cos(1.0, 2.0),
+        half_cos(0.0, 4.0),
+        half_cos(1.0, 4.0),
+        half_cos(2.0, 4.0),
+        half_cos(3.0, 4.0),
+        0.0,
+        0.0,
+    ];
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
+    }
+}

@@ -428,6 +428,14 @@ pub enum ListOp {
     Join,
     /// `len(xs)`
     Len,
+    /// `nth(xs, i)`: xs[i] (0-based), the last item past the end and the first before
+    /// the start, so a one-item list serves every index.
+    Nth,
+    /// `sum_first(xs, k)`: the sum of the first k items (k clamped to 0..=len).
+    SumFirst,
+    /// `count_cum_le(xs, x)`: how many of the running sums xs[0], xs[0] + xs[1], ... are
+    /// <= x (the number of whole cycles of lengths xs completed by x).
+    CountCumLe,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -23,11 +23,14 @@ const REDUCTIONS: [(&str, ReduceOp); 6] = [
     ("all_finite", ReduceOp::AllFinite),
 ];
 
-const LIST_OPS: [(&str, ListOp, usize); 4] = [
+const LIST_OPS: [(&str, ListOp, usize); 7] = [
     ("count_le", ListOp::CountLe, 2),
     ("prod_le", ListOp::ProdLe, 2),
     ("join", ListOp::Join, 3),
     ("len", ListOp::Len, 1),
+    ("nth", ListOp::Nth, 2),
+    ("sum_first", ListOp::SumFirst, 2),
+    ("count_cum_le", ListOp::CountCumLe, 2),
 ];
 
 /// Where a name in a body came from, for reads and assignments.
@@ -1403,6 +1406,10 @@ impl BodyCx<'_> {
         let first_ok: fn(&TypeExpr) -> bool = match op {
             ListOp::ProdLe => |t| matches!(t, TypeExpr::Map(..)),
             ListOp::Join => |t| *t == TypeExpr::List(ScalarType::Schedule),
+            // Items are read as numbers: a list of schedules has no number to give.
+            ListOp::Nth | ListOp::SumFirst | ListOp::CountCumLe => {
+                |t| matches!(t, TypeExpr::List(ScalarType::Real | ScalarType::Int))
+            }
             _ => |t| matches!(t, TypeExpr::List(_)),
         };
         let Some(pi) = list_param(self, &args[0].value, first_ok) else {
@@ -1445,10 +1452,13 @@ impl BodyCx<'_> {
                 rest.push(self.expr(&a.value));
             }
         }
-        let kind = if matches!(op, ListOp::CountLe | ListOp::Len) {
-            ValueKind::Int
-        } else {
-            ValueKind::Real
+        // An item (or a sum of items) of an `[int]` list is an int, like the list.
+        let int_items =
+            self.params().get(pi).map(|p| &p.ty) == Some(&TypeExpr::List(ScalarType::Int));
+        let kind = match op {
+            ListOp::CountLe | ListOp::Len | ListOp::CountCumLe => ValueKind::Int,
+            ListOp::Nth | ListOp::SumFirst if int_items => ValueKind::Int,
+            _ => ValueKind::Real,
         };
         self.body.push(
             Expr::List(op, pi, rest),
@@ -1503,6 +1513,9 @@ fn builtin_usage(name: &str) -> String {
         "prod_le" => "`prod_le(boundaries_and_scales, count)`: product of the scales whose boundary is <= count".into(),
         "join" => "`join(schedules, boundaries, count)`".into(),
         "len" => "`len(xs)`".into(),
+        "nth" => "`nth(xs, i)`: the item at index i (0-based; the last past the end)".into(),
+        "sum_first" => "`sum_first(xs, k)`: the sum of the first k items".into(),
+        "count_cum_le" => "`count_cum_le(lengths, count)`: how many running sums of lengths are <= count".into(),
         "at" => "`at(schedule, x)`: the schedule's value at count x, e.g. `at(cosine_decay_schedule(...), count - 10)`".into(),
         _ => format!("`{name}(x)`"),
     }

@@ -244,6 +244,33 @@ impl SchedCx<'_> {
         let arg = self.arg(i)?;
         match op {
             ListOp::Len => Ok(hyper_list(arg, self.group)?.len() as f64),
+            ListOp::Nth | ListOp::SumFirst | ListOp::CountCumLe => {
+                let x = self.eval(rest[0])?;
+                let items = hyper_list(arg, self.group)?
+                    .iter()
+                    .map(|it| hyper_scalar(self.env, it, self.count, self.group))
+                    .collect::<Result<Vec<f64>, _>>()?;
+                Ok(match op {
+                    ListOp::Nth => {
+                        let last = items.len().checked_sub(1).ok_or("nth of an empty list")?;
+                        // NaN and negative indices take the first item.
+                        items[(x.max(0.0) as usize).min(last)]
+                    }
+                    ListOp::SumFirst => items.iter().take(x.max(0.0) as usize).sum(),
+                    _ => {
+                        let mut total = 0.0;
+                        let mut n = 0.0;
+                        for it in &items {
+                            total += it;
+                            if total > x {
+                                break;
+                            }
+                            n += 1.0;
+                        }
+                        n
+                    }
+                })
+            }
             ListOp::CountLe => {
                 let x = self.eval(rest[0])?;
                 let items = hyper_list(arg, self.group)?;

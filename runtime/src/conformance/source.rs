@@ -145,7 +145,10 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
                 }
                 torch_scheduler(&sched, &base)?
             } else {
-                let (name, args) = fn_and_args(sched)?;
+                let (name, mut args) = fn_and_args(sched)?;
+                if name == "sgdr_schedule" {
+                    args = sgdr_args(&args)?;
+                }
                 call_text(&name, &args)?
             };
             body.push_str(&format!("  schedule lr = {text}\n"));
@@ -199,6 +202,46 @@ fn optax_stage(entry: &Map<String, Value>) -> Result<Vec<String>, String> {
         }
         _ => Ok(vec![call_text(&name, &args)?]),
     }
+}
+
+/// optax's `sgdr_schedule(cosine_kwargs=[{...}, ...])` (a dict per cycle) as anneal's
+/// keyword-per-list form: `init_value: [..], peak_value: [..], ...`, an entry per cycle.
+/// A cycle without `end_value` or `exponent` takes warmup_cosine_decay_schedule's default.
+fn sgdr_args(args: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+    let cycles = args
+        .get("cosine_kwargs")
+        .and_then(Value::as_array)
+        .ok_or("sgdr_schedule needs `cosine_kwargs`, a list of keyword objects")?;
+    let mut keys: Vec<&String> = Vec::new();
+    for c in cycles {
+        let c = c
+            .as_object()
+            .ok_or("each `cosine_kwargs` entry must be an object")?;
+        for k in c.keys() {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    let mut out = Map::new();
+    for k in keys {
+        let default = match k.as_str() {
+            "end_value" => Some(Value::from(0.0)),
+            "exponent" => Some(Value::from(1.0)),
+            _ => None,
+        };
+        let column = cycles
+            .iter()
+            .map(|c| {
+                c.get(k)
+                    .cloned()
+                    .or_else(|| default.clone())
+                    .ok_or_else(|| format!("sgdr_schedule: a cycle has no `{k}`"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.insert(k.clone(), Value::Array(column));
+    }
+    Ok(out)
 }
 
 fn fn_and_args(entry: &Map<String, Value>) -> Result<(String, Map<String, Value>), String> {
