@@ -89,6 +89,9 @@ pub enum ScalarType {
     Schedule,
     /// A string chosen from a fixed set (`mode: str in {"cos", "linear"}`).
     Str,
+    /// A chain of transforms and optimizers (`adv_optimizer: normalize() |> sgd(...)`),
+    /// for builtin wrappers that run chains of their own (`sam`).
+    Chain,
 }
 
 impl ScalarType {
@@ -99,6 +102,7 @@ impl ScalarType {
             ScalarType::Bool => "bool",
             ScalarType::Schedule => "schedule",
             ScalarType::Str => "str",
+            ScalarType::Chain => "chain",
         }
     }
 }

@@ -168,6 +168,7 @@ fn sample(prm: &HyperParam) -> String {
         TypeExpr::Scalar(crate::ast::ScalarType::Int) => pick(10.0, true),
         TypeExpr::Scalar(crate::ast::ScalarType::Bool) => "false".into(),
         TypeExpr::Scalar(crate::ast::ScalarType::Schedule) => "0.001".into(),
+        TypeExpr::Scalar(crate::ast::ScalarType::Chain) => "sgd(learning_rate: 0.1)".into(),
         TypeExpr::Scalar(_) => pick(0.1, false),
         TypeExpr::List(crate::ast::ScalarType::Schedule) => "[0.1, 0.01]".into(),
         TypeExpr::List(crate::ast::ScalarType::Int) => "[10]".into(),
@@ -190,9 +191,20 @@ fn example(d: &Def) -> String {
     } else {
         format!("update = {call}")
     };
+    // A chain argument's sample stage is Optax's sgd.
+    let chain = TypeExpr::Scalar(crate::ast::ScalarType::Chain);
+    let names = if d
+        .params
+        .iter()
+        .any(|p| p.default.is_none() && p.ty == chain)
+    {
+        format!("{}, sgd", d.name)
+    } else {
+        d.name.clone()
+    };
     format!(
-        "import {}.{{{}}}\n\nrecipe example {{\n  steps 100\n  {item}\n}}\n",
-        d.module, d.name
+        "import {}.{{{names}}}\n\nrecipe example {{\n  steps 100\n  {item}\n}}\n",
+        d.module
     )
 }
 

@@ -118,10 +118,14 @@ pub enum DefBody {
 }
 
 /// The builtin optimizers, by name, with what they need from the model.
-pub const BUILTINS: &[(&str, Capability)] = &[("lbfgs", Capability::LossClosure)];
+pub const BUILTINS: &[(&str, &[Capability])] = &[
+    ("lbfgs", &[Capability::LossClosure]),
+    // Optax's transparent-mode SAM: runs two chains of its own (their needs count too).
+    ("sam", &[]),
+];
 
 /// One call in a chain definition; `args` has one entry per parameter of `def`, in order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChainCall {
     pub def: DefId,
     pub args: Vec<HyperExpr>,
@@ -145,6 +149,8 @@ pub enum HyperExpr {
     Map(Vec<(HyperExpr, HyperExpr)>),
     /// A per-group value, one entry per recipe group in group order.
     PerGroup(Vec<HyperExpr>),
+    /// A chain argument: its calls, in order.
+    Chain(Vec<ChainCall>),
 }
 
 /// A hyperparameter's value after elaboration.
@@ -160,6 +166,8 @@ pub enum HyperValue {
     Map(Vec<(HyperValue, HyperValue)>),
     /// One value per parameter group of the recipe, in group order.
     PerGroup(Vec<HyperValue>),
+    /// A chain argument: its stages, flattened when the recipe is elaborated.
+    Chain(Vec<StageInst>),
 }
 
 impl HyperValue {
@@ -711,7 +719,7 @@ pub struct Group {
 
 /// One transform or optimizer of a recipe's chain, with its hyperparameter values (one per
 /// parameter of `def`, defaults filled in).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StageInst {
     pub def: DefId,
     pub args: Vec<HyperValue>,

@@ -271,6 +271,20 @@ pub fn value_text(p: &Program, v: &HyperValue) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        HyperValue::Chain(stages) => stages
+            .iter()
+            .map(|s| {
+                let def = &p.defs[s.def];
+                let args: Vec<String> = def
+                    .params
+                    .iter()
+                    .zip(&s.args)
+                    .map(|(prm, v)| format!("{}: {}", prm.name, value_text(p, v)))
+                    .collect();
+                format!("{}({})", def.name, args.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(" |> "),
     }
 }
 

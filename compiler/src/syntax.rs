@@ -397,7 +397,7 @@ impl Builder<'_> {
         let mut default = None;
         for q in p.into_inner() {
             match q.as_rule() {
-                Rule::ident => name = self.ident(q),
+                Rule::ident | Rule::label => name = self.ident(q),
                 Rule::ty => ty = self.ty(q),
                 Rule::constraint => constraint = q.into_inner().next().map(|c| self.constraint(c)),
                 Rule::expr => default = Some(self.expr(q)),
@@ -419,6 +419,7 @@ impl Builder<'_> {
             "bool" => ScalarType::Bool,
             "schedule" => ScalarType::Schedule,
             "str" => ScalarType::Str,
+            "chain" => ScalarType::Chain,
             _ => ScalarType::Real,
         };
         let Some(inner) = p.into_inner().next() else {

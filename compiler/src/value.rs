@@ -16,6 +16,22 @@ pub fn eval_hyper(e: &HyperExpr, params: &[HyperValue]) -> Result<HyperValue, St
             .ok_or_else(|| format!("parameter #{i} has no value"))?,
         HyperExpr::Unary(op, a) => unary(*op, eval_hyper(a, params)?)?,
         HyperExpr::Binary(op, a, b) => binary(*op, eval_hyper(a, params)?, eval_hyper(b, params)?)?,
+        HyperExpr::Chain(calls) => HyperValue::Chain(
+            calls
+                .iter()
+                .map(|c| {
+                    Ok(crate::ir::StageInst {
+                        def: c.def,
+                        args: c
+                            .args
+                            .iter()
+                            .map(|a| eval_hyper(a, params))
+                            .collect::<Result<Vec<_>, String>>()?,
+                        span: c.span,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?,
+        ),
         HyperExpr::Call(def, args) => {
             let args = args
                 .iter()

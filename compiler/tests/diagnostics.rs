@@ -192,3 +192,11 @@ case!(
     curriculum_phases_out_of_order,
     "recipe r {\n  curriculum after 100 {\n    sampling = uniform\n  }\n  curriculum after 50 {\n    sampling = uniform\n  }\n}\n"
 );
+case!(
+    chain_argument_is_not_a_call,
+    "import std.optax.*\nrecipe r {\n  update = sam(optimizer: 0.1, adv_optimizer: normalize() |> sgd(learning_rate: 0.05))\n}\n"
+);
+case!(
+    chain_argument_stage_after_an_optimizer,
+    "import std.torch.{SGD}\nimport std.optax.{sam, normalize, sgd}\nrecipe r {\n  update = sam(optimizer: SGD(lr: 0.1) |> normalize(), adv_optimizer: sgd(learning_rate: 0.05))\n}\n"
+);

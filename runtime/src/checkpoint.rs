@@ -78,7 +78,9 @@ fn layout(v: &StateValue) -> (String, Vec<usize>) {
 /// Writes `ck` to `path` atomically.
 pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), String> {
     if ck.snapshot.builtins.iter().any(Option::is_some) {
-        return Err("recipes with a builtin optimizer (LBFGS) cannot be checkpointed yet".into());
+        return Err(
+            "recipes with a builtin optimizer (LBFGS, sam) cannot be checkpointed yet".into(),
+        );
     }
     let header = Header {
         recipe_hash: format!("{:016x}", ck.recipe_hash),

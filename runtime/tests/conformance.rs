@@ -203,3 +203,21 @@ fn a_rosenbrock_case_with_the_wrong_shape_is_an_error_not_a_panic() {
     let err = run_case(&case, &lib).unwrap_err();
     assert!(err.contains("rosenbrock"), "{err}");
 }
+
+#[test]
+fn optax_sam_matches_optax_beyond_the_shared_case() {
+    // runtime/tests/golden: numbers made by optax itself (gen_optax_sam.py there) for other
+    // sync periods, reset_state=False, stateful inner chains and a clip inside a chain.
+    let lib = library();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let files = collect_cases(&[dir]).unwrap();
+    assert_eq!(files.len(), 4, "{files:?}");
+    for f in &files {
+        let case = load_case(f).unwrap();
+        for backend in [Backend::Interp, Backend::Cranelift, Backend::Llvm] {
+            if let Err(e) = run_case_on(&case, &lib, backend) {
+                panic!("{} on {}: {e}", case.name, backend.name());
+            }
+        }
+    }
+}

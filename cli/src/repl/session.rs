@@ -529,6 +529,7 @@ pub const KEYWORDS: &[&str] = &[
     "param",
     "grad",
     "count",
+    "chain",
 ];
 
 /// The standard library's definitions and modules, computed once.

@@ -25,6 +25,8 @@ pub(crate) enum HType {
     Map(Box<HType>, Box<HType>),
     /// A per-group value (`{decay: 0.1, no_decay: 0}`) of the inner type.
     Groups(Box<HType>),
+    /// A chain of stages (`normalize() |> sgd(learning_rate: 0.05)`).
+    Chain,
 }
 
 impl HType {
@@ -40,6 +42,7 @@ impl HType {
             HType::EmptyList => "[]".into(),
             HType::Map(k, v) => format!("{{{}: {}}}", k.name(), v.name()),
             HType::Groups(t) => format!("per-group {}", t.name()),
+            HType::Chain => "chain".into(),
         }
     }
 
@@ -50,6 +53,7 @@ impl HType {
             ScalarType::Bool => HType::Bool,
             ScalarType::Schedule => HType::Schedule,
             ScalarType::Str => HType::Str,
+            ScalarType::Chain => HType::Chain,
         }
     }
 
@@ -155,6 +159,7 @@ pub(crate) fn value_type(v: &HyperValue) -> HType {
             let t = items.first().map(value_type).unwrap_or(HType::Real);
             HType::Groups(Box::new(t))
         }
+        HyperValue::Chain(_) => HType::Chain,
     }
 }
 
@@ -718,6 +723,22 @@ pub(crate) fn check_call_args(
             continue;
         }
         given_at[pi] = Some(key.span);
+        if params[pi].ty == TypeExpr::Scalar(ScalarType::Chain) {
+            // A chain argument is stages, checked as an update chain is.
+            let stages: Vec<&ast::Expr> = match &a.value.kind {
+                ExprKind::Pipe(items) => items.iter().collect(),
+                _ => vec![&a.value],
+            };
+            let mut calls = Vec::new();
+            for s in stages {
+                match check_stage_call(cx, scope, names, s) {
+                    Some(c) => calls.push(c),
+                    None => ok = false,
+                }
+            }
+            slots[pi] = Some(HyperExpr::Chain(calls));
+            continue;
+        }
         let Some((h, t)) = check_hyper(cx, scope, names, &a.value) else {
             ok = false;
             continue;

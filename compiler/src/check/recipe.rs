@@ -285,13 +285,29 @@ pub(crate) fn check_recipe(
     }
     let applies_updates = !stages.iter().any(|s: &StageInst| writes_param(cx, s.def));
     let mut capabilities = Vec::new();
-    for s in &stages {
+    // The stages of chain arguments (sam's) ask the model too.
+    let mut all = stages.clone();
+    let mut i = 0;
+    while i < all.len() {
+        let nested: Vec<StageInst> = all[i]
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                HyperValue::Chain(inner) => Some(inner.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        all.extend(nested);
+        i += 1;
+    }
+    for s in &all {
         let needs = match &cx.program.defs[s.def].body {
             DefBody::Stage(b) => b.capabilities(),
             DefBody::Builtin(name) => ir::BUILTINS
                 .iter()
                 .filter(|(n, _)| n == name)
-                .map(|(_, c)| *c)
+                .flat_map(|(_, c)| c.iter().copied())
                 .collect(),
             _ => Vec::new(),
         };
@@ -647,7 +663,28 @@ fn expand(
             }
             out.push(StageInst { def, args, span });
         }
-        DefBody::Schedule(_) | DefBody::Builtin(_) => out.push(StageInst { def, args, span }),
+        DefBody::Builtin(_) => {
+            // A chain argument (sam's two chains) is flattened like the recipe's own chain.
+            let mut flat = Vec::with_capacity(args.len());
+            for a in args {
+                let HyperValue::Chain(calls) = a else {
+                    flat.push(a);
+                    continue;
+                };
+                let mut inner = Vec::new();
+                for c in calls {
+                    ok &= expand(cx, c.def, c.args, c.span, depth + 1, &mut inner);
+                }
+                ok &= check_stage_order(cx, &inner);
+                flat.push(HyperValue::Chain(inner));
+            }
+            out.push(StageInst {
+                def,
+                args: flat,
+                span,
+            });
+        }
+        DefBody::Schedule(_) => out.push(StageInst { def, args, span }),
     }
     ok
 }

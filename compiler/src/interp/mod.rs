@@ -17,6 +17,7 @@ use crate::math::{arith, builtin};
 use crate::value::eval_hyper;
 
 pub mod lbfgs;
+mod sam;
 mod view;
 pub use view::{Slice, TensorView};
 
@@ -402,7 +403,14 @@ pub struct Snapshot {
     pub states: Vec<Vec<StateValue>>,
     pub metrics: Vec<f64>,
     pub seed: u64,
-    pub builtins: Vec<Option<lbfgs::LbfgsState>>,
+    pub builtins: Vec<Option<BuiltinState>>,
+}
+
+/// The progress of a builtin stage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuiltinState {
+    Lbfgs(lbfgs::LbfgsState),
+    Sam(sam::SamState),
 }
 
 /// Runs a recipe's update step on host tensors: the reference every back end is tested
@@ -427,7 +435,10 @@ pub struct Interpreter<'p> {
     /// Seed of the `rademacher()` stream.
     pub seed: u64,
     /// Per stage: the state of a builtin optimizer.
-    builtins: Vec<Option<lbfgs::LbfgsState>>,
+    builtins: Vec<Option<BuiltinState>>,
+    /// The tensors' names and shapes, for the chains a builtin runs (sam's).
+    names: Vec<String>,
+    shapes: Vec<Vec<usize>>,
 }
 
 impl<'p> Interpreter<'p> {
@@ -476,11 +487,17 @@ impl<'p> Interpreter<'p> {
             metrics: Vec::new(),
             seed: 0,
             builtins: Vec::new(),
+            names: names.to_vec(),
+            shapes: shapes.to_vec(),
         };
         for si in 0..it.recipe.stages.len() {
-            if it.builtin_name(si).is_some() {
+            if let Some(name) = it.builtin_name(si) {
                 it.states.push(Vec::new());
-                it.builtins.push(Some(lbfgs::LbfgsState::default()));
+                let state = match name {
+                    "sam" => BuiltinState::Sam(it.sam_init(si, params)?),
+                    _ => BuiltinState::Lbfgs(lbfgs::LbfgsState::default()),
+                };
+                it.builtins.push(Some(state));
                 continue;
             }
             it.builtins.push(None);
@@ -576,13 +593,16 @@ impl<'p> Interpreter<'p> {
             }
         }
         let mut x: Vec<f32> = params.concat();
-        let mut state = self.builtins[si].take().unwrap_or_default();
+        let mut state = match self.builtins[si].take() {
+            Some(BuiltinState::Lbfgs(s)) => s,
+            _ => lbfgs::LbfgsState::default(),
+        };
         let mut closure = Closure {
             oracle,
             sizes: &self.sizes,
         };
         let result = lbfgs::step(&cfg, &mut state, &mut x, &mut closure);
-        self.builtins[si] = Some(state);
+        self.builtins[si] = Some(BuiltinState::Lbfgs(state));
         result?;
         let mut out = Vec::with_capacity(self.sizes.len());
         let mut at = 0;
@@ -644,8 +664,53 @@ impl<'p> Interpreter<'p> {
         &mut self,
         params: &mut [Vec<f32>],
         grads: &[Vec<f32>],
-        mut oracle: Option<&mut (dyn Oracle + '_)>,
+        oracle: Option<&mut (dyn Oracle + '_)>,
     ) -> Result<(), String> {
+        let Some((mut ps, grad)) = self.run_chain(params, grads, oracle)? else {
+            return Ok(());
+        };
+        if self.recipe.applies_updates {
+            for (p, g) in ps.iter_mut().zip(&grad) {
+                for (x, u) in p.iter_mut().zip(g) {
+                    *x += *u;
+                }
+            }
+        }
+        for (dst, src) in params.iter_mut().zip(ps) {
+            *dst = src;
+        }
+        Ok(())
+    }
+
+    /// The update one step computes at `params` (the states advance, the parameters stay):
+    /// the final `grad` of a chain that leaves applying it to the caller (Optax's), the
+    /// change the chain made to the parameters otherwise, zero when a stage skipped.
+    pub fn update_at(
+        &mut self,
+        params: &[Vec<f32>],
+        grads: &[Vec<f32>],
+        oracle: Option<&mut (dyn Oracle + '_)>,
+    ) -> Result<Vec<Vec<f32>>, String> {
+        Ok(match self.run_chain(params, grads, oracle)? {
+            None => params.iter().map(|p| vec![0.0; p.len()]).collect(),
+            Some((_, grad)) if self.recipe.applies_updates => grad,
+            Some((ps, _)) => ps
+                .iter()
+                .zip(params)
+                .map(|(new, old)| new.iter().zip(old).map(|(n, o)| n - o).collect())
+                .collect(),
+        })
+    }
+
+    /// Runs every stage once: the parameters as the stages left them and the final
+    /// `grad`; `None` when a stage skipped the step.
+    #[allow(clippy::type_complexity)]
+    fn run_chain(
+        &mut self,
+        params: &[Vec<f32>],
+        grads: &[Vec<f32>],
+        mut oracle: Option<&mut (dyn Oracle + '_)>,
+    ) -> Result<Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>, String> {
         if params.len() != self.sizes.len() || grads.len() != self.sizes.len() {
             return Err(format!("expected {} tensors", self.sizes.len()));
         }
@@ -659,11 +724,16 @@ impl<'p> Interpreter<'p> {
         let mut skipped = false;
         for si in 0..self.recipe.stages.len() {
             let count = self.runs[si] as f64;
-            if self.builtin_name(si).is_some() {
-                let o = oracle
-                    .as_mut()
-                    .ok_or("a builtin optimizer needs the model's loss closure")?;
-                ps = self.run_lbfgs(si, count, ps, &mut **o)?;
+            if let Some(name) = self.builtin_name(si) {
+                ps = if name == "sam" {
+                    let o = oracle.as_mut().map(|o| &mut **o as &mut dyn Oracle);
+                    self.run_sam(si, ps, &grad, o)?
+                } else {
+                    let o = oracle
+                        .as_mut()
+                        .ok_or("a builtin optimizer needs the model's loss closure")?;
+                    self.run_lbfgs(si, count, ps, &mut **o)?
+                };
                 self.runs[si] += 1;
                 continue;
             }
@@ -703,20 +773,7 @@ impl<'p> Interpreter<'p> {
         }
         self.count += 1;
         self.last_skipped = skipped;
-        if skipped {
-            return Ok(());
-        }
-        if self.recipe.applies_updates {
-            for (p, g) in ps.iter_mut().zip(&grad) {
-                for (x, u) in p.iter_mut().zip(g) {
-                    *x += *u;
-                }
-            }
-        }
-        for (dst, src) in params.iter_mut().zip(ps) {
-            *dst = src;
-        }
-        Ok(())
+        Ok((!skipped).then_some((ps, grad)))
     }
 
     /// Everything that changes from step to step, for checkpoints: restoring it into an

@@ -167,9 +167,11 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
 
 /// One optax `update` entry as stages. Wrappers become stages around their inner chain:
 /// `MultiSteps` before it (the inner chain runs on its boundary steps), `lookahead` after
-/// its fast chain.
+/// its fast chain; `contrib.sam` takes its two chains as arguments. `optax.contrib` names
+/// live in `std.optax`.
 fn optax_stage(entry: &Map<String, Value>) -> Result<Vec<String>, String> {
     let (name, mut args) = fn_and_args(entry)?;
+    let name = name.strip_prefix("contrib.").unwrap_or(&name).to_string();
     let inner = |key: &str| -> Result<Vec<String>, String> {
         let list = entry
             .get(key)
@@ -199,6 +201,13 @@ fn optax_stage(entry: &Map<String, Value>) -> Result<Vec<String>, String> {
             let mut out = inner("fast")?;
             out.push(call_text(&name, &args)?);
             Ok(out)
+        }
+        "sam" => {
+            for key in ["optimizer", "adv_optimizer"] {
+                let chain = inner(key)?.join(" |> ");
+                args.insert(key.into(), Value::String(format!("@{chain}")));
+            }
+            Ok(vec![call_text(&name, &args)?])
         }
         _ => Ok(vec![call_text(&name, &args)?]),
     }

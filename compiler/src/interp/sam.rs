@@ -1,0 +1,163 @@
+//! The builtin `sam`: Optax's `contrib.sam` in its default (transparent) mode (Foret et al.
+//! 2021, "Sharpness-Aware Minimization", as optax 0.2 writes it). It wraps two chains of
+//! its own — the adversarial chain (e.g. `normalize() |> sgd(learning_rate: rho)`) and the
+//! outer optimizer — and alternates between them over `sync_period` calls:
+//!
+//! - every call runs the adversarial chain at the parameters and the outer chain at the
+//!   cached outer parameters, on the gradient it was given;
+//! - a call that is not the last of its period moves the parameters *against* the
+//!   adversarial update (ascent, to the adversarial point); the outer chain's state does
+//!   not advance;
+//! - the last call of a period sets the parameters to cache + outer update (computed as
+//!   Optax does, p + ((cache − p) + u) in f32), keeps the outer chain's new state and
+//!   resets the adversarial chain's (or, without `reset_state`, keeps its state from before
+//!   the call);
+//! - the first call of a period caches the parameters it was given.
+//!
+//! The chains run on interpreters of their own over the same tensors; their progress lives
+//! in this stage's state as snapshots.
+
+use super::{BuiltinState, Interpreter, Oracle, Snapshot};
+use crate::ir::{DefBody, HyperValue, Recipe, StageInst};
+
+/// What persists between calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamState {
+    /// Calls since the last outer update (Optax's `steps_since_sync`).
+    pub since_sync: u64,
+    /// The outer parameters, cached at the first call of each period.
+    pub cache: Vec<Vec<f32>>,
+    pub adv: Snapshot,
+    pub outer: Snapshot,
+}
+
+/// The arguments of a `sam` stage.
+struct Args {
+    outer: Vec<StageInst>,
+    adv: Vec<StageInst>,
+    sync_period: u64,
+    reset_state: bool,
+}
+
+impl<'p> Interpreter<'p> {
+    fn sam_args(&self, si: usize) -> Result<Args, String> {
+        let def = &self.program.defs[self.recipe.stages[si].def];
+        let arg = |name: &str| -> Result<&HyperValue, String> {
+            def.params
+                .iter()
+                .position(|p| p.name == name)
+                .and_then(|i| self.recipe.stages[si].args.get(i))
+                .ok_or_else(|| format!("sam needs `{name}`"))
+        };
+        let chain = |name: &str| -> Result<Vec<StageInst>, String> {
+            match arg(name)? {
+                HyperValue::Chain(stages) if !stages.is_empty() => Ok(stages.clone()),
+                _ => Err(format!("sam's `{name}` must be a chain of stages")),
+            }
+        };
+        let sync_period = match arg("sync_period")? {
+            HyperValue::Int(n) if *n >= 1 => *n as u64,
+            other => {
+                return Err(format!(
+                    "sam's `sync_period` must be a whole number >= 1, not {other:?}"
+                ))
+            }
+        };
+        Ok(Args {
+            outer: chain("optimizer")?,
+            adv: chain("adv_optimizer")?,
+            sync_period,
+            reset_state: !matches!(arg("reset_state")?, HyperValue::Bool(false)),
+        })
+    }
+
+    /// An interpreter of `stages` over this interpreter's tensors, its state created at
+    /// `params`.
+    fn nested(&self, stages: &[StageInst], params: &[Vec<f32>]) -> Result<Interpreter<'p>, String> {
+        let writes_param = stages.iter().any(|s| match &self.program.defs[s.def].body {
+            DefBody::Stage(b) => b.writes_param(),
+            DefBody::Builtin(_) => true,
+            _ => false,
+        });
+        let recipe = Recipe {
+            stages: stages.to_vec(),
+            applies_updates: !writes_param,
+            ..self.recipe.clone()
+        };
+        let mut it =
+            Interpreter::with_shapes(self.program, &recipe, &self.names, &self.shapes, params)?;
+        it.seed = self.seed;
+        Ok(it)
+    }
+
+    pub(super) fn sam_init(&self, si: usize, params: &[Vec<f32>]) -> Result<SamState, String> {
+        let a = self.sam_args(si)?;
+        Ok(SamState {
+            since_sync: 0,
+            cache: params.to_vec(),
+            adv: self.nested(&a.adv, params)?.snapshot(),
+            outer: self.nested(&a.outer, params)?.snapshot(),
+        })
+    }
+
+    /// One call: the parameters after it.
+    pub(super) fn run_sam(
+        &mut self,
+        si: usize,
+        params: Vec<Vec<f32>>,
+        grads: &[Vec<f32>],
+        mut oracle: Option<&mut (dyn Oracle + '_)>,
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let a = self.sam_args(si)?;
+        let mut st = match self.builtins[si].take() {
+            Some(BuiltinState::Sam(s)) => s,
+            _ => self.sam_init(si, &params)?,
+        };
+        let first = st.since_sync == 0;
+        let last = st.since_sync + 1 == a.sync_period;
+        let mut adv = self.nested(&a.adv, &params)?;
+        adv.restore(st.adv.clone())?;
+        let adv_update = adv.update_at(
+            &params,
+            grads,
+            oracle.as_mut().map(|o| &mut **o as &mut dyn Oracle),
+        )?;
+        let mut outer = self.nested(&a.outer, &st.cache)?;
+        outer.restore(st.outer.clone())?;
+        let outer_update = outer.update_at(&st.cache, grads, oracle)?;
+        let next: Vec<Vec<f32>> = if last {
+            params
+                .iter()
+                .zip(&st.cache)
+                .zip(&outer_update)
+                .map(|((p, c), u)| {
+                    p.iter()
+                        .zip(c)
+                        .zip(u)
+                        .map(|((p, c), u)| p + ((c - p) + u))
+                        .collect()
+                })
+                .collect()
+        } else {
+            params
+                .iter()
+                .zip(&adv_update)
+                .map(|(p, u)| p.iter().zip(u).map(|(p, u)| p + -u).collect())
+                .collect()
+        };
+        if last {
+            st.outer = outer.snapshot();
+            if a.reset_state {
+                st.adv = self.nested(&a.adv, &params)?.snapshot();
+            }
+        } else {
+            st.adv = adv.snapshot();
+        }
+        if first {
+            st.cache = params;
+        }
+        st.since_sync = (st.since_sync + 1) % a.sync_period;
+        self.builtins[si] = Some(BuiltinState::Sam(st));
+        Ok(next)
+    }
+}
