@@ -24,6 +24,7 @@ macro_rules! outln {
 
 mod bench;
 mod export;
+mod plan;
 
 use anneal_compiler::{compile, diagnostic, Compilation};
 use anneal_runtime::conformance;
@@ -76,6 +77,11 @@ enum Command {
     Export {
         #[command(flatten)]
         args: export::ExportArgs,
+    },
+    /// What a recipe's parallelism plan costs: memory per device, communication, bubble.
+    Plan {
+        #[command(flatten)]
+        args: plan::PlanArgs,
     },
     /// Train a built-in model on a CSV data set with a recipe.
     Run {
@@ -199,6 +205,13 @@ fn dispatch(cli: Cli) -> ExitCode {
         } => cmd_build(&file, emit, explain, json),
         Command::Bench { args } => match bench::bench(&args) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        Command::Plan { args } => match plan::plan(&args) {
+            Ok(text) => {
+                outln!("{text}");
+                ExitCode::SUCCESS
+            }
             Err(e) => fail(e),
         },
         Command::Export { args } => match export::export(&args) {

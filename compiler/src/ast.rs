@@ -301,6 +301,8 @@ pub enum RecipeItem {
     Data(Expr, Span),
     /// `precision { key: value, ... }`
     Precision(Vec<(Ident, Ident)>, Span),
+    /// `parallel { data: 8, zero: 1, ... }`: the parallelism plan.
+    Parallel(Vec<(Ident, Expr)>, Span),
     /// `curriculum [after N] { key = value ... }`: one phase of a sampling curriculum.
     Curriculum {
         after: Option<Expr>,

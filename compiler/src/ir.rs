@@ -661,6 +661,84 @@ pub struct DataSpec {
     pub label_noise: f64,
 }
 
+/// How micro-batches flow through pipeline stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeSchedule {
+    /// All forwards, then all backwards (Huang et al. 2019): every micro-batch's
+    /// activations are live at once.
+    Gpipe,
+    /// One forward, one backward (PipeDream-Flush, Narayanan et al. 2021): at most
+    /// `pipeline` micro-batches in flight.
+    OneFOneB,
+    /// 1F1B over `chunks` model chunks per device (Narayanan et al. 2021): a smaller bubble
+    /// for more communication.
+    Interleaved { chunks: u64 },
+}
+
+impl PipeSchedule {
+    pub fn name(self) -> &'static str {
+        match self {
+            PipeSchedule::Gpipe => "gpipe",
+            PipeSchedule::OneFOneB => "one_f_one_b",
+            PipeSchedule::Interleaved { .. } => "interleaved",
+        }
+    }
+}
+
+/// `parallel { ... }`: data, tensor and pipeline degrees, ZeRO stage, micro-batching.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParallelPlan {
+    pub data: u64,
+    pub tensor: u64,
+    pub pipeline: u64,
+    /// ZeRO stage (Rajbhandari et al. 2020): 1 shards optimizer state over the data-parallel
+    /// ranks, 2 gradients too, 3 parameters too.
+    pub zero: u8,
+    /// Micro-batches per step on each data-parallel rank (gradient accumulation steps).
+    pub micro_batches: u64,
+    /// Rows per micro-batch per rank (DeepSpeed's train_micro_batch_size_per_gpu).
+    pub micro_batch: Option<u64>,
+    pub schedule: PipeSchedule,
+    /// Activation checkpointing: keep each layer's input, recompute the rest.
+    pub checkpointing: bool,
+    /// The world size the recipe is written for, when it says.
+    pub world: Option<u64>,
+    pub span: Span,
+}
+
+impl ParallelPlan {
+    /// One device: no parallelism.
+    pub fn single(span: Span) -> ParallelPlan {
+        ParallelPlan {
+            data: 1,
+            tensor: 1,
+            pipeline: 1,
+            zero: 0,
+            micro_batches: 1,
+            micro_batch: None,
+            schedule: PipeSchedule::OneFOneB,
+            checkpointing: false,
+            world: None,
+            span,
+        }
+    }
+
+    pub fn world_size(&self) -> u64 {
+        self.data * self.tensor * self.pipeline
+    }
+
+    /// The share of a step pipeline stages sit idle: (p − 1)/(m + p − 1), and
+    /// (p − 1)/(v·m + p − 1) with v chunks interleaved.
+    pub fn bubble_fraction(&self) -> f64 {
+        let (p, m) = (self.pipeline as f64, self.micro_batches as f64);
+        let v = match self.schedule {
+            PipeSchedule::Interleaved { chunks } => chunks as f64,
+            _ => 1.0,
+        };
+        (p - 1.0) / (v * m + p - 1.0)
+    }
+}
+
 /// What a recipe can need from the model, beyond its gradient at the current parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Capability {
@@ -707,6 +785,8 @@ pub struct Recipe {
     /// `curriculum { ... }` blocks in step order: what each step samples. Empty: uniform
     /// epochs.
     pub curriculum: Vec<CurriculumPhase>,
+    /// `parallel { ... }`: how the training is split over devices.
+    pub parallel: Option<ParallelPlan>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

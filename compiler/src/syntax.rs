@@ -256,6 +256,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::update_item => "`update`",
         Rule::model_item => "`model`",
         Rule::precision_item | Rule::precision_entry => "`precision { params: bf16 }`",
+        Rule::parallel_item | Rule::parallel_entry => "`parallel { data: 8, zero: 1 }`",
         Rule::data_item => "`data`",
         Rule::curriculum_item | Rule::curriculum_entry => "`curriculum { pace = ... }`",
         Rule::after_clause => "`after STEP`",
@@ -564,6 +565,18 @@ impl Builder<'_> {
                     items.push(RecipeItem::Precision(entries, s));
                 }
                 Rule::data_item => items.push(RecipeItem::Data(self.expr(inner[0].clone()), s)),
+                Rule::parallel_item => {
+                    let entries = inner
+                        .into_iter()
+                        .filter_map(|e| {
+                            let mut kv = e.into_inner();
+                            let k = kv.next()?;
+                            let v = kv.next()?;
+                            Some((self.ident(k), self.expr(v)))
+                        })
+                        .collect();
+                    items.push(RecipeItem::Parallel(entries, s));
+                }
                 Rule::curriculum_item => {
                     let mut after = None;
                     let mut entries = Vec::new();

@@ -200,3 +200,27 @@ case!(
     chain_argument_stage_after_an_optimizer,
     "import std.torch.{SGD}\nimport std.optax.{sam, normalize, sgd}\nrecipe r {\n  update = sam(optimizer: SGD(lr: 0.1) |> normalize(), adv_optimizer: sgd(learning_rate: 0.05))\n}\n"
 );
+case!(
+    parallel_unknown_setting,
+    "import std.optax.{adamw}\nrecipe r {\n  update = adamw(learning_rate: 1e-3)\n  parallel { data: 8, zero_stage: 1 }\n}\n"
+);
+case!(
+    parallel_degrees_do_not_fill_the_world,
+    "import std.optax.{adamw}\nrecipe r {\n  update = adamw(learning_rate: 1e-3)\n  parallel { data: 4, tensor: 2, pipeline: 4, world: 64 }\n}\n"
+);
+case!(
+    parallel_zero3_with_pipeline,
+    "import std.optax.{adamw}\nrecipe r {\n  update = adamw(learning_rate: 1e-3)\n  parallel { data: 8, pipeline: 4, zero: 3, micro_batches: 16 }\n}\n"
+);
+case!(
+    parallel_layers_do_not_split_into_stages,
+    "import std.optax.{adamw}\nrecipe r {\n  model = mlp(layers: [64, 128, 128, 10])\n  update = adamw(learning_rate: 1e-3)\n  parallel { pipeline: 2, micro_batches: 8 }\n}\n"
+);
+case!(
+    parallel_batch_arithmetic,
+    "import std.optax.{adamw}\nrecipe r {\n  update = adamw(learning_rate: 1e-3)\n  parallel { data: 8, micro_batch: 4, micro_batches: 2, global_batch: 128 }\n}\n"
+);
+case!(
+    parallel_fewer_micro_batches_than_stages,
+    "import std.optax.{adamw}\nrecipe r {\n  update = adamw(learning_rate: 1e-3)\n  parallel { data: 2, pipeline: 4, micro_batches: 2 }\n}\n"
+);

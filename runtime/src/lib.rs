@@ -10,5 +10,6 @@ pub mod curriculum;
 pub mod data;
 pub mod lr_range;
 pub mod model;
+pub mod plan;
 pub mod schedule;
 pub mod train;

@@ -6,6 +6,7 @@
 mod body;
 mod curriculum;
 mod hyper;
+mod parallel;
 mod recipe;
 
 use crate::ast::{self, DefKind, ImportNames, TypeExpr};

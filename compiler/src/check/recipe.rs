@@ -61,6 +61,7 @@ pub(crate) fn check_recipe(
     let mut model = None;
     let mut data = None;
     let mut param_dtype = ir::Dtype::F32;
+    let mut parallel_block = None;
     let mut bindings: HashMap<String, (HyperValue, HType)> = HashMap::new();
     let mut binding_spans: Vec<(String, Span, bool)> = Vec::new();
     let mut schedules = Vec::new();
@@ -68,6 +69,11 @@ pub(crate) fn check_recipe(
     for item in &r.items {
         match item {
             RecipeItem::Groups(..) | RecipeItem::Curriculum { .. } => {}
+            RecipeItem::Parallel(entries, span) => {
+                if once(cx, "parallel", *span) {
+                    parallel_block = Some((entries, *span));
+                }
+            }
             RecipeItem::Precision(entries, span) => {
                 if once(cx, "precision", *span) {
                     for (k, v) in entries {
@@ -251,6 +257,18 @@ pub(crate) fn check_recipe(
             }
         }
     }
+    // The plan is checked against the model and data, wherever they are written.
+    let mut parallel = None;
+    if let Some((entries, span)) = parallel_block {
+        parallel = super::parallel::check_plan(
+            entries,
+            span,
+            model.as_ref(),
+            data.as_ref(),
+            &mut cx.diags,
+        );
+        ok &= parallel.is_some();
+    }
     // Curricula last: they are checked against the model.
     let mut curriculum: Vec<ir::CurriculumPhase> = Vec::new();
     for item in &r.items {
@@ -338,6 +356,7 @@ pub(crate) fn check_recipe(
         data,
         param_dtype,
         curriculum,
+        parallel,
     })
 }
 
