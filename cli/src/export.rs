@@ -16,6 +16,8 @@ use clap::{Args, ValueEnum};
 pub enum Target {
     /// An object file and a C header (`NAME.o`, `NAME.h`).
     C,
+    /// A DeepSpeed config (`-o` names the JSON file).
+    Deepspeed,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -35,13 +37,17 @@ pub struct ExportArgs {
     /// The compiler that writes the object file (the same ABI and header either way).
     #[arg(long, value_enum, default_value_t = ObjectBackend::Cranelift)]
     pub backend: ObjectBackend,
-    /// The folder to write into (created if missing).
-    #[arg(short, long, value_name = "DIR")]
+    /// The folder to write into (created if missing); for `deepspeed`, the JSON file.
+    #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
     /// Also write NAME.reference.txt: the interpreter's parameters after each of N steps
     /// of the reference problem (see `reference_problem`).
     #[arg(long, value_name = "N")]
     pub reference: Option<usize>,
+    /// `deepspeed`: write the config even though it does not carry everything the recipe
+    /// says (each loss is printed as a warning).
+    #[arg(long)]
+    pub allow_lossy: bool,
 }
 
 /// The reference problem, also written out in C in `examples/c/demo.c`: tensors of 5 and
@@ -74,6 +80,9 @@ pub fn export(args: &ExportArgs) -> Result<(), String> {
             args.file.display()
         )
     })?;
+    if let Target::Deepspeed = args.target {
+        return deepspeed(&comp.program, recipe, &args.output, args.allow_lossy);
+    }
     let kernel = lower(&comp.program, recipe)
         .map_err(|why| format!("recipe `{}` cannot be exported: {why}", recipe.name))?;
     let name = c::c_name(&recipe.name);
@@ -123,5 +132,40 @@ pub fn export(args: &ExportArgs) -> Result<(), String> {
         let r = write(format!("{name}.reference.txt"), text.as_bytes())?;
         eprintln!("wrote {} ({steps} steps, interpreter)", r.display());
     }
+    Ok(())
+}
+
+/// Writes the recipe's DeepSpeed config, or lists everything it cannot carry.
+fn deepspeed(
+    program: &anneal_compiler::ir::Program,
+    recipe: &anneal_compiler::ir::Recipe,
+    path: &std::path::Path,
+    allow_lossy: bool,
+) -> Result<(), String> {
+    let (cfg, lost) = anneal_runtime::deepspeed::config(program, recipe);
+    let list = lost
+        .iter()
+        .map(|l| format!("  - {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !lost.is_empty() && !allow_lossy {
+        return Err(format!(
+            "recipe `{}` cannot be written as a DeepSpeed config without losing:\n{list}\n\
+             (DeepSpeed keeps some of these in the model code or launcher.) Change the recipe, \
+             or pass --allow-lossy to write the config anyway",
+            recipe.name
+        ));
+    }
+    if !lost.is_empty() {
+        eprintln!("warning: the config does not carry:\n{list}");
+    }
+    let text = serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())? + "\n";
+    write_with(path, |f| f.write_all(text.as_bytes())).map_err(|e| {
+        format!(
+            "cannot write {}: {e}; choose a writable path with -o",
+            path.display()
+        )
+    })?;
+    eprintln!("wrote {}", path.display());
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod conformance;
 pub mod curriculum;
 pub mod data;
+pub mod deepspeed;
 pub mod lr_range;
 pub mod model;
 pub mod plan;
