@@ -23,6 +23,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod dist;
 mod export;
 mod plan;
 
@@ -238,6 +239,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             Err(e) => fail(e),
         },
         Command::Run { file, args } => match run::run(&file, &args) {
+            Ok(s) if s.quiet => ExitCode::SUCCESS,
             Ok(s) if args.json => {
                 outln!("{}", serde_json::to_string(&s).unwrap_or_default());
                 ExitCode::SUCCESS

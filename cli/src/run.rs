@@ -70,6 +70,11 @@ pub struct RunArgs {
     /// Measure test accuracy every N steps (a `test_accuracy` entry in --metrics).
     #[arg(long, value_name = "N")]
     pub eval_every: Option<usize>,
+    /// Data-parallel ranks as threads of this process (the recipe's `parallel` block gives
+    /// the ZeRO stage). Under mpirun each process is a rank instead (built with
+    /// `--features mpi`).
+    #[arg(long, value_name = "N")]
+    pub ranks: Option<usize>,
 }
 
 /// The outcome, for `--json` and the summary line.
@@ -86,6 +91,17 @@ pub struct Summary {
     pub steps_per_second: f64,
     /// The back end that ran the update step.
     pub backend: String,
+    /// Data-parallel runs: the ranks, the ZeRO stage, and the optimizer-state values each
+    /// rank kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zero: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimizer_state_per_rank: Option<Vec<usize>>,
+    /// A rank other than 0 of an MPI job: it prints nothing.
+    #[serde(skip)]
+    pub quiet: bool,
 }
 
 /// `mlp:64,128,10:tanh`, `softmax:64,10`, `linear:10,1`.
@@ -443,6 +459,9 @@ pub fn compile_file(file: &Path) -> Result<anneal_compiler::Compilation, String>
 }
 
 pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
+    if crate::dist::wanted(args) {
+        return crate::dist::run(file, args);
+    }
     let c = compile_file(file)?;
     let recipe = c
         .recipes()
@@ -629,6 +648,10 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             .as_ref()
             .map(|c| c.backend.to_string())
             .unwrap_or_default(),
+        ranks: None,
+        zero: None,
+        optimizer_state_per_rank: None,
+        quiet: false,
     })
 }
 

@@ -830,3 +830,40 @@ fn plan_reports_the_pipeline_bubble_and_checks_the_world() {
     mem.extend(["--gpu-mem", "80 gigs"]);
     fails_with(&anneal(&mem), "unknown unit");
 }
+
+#[test]
+fn ranks_as_threads_train_like_one_process_and_shard_the_state() {
+    // examples/data_parallel.anneal: ZeRO-2 over 3 ranks; 64-row batches split 22/21/21.
+    let one = json_output(&anneal(&[
+        "run",
+        "examples/data_parallel.anneal",
+        "--steps",
+        "60",
+        "--json",
+    ]));
+    let three = json_output(&anneal(&[
+        "run",
+        "examples/data_parallel.anneal",
+        "--steps",
+        "60",
+        "--ranks",
+        "3",
+        "--json",
+    ]));
+    let (a, b) = (
+        one["final_loss"].as_f64().unwrap(),
+        three["final_loss"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() < 1e-4 * a, "{a} vs {b}");
+    assert_eq!(three["ranks"], 3);
+    assert_eq!(three["zero"], 2);
+    // The MLP's 9,610 weights' two AdamW moments, a third per rank.
+    assert_eq!(
+        three["optimizer_state_per_rank"],
+        serde_json::json!([6408, 6406, 6406])
+    );
+    fails_with(
+        &anneal(&["run", "examples/data_parallel.anneal", "--ranks", "2"]),
+        "plans data: 3, but 2 ranks are running",
+    );
+}

@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod curriculum;
 pub mod data;
 pub mod deepspeed;
+pub mod dist;
 pub mod lr_range;
 pub mod model;
 pub mod plan;
