@@ -177,6 +177,18 @@ fn zero_refuses_steps_that_reduce_over_a_tensor() {
     // ZeRO-0 runs it: every rank has the whole step.
     let dist = DistRun { zero: 0, ..dist };
     train_data_parallel(&dist, comm, &names, &shapes, &mut params).unwrap();
+    // Half-precision weights are refused rather than trained as f32.
+    let half = compile(
+        "r.anneal",
+        "import std.optax.{adamw}\nrecipe r {\n  update = adamw(learning_rate: 1e-3)\n  precision { params: bf16 }\n}\n",
+    );
+    let dist = DistRun {
+        program: &half.program,
+        recipe: &half.recipes()[0],
+        ..dist
+    };
+    let e = train_data_parallel(&dist, comm, &names, &shapes, &mut params).unwrap_err();
+    assert!(e.contains("half precision"), "{e}");
 }
 
 #[test]

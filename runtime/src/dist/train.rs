@@ -106,6 +106,17 @@ pub fn train_data_parallel(
             run.recipe.name
         ));
     }
+    let scales_loss = run
+        .recipe
+        .stages
+        .iter()
+        .any(|s| run.program.defs[s.def].name == "GradScaler");
+    if run.recipe.param_dtype != anneal_compiler::ir::Dtype::F32 || scales_loss {
+        return Err(format!(
+            "recipe `{}` stores weights in half precision or scales the loss, which data-parallel runs do not support yet; run it in one process",
+            run.recipe.name
+        ));
+    }
     if run.zero > 0 {
         if let Some(why) = shard_refusal(run.program, run.recipe) {
             return Err(format!(
