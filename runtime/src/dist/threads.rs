@@ -4,8 +4,10 @@
 //! return an error saying which ranks are missing.
 
 use super::Comm;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+const POISONED: &str = "a rank panicked inside a collective";
 
 struct Round {
     /// Rounds completed so far.
@@ -52,39 +54,50 @@ impl ThreadComm {
             .collect()
     }
 
+    /// The error for a collective some ranks never joined.
+    fn missing(&self, g: &Round) -> String {
+        let ranks: Vec<String> = g
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_none())
+            .map(|(r, _)| r.to_string())
+            .collect();
+        format!(
+            "rank {}: a collective timed out after {:.0} s waiting for rank(s) {}; a rank has died or hangs",
+            self.rank,
+            self.shared.timeout.as_secs_f64(),
+            ranks.join(", ")
+        )
+    }
+
+    /// Waits while `busy` holds, until `deadline`.
+    fn wait<'a>(
+        &self,
+        g: MutexGuard<'a, Round>,
+        deadline: Instant,
+        busy: impl Fn(&Round) -> bool,
+    ) -> Result<MutexGuard<'a, Round>, String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (g, _) = self
+            .shared
+            .wake
+            .wait_timeout_while(g, left, |r| busy(r))
+            .map_err(|_| POISONED.to_string())?;
+        if busy(&g) {
+            Err(self.missing(&g))
+        } else {
+            Ok(g)
+        }
+    }
+
     /// Every rank's `data`, in rank order.
     fn exchange(&self, data: Vec<f32>) -> Result<Arc<Vec<Vec<f32>>>, String> {
         let s = &self.shared;
         let deadline = Instant::now() + s.timeout;
-        const POISONED: &str = "a rank panicked inside a collective";
-        let mut g = s.round.lock().map_err(|_| POISONED.to_string())?;
-        let missing = |g: &Round| -> String {
-            let ranks: Vec<String> = g
-                .slots
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.is_none())
-                .map(|(r, _)| r.to_string())
-                .collect();
-            format!(
-                "rank {}: a collective timed out after {:.0} s waiting for rank(s) {}; a rank has died or hangs",
-                self.rank,
-                s.timeout.as_secs_f64(),
-                ranks.join(", ")
-            )
-        };
+        let g = s.round.lock().map_err(|_| POISONED.to_string())?;
         // The previous round must be read by everyone before its slots are reused.
-        while g.result.is_some() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(missing(&g));
-            }
-            g = s
-                .wake
-                .wait_timeout(g, left)
-                .map_err(|_| POISONED.to_string())?
-                .0;
-        }
+        let mut g = self.wait(g, deadline, |r| r.result.is_some())?;
         let generation = g.generation;
         g.slots[self.rank] = Some(data);
         if g.slots.iter().all(Option::is_some) {
@@ -98,17 +111,7 @@ impl ThreadComm {
             g.generation += 1;
             s.wake.notify_all();
         }
-        while g.generation == generation {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(missing(&g));
-            }
-            g = s
-                .wake
-                .wait_timeout(g, left)
-                .map_err(|_| POISONED.to_string())?
-                .0;
-        }
+        let mut g = self.wait(g, deadline, |r| r.generation == generation)?;
         let result = g.result.clone().ok_or("a collective lost its result")?;
         g.readers += 1;
         if g.readers == s.size {
