@@ -68,6 +68,12 @@ pub fn plan(args: &PlanArgs) -> Result<String, String> {
             return Err(format!("{name} must be at least 1"));
         }
     }
+    if args.world > 1 << 20 {
+        return Err(format!(
+            "--world {} is more devices than anneal plans for; use at most 1048576",
+            args.world
+        ));
+    }
     let heads = args.heads.unwrap_or((args.hidden / 128).max(1));
     if heads == 0 || !args.hidden.is_multiple_of(heads) {
         return Err(format!(
