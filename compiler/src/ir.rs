@@ -37,6 +37,18 @@ pub struct Def {
     pub span: Span,
 }
 
+impl Def {
+    /// Whether the stage updates the parameters itself (a builtin optimizer always does), so
+    /// nothing may follow it and its chain's final `grad` is not applied.
+    pub fn writes_param(&self) -> bool {
+        match &self.body {
+            DefBody::Stage(b) => b.writes_param(),
+            DefBody::Builtin(_) => true,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HyperParam {
     pub name: String,
@@ -804,6 +816,17 @@ pub struct StageInst {
     pub def: DefId,
     pub args: Vec<HyperValue>,
     pub span: Span,
+}
+
+impl StageInst {
+    /// The value of the definition's parameter `name`, if it has one.
+    pub fn arg<'a>(&'a self, program: &Program, name: &str) -> Option<&'a HyperValue> {
+        program.defs[self.def]
+            .params
+            .iter()
+            .position(|p| p.name == name)
+            .and_then(|i| self.args.get(i))
+    }
 }
 
 // ---------------------------------------------------------------- curricula

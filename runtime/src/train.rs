@@ -206,14 +206,7 @@ pub fn train_with_progress(
         .stages
         .last()
         .ok_or("the recipe has no update chain")?;
-    let opt_def = &run.program.defs[opt.def];
-    let arg = |name: &str| {
-        opt_def
-            .params
-            .iter()
-            .position(|p| p.name == name)
-            .map(|i| &opt.args[i])
-    };
+    let arg = |name: &str| opt.arg(run.program, name);
     let lr_arg = arg("lr").or_else(|| arg("learning_rate"));
     let momentum_arg = arg("momentum").or_else(|| arg("betas"));
     let mut trace = Trace {

@@ -301,7 +301,9 @@ pub(crate) fn check_recipe(
     if !ok {
         return None;
     }
-    let applies_updates = !stages.iter().any(|s: &StageInst| writes_param(cx, s.def));
+    let applies_updates = !stages
+        .iter()
+        .any(|s: &StageInst| cx.program.defs[s.def].writes_param());
     let mut capabilities = Vec::new();
     // The stages of chain arguments (sam's) ask the model too.
     let mut all = stages.clone();
@@ -602,14 +604,6 @@ fn collect_names(e: &ast::Expr, out: &mut Vec<String>) {
     }
 }
 
-fn writes_param(cx: &Checker, def: DefId) -> bool {
-    match &cx.program.defs[def].body {
-        DefBody::Stage(b) => b.writes_param(),
-        DefBody::Builtin(_) => true,
-        _ => false,
-    }
-}
-
 /// Flattens a call into stage instances, evaluating chain definitions' arguments and
 /// checking every inner definition's ranges against the values it receives.
 fn expand(
@@ -727,7 +721,10 @@ fn check_stage_order(cx: &mut Checker, stages: &[StageInst]) -> bool {
             return false;
         }
     }
-    let Some(first) = stages.iter().position(|s| writes_param(cx, s.def)) else {
+    let Some(first) = stages
+        .iter()
+        .position(|s| cx.program.defs[s.def].writes_param())
+    else {
         return true;
     };
     let Some(later) = stages[first + 1..]

@@ -543,23 +543,17 @@ impl<'p> Interpreter<'p> {
         params: Vec<Vec<f32>>,
         oracle: &mut dyn Oracle,
     ) -> Result<Vec<Vec<f32>>, String> {
-        let def = &self.program.defs[self.recipe.stages[si].def];
-        let args = &self.recipe.stages[si].args;
+        let stage = &self.recipe.stages[si];
         let value = |name: &str| -> Result<f64, String> {
-            let i = def
-                .params
-                .iter()
-                .position(|p| p.name == name)
+            let v = stage
+                .arg(self.program, name)
                 .ok_or_else(|| format!("LBFGS needs `{name}`"))?;
-            hyper_scalar(self.env(), &args[i], count, 0)
+            hyper_scalar(self.env(), v, count, 0)
         };
-        let search = def
-            .params
-            .iter()
-            .position(|p| p.name == "line_search_fn")
-            .and_then(|i| str_value(&args[i], 0).ok())
-            .map(|s| s == "strong_wolfe")
-            .unwrap_or(false);
+        let search = stage
+            .arg(self.program, "line_search_fn")
+            .and_then(|v| str_value(v, 0).ok())
+            .is_some_and(|s| s == "strong_wolfe");
         let max_iter = value("max_iter")?.max(1.0) as usize;
         let max_eval = value("max_eval")?;
         let cfg = lbfgs::LbfgsConfig {

@@ -18,7 +18,7 @@
 //! in this stage's state as snapshots.
 
 use super::{BuiltinState, Interpreter, Oracle, Snapshot};
-use crate::ir::{DefBody, HyperValue, Recipe, StageInst};
+use crate::ir::{HyperValue, Recipe, StageInst};
 
 /// What persists between calls.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,12 +41,10 @@ struct Args {
 
 impl<'p> Interpreter<'p> {
     fn sam_args(&self, si: usize) -> Result<Args, String> {
-        let def = &self.program.defs[self.recipe.stages[si].def];
+        let stage = &self.recipe.stages[si];
         let arg = |name: &str| -> Result<&HyperValue, String> {
-            def.params
-                .iter()
-                .position(|p| p.name == name)
-                .and_then(|i| self.recipe.stages[si].args.get(i))
+            stage
+                .arg(self.program, name)
                 .ok_or_else(|| format!("sam needs `{name}`"))
         };
         let chain = |name: &str| -> Result<Vec<StageInst>, String> {
@@ -74,11 +72,9 @@ impl<'p> Interpreter<'p> {
     /// An interpreter of `stages` over this interpreter's tensors, its state created at
     /// `params`.
     fn nested(&self, stages: &[StageInst], params: &[Vec<f32>]) -> Result<Interpreter<'p>, String> {
-        let writes_param = stages.iter().any(|s| match &self.program.defs[s.def].body {
-            DefBody::Stage(b) => b.writes_param(),
-            DefBody::Builtin(_) => true,
-            _ => false,
-        });
+        let writes_param = stages
+            .iter()
+            .any(|s| self.program.defs[s.def].writes_param());
         let recipe = Recipe {
             stages: stages.to_vec(),
             applies_updates: !writes_param,

@@ -874,8 +874,5 @@ pub fn unfused_cost(program: &Program, recipe: &Recipe) -> Result<(usize, usize)
 }
 
 fn program_writes_param(program: &Program, recipe: &Recipe, si: usize) -> bool {
-    match &program.defs[recipe.stages[si].def].body {
-        DefBody::Stage(b) => b.writes_param(),
-        _ => true,
-    }
+    program.defs[recipe.stages[si].def].writes_param()
 }
