@@ -5,8 +5,9 @@
 
 use crate::run::{compile_file, RunArgs, Setup, Summary};
 use anneal_runtime::dist::threads::ThreadComm;
-use anneal_runtime::dist::train::{train_data_parallel, DistOutcome, DistRun};
+use anneal_runtime::dist::train::{train_data_parallel, DistOutcome};
 use anneal_runtime::dist::Comm;
+use anneal_runtime::train::Run;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -73,18 +74,19 @@ fn rank_run(file: &Path, args: &RunArgs, comm: &dyn Comm) -> Result<RankResult, 
     let names: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();
     let shapes: Vec<Vec<usize>> = specs.iter().map(|(_, s)| s.clone()).collect();
     let batches = setup.batches();
-    let run = DistRun {
+    let run = Run {
         program: &c.program,
         recipe,
         model: setup.model(),
         data: &setup.data,
         batches: batches.as_ref(),
+        curriculum: None,
+        accumulate: 1,
         steps,
-        zero,
         backend: args.backend.to_compiler(),
         threads: args.threads.max(1),
     };
-    let out = train_data_parallel(&run, comm, &names, &shapes, &mut params)?;
+    let out = train_data_parallel(&run, zero, comm, &names, &shapes, &mut params)?;
     let (test_accuracy, test_mse) = setup.test_quality(&params);
     Ok(RankResult {
         out,

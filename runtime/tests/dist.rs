@@ -7,7 +7,7 @@ use anneal_compiler::backends::Backend;
 use anneal_compiler::compile;
 use anneal_runtime::data::{self, Dataset, Epochs, Rng};
 use anneal_runtime::dist::threads::ThreadComm;
-use anneal_runtime::dist::train::{train_data_parallel, DistOutcome, DistRun};
+use anneal_runtime::dist::train::{train_data_parallel, DistOutcome};
 use anneal_runtime::model::{Activation, Loss, Mlp};
 use anneal_runtime::train::{train, Run};
 use std::time::Duration;
@@ -70,22 +70,25 @@ fn compare(
         let handles: Vec<_> = comms
             .iter()
             .map(|comm| {
-                let (c, model, data, names, shapes) = (&c, &model, &data, &names, &shapes);
+                let (c, model, data, rows, names, shapes) =
+                    (&c, &model, &data, &rows, &names, &shapes);
                 s.spawn(move || {
-                    let batches = Epochs::new(&rows_of(data), 60, 11);
-                    let dist = DistRun {
+                    let batches = Epochs::new(rows, 60, 11);
+                    let dist = Run {
                         program: &c.program,
                         recipe: &c.recipes()[0],
                         model,
                         data,
                         batches: &batches,
+                        curriculum: None,
+                        accumulate: 1,
                         steps,
-                        zero,
                         backend,
                         threads: 1,
                     };
                     let mut params = init(model);
-                    let out = train_data_parallel(&dist, comm, names, shapes, &mut params).unwrap();
+                    let out =
+                        train_data_parallel(&dist, zero, comm, names, shapes, &mut params).unwrap();
                     (params, out)
                 })
             })
@@ -101,10 +104,6 @@ fn compare(
         params,
         results.into_iter().map(|(_, o)| o).collect(),
     )
-}
-
-fn rows_of(_data: &Dataset) -> Vec<usize> {
-    digits().1
 }
 
 fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
@@ -153,14 +152,15 @@ fn zero_refuses_steps_that_reduce_over_a_tensor() {
     let model = Mlp::new(vec![64, 10], Activation::Tanh, Loss::CrossEntropy).unwrap();
     let (data, rows) = digits();
     let batches = Epochs::new(&rows, 60, 1);
-    let dist = DistRun {
+    let dist = Run {
         program: &c.program,
         recipe: &c.recipes()[0],
         model: &model,
         data: &data,
         batches: &batches,
+        curriculum: None,
+        accumulate: 1,
         steps: 1,
-        zero: 1,
         backend: Backend::Auto,
         threads: 1,
     };
@@ -169,25 +169,24 @@ fn zero_refuses_steps_that_reduce_over_a_tensor() {
     let specs = model.param_specs();
     let names: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();
     let shapes: Vec<Vec<usize>> = specs.iter().map(|(_, s)| s.clone()).collect();
-    let e = train_data_parallel(&dist, comm, &names, &shapes, &mut params).unwrap_err();
+    let e = train_data_parallel(&dist, 1, comm, &names, &shapes, &mut params).unwrap_err();
     assert!(
         e.contains("reduces over tensors") && e.contains("zero: 0"),
         "{e}"
     );
     // ZeRO-0 runs it: every rank has the whole step.
-    let dist = DistRun { zero: 0, ..dist };
-    train_data_parallel(&dist, comm, &names, &shapes, &mut params).unwrap();
+    train_data_parallel(&dist, 0, comm, &names, &shapes, &mut params).unwrap();
     // Half-precision weights are refused rather than trained as f32.
     let half = compile(
         "r.anneal",
         "import std.optax.{adamw}\nrecipe r {\n  update = adamw(learning_rate: 1e-3)\n  precision { params: bf16 }\n}\n",
     );
-    let dist = DistRun {
+    let dist = Run {
         program: &half.program,
         recipe: &half.recipes()[0],
         ..dist
     };
-    let e = train_data_parallel(&dist, comm, &names, &shapes, &mut params).unwrap_err();
+    let e = train_data_parallel(&dist, 0, comm, &names, &shapes, &mut params).unwrap_err();
     assert!(e.contains("half precision"), "{e}");
 }
 
@@ -212,19 +211,20 @@ fn a_rank_that_dies_stops_the_others_with_an_error() {
                     let batches = &Epochs::new(rows, 60, 1);
                     // Rank 2 dies after its first step.
                     let steps = if comm_rank(comm) == 2 { 1 } else { 10 };
-                    let dist = DistRun {
+                    let dist = Run {
                         program: &c.program,
                         recipe: &c.recipes()[0],
                         model,
                         data,
                         batches,
+                        curriculum: None,
+                        accumulate: 1,
                         steps,
-                        zero: 1,
                         backend: Backend::Interp,
                         threads: 1,
                     };
                     let mut params = init(model);
-                    train_data_parallel(&dist, comm, names, shapes, &mut params)
+                    train_data_parallel(&dist, 1, comm, names, shapes, &mut params)
                 })
             })
             .collect();

@@ -15,28 +15,11 @@
 //! refused under ZeRO-1/2 with the reason (ZeRO-0 runs them all).
 
 use super::{shares, Comm};
-use crate::data::{BatchSource, Dataset};
-use crate::model::Model;
-use crate::train::Trace;
-use anneal_compiler::backends::{Backend, Stepper};
+use crate::train::{Run, Trace};
+use anneal_compiler::backends::Stepper;
 use anneal_compiler::interp::StateValue;
 use anneal_compiler::ir::{Program, Recipe};
 use anneal_compiler::kernel::{lower, Host, PassKind};
-
-/// A data-parallel run's inputs (each rank passes the same, bar its communicator).
-pub struct DistRun<'a> {
-    pub program: &'a Program,
-    pub recipe: &'a Recipe,
-    pub model: &'a dyn Model,
-    pub data: &'a Dataset,
-    pub batches: &'a dyn BatchSource,
-    pub steps: usize,
-    /// ZeRO stage 0, 1 or 2.
-    pub zero: u8,
-    pub backend: Backend,
-    /// Threads for this rank's compiled step.
-    pub threads: usize,
-}
 
 /// What a rank reports.
 #[derive(Debug, Clone, Default)]
@@ -88,21 +71,28 @@ fn pieces(sizes: &[usize], lo: usize, hi: usize) -> Vec<(usize, usize, usize)> {
     out
 }
 
-/// Trains `params` (identical on every rank at the start) for `run.steps` steps.
+/// Trains `params` (identical on every rank at the start) for `run.steps` steps under ZeRO
+/// stage `zero` (0, 1 or 2). `run` is what one process would train with; each rank passes
+/// the same, bar its communicator (`run.threads` is this rank's).
 pub fn train_data_parallel(
-    run: &DistRun,
+    run: &Run,
+    zero: u8,
     comm: &dyn Comm,
     names: &[String],
     shapes: &[Vec<usize>],
     params: &mut [Vec<f32>],
 ) -> Result<DistOutcome, String> {
     let (rank, size) = (comm.rank(), comm.size());
-    if run.zero > 2 {
+    if zero > 2 {
         return Err("ZeRO-3 (sharded parameters) is not run here yet; use zero: 0, 1 or 2".into());
     }
-    if !run.recipe.capabilities.is_empty() || !run.recipe.curriculum.is_empty() {
+    if !run.recipe.capabilities.is_empty()
+        || !run.recipe.curriculum.is_empty()
+        || run.curriculum.is_some()
+        || run.accumulate != 1
+    {
         return Err(format!(
-            "recipe `{}` calls the model mid-step or samples a curriculum, which data-parallel runs do not support yet",
+            "recipe `{}` calls the model mid-step, samples a curriculum or accumulates micro-batches, which data-parallel runs do not support yet",
             run.recipe.name
         ));
     }
@@ -117,11 +107,11 @@ pub fn train_data_parallel(
             run.recipe.name
         ));
     }
-    if run.zero > 0 {
+    if zero > 0 {
         if let Some(why) = shard_refusal(run.program, run.recipe) {
             return Err(format!(
                 "ZeRO-{} runs the update step on each rank's share of the parameters, which recipe `{}` cannot do: {why}; use `zero: 0`",
-                run.zero, run.recipe.name
+                zero, run.recipe.name
             ));
         }
     }
@@ -133,7 +123,7 @@ pub fn train_data_parallel(
     let mine = pieces(&sizes, lo, hi);
     // The tensors this rank's step runs on: everything, or its share's pieces.
     let (step_names, step_shapes, mut step_params): (Vec<String>, Vec<Vec<usize>>, Vec<Vec<f32>>) =
-        if run.zero == 0 {
+        if zero == 0 {
             (names.to_vec(), shapes.to_vec(), params.to_vec())
         } else {
             (
@@ -185,7 +175,7 @@ pub fn train_data_parallel(
             flat[total] = loss * weight;
         }
         // The gradient this rank steps with: its share's pieces, or every tensor.
-        let (loss, grads_mine, norm) = if run.zero == 2 {
+        let (loss, grads_mine, norm) = if zero == 2 {
             let mut loss = [flat[total]];
             comm.all_reduce_sum(&mut loss)?;
             let part = comm.reduce_scatter_sum(&flat[..total], &counts)?;
@@ -203,7 +193,7 @@ pub fn train_data_parallel(
                 .map(|g| f64::from(*g) * f64::from(*g))
                 .sum::<f64>()
                 .sqrt();
-            let grads = if run.zero == 0 {
+            let grads = if zero == 0 {
                 flat
             } else {
                 flat[lo..hi].to_vec()
@@ -222,7 +212,7 @@ pub fn train_data_parallel(
         if let Some(s) = stepper.as_mut() {
             s.step(&mut step_params, &step_grads)?;
         }
-        if run.zero == 0 {
+        if zero == 0 {
             for (p, q) in params.iter_mut().zip(&step_params) {
                 p.copy_from_slice(q);
             }
