@@ -65,14 +65,9 @@ fn rank_run(file: &Path, args: &RunArgs, comm: &dyn Comm) -> Result<RankResult, 
     }
     let zero = plan.as_ref().map_or(0, |p| p.zero);
     let setup = Setup::new(recipe, file.parent().unwrap_or(Path::new(".")), args)?;
-    let steps =
-        args.steps
-            .or(recipe.steps)
-            .ok_or("how many steps? give the recipe `steps N` or pass --steps")? as usize;
+    let steps = args.steps_for(recipe)?;
     let mut params = setup.init_params()?;
-    let specs = setup.model().param_specs();
-    let names: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();
-    let shapes: Vec<Vec<usize>> = specs.iter().map(|(_, s)| s.clone()).collect();
+    let (names, shapes) = setup.tensors();
     let batches = setup.batches();
     let run = Run {
         program: &c.program,

@@ -77,6 +77,16 @@ pub struct RunArgs {
     pub ranks: Option<usize>,
 }
 
+impl RunArgs {
+    /// Optimizer steps: `--steps`, else the recipe's `steps`.
+    pub fn steps_for(&self, recipe: &Recipe) -> Result<usize, String> {
+        self.steps
+            .or(recipe.steps)
+            .map(|n| n as usize)
+            .ok_or_else(|| "how many steps? give the recipe `steps N` or pass --steps".into())
+    }
+}
+
 /// The outcome, for `--json` and the summary line.
 #[derive(serde::Serialize)]
 pub struct Summary {
@@ -376,6 +386,11 @@ impl Setup {
         }
     }
 
+    /// The model's tensors: their names and shapes, in model order.
+    pub fn tensors(&self) -> (Vec<String>, Vec<Vec<usize>>) {
+        self.model().param_specs().into_iter().unzip()
+    }
+
     /// The initial weights: `nn.Linear`'s draw for an MLP, the model's start otherwise.
     pub fn init_params(&self) -> Result<Vec<Vec<f32>>, String> {
         match (&self.mlp, self.model().start()) {
@@ -474,10 +489,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         ));
     }
     let setup = Setup::new(recipe, file.parent().unwrap_or(Path::new(".")), args)?;
-    let steps =
-        args.steps
-            .or(recipe.steps)
-            .ok_or("how many steps? give the recipe `steps N` or pass --steps")? as usize;
+    let steps = args.steps_for(recipe)?;
     if steps == 0 {
         return Err("nothing to do: --steps (or the recipe's `steps`) must be at least 1".into());
     }
@@ -489,9 +501,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     setup.check_capabilities(recipe, &params)?;
     let model = setup.model();
     let (data, test_rows, mlp) = (&setup.data, &setup.test_rows, &setup.mlp);
-    let specs = model.param_specs();
-    let names: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();
-    let shapes: Vec<Vec<usize>> = specs.iter().map(|(_, s)| s.clone()).collect();
+    let (names, shapes) = setup.tensors();
     let hash = checkpoint::recipe_hash(&c.program);
     let ck_path = args
         .checkpoint_dir

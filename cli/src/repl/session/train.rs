@@ -211,7 +211,7 @@ impl Session {
         let setup = Setup::new(recipe, &self.base, &args)?;
         let params = setup.init_params()?;
         setup.check_capabilities(recipe, &params)?;
-        let specs = setup.model().param_specs();
+        let (names, shapes) = setup.tensors();
         let sampler = setup.sampler(recipe)?;
         let same = self
             .runs
@@ -233,8 +233,8 @@ impl Session {
         });
         Ok(Training {
             recipe: recipe.name.clone(),
-            names: specs.iter().map(|(n, _)| n.clone()).collect(),
-            shapes: specs.iter().map(|(_, s)| s.clone()).collect(),
+            names,
+            shapes,
             setup,
             params,
             step: 0,
