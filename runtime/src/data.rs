@@ -284,29 +284,30 @@ impl BatchSource for Epochs {
     }
 }
 
-pub fn batches(rows: &[usize], size: usize, count: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
-    let size = size.clamp(1, rows.len().max(1));
-    let mut out = Vec::with_capacity(count);
-    while out.len() < count && !rows.is_empty() {
-        let perm = rng.permutation(rows.len());
-        for chunk in perm.chunks_exact(size) {
-            if out.len() == count {
-                break;
-            }
-            out.push(chunk.iter().map(|&i| rows[i]).collect());
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{BatchSource, Epochs, Rng};
+    use super::*;
+
+    /// The batches as one list, epoch after epoch: what `Epochs` draws lazily.
+    fn batches(rows: &[usize], size: usize, count: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
+        let size = size.clamp(1, rows.len().max(1));
+        let mut out = Vec::with_capacity(count);
+        while out.len() < count && !rows.is_empty() {
+            let perm = rng.permutation(rows.len());
+            for chunk in perm.chunks_exact(size) {
+                if out.len() == count {
+                    break;
+                }
+                out.push(chunk.iter().map(|&i| rows[i]).collect());
+            }
+        }
+        out
+    }
 
     #[test]
     fn epochs_give_the_batches_of_the_precomputed_list_in_any_order() {
         let rows: Vec<usize> = (100..203).collect();
-        let list = super::batches(&rows, 10, 95, &mut Rng::new(7));
+        let list = batches(&rows, 10, 95, &mut Rng::new(7));
         let epochs = Epochs::new(&rows, 10, 7);
         for m in (0..95).chain([3, 50, 0, 94]) {
             assert_eq!(epochs.batch(m).as_ref(), list[m].as_slice(), "batch {m}");
@@ -332,8 +333,6 @@ mod tests {
         flip_labels(&mut again, &rows, 10, 0.2, &mut Rng::new(3));
         assert_eq!(again, y);
     }
-
-    use super::*;
 
     fn write(name: &str, text: &str) -> std::path::PathBuf {
         let p = std::env::temp_dir().join(format!("anneal-data-{}-{name}", std::process::id()));
@@ -380,8 +379,11 @@ mod tests {
     #[test]
     fn batches_are_seeded_and_drop_the_remainder() {
         let rows: Vec<usize> = (0..10).collect();
-        let a = batches(&rows, 4, 5, &mut Rng::new(7));
-        let b = batches(&rows, 4, 5, &mut Rng::new(7));
+        let draw = || {
+            let e = Epochs::new(&rows, 4, 7);
+            (0..5).map(|m| e.batch(m).to_vec()).collect::<Vec<_>>()
+        };
+        let (a, b) = (draw(), draw());
         assert_eq!(a, b);
         assert!(a.iter().all(|x| x.len() == 4));
         // Two batches per epoch of 10 rows: every pair of batches is disjoint.
