@@ -134,7 +134,7 @@ impl Comm for ThreadComm {
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), String> {
         let all = self.exchange(buf.to_vec())?;
         for (i, x) in buf.iter_mut().enumerate() {
-            *x = all.iter().map(|v| v.get(i).copied().unwrap_or(0.0)).sum();
+            *x = sum_at(&all, i);
         }
         Ok(())
     }
@@ -153,10 +153,13 @@ impl Comm for ThreadComm {
         let all = self.exchange(buf.to_vec())?;
         let start: usize = counts[..self.rank].iter().sum();
         let end = start + counts[self.rank];
-        Ok((start..end)
-            .map(|i| all.iter().map(|v| v.get(i).copied().unwrap_or(0.0)).sum())
-            .collect())
+        Ok((start..end).map(|i| sum_at(&all, i)).collect())
     }
+}
+
+/// Value `i` summed over the ranks' contributions, in rank order.
+fn sum_at(all: &[Vec<f32>], i: usize) -> f32 {
+    all.iter().map(|v| v.get(i).copied().unwrap_or(0.0)).sum()
 }
 
 #[cfg(test)]

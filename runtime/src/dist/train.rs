@@ -176,13 +176,12 @@ pub fn train_data_parallel(
         }
         // The gradient this rank steps with: its share's pieces, or every tensor.
         let (loss, grads_mine, norm) = if zero == 2 {
-            let mut loss = [flat[total]];
-            comm.all_reduce_sum(&mut loss)?;
             let part = comm.reduce_scatter_sum(&flat[..total], &counts)?;
-            let mut sq = [part.iter().map(|g| g * g).sum::<f32>()];
-            comm.all_reduce_sum(&mut sq)?;
+            // The loss and the squared norm of this rank's share, summed in one exchange.
+            let mut sums = [flat[total], part.iter().map(|g| g * g).sum::<f32>()];
+            comm.all_reduce_sum(&mut sums)?;
             out.grad_values = part.len();
-            (loss[0], part, f64::from(sq[0]).sqrt())
+            (sums[0], part, f64::from(sums[1]).sqrt())
         } else {
             comm.all_reduce_sum(&mut flat)?;
             let loss = flat[total];
