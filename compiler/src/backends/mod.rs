@@ -245,19 +245,8 @@ impl<'p> Stepper<'p> {
     }
 
     pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
-        match self {
-            Stepper::Interp(i) => i.step(params, grads),
-            Stepper::Fused(f, _) => {
-                if let Some(c) = f.interp.recipe.capabilities.first() {
-                    return Err(format!(
-                        "recipe `{}` needs {} from the model; run it with a model that provides it",
-                        f.interp.recipe.name,
-                        c.describe()
-                    ));
-                }
-                f.step(params, grads, None)
-            }
-        }
+        self.interp().needs_no_model()?;
+        self.step_with(params, grads, None)
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -643,14 +643,20 @@ impl<'p> Interpreter<'p> {
 
     /// One update: `grads` in, `params` updated in place.
     pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
-        if let Some(c) = self.recipe.capabilities.first() {
-            return Err(format!(
+        self.needs_no_model()?;
+        self.step_with(params, grads, None)
+    }
+
+    /// An error when the recipe calls the model mid-step (a step without an oracle).
+    pub fn needs_no_model(&self) -> Result<(), String> {
+        match self.recipe.capabilities.first() {
+            Some(c) => Err(format!(
                 "recipe `{}` needs {} from the model; run it with a model that provides it",
                 self.recipe.name,
                 c.describe()
-            ));
+            )),
+            None => Ok(()),
         }
-        self.step_with(params, grads, None)
     }
 
     /// One update, with the model's oracle for `grad_at` and `hvp`.
