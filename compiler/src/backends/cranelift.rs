@@ -29,9 +29,9 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 
 pub use super::Compiled;
-use super::JitCache;
+use super::{acc_kind, AccKind, JitCache};
 use crate::ast::{BinOp, CmpOp, UnOp};
-use crate::ir::{Builtin, ReduceOp};
+use crate::ir::Builtin;
 use crate::kernel::{EId, Elem, Host, Kernel, Pass, PassKind};
 
 static CACHE: JitCache = JitCache::new();
@@ -186,27 +186,6 @@ pub(crate) fn define_all<M: Module>(
 
 const MEM: MemFlagsData = MemFlagsData::new().with_notrap();
 const LE: MemFlagsData = MemFlagsData::new().with_endianness(Endianness::Little);
-
-/// How a reduction accumulates: its value per element and how partials combine.
-#[derive(Clone, Copy, PartialEq)]
-enum AccKind {
-    /// Sum of the value, of its square (norms), or of `x·0` (finiteness), in f64.
-    Sum,
-    SumSq,
-    Finite,
-    Max,
-    Min,
-}
-
-fn acc_kind(op: ReduceOp) -> AccKind {
-    match op {
-        ReduceOp::Norm => AccKind::SumSq,
-        ReduceOp::Sum | ReduceOp::Mean => AccKind::Sum,
-        ReduceOp::AllFinite => AccKind::Finite,
-        ReduceOp::Max => AccKind::Max,
-        ReduceOp::Min => AccKind::Min,
-    }
-}
 
 /// Accumulator variables of one reduction: vector (two f64x2, or one f32x4 for max/min)
 /// and scalar (f64, or f32 for max/min).

@@ -26,9 +26,9 @@ use inkwell::types::FloatType;
 use inkwell::values::{FloatValue, FunctionValue, IntValue, PointerValue};
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate, OptimizationLevel};
 
-use super::{Compiled, JitCache};
+use super::{acc_kind, AccKind, Compiled, JitCache};
 use crate::ast::{BinOp, CmpOp, UnOp};
-use crate::ir::{Builtin, ReduceOp};
+use crate::ir::Builtin;
 use crate::kernel::{EId, Elem, Host, Kernel, Pass, PassKind};
 
 static CACHE: JitCache = JitCache::new();
@@ -238,15 +238,6 @@ fn wrapper<'c>(
     Ok(())
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum AccKind {
-    Sum,
-    SumSq,
-    Finite,
-    Max,
-    Min,
-}
-
 struct Gen<'a, 'c> {
     ctx: &'c Context,
     module: &'a Module<'c>,
@@ -293,13 +284,7 @@ impl<'c> Gen<'_, 'c> {
         // Accumulators in stack slots (promoted to registers by O3), one per reduction.
         let mut accs = Vec::new();
         for &r in &self.pass.reductions {
-            let kind = match self.k.reductions[r].op {
-                ReduceOp::Norm => AccKind::SumSq,
-                ReduceOp::Sum | ReduceOp::Mean => AccKind::Sum,
-                ReduceOp::AllFinite => AccKind::Finite,
-                ReduceOp::Max => AccKind::Max,
-                ReduceOp::Min => AccKind::Min,
-            };
+            let kind = acc_kind(self.k.reductions[r].op);
             let (ty, init) = match kind {
                 AccKind::Max => (self.f32t, f64::NEG_INFINITY),
                 AccKind::Min => (self.f32t, f64::INFINITY),

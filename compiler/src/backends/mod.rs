@@ -9,7 +9,7 @@ pub mod cranelift;
 pub mod llvm;
 
 use crate::interp::{Interpreter, Oracle, Snapshot, StateValue};
-use crate::ir::{Program, Recipe};
+use crate::ir::{Program, Recipe, ReduceOp};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -83,6 +83,27 @@ fn to_fn(addr: usize) -> PassFn {
     // SAFETY: `addr` is a finalized function of leaked JIT code compiled with the
     // `PassFn` signature.
     unsafe { std::mem::transmute::<usize, PassFn>(addr) }
+}
+
+/// How a reduction accumulates: its value per element and how partials combine.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum AccKind {
+    /// Sum of the value, of its square (norms), or of `x·0` (finiteness), in f64.
+    Sum,
+    SumSq,
+    Finite,
+    Max,
+    Min,
+}
+
+pub(crate) fn acc_kind(op: ReduceOp) -> AccKind {
+    match op {
+        ReduceOp::Norm => AccKind::SumSq,
+        ReduceOp::Sum | ReduceOp::Mean => AccKind::Sum,
+        ReduceOp::AllFinite => AccKind::Finite,
+        ReduceOp::Max => AccKind::Max,
+        ReduceOp::Min => AccKind::Min,
+    }
 }
 
 /// Whether the recipe is a builtin optimizer (L-BFGS), which the runtime runs itself on
