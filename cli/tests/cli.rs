@@ -1,27 +1,10 @@
 //! The `anneal` binary as a user runs it: exit codes, output formats, and bad input.
 
+mod common;
+
+use common::{anneal, root, stderr, stdout};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn anneal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_anneal"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run anneal")
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::process::Output;
 
 /// The command succeeded; its stdout parsed as JSON.
 fn json_output(o: &Output) -> serde_json::Value {

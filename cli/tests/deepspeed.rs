@@ -2,24 +2,11 @@
 //! refuses to drop, and — when `import deepspeed` works (pip install deepspeed; CPU is
 //! enough) — what DeepSpeed's own parser and scheduler make of the file.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{anneal, root, stderr as err};
+use std::path::PathBuf;
 use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn anneal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_anneal"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run anneal")
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("anneal-ds-{}", std::process::id()));

@@ -3,12 +3,11 @@
 //! a header that compiles warning-free. Without gcc these tests fail under CI (which
 //! installs it) and are skipped elsewhere.
 
+mod common;
+
+use common::{anneal, root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn out_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("anneal-export-{name}-{}", std::process::id()));
@@ -23,14 +22,6 @@ fn have_gcc() -> bool {
         "gcc is missing but CI is set: .ci/run installs build-essential"
     );
     ok
-}
-
-fn anneal(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_anneal"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
 }
 
 /// Builds `main_c` against `dir/NAME.o` and its header (gcc -Werror) into `exe` and runs

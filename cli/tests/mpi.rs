@@ -5,12 +5,10 @@
 //! CI and is skipped elsewhere.
 #![cfg(feature = "mpi")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use common::root;
+use std::process::{Command, Output};
 
 fn have_mpirun() -> bool {
     let ok = Command::new("mpirun").arg("--version").output().is_ok();

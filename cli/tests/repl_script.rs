@@ -1,6 +1,9 @@
 //! `anneal repl < script`: the REPL run non-interactively, as scripts and tests use it.
 //! Each entry's output goes to stdout; the first error stops the script with status 1.
 
+mod common;
+
+use common::{root, stderr as err, stdout as out};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -27,18 +30,6 @@ fn repl_in(dir: &Path, args: &[&str], script: &str) -> Output {
         .write_all(script.as_bytes())
         .expect("write the script");
     child.wait_with_output().expect("wait for anneal repl")
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn temp_dir() -> PathBuf {
