@@ -224,3 +224,7 @@ case!(
     parallel_fewer_micro_batches_than_stages,
     "import std.optax.{adamw}\nrecipe r {\n  update = adamw(learning_rate: 1e-3)\n  parallel { data: 2, pipeline: 4, micro_batches: 2 }\n}\n"
 );
+case!(
+    parallel_setting_out_of_range,
+    "import std.optax.{adamw}\nrecipe r {\n  update = adamw(learning_rate: 1e-3)\n  parallel { data: 4294967296, tensor: 4294967296, pipeline: 2 }\n}\n"
+);

@@ -488,7 +488,8 @@ fn number(e: &ast::Expr) -> Option<f64> {
     }
 }
 
-fn whole(e: &ast::Expr) -> Option<u64> {
+/// A whole-number literal (written without a point or exponent), below 9e15.
+pub(super) fn whole(e: &ast::Expr) -> Option<u64> {
     match &e.kind {
         ExprKind::Number {
             value,

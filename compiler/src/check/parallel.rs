@@ -23,21 +23,27 @@ const KEYS: [&str; 11] = [
     "world",
 ];
 
-/// A whole number >= `min`, or a diagnostic naming the key.
+/// The most devices, micro-batches or rows a setting may name (as `anneal plan --world`):
+/// products of three settings stay far inside u64.
+const MAX_SETTING: u64 = 1 << 20;
+
+/// A whole number in [`min`, MAX_SETTING], or a diagnostic naming the key.
 #[allow(clippy::result_large_err)]
 fn whole(key: &Ident, e: &Expr, min: u64) -> Result<u64, Diagnostic> {
-    match &e.kind {
-        ExprKind::Number { value, .. } if value.fract() == 0.0 && *value >= min as f64 => {
-            Ok(*value as u64)
-        }
-        _ => Err(Diagnostic::error(
-            "E0190",
-            e.span,
-            format!("`{}` must be a whole number >= {min}", key.name),
-        )
-        .with_label("not a whole number in range")
-        .with_help(format!("write e.g. `{}: {}`", key.name, min.max(2)))),
-    }
+    super::curriculum::whole(e)
+        .filter(|n| (min..=MAX_SETTING).contains(n))
+        .ok_or_else(|| {
+            Diagnostic::error(
+                "E0190",
+                e.span,
+                format!(
+                    "`{}` must be a whole number from {min} to {MAX_SETTING}",
+                    key.name
+                ),
+            )
+            .with_label("not a whole number in range")
+            .with_help(format!("write e.g. `{}: {}`", key.name, min.max(2)))
+        })
 }
 
 /// Checks a `parallel` block against the recipe's model and data; `None` after an error.
