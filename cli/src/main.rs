@@ -168,6 +168,8 @@ pub enum Backend {
     Cranelift,
     /// The fused step, compiled by LLVM at O3 for this CPU.
     Llvm,
+    /// The fused step as WGSL compute shaders on a GPU, through wgpu (Vulkan, Metal, DX12).
+    Wgsl,
 }
 
 impl Backend {
@@ -178,6 +180,7 @@ impl Backend {
             Backend::Interp => B::Interp,
             Backend::Cranelift => B::Cranelift,
             Backend::Llvm => B::Llvm,
+            Backend::Wgsl => B::Wgsl,
         }
     }
 }

@@ -228,11 +228,7 @@ impl Session {
                     "interp" => Backend::Interp,
                     "cranelift" => Backend::Cranelift,
                     "llvm" => Backend::Llvm,
-                    "wgsl" => {
-                        return Err("the wgsl back end is not part of this build yet; choose \
-                                    auto, interp, cranelift or llvm"
-                            .into())
-                    }
+                    "wgsl" => Backend::Wgsl,
                     "" => {
                         return Ok(Reply::text(format!(
                             "back end: {}",
@@ -241,8 +237,8 @@ impl Session {
                     }
                     other => {
                         return Err(format!(
-                            "unknown back end `{other}`; choose auto, interp, cranelift or llvm"
-                        ))
+                        "unknown back end `{other}`; choose auto, interp, cranelift, llvm or wgsl"
+                    ))
                     }
                 };
                 self.backend = b;
@@ -397,6 +393,13 @@ impl Session {
             Ok(k) => k,
             Err(why) => return (format!("{chain} (runs on the interpreter: {why})"), 0.0),
         };
+        if backend == B::Wgsl {
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            return match backends::wgsl::shaders(&kernel) {
+                Ok(s) => (format!("{chain} (wgsl, {} shaders)", s.len()), ms),
+                Err(e) => (format!("{chain} (code generation failed: {e})"), ms),
+            };
+        }
         let compiled = match backend {
             B::Llvm => backends::llvm::compile(&kernel),
             _ => backends::cranelift::compile(&kernel),

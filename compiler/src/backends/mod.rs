@@ -1,12 +1,16 @@
 //! Back ends: who runs a recipe's step. Entry point: `Stepper::new`.
 //!
 //! `interp` is the reference interpreter; `cranelift` lowers the recipe to the fused
-//! kernel (`kernel::lower`) and JIT-compiles its passes. `auto` takes Cranelift when the
-//! recipe lowers and says why when it falls back to the interpreter.
+//! kernel (`kernel::lower`) and JIT-compiles its passes (`llvm` the same through LLVM);
+//! `wgsl` writes the passes as WGSL compute shaders and runs them on a GPU through wgpu.
+//! `auto` takes Cranelift when the recipe lowers and says why when it falls back to the
+//! interpreter.
 
 pub mod c;
 pub mod cranelift;
+pub mod gpu;
 pub mod llvm;
+pub mod wgsl;
 
 use crate::interp::{Interpreter, Oracle, Snapshot, StateValue};
 use crate::ir::{Program, Recipe, ReduceOp};
@@ -123,18 +127,21 @@ pub enum Backend {
     Cranelift,
     /// The same fused kernel compiled by LLVM (O3 for the host CPU).
     Llvm,
+    /// The fused kernel as WGSL compute shaders, run on a GPU through wgpu.
+    Wgsl,
     /// Cranelift when the recipe lowers to a fused kernel, the interpreter otherwise.
     Auto,
 }
 
 impl Backend {
-    pub const NAMES: [&'static str; 4] = ["auto", "interp", "cranelift", "llvm"];
+    pub const NAMES: [&'static str; 5] = ["auto", "interp", "cranelift", "llvm", "wgsl"];
 
     pub fn parse(s: &str) -> Option<Backend> {
         match s {
             "interp" => Some(Backend::Interp),
             "cranelift" => Some(Backend::Cranelift),
             "llvm" => Some(Backend::Llvm),
+            "wgsl" => Some(Backend::Wgsl),
             "auto" => Some(Backend::Auto),
             _ => None,
         }
@@ -145,6 +152,7 @@ impl Backend {
             Backend::Interp => "interp",
             Backend::Cranelift => "cranelift",
             Backend::Llvm => "llvm",
+            Backend::Wgsl => "wgsl",
             Backend::Auto => "auto",
         }
     }
@@ -223,6 +231,18 @@ impl<'p> Stepper<'p> {
                 ))
             }
         };
+        if backend == Backend::Wgsl {
+            let device = gpu::GpuPasses::new(&kernel, &interp.sizes, 0)?;
+            let fused = Fused::on_device(interp, kernel, Box::new(device))?;
+            return Ok((
+                Stepper::Fused(Box::new(fused), "wgsl"),
+                Choice {
+                    backend: "wgsl",
+                    fallback: None,
+                    compile_ms: 0.0,
+                },
+            ));
+        }
         let (code, name) = match backend {
             Backend::Llvm => (llvm::compile(&kernel)?, "llvm"),
             _ => (cranelift::compile(&kernel)?, "cranelift"),

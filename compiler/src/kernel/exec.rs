@@ -29,6 +29,25 @@ use crate::ir::{ReduceOp, Scope};
 /// the elements to process, `partials` one f64 per reduction of the pass.
 pub type PassFn = unsafe extern "C" fn(*const f32, *const *mut f32, u64, u64, *mut f64);
 
+/// A device that runs a kernel's passes itself (the GPU), in place of compiled CPU code.
+pub trait PassDevice: Send {
+    /// A step begins: buffers the host holds may have changed since the last one.
+    fn begin_step(&mut self);
+
+    /// Runs pass `p` over every tensor: `table[t]` is tensor t's scalar row, `ptrs[t]`
+    /// one pointer per `Pass::bufs` into buffers of `sizes[t]` floats, which the pass
+    /// updates in place. Returns, per tensor, the partial results in element order (one
+    /// row of `nred` per workgroup), as `Fused::run_pass` returns its chunks'.
+    fn run(
+        &mut self,
+        p: usize,
+        table: &[Vec<f32>],
+        ptrs: &[Vec<*mut f32>],
+        sizes: &[usize],
+        nred: usize,
+    ) -> Result<Vec<Vec<Vec<f64>>>, String>;
+}
+
 /// The host values element values under `roots` read: as scalar slots, or spread over
 /// the elements (sliced values).
 fn host_deps(kernel: &Kernel, roots: &[EId]) -> Vec<usize> {
@@ -56,6 +75,8 @@ pub struct Fused<'p> {
     pub(crate) kernel: Kernel,
     fns: Vec<PassFn>,
     pool: Option<rayon::ThreadPool>,
+    /// Runs the passes instead of `fns` (the GPU back end).
+    device: Option<Box<dyn PassDevice>>,
     /// Per store and per reduction: the host values its element graph reads.
     store_scalars: Vec<Vec<usize>>,
     red_scalars: Vec<Vec<usize>>,
@@ -130,12 +151,25 @@ impl<'p> Fused<'p> {
             kernel,
             fns,
             pool,
+            device: None,
             store_scalars,
             red_scalars,
             call_scalars,
             slice_scalars,
             temps: BTreeMap::new(),
         })
+    }
+
+    /// The step with its passes run by `device` instead of compiled CPU code.
+    pub fn on_device(
+        interp: Interpreter<'p>,
+        kernel: Kernel,
+        device: Box<dyn PassDevice>,
+    ) -> Result<Self, String> {
+        let fns = vec![noop_pass as PassFn; kernel.passes.len()];
+        let mut fused = Fused::new(interp, kernel, fns, 1)?;
+        fused.device = Some(device);
+        Ok(fused)
     }
 
     pub fn kernel(&self) -> &Kernel {
@@ -159,6 +193,9 @@ impl<'p> Fused<'p> {
             }
         }
         let nt = sizes.len();
+        if let Some(d) = &mut self.device {
+            d.begin_step();
+        }
         let stages = self.kernel.stages;
         let mut hypers: Vec<Option<Vec<Option<Vec<f64>>>>> = vec![None; stages];
         let mut reduced: Vec<Option<Vec<f64>>> = vec![None; self.kernel.reductions.len()];
@@ -676,6 +713,9 @@ impl<'p> Fused<'p> {
             }
             ptrs.push(row);
         }
+        if let Some(device) = &mut self.device {
+            return device.run(p, table, &ptrs, &self.interp.sizes, nred);
+        }
         let mut tasks = Vec::new();
         let mut owner = Vec::new();
         for t in 0..nt {
@@ -732,6 +772,9 @@ impl<'p> Fused<'p> {
         Ok(per)
     }
 }
+
+/// The CPU pass slot of a step whose passes run on a device: never called.
+unsafe extern "C" fn noop_pass(_: *const f32, _: *const *mut f32, _: u64, _: u64, _: *mut f64) {}
 
 /// A reduction's running value: a sum (of values, squares, or `x·0` for finiteness), a
 /// maximum or a minimum, and the element count for means.
