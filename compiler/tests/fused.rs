@@ -1,7 +1,8 @@
-//! The Cranelift back end against the reference interpreter: random recipes (chains of
-//! standard-library transforms with random hyperparameters, random tensor sizes including
-//! 0, 1, 3, 4, 5 and 1023) must agree within f32 tolerance; results must not depend on the
-//! thread count. (Recompiles are counted in `recompile.rs`, a process of its own.)
+//! The compiled back ends (Cranelift, LLVM, and WGSL on a GPU where there is one) against
+//! the reference interpreter: random recipes (chains of standard-library transforms with
+//! random hyperparameters, random tensor sizes including 0, 1, 3, 4, 5 and 1023) must
+//! agree within f32 tolerance, and every shader they produce must pass naga's validator;
+//! results must not depend on the thread count. (Recompiles are counted in `recompile.rs`, a process of its own.)
 
 use anneal_compiler::backends::{Backend, Stepper};
 use anneal_compiler::compile;
@@ -68,13 +69,23 @@ fn run_shapes(
     params
 }
 
+/// Within f32 tolerance of the interpreter: 1e-5 relative, plus, for the GPU, 1e-5 of
+/// the tensor's largest value (as the golden cases' atol): a GPU contracts `a·b + c` into
+/// one rounding and WGSL allows 2.5-ULP division, so a value that is the difference of
+/// two large ones (a parameter near 0 after a big update) carries their rounding.
 fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
     for (t, (x, y)) in a.iter().zip(b).enumerate() {
+        let scale = if what.starts_with("wgsl") {
+            y.iter().fold(0f32, |m, v| m.max(v.abs()))
+        } else {
+            0.0
+        };
         for (i, (p, q)) in x.iter().zip(y).enumerate() {
-            let ok = (p - q).abs() <= 1e-6 + 1e-5 * q.abs() || (p.is_nan() && q.is_nan());
+            let tol = 1e-6 + 1e-5 * (q.abs() + scale);
+            let ok = (p - q).abs() <= tol || (p.is_nan() && q.is_nan());
             assert!(
                 ok,
-                "{what}: tensor {t} element {i}: cranelift {p}, interpreter {q}"
+                "{what}: tensor {t} element {i}: compiled {p}, interpreter {q}"
             );
         }
     }
@@ -134,38 +145,32 @@ recipe r { update = GradScaler(init_scale: 4, growth_interval: 2) |> SGD(lr: 0.1
     let names = vec!["w".to_string()];
     let shapes = vec![vec![6]];
     let init = vec![vec![0.5f32; 6]];
-    let (mut a, _) = Stepper::new(
-        Backend::Cranelift,
-        &c.program,
-        recipe,
-        &names,
-        &shapes,
-        &init,
-        1,
-    )
-    .unwrap();
-    let (mut b, _) = Stepper::new(
-        Backend::Interp,
-        &c.program,
-        recipe,
-        &names,
-        &shapes,
-        &init,
-        1,
-    )
-    .unwrap();
-    let (mut pa, mut pb) = (init.clone(), init.clone());
-    for k in 0..6 {
-        let g = if k % 3 == 1 {
-            vec![vec![f32::INFINITY; 6]]
-        } else {
-            grads(&[6], k, 1)
-        };
-        a.step(&mut pa, &g).unwrap();
-        b.step(&mut pb, &g).unwrap();
-        assert_eq!(a.last_skipped(), b.last_skipped(), "step {k}");
-        assert_eq!(a.snapshot(), b.snapshot(), "step {k}");
-        assert_close(&pa, &pb, &format!("step {k}"));
+    for backend in compiled_backends() {
+        let (mut a, _) =
+            Stepper::new(backend, &c.program, recipe, &names, &shapes, &init, 1).unwrap();
+        let (mut b, _) = Stepper::new(
+            Backend::Interp,
+            &c.program,
+            recipe,
+            &names,
+            &shapes,
+            &init,
+            1,
+        )
+        .unwrap();
+        let (mut pa, mut pb) = (init.clone(), init.clone());
+        for k in 0..6 {
+            let g = if k % 3 == 1 {
+                vec![vec![f32::INFINITY; 6]]
+            } else {
+                grads(&[6], k, 1)
+            };
+            a.step(&mut pa, &g).unwrap();
+            b.step(&mut pb, &g).unwrap();
+            assert_eq!(a.last_skipped(), b.last_skipped(), "step {k}");
+            assert_eq!(a.snapshot(), b.snapshot(), "{} step {k}", backend.name());
+            assert_close(&pa, &pb, &format!("{} step {k}", backend.name()));
+        }
     }
 }
 
@@ -273,6 +278,26 @@ fn size() -> impl Strategy<Value = usize> {
     ]
 }
 
+/// The back ends that compile the fused kernel: the GPU's too where there is one.
+fn compiled_backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Cranelift, Backend::Llvm];
+    if anneal_compiler::backends::gpu::for_tests().is_some() {
+        out.push(Backend::Wgsl);
+    }
+    out
+}
+
+/// Every shader of the recipe's kernel is WGSL that naga accepts.
+fn validate_wgsl(src: &str) {
+    let c = compile("t.anneal", src);
+    let kernel = anneal_compiler::kernel::lower(&c.program, &c.program.recipes[0]).unwrap();
+    for s in anneal_compiler::backends::wgsl::shaders(&kernel).unwrap() {
+        if let Err(e) = anneal_compiler::backends::wgsl::validate(&s.source) {
+            panic!("{src}\npass {}: {e}\n{}", s.pass, s.source);
+        }
+    }
+}
+
 const IMPORTS: &str = "import std.optax.*\nimport std.torch.*\nimport std.research.*\n";
 
 proptest! {
@@ -289,7 +314,8 @@ proptest! {
         chain.push(opt);
         let src = format!("{IMPORTS}recipe r {{\n  update = {}\n}}\n", chain.join(" |> "));
         let reference = run_shapes(&src, Backend::Interp, 1, &shapes, steps);
-        for backend in [Backend::Cranelift, Backend::Llvm] {
+        validate_wgsl(&src);
+        for backend in compiled_backends() {
             let fused = run_shapes(&src, backend, 1, &shapes, steps);
             assert_close(&fused, &reference, &format!("{} {src}", backend.name()));
         }
@@ -359,7 +385,7 @@ fn model_calls_mid_step_agree_with_the_interpreter() {
         let src = format!("{IMPORTS}recipe r {{\n  update = {chain}\n}}\n");
         for sizes in [vec![5, 1023], vec![0, 3]] {
             let reference = run_model(&src, Backend::Interp, &sizes, 7);
-            for backend in [Backend::Cranelift, Backend::Llvm] {
+            for backend in compiled_backends() {
                 let fused = run_model(&src, backend, &sizes, 7);
                 assert_close(&fused, &reference, &format!("{} {src}", backend.name()));
             }

@@ -150,6 +150,14 @@ fn every_case_the_interpreter_passes_passes_on_llvm() {
     every_passing_case_passes_on(Backend::Llvm);
 }
 
+/// On lavapipe in CI; skipped (said on stderr) only where there is no GPU and no `CI`.
+#[test]
+fn every_case_the_interpreter_passes_passes_on_wgsl() {
+    if anneal_compiler::backends::gpu::for_tests().is_some() {
+        every_passing_case_passes_on(Backend::Wgsl);
+    }
+}
+
 #[test]
 fn training_cases_reproduce_pytorch() {
     let lib = library();

@@ -56,6 +56,21 @@ pub fn context() -> Result<&'static Context, String> {
         .map_err(|e| e.to_string())
 }
 
+/// For tests: the GPU, or `None` (said on stderr) where there is none. With `CI` set a
+/// missing GPU fails the test instead: CI installs lavapipe, so a skip would hide a
+/// broken setup.
+#[doc(hidden)]
+pub fn for_tests() -> Option<&'static Context> {
+    match context() {
+        Ok(c) => Some(c),
+        Err(e) if std::env::var_os("CI").is_some() => panic!("CI is set and {e}"),
+        Err(e) => {
+            eprintln!("skipping a GPU test: {e}");
+            None
+        }
+    }
+}
+
 fn open() -> Result<Context, String> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,

@@ -116,41 +116,63 @@ fn lit(x: f32) -> String {
     }
 }
 
-/// Helpers every shader may call: bit-level NaN and finiteness tests, the language's
-/// min/max/sign/pow/lerp with the CPU back ends' semantics.
-const PRELUDE: &str = "\
-fn an_is_nan(x: f32) -> bool {
+/// Helpers a shader may call, each with the helpers it calls: bit-level NaN and
+/// finiteness tests, and the language's min/max/sign/pow/lerp/tanh with the CPU back
+/// ends' semantics. A shader carries only those it uses.
+const HELPERS: &[(&str, &[&str], &str)] = &[
+    (
+        "an_is_nan",
+        &[],
+        "fn an_is_nan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
-}
-
-fn an_is_finite(x: f32) -> bool {
+}",
+    ),
+    (
+        "an_is_finite",
+        &[],
+        "fn an_is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
-fn an_truth(b: bool) -> f32 {
+}",
+    ),
+    (
+        "an_truth",
+        &[],
+        "fn an_truth(b: bool) -> f32 {
     return select(0.0f, 1.0f, b);
-}
-
-// Rust's f32::min: a NaN operand yields the other one.
+}",
+    ),
+    (
+        "an_min",
+        &["an_is_nan"],
+        "// Rust's f32::min: a NaN operand yields the other one.
 fn an_min(x: f32, y: f32) -> f32 {
     if (an_is_nan(y)) { return x; }
     if (an_is_nan(x)) { return y; }
     return select(y, x, x < y);
-}
-
-fn an_max(x: f32, y: f32) -> f32 {
+}",
+    ),
+    (
+        "an_max",
+        &["an_is_nan"],
+        "fn an_max(x: f32, y: f32) -> f32 {
     if (an_is_nan(y)) { return x; }
     if (an_is_nan(x)) { return y; }
     return select(y, x, x > y);
-}
-
-// sign(0) = 0 and sign(NaN) = NaN, as optimizers mean it.
+}",
+    ),
+    (
+        "an_sign",
+        &["an_is_nan"],
+        "// sign(0) = 0 and sign(NaN) = NaN, as optimizers mean it.
 fn an_sign(x: f32) -> f32 {
     if (an_is_nan(x)) { return x; }
     return select(select(x, -1.0f, x < 0.0f), 1.0f, x > 0.0f);
-}
-
-// C's powf for the cases WGSL's pow leaves undefined (x <= 0, y = 0).
+}",
+    ),
+    (
+        "an_pow",
+        &["an_is_nan"],
+        "// C's powf for the cases WGSL's pow leaves undefined (x <= 0, y = 0).
 fn an_pow(x: f32, y: f32) -> f32 {
     if (y == 0.0f) { return 1.0f; }
     if (an_is_nan(x) || an_is_nan(y)) { return bitcast<f32>(0x7fc00000u); }
@@ -162,20 +184,52 @@ fn an_pow(x: f32, y: f32) -> f32 {
     if (floor(y) != y) { return bitcast<f32>(0x7fc00000u); }
     let odd = abs(y) < 16777216.0f && (u32(abs(y)) & 1u) == 1u;
     return select(m, -m, odd);
-}
-
-// torch's lerp: the two-branch formula, exact at both ends.
+}",
+    ),
+    (
+        "an_lerp",
+        &[],
+        "// torch's lerp: the two-branch formula, exact at both ends.
 fn an_lerp(a: f32, b: f32, w: f32) -> f32 {
     let d = b - a;
     return select(b - d * (1.0f - w), a + w * d, abs(w) < 0.5f);
-}
-
+}",
+    ),
+    (
+        "an_tanh",
+        &["an_is_nan"],
+        "// tanh(±9) is ±1 in f32; clamping keeps exp-based implementations from overflowing.
 fn an_tanh(x: f32) -> f32 {
-    // tanh(±9) is ±1 in f32; clamping keeps exp-based implementations from overflowing.
     if (an_is_nan(x)) { return x; }
     return tanh(clamp(x, -9.0f, 9.0f));
+}",
+    ),
+];
+
+/// The helpers `body` calls, and theirs, in `HELPERS` order.
+fn helpers_for(body: &str) -> String {
+    let mut used: Vec<bool> = HELPERS
+        .iter()
+        .map(|(name, _, _)| body.contains(&format!("{name}(")))
+        .collect();
+    for (i, (_, deps, _)) in HELPERS.iter().enumerate().rev() {
+        if used[i] {
+            for d in *deps {
+                if let Some(j) = HELPERS.iter().position(|(n, _, _)| n == d) {
+                    used[j] = true;
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (_, _, text)) in HELPERS.iter().enumerate() {
+        if used[i] {
+            out.push_str(text);
+            out.push_str("\n\n");
+        }
+    }
+    out
 }
-";
 
 struct Writer<'k> {
     k: &'k Kernel,
@@ -359,10 +413,10 @@ fn shader(kernel: &Kernel, p: usize) -> Result<Shader, String> {
         }
     }
     o.push('\n');
-    o.push_str(PRELUDE);
+    let head = std::mem::take(o);
     let _ = writeln!(
         o,
-        "\n@compute @workgroup_size({WORKGROUP})\nfn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l: u32) {{\n    let g = wg.y * u.groups_x + wg.x;\n    let i = g * {WORKGROUP}u + l;"
+        "@compute @workgroup_size({WORKGROUP})\nfn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l: u32) {{\n    let g = wg.y * u.groups_x + wg.x;\n    let i = g * {WORKGROUP}u + l;"
     );
     match pass.kind {
         PassKind::Reduce => {
@@ -440,10 +494,11 @@ fn shader(kernel: &Kernel, p: usize) -> Result<Shader, String> {
         }
     }
     o.push_str("}\n");
+    let source = format!("{head}{}{o}", helpers_for(o));
     Ok(Shader {
         pass: p,
         kind: pass.kind,
-        source: std::mem::take(o),
+        source,
         bufs: pass.bufs.clone(),
         writes: pass.bufs.iter().map(|b| writes.contains(b)).collect(),
         slots,

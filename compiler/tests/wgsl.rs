@@ -1,0 +1,152 @@
+//! The WGSL back end: the shaders it writes (snapshots, naga validation, the dispatch
+//! formula) and, on a GPU (lavapipe in CI), what running them guarantees: tensors split
+//! over several bindings and dispatches beyond 65,535 workgroups agree with the
+//! interpreter. (Pipeline reuse is counted in `wgsl_pipelines.rs`, a process of its own.)
+
+use anneal_compiler::backends::gpu::{self, GpuPasses};
+use anneal_compiler::backends::wgsl::{self, dispatch, shaders};
+use anneal_compiler::backends::{Backend, Stepper};
+use anneal_compiler::compile;
+use anneal_compiler::interp::Interpreter;
+use anneal_compiler::kernel::exec::Fused;
+use anneal_compiler::kernel::lower;
+
+fn wgsl_of(src: &str) -> String {
+    let c = compile("t.anneal", src);
+    assert!(!c.has_errors(), "{:?}", c.diagnostics);
+    let kernel = lower(&c.program, &c.program.recipes[0]).unwrap();
+    let mut out = String::new();
+    for s in shaders(&kernel).unwrap() {
+        wgsl::validate(&s.source).unwrap_or_else(|e| panic!("pass {}: {e}", s.pass));
+        out.push_str(&s.source);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn adamw_is_one_map_shader() {
+    insta::assert_snapshot!(wgsl_of(
+        "import std.optax.{adamw}
+recipe r { update = adamw(learning_rate: 0.001, weight_decay: 0.01) }"
+    ));
+}
+
+#[test]
+fn clip_then_adamw_is_a_reduction_tree_and_a_map() {
+    insta::assert_snapshot!(wgsl_of(
+        "import std.optax.{clip_by_global_norm, adamw}
+recipe r { update = clip_by_global_norm(max_norm: 1.0) |> adamw(learning_rate: 0.001) }"
+    ));
+}
+
+#[test]
+fn a_skipping_chain_guards_its_stores() {
+    insta::assert_snapshot!(wgsl_of(
+        "import std.optax.{MultiSteps, lion}
+recipe r { update = MultiSteps(every_k_schedule: 4) |> lion(learning_rate: 0.0001) }"
+    ));
+}
+
+#[test]
+fn dispatches_beyond_65535_workgroups_use_a_second_dimension() {
+    assert_eq!(dispatch(0), (1, 1));
+    assert_eq!(dispatch(256), (1, 1));
+    assert_eq!(dispatch(257), (2, 1));
+    assert_eq!(dispatch(65_535 * 256), (65_535, 1));
+    assert_eq!(dispatch(65_535 * 256 + 1), (65_535, 2));
+    // Every element is covered and no dimension passes the limit.
+    for n in [1usize, 1 << 20, 1 << 26, 3_000_000_000] {
+        let (x, y) = dispatch(n);
+        assert!(x <= 65_535 && y <= 65_535);
+        assert!(x as usize * y as usize * 256 >= n);
+    }
+}
+
+/// Deterministic values in [-1, 1).
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn close(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-6 + 2e-5 * y.abs(),
+            "{what}: element {i}: wgsl {x}, interpreter {y}"
+        );
+    }
+}
+
+/// Runs `steps` steps of `src` over tensors of `sizes` on the interpreter and on the GPU
+/// with at most `segment` elements per binding (0: the device's limit).
+fn agree(src: &str, sizes: &[usize], steps: usize, segment: usize) {
+    let c = compile("t.anneal", src);
+    let recipe = &c.program.recipes[0];
+    let names: Vec<String> = (0..sizes.len()).map(|i| format!("w{i}")).collect();
+    let shapes: Vec<Vec<usize>> = sizes.iter().map(|&n| vec![n]).collect();
+    let init: Vec<Vec<f32>> = sizes.iter().map(|&n| noise(n, 5)).collect();
+    let (mut reference, _) = Stepper::new(
+        Backend::Interp,
+        &c.program,
+        recipe,
+        &names,
+        &shapes,
+        &init,
+        1,
+    )
+    .unwrap();
+    let kernel = lower(&c.program, recipe).unwrap();
+    let device = GpuPasses::new(&kernel, sizes, segment).unwrap();
+    let interp = Interpreter::with_shapes(&c.program, recipe, &names, &shapes, &init).unwrap();
+    let mut fused = Fused::on_device(interp, kernel, Box::new(device)).unwrap();
+    let (mut a, mut b) = (init.clone(), init);
+    for k in 0..steps {
+        let g: Vec<Vec<f32>> = sizes
+            .iter()
+            .map(|&n| noise(n, 100 + k as u64).iter().map(|x| x * 3.0).collect())
+            .collect();
+        fused.step(&mut a, &g, None).unwrap();
+        reference.step(&mut b, &g).unwrap();
+    }
+    for t in 0..sizes.len() {
+        close(&a[t], &b[t], &format!("{src} tensor {t}"));
+    }
+}
+
+const CLIP_ADAMW: &str = "import std.optax.{clip_by_global_norm, adamw}
+recipe r { update = clip_by_global_norm(max_norm: 1.0) |> adamw(learning_rate: 0.01, weight_decay: 0.1) }";
+
+#[test]
+fn tensors_split_over_several_bindings_agree_with_the_interpreter() {
+    if gpu::for_tests().is_none() {
+        return;
+    }
+    // Segments of 512 elements: the 1,300-element tensor is three bindings, the last
+    // partial; the global norm combines their partials in element order.
+    for src in [
+        CLIP_ADAMW,
+        "import std.optax.{lamb}\nrecipe r { update = lamb(learning_rate: 0.01) }",
+    ] {
+        agree(src, &[1300, 7, 512], 3, 512);
+    }
+}
+
+#[test]
+fn a_tensor_beyond_65535_workgroups_agrees_with_the_interpreter() {
+    if gpu::for_tests().is_none() {
+        return;
+    }
+    // 65,537 workgroups of 256: the dispatch needs its y dimension.
+    let n = 65_537 * 256 - 3;
+    assert!(dispatch(n).1 == 2);
+    agree(CLIP_ADAMW, &[n], 1, 0);
+}
