@@ -1,12 +1,14 @@
 //! `anneal export FILE --target c -o DIR`: the recipe's fused step as an object file
-//! (Cranelift) and a C header with the step driver (`backends::c`). With `--reference N`
-//! it also writes what the interpreter computes for N steps of a small fixed problem (the
-//! one `examples/c/demo.c` runs), so a C program can check the exported step against it.
+//! (Cranelift) and a C header with the step driver (`backends::c`). `--target wgsl`: one
+//! WGSL compute shader per pass and `manifest.json` (`backends::wgsl::manifest`), for a
+//! program's own wgpu or WebGPU code. With `--reference N` it also writes what the
+//! interpreter computes for N steps of a small fixed problem (the one `examples/c/demo.c`
+//! and `examples/wgsl_host` run), so a host can check the exported step against it.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anneal_compiler::backends::{c, cranelift, llvm};
+use anneal_compiler::backends::{c, cranelift, llvm, wgsl};
 use anneal_compiler::interp::Interpreter;
 use anneal_compiler::kernel::lower;
 use anneal_runtime::atomic::write_with;
@@ -16,6 +18,8 @@ use clap::{Args, ValueEnum};
 pub enum Target {
     /// An object file and a C header (`NAME.o`, `NAME.h`).
     C,
+    /// WGSL compute shaders (`passN.wgsl`) and `manifest.json`.
+    Wgsl,
     /// A DeepSpeed config (`-o` names the JSON file).
     Deepspeed,
 }
@@ -86,6 +90,9 @@ pub fn export(args: &ExportArgs) -> Result<(), String> {
     let kernel = lower(&comp.program, recipe)
         .map_err(|why| format!("recipe `{}` cannot be exported: {why}", recipe.name))?;
     let name = c::c_name(&recipe.name);
+    if let Target::Wgsl = args.target {
+        return export_wgsl(args, &comp.program, recipe, &kernel, &name);
+    }
     let header = c::header(&comp.program, recipe, &kernel, &name)
         .map_err(|why| format!("recipe `{}` cannot be exported: {why}", recipe.name))?;
     let object = match args.backend {
@@ -98,14 +105,8 @@ pub fn export(args: &ExportArgs) -> Result<(), String> {
             args.output.display()
         )
     })?;
-    let write = |file: String, bytes: &[u8]| -> Result<PathBuf, String> {
-        let path = args.output.join(file);
-        write_with(&path, |f| f.write_all(bytes))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        Ok(path)
-    };
-    let o = write(format!("{name}.o"), &object)?;
-    let h = write(format!("{name}.h"), header.as_bytes())?;
+    let o = write_out(args, &format!("{name}.o"), &object)?;
+    let h = write_out(args, &format!("{name}.h"), header.as_bytes())?;
     eprintln!(
         "wrote {} ({} passes) and {}",
         o.display(),
@@ -113,24 +114,84 @@ pub fn export(args: &ExportArgs) -> Result<(), String> {
         h.display()
     );
     if let Some(steps) = args.reference {
-        let (sizes, mut params) = reference_problem();
-        let names: Vec<String> = (0..sizes.len()).map(|t| format!("{t}.weight")).collect();
-        let mut interp = Interpreter::new(&comp.program, recipe, &names, &params)?;
-        let mut text = String::new();
-        for k in 0..steps {
-            let grads: Vec<Vec<f32>> = params
-                .iter()
-                .map(|p| p.iter().map(|x| 2.0 * (x - 0.25)).collect())
-                .collect();
-            interp.step(&mut params, &grads)?;
-            for (t, p) in params.iter().enumerate() {
-                for (i, x) in p.iter().enumerate() {
-                    text.push_str(&format!("{} {t} {i} {x:.9e}\n", k + 1));
-                }
+        reference(args, &comp.program, recipe, &name, steps)?;
+    }
+    Ok(())
+}
+
+/// Writes `file` into the output folder, atomically.
+fn write_out(args: &ExportArgs, file: &str, bytes: &[u8]) -> Result<PathBuf, String> {
+    let path = args.output.join(file);
+    write_with(&path, |f| f.write_all(bytes))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// NAME.reference.txt: the interpreter's parameters after each of `steps` steps of the
+/// reference problem, one `step tensor index value` line per element.
+fn reference(
+    args: &ExportArgs,
+    program: &anneal_compiler::ir::Program,
+    recipe: &anneal_compiler::ir::Recipe,
+    name: &str,
+    steps: usize,
+) -> Result<(), String> {
+    let (sizes, mut params) = reference_problem();
+    let names: Vec<String> = (0..sizes.len()).map(|t| format!("{t}.weight")).collect();
+    let mut interp = Interpreter::new(program, recipe, &names, &params)?;
+    let mut text = String::new();
+    for k in 0..steps {
+        let grads: Vec<Vec<f32>> = params
+            .iter()
+            .map(|p| p.iter().map(|x| 2.0 * (x - 0.25)).collect())
+            .collect();
+        interp.step(&mut params, &grads)?;
+        for (t, p) in params.iter().enumerate() {
+            for (i, x) in p.iter().enumerate() {
+                text.push_str(&format!("{} {t} {i} {x:.9e}\n", k + 1));
             }
         }
-        let r = write(format!("{name}.reference.txt"), text.as_bytes())?;
-        eprintln!("wrote {} ({steps} steps, interpreter)", r.display());
+    }
+    let r = write_out(args, &format!("{name}.reference.txt"), text.as_bytes())?;
+    eprintln!("wrote {} ({steps} steps, interpreter)", r.display());
+    Ok(())
+}
+
+/// `--target wgsl`: the shaders, each validated by naga first, and the manifest.
+fn export_wgsl(
+    args: &ExportArgs,
+    program: &anneal_compiler::ir::Program,
+    recipe: &anneal_compiler::ir::Recipe,
+    kernel: &anneal_compiler::kernel::Kernel,
+    name: &str,
+) -> Result<(), String> {
+    let cannot = |why: String| format!("recipe `{}` cannot be exported: {why}", recipe.name);
+    let manifest = wgsl::manifest(program, recipe, kernel).map_err(cannot)?;
+    let shaders = wgsl::shaders(kernel).map_err(cannot)?;
+    for s in &shaders {
+        wgsl::validate(&s.source)
+            .map_err(|e| format!("internal error: pass {} is invalid WGSL: {e}", s.pass))?;
+    }
+    std::fs::create_dir_all(&args.output).map_err(|e| {
+        format!(
+            "cannot create {}: {e}; choose a writable folder with -o",
+            args.output.display()
+        )
+    })?;
+    for s in &shaders {
+        write_out(args, &format!("pass{}.wgsl", s.pass), s.source.as_bytes())?;
+    }
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| format!("internal error: cannot write the manifest: {e}"))?;
+    let m = write_out(args, "manifest.json", text.as_bytes())?;
+    eprintln!(
+        "wrote {} and {} shader(s) (pass0.wgsl ...) for recipe `{}`",
+        m.display(),
+        shaders.len(),
+        recipe.name
+    );
+    if let Some(steps) = args.reference {
+        reference(args, program, recipe, name, steps)?;
     }
     Ok(())
 }

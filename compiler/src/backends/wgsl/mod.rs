@@ -24,6 +24,9 @@ use crate::kernel::{Buf, EId, Elem, Host, Kernel, PassKind};
 
 use super::{acc_kind, AccKind};
 
+mod manifest;
+pub use manifest::{manifest, FORMAT};
+
 /// Invocations per workgroup.
 pub const WORKGROUP: u32 = 256;
 
