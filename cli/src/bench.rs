@@ -15,7 +15,7 @@ pub struct BenchArgs {
     pub params: usize,
     #[arg(long, default_value_t = 8)]
     pub tensors: usize,
-    /// Threads for the step and the roofline loop (0: all cores).
+    /// Threads for the step and the roofline loop (0: all cores; the GPU ignores it).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// The back end to time.
@@ -106,11 +106,15 @@ fn print_report(r: &anneal_runtime::bench::BenchReport) {
         r.bytes_per_param
     );
     outln!(
-        "  roofline     {:>8.3} ms  {:>6.1} GB/s  (plain read-modify-write loop, same bytes)",
+        "  roofline     {:>8.3} ms  {:>6.1} GB/s  ({})",
         r.roofline_ms,
-        r.roofline_gbps
+        r.roofline_gbps,
+        r.baseline
     );
     outln!("  ratio        {:>8.2}     of the roofline", r.ratio);
+    if let Some(ms) = r.host_step_ms {
+        outln!("  with copies  {ms:>8.3} ms  (a whole step: tensors up to the GPU and back)");
+    }
     outln!(
         "  unfused      {:>8.2}     of the roofline at best ({} bytes/param, one sweep per transform)",
         r.unfused_ratio,

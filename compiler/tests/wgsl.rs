@@ -50,14 +50,15 @@ recipe r { update = MultiSteps(every_k_schedule: 4) |> lion(learning_rate: 0.000
 
 #[test]
 fn dispatches_beyond_65535_workgroups_use_a_second_dimension() {
-    assert_eq!(dispatch(0), (1, 1));
-    assert_eq!(dispatch(256), (1, 1));
-    assert_eq!(dispatch(257), (2, 1));
-    assert_eq!(dispatch(65_535 * 256), (65_535, 1));
-    assert_eq!(dispatch(65_535 * 256 + 1), (65_535, 2));
+    assert_eq!(dispatch(0, 256), (1, 1));
+    assert_eq!(dispatch(256, 256), (1, 1));
+    assert_eq!(dispatch(257, 256), (2, 1));
+    assert_eq!(dispatch(65_535 * 256, 256), (65_535, 1));
+    assert_eq!(dispatch(65_535 * 256 + 1, 256), (65_535, 2));
+    assert_eq!(dispatch(2049, 2048), (2, 1));
     // Every element is covered and no dimension passes the limit.
     for n in [1usize, 1 << 20, 1 << 26, 3_000_000_000] {
-        let (x, y) = dispatch(n);
+        let (x, y) = dispatch(n, 256);
         assert!(x <= 65_535 && y <= 65_535);
         assert!(x as usize * y as usize * 256 >= n);
     }
@@ -88,7 +89,7 @@ fn close(a: &[f32], b: &[f32], what: &str) {
 
 /// Runs `steps` steps of `src` over tensors of `sizes` on the interpreter and on the GPU
 /// with at most `segment` elements per binding (0: the device's limit).
-fn agree(src: &str, sizes: &[usize], steps: usize, segment: usize) {
+fn agree(src: &str, sizes: &[usize], steps: usize, segment: usize) -> Vec<usize> {
     let c = compile("t.anneal", src);
     let recipe = &c.program.recipes[0];
     let names: Vec<String> = (0..sizes.len()).map(|i| format!("w{i}")).collect();
@@ -106,6 +107,7 @@ fn agree(src: &str, sizes: &[usize], steps: usize, segment: usize) {
     .unwrap();
     let kernel = lower(&c.program, recipe).unwrap();
     let device = GpuPasses::new(&kernel, sizes, segment).unwrap();
+    let segments = device.segments();
     let interp = Interpreter::with_shapes(&c.program, recipe, &names, &shapes, &init).unwrap();
     let mut fused = Fused::on_device(interp, kernel, Box::new(device)).unwrap();
     let (mut a, mut b) = (init.clone(), init);
@@ -120,6 +122,7 @@ fn agree(src: &str, sizes: &[usize], steps: usize, segment: usize) {
     for t in 0..sizes.len() {
         close(&a[t], &b[t], &format!("{src} tensor {t}"));
     }
+    segments
 }
 
 const CLIP_ADAMW: &str = "import std.optax.{clip_by_global_norm, adamw}
@@ -130,13 +133,14 @@ fn tensors_split_over_several_bindings_agree_with_the_interpreter() {
     if gpu::for_tests().is_none() {
         return;
     }
-    // Segments of 512 elements: the 1,300-element tensor is three bindings, the last
-    // partial; the global norm combines their partials in element order.
+    // Segments of 2,048 elements (the least: one reduction workgroup): the 5,000-element
+    // tensor is three bindings, the last partial; the global norm combines their
+    // partials in element order.
     for src in [
         CLIP_ADAMW,
         "import std.optax.{lamb}\nrecipe r { update = lamb(learning_rate: 0.01) }",
     ] {
-        agree(src, &[1300, 7, 512], 3, 512);
+        assert_eq!(agree(src, &[5000, 7, 2048], 3, 2048), [3, 1, 1]);
     }
 }
 
@@ -147,6 +151,6 @@ fn a_tensor_beyond_65535_workgroups_agrees_with_the_interpreter() {
     }
     // 65,537 workgroups of 256: the dispatch needs its y dimension.
     let n = 65_537 * 256 - 3;
-    assert!(dispatch(n).1 == 2);
-    agree(CLIP_ADAMW, &[n], 1, 0);
+    assert!(dispatch(n, 256).1 == 2);
+    assert_eq!(agree(CLIP_ADAMW, &[n], 1, 0), [1]);
 }

@@ -39,6 +39,11 @@ pub struct BenchReport {
     pub passes: usize,
     pub bytes_per_param: usize,
     pub unfused_bytes_per_param: usize,
+    /// What the roofline is: a CPU read-modify-write loop, or a copy shader on the GPU.
+    pub baseline: String,
+    /// The GPU: a whole `Stepper::step`, host transfers included (parameters, gradients
+    /// and states up, results down), where `step_ms` is the passes on resident buffers.
+    pub host_step_ms: Option<f64>,
 }
 
 /// Benchmarks `recipe` over `params` f32 parameters in `tensors` equal tensors.
@@ -63,6 +68,9 @@ pub fn bench(
             recipe.name
         )
     })?;
+    if backend == Backend::Wgsl {
+        return bench_gpu(program, recipe, &e, params, tensors);
+    }
     let tensors = tensors.clamp(1, params.max(1));
     let sizes: Vec<usize> = (0..tensors)
         .map(|t| params / tensors + usize::from(t < params % tensors))
@@ -119,6 +127,62 @@ pub fn bench(
         passes: e.step_passes(),
         bytes_per_param: e.bytes_per_param,
         unfused_bytes_per_param: e.unfused_bytes_per_param,
+        baseline: "plain read-modify-write loop, same bytes".into(),
+        host_step_ms: None,
+    })
+}
+
+/// The GPU: the step's passes on buffers resident on the device against a copy shader
+/// over the same bytes on the same device, plus a whole step with host transfers.
+fn bench_gpu(
+    program: &Program,
+    recipe: &Recipe,
+    e: &Explain,
+    params: usize,
+    tensors: usize,
+) -> Result<BenchReport, String> {
+    let tensors = tensors.clamp(1, params.max(1));
+    let sizes: Vec<usize> = (0..tensors)
+        .map(|t| params / tensors + usize::from(t < params % tensors))
+        .collect();
+    let kernel = anneal_compiler::kernel::lower(program, recipe).map_err(|w| w.0)?;
+    let bytes = e.bytes_per_param * params;
+    let t = anneal_compiler::backends::gpu::time_on_device(&kernel, &sizes, bytes, 20)?;
+    // A whole step through the stepper: what `anneal run --backend wgsl` pays per step.
+    let names: Vec<String> = (0..tensors).map(|t| format!("{t}.weight")).collect();
+    let shapes: Vec<Vec<usize>> = sizes.iter().map(|&n| vec![n]).collect();
+    let mut ps: Vec<Vec<f32>> = sizes.iter().map(|&n| vec![0.01; n]).collect();
+    let grads: Vec<Vec<f32>> = sizes.iter().map(|&n| vec![1e-3; n]).collect();
+    let (mut stepper, choice) =
+        Stepper::new(Backend::Wgsl, program, recipe, &names, &shapes, &ps, 1)?;
+    stepper.step(&mut ps, &grads)?;
+    let mut host = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        stepper.step(&mut ps, &grads)?;
+        host.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let gbps = bytes as f64 / (t.step_ms * 1e6);
+    let roofline_gbps = t.copy_bytes as f64 / (t.copy_ms * 1e6);
+    Ok(BenchReport {
+        recipe: recipe.name.clone(),
+        backend: choice.backend.to_string(),
+        params,
+        tensors,
+        threads: 1,
+        step_ms: t.step_ms,
+        gbps,
+        roofline_gbps,
+        roofline_ms: bytes as f64 / (roofline_gbps * 1e6),
+        ratio: gbps / roofline_gbps,
+        unfused_ratio: e.bytes_per_param as f64 / e.unfused_bytes_per_param.max(1) as f64,
+        compile_ms: choice.compile_ms,
+        source_ms: f64::NAN,
+        passes: e.step_passes(),
+        bytes_per_param: e.bytes_per_param,
+        unfused_bytes_per_param: e.unfused_bytes_per_param,
+        baseline: format!("copy shader, same bytes, on {}", t.adapter),
+        host_step_ms: Some(fastest(&host)),
     })
 }
 

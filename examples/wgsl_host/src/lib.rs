@@ -266,7 +266,7 @@ impl Step {
             let mut per = Vec::new();
             for t in 0..params.len() {
                 let n = step.sizes[t];
-                let wg = field(&m, "workgroup_size")?;
+                let wg = field(pass, "elements_per_workgroup")?;
                 let max_x = field(&m["dispatch"], "max_groups_x")?;
                 let groups = n.div_ceil(wg).max(1);
                 let x = groups.min(max_x);

@@ -363,6 +363,7 @@ pub fn manifest(program: &Program, recipe: &Recipe, kernel: &Kernel) -> Result<V
                 "bindings": bindings,
                 "slots": pass.scalars,
                 "uniform_bytes": s.uniform_bytes(),
+                "elements_per_workgroup": s.per_group,
                 "reductions": pass.reductions,
             })
         })
@@ -379,7 +380,7 @@ pub fn manifest(program: &Program, recipe: &Recipe, kernel: &Kernel) -> Result<V
         "workgroup_size": WORKGROUP,
         "element_type": "f32",
         "dispatch": {
-            "workgroups": "max(1, ceil(n / workgroup_size))",
+            "workgroups": "max(1, ceil(n / elements_per_workgroup)), elements_per_workgroup from the pass",
             "x": "min(workgroups, max_groups_x)",
             "y": "ceil(workgroups / x)",
             "max_groups_x": MAX_GROUPS_X,

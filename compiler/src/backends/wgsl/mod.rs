@@ -1,8 +1,8 @@
 //! The WGSL writer: one compute shader per pass of a fused kernel, for the wgpu executor
 //! (`backends::gpu`) and for `anneal export --target wgsl`. Entry point: `shaders`.
 //!
-//! Each shader handles one element per invocation, `WORKGROUP` invocations per workgroup,
-//! over one tensor (or one segment of a tensor too big for a single binding). Binding 0
+//! Each shader handles one element per invocation (a reduction: `REDUCE_ELEMS`),
+//! `WORKGROUP` invocations per workgroup, over one tensor (or one segment of a tensor too big for a single binding). Binding 0
 //! is the uniform `Scalars` block: the element count, the dispatch's x extent (workgroups
 //! beyond 65,535 go to y), then the pass's scalar slots, so a new learning rate is a
 //! buffer write, never a new pipeline. Bindings 1.. are the pass's buffers in
@@ -30,6 +30,11 @@ pub use manifest::{manifest, FORMAT};
 /// Invocations per workgroup.
 pub const WORKGROUP: u32 = 256;
 
+/// Elements each invocation of a reduction pass accumulates before the tree: fewer
+/// workgroups, partials and barrier rounds per element (barriers are what a software
+/// rasterizer pays most for; a GPU gains fewer partials to combine).
+pub const REDUCE_ELEMS: u32 = 8;
+
 /// Workgroups per dispatch dimension (WebGPU's guaranteed limit).
 pub const MAX_GROUPS_X: u32 = 65_535;
 
@@ -52,6 +57,8 @@ pub struct Shader {
     /// Per reduction of the pass, how its partials combine; the partials binding is
     /// `bufs.len() + 1`, laid out `[workgroup][reduction]`.
     pub reductions: Vec<ReduceOp>,
+    /// Elements one workgroup covers: `WORKGROUP`, times `REDUCE_ELEMS` for a reduction.
+    pub per_group: usize,
 }
 
 impl Shader {
@@ -66,9 +73,10 @@ impl Shader {
     }
 }
 
-/// The dispatch for `n` elements: (x, y) workgroups, x at most `MAX_GROUPS_X`.
-pub fn dispatch(n: usize) -> (u32, u32) {
-    let groups = n.div_ceil(WORKGROUP as usize).max(1);
+/// The dispatch for `n` elements, `per_group` per workgroup: (x, y) workgroups, x at
+/// most `MAX_GROUPS_X`.
+pub fn dispatch(n: usize, per_group: usize) -> (u32, u32) {
+    let groups = workgroups(n, per_group);
     if groups <= MAX_GROUPS_X as usize {
         (groups as u32, 1)
     } else {
@@ -76,9 +84,9 @@ pub fn dispatch(n: usize) -> (u32, u32) {
     }
 }
 
-/// How many partials (workgroups) a reduction pass over `n` elements writes.
-pub fn workgroups(n: usize) -> usize {
-    n.div_ceil(WORKGROUP as usize).max(1)
+/// How many workgroups (a reduction pass: partials) `n` elements take.
+pub fn workgroups(n: usize, per_group: usize) -> usize {
+    n.div_ceil(per_group.max(1)).max(1)
 }
 
 /// One shader per pass of `kernel`.
@@ -365,7 +373,7 @@ fn shader(kernel: &Kernel, p: usize) -> Result<Shader, String> {
         out: String::new(),
         done: vec![false; kernel.elems.len()],
         indent: if pass.kind == PassKind::Reduce {
-            "        "
+            "            "
         } else {
             "    "
         },
@@ -419,30 +427,35 @@ fn shader(kernel: &Kernel, p: usize) -> Result<Shader, String> {
     let head = std::mem::take(o);
     let _ = writeln!(
         o,
-        "@compute @workgroup_size({WORKGROUP})\nfn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l: u32) {{\n    let g = wg.y * u.groups_x + wg.x;\n    let i = g * {WORKGROUP}u + l;"
+        "@compute @workgroup_size({WORKGROUP})\nfn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l: u32) {{\n    let g = wg.y * u.groups_x + wg.x;"
     );
     match pass.kind {
         PassKind::Reduce => {
             for (j, kind) in kinds.iter().enumerate() {
                 let _ = writeln!(o, "    var r{j}: f32 = {};", tree(*kind).0);
             }
-            let _ = writeln!(o, "    if (i < u.n) {{");
+            // Each invocation accumulates REDUCE_ELEMS elements a workgroup apart
+            // (neighbouring invocations read neighbouring elements), in a fixed order.
+            let _ = writeln!(
+                o,
+                "    for (var k = 0u; k < {REDUCE_ELEMS}u; k = k + 1u) {{\n        let i = g * {}u + k * {WORKGROUP}u + l;\n        if (i < u.n) {{",
+                WORKGROUP * REDUCE_ELEMS
+            );
             for (j, &r) in pass.reductions.iter().enumerate() {
                 let x = kernel.reductions[r].input;
                 w.emit(x);
                 let value = match kinds[j] {
-                    AccKind::Sum => format!("e{x}"),
-                    AccKind::SumSq => format!("e{x} * e{x}"),
-                    AccKind::Finite => format!("an_truth(!an_is_finite(e{x}))"),
+                    AccKind::Sum => format!("r{j} + e{x}"),
+                    AccKind::SumSq => format!("r{j} + e{x} * e{x}"),
+                    AccKind::Finite => format!("max(r{j}, an_truth(!an_is_finite(e{x})))"),
                     // A NaN element leaves a maximum (minimum) unchanged.
-                    AccKind::Max | AccKind::Min => {
-                        format!("select(e{x}, r{j}, an_is_nan(e{x}))")
-                    }
+                    AccKind::Max => format!("select(max(r{j}, e{x}), r{j}, an_is_nan(e{x}))"),
+                    AccKind::Min => format!("select(min(r{j}, e{x}), r{j}, an_is_nan(e{x}))"),
                 };
-                let _ = writeln!(w.out, "        r{j} = {value};");
+                let _ = writeln!(w.out, "            r{j} = {value};");
             }
             o.push_str(&w.out);
-            let _ = writeln!(o, "    }}");
+            let _ = writeln!(o, "        }}\n    }}");
             for j in 0..kinds.len() {
                 let _ = writeln!(o, "    tree{j}[l] = r{j};");
             }
@@ -471,7 +484,10 @@ fn shader(kernel: &Kernel, p: usize) -> Result<Shader, String> {
             let _ = writeln!(o, "    }}");
         }
         PassKind::Map | PassKind::SkipMap | PassKind::Prepare => {
-            let _ = writeln!(o, "    if (i >= u.n) {{\n        return;\n    }}");
+            let _ = writeln!(
+                o,
+                "    let i = g * {WORKGROUP}u + l;\n    if (i >= u.n) {{\n        return;\n    }}"
+            );
             // Every value first, then every store: a store must not feed a later value
             // (values are functions of the buffers as the step began).
             for &s in &pass.stores {
@@ -510,6 +526,12 @@ fn shader(kernel: &Kernel, p: usize) -> Result<Shader, String> {
             .iter()
             .map(|&r| kernel.reductions[r].op)
             .collect(),
+        per_group: WORKGROUP as usize
+            * if pass.kind == PassKind::Reduce {
+                REDUCE_ELEMS as usize
+            } else {
+                1
+            },
     })
 }
 
