@@ -106,7 +106,7 @@ fn agree(src: &str, sizes: &[usize], steps: usize, segment: usize) -> Vec<usize>
     )
     .unwrap();
     let kernel = lower(&c.program, recipe).unwrap();
-    let device = GpuPasses::new(&kernel, sizes, segment).unwrap();
+    let device = GpuPasses::new(&kernel, sizes, segment, anneal_compiler::ir::Dtype::F32).unwrap();
     let segments = device.segments();
     let interp = Interpreter::with_shapes(&c.program, recipe, &names, &shapes, &init).unwrap();
     let mut fused = Fused::on_device(interp, kernel, Box::new(device)).unwrap();
@@ -153,4 +153,95 @@ fn a_tensor_beyond_65535_workgroups_agrees_with_the_interpreter() {
     let n = 65_537 * 256 - 3;
     assert!(dispatch(n, 256).1 == 2);
     assert_eq!(agree(CLIP_ADAMW, &[n], 1, 0), [1]);
+}
+
+/// Values that exercise rounding to a half type: ties (to even), the f16 maximum and
+/// the first value that overflows it, subnormals and the smallest ones, signed zeros,
+/// infinities and NaN, then ordinary ones.
+fn rounding_cases() -> Vec<f32> {
+    let mut v = vec![
+        0.0,
+        -0.0,
+        1.0,
+        1.0 + 2f32.powi(-8),
+        1.0 + 3.0 * 2f32.powi(-8),
+        1.0 + 2f32.powi(-11),
+        1.0 + 3.0 * 2f32.powi(-11),
+        65504.0,
+        65519.0,
+        65520.0,
+        -65520.0,
+        1e-5,
+        6.0e-8,
+        2.9e-8,
+        3.0e-8,
+        -1e-7,
+        1e-40,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        3.0e38,
+    ];
+    v.extend(noise(1000, 9).iter().map(|x| x * 300.0));
+    v.extend(noise(500, 10).iter().map(|x| x * 1e-6));
+    v
+}
+
+/// With `precision { params: bf16 | f16 }` the map pass also writes the parameters in
+/// that type: bit for bit what the `half` crate rounds to (nearest, ties to even), both
+/// for values a step leaves alone and for values an optimizer just computed.
+#[test]
+fn half_precision_weights_round_as_the_half_crate_does() {
+    if gpu::for_tests().is_none() {
+        return;
+    }
+    for dtype in ["bf16", "f16"] {
+        for chain in [
+            "sgd(learning_rate: 0.0)",
+            "adamw(learning_rate: 0.01, weight_decay: 0.1)",
+        ] {
+            let src = format!(
+                "import std.optax.{{sgd, adamw}}\nrecipe r {{\n  precision {{ params: {dtype} }}\n  update = {chain}\n}}"
+            );
+            let c = compile("t.anneal", &src);
+            assert!(!c.has_errors(), "{:?}", c.diagnostics);
+            let recipe = &c.program.recipes[0];
+            let init = rounding_cases();
+            // A tensor that splits an element pair across no boundary, and an odd one.
+            let params = vec![init.clone(), init[..7].to_vec()];
+            let names = vec!["a".to_string(), "b".to_string()];
+            let shapes = vec![vec![params[0].len()], vec![7]];
+            let (mut s, _) = Stepper::new(
+                Backend::Wgsl,
+                &c.program,
+                recipe,
+                &names,
+                &shapes,
+                &params,
+                1,
+            )
+            .unwrap();
+            let mut p = params.clone();
+            for k in 0..3 {
+                let g: Vec<Vec<f32>> = p.iter().map(|t| noise(t.len(), 40 + k)).collect();
+                s.step(&mut p, &g).unwrap();
+                let stored = s.stored_params().expect("the map pass writes the weights");
+                for (t, (master, half)) in p.iter().zip(stored).enumerate() {
+                    for (i, (m, h)) in master.iter().zip(half).enumerate() {
+                        let want = if dtype == "bf16" {
+                            half::bf16::from_f32(*m).to_f32()
+                        } else {
+                            half::f16::from_f32(*m).to_f32()
+                        };
+                        assert!(
+                            want.to_bits() == h.to_bits() || (want.is_nan() && h.is_nan()),
+                            "{dtype} {chain} step {k} tensor {t} element {i}: {m:e} stored as {h:e}, half gives {want:e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::wgsl::{self, Shader};
-use crate::ir::ReduceOp;
+use crate::ir::{Dtype, ReduceOp};
 use crate::kernel::exec::PassDevice;
 use crate::kernel::{Buf, Kernel};
 
@@ -142,7 +142,7 @@ fn pipeline(ctx: &Context, shader: &Shader) -> Result<Pipeline, String> {
             count: None,
         });
     }
-    if !shader.reductions.is_empty() {
+    if !shader.reductions.is_empty() || shader.packed.is_some() {
         entries.push(wgpu::BindGroupLayoutEntry {
             binding: shader.partials_binding(),
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -194,6 +194,8 @@ struct Launch {
     len: usize,
     uniform: wgpu::Buffer,
     partials: Option<wgpu::Buffer>,
+    /// The parameters in a half type, two per u32 (mixed precision).
+    packed: Option<wgpu::Buffer>,
     group: wgpu::BindGroup,
 }
 
@@ -209,6 +211,10 @@ pub struct GpuPasses {
     /// Per tensor, its segments' (start, len).
     segments: Vec<Vec<(usize, usize)>>,
     readback: Option<wgpu::Buffer>,
+    /// The parameters as the last map pass stored them in the recipe's half type
+    /// (`precision { params: ... }`), widened to f32; empty in f32.
+    stored: Vec<Vec<f32>>,
+    weights: Dtype,
     /// Parameter, gradient and state buffers whose device copy is the host's this step.
     fresh: HashSet<(Buf, usize)>,
 }
@@ -217,9 +223,17 @@ impl GpuPasses {
     /// Compiles (or finds cached) one pipeline per pass and creates every buffer and bind
     /// group for tensors of `sizes` elements. `segment` caps the elements per binding
     /// (0: the device's limit); tests set it small to exercise splitting.
-    pub fn new(kernel: &Kernel, sizes: &[usize], segment: usize) -> Result<GpuPasses, String> {
+    ///
+    /// With `weights` a half type, the map pass also writes the parameters in it
+    /// (`stored`), so a mixed-precision model's weights need no pass of their own.
+    pub fn new(
+        kernel: &Kernel,
+        sizes: &[usize],
+        segment: usize,
+        weights: Dtype,
+    ) -> Result<GpuPasses, String> {
         let ctx = context()?;
-        let shaders = wgsl::shaders(kernel)?;
+        let shaders = wgsl::shaders_storing(kernel, weights)?;
         let pipelines = shaders
             .iter()
             .map(|s| pipeline(ctx, s))
@@ -280,6 +294,14 @@ impl GpuPasses {
                             mapped_at_creation: false,
                         })
                     });
+                    let packed = shader.packed.map(|_| {
+                        d.create_buffer(&wgpu::BufferDescriptor {
+                            label: Some("anneal packed weights"),
+                            size: (4 * len.div_ceil(2).max(1)) as u64,
+                            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                            mapped_at_creation: false,
+                        })
+                    });
                     let mut entries = vec![wgpu::BindGroupEntry {
                         binding: 0,
                         resource: uniform.as_entire_binding(),
@@ -292,7 +314,7 @@ impl GpuPasses {
                             });
                         }
                     }
-                    if let Some(p) = &partials {
+                    if let Some(p) = partials.as_ref().or(packed.as_ref()) {
                         entries.push(wgpu::BindGroupEntry {
                             binding: shader.partials_binding(),
                             resource: p.as_entire_binding(),
@@ -309,6 +331,7 @@ impl GpuPasses {
                         len,
                         uniform,
                         partials,
+                        packed,
                         group,
                     });
                 }
@@ -323,6 +346,8 @@ impl GpuPasses {
             bufs,
             segments,
             readback: None,
+            stored: Vec::new(),
+            weights,
             fresh: HashSet::new(),
         })
     }
@@ -363,6 +388,10 @@ fn bytes(x: &[f32]) -> &[u8] {
 impl PassDevice for GpuPasses {
     fn begin_step(&mut self) {
         self.fresh.clear();
+    }
+
+    fn stored_params(&self) -> Option<&[Vec<f32>]> {
+        (!self.stored.is_empty()).then_some(&self.stored[..])
     }
 
     fn run(
@@ -429,6 +458,7 @@ impl PassDevice for GpuPasses {
         enum Into {
             Buffer(usize, usize, usize),
             Partials(usize),
+            Packed(usize, usize, usize),
         }
         let mut plan = Vec::new();
         let mut total = 0u64;
@@ -451,6 +481,11 @@ impl PassDevice for GpuPasses {
             if let Some(part) = &l.partials {
                 plan.push((part, total, part.size(), Into::Partials(l.tensor)));
                 total += part.size();
+            }
+            if let Some(packed) = &l.packed {
+                let size = 4 * l.len.div_ceil(2) as u64;
+                plan.push((packed, total, size, Into::Packed(l.tensor, l.start, l.len)));
+                total += size;
             }
         }
         let readback = match total {
@@ -499,6 +534,21 @@ impl PassDevice for GpuPasses {
                         let b = shader.bufs[k];
                         if !b.is_temporary() {
                             self.fresh.insert((b, t));
+                        }
+                    }
+                    Into::Packed(t, start, len) => {
+                        if self.stored.len() != sizes.len() {
+                            self.stored = sizes.iter().map(|&n| vec![0.0; n]).collect();
+                        }
+                        let halves = view[*off as usize..(*off + *size) as usize]
+                            .chunks_exact(2)
+                            .map(|c| u16::from_le_bytes([c[0], c[1]]));
+                        let out = &mut self.stored[t][start..start + len];
+                        for (x, h) in out.iter_mut().zip(halves) {
+                            *x = match self.weights {
+                                Dtype::Bf16 => half::bf16::from_bits(h).to_f32(),
+                                _ => half::f16::from_bits(h).to_f32(),
+                            };
                         }
                     }
                     Into::Partials(t) => {
@@ -562,7 +612,7 @@ pub fn time_on_device(
     step_bytes: usize,
     rounds: usize,
 ) -> Result<DeviceTiming, String> {
-    let passes = GpuPasses::new(kernel, sizes, 0)?;
+    let passes = GpuPasses::new(kernel, sizes, 0, Dtype::F32)?;
     let ctx = passes.ctx;
     let (d, q) = (&ctx.device, &ctx.queue);
     for (p, shader) in passes.shaders.iter().enumerate() {

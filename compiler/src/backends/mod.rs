@@ -232,7 +232,7 @@ impl<'p> Stepper<'p> {
             }
         };
         if backend == Backend::Wgsl {
-            let device = gpu::GpuPasses::new(&kernel, &interp.sizes, 0)?;
+            let device = gpu::GpuPasses::new(&kernel, &interp.sizes, 0, recipe.param_dtype)?;
             let fused = Fused::on_device(interp, kernel, Box::new(device))?;
             return Ok((
                 Stepper::Fused(Box::new(fused), "wgsl"),
@@ -316,6 +316,16 @@ impl<'p> Stepper<'p> {
 
     pub fn set_seed(&mut self, seed: u64) {
         self.interp_mut().seed = seed;
+    }
+
+    /// The parameters in the recipe's half type as the last step wrote them, widened to
+    /// f32, where the back end writes them in the step itself (wgsl); else `None` and
+    /// the caller rounds the f32 parameters.
+    pub fn stored_params(&self) -> Option<&[Vec<f32>]> {
+        match self {
+            Stepper::Fused(f, _) => f.stored_params(),
+            Stepper::Interp(_) => None,
+        }
     }
 
     /// The back end that runs the step.

@@ -34,6 +34,12 @@ pub trait PassDevice: Send {
     /// A step begins: buffers the host holds may have changed since the last one.
     fn begin_step(&mut self);
 
+    /// The parameters as the last step stored them in a half type (mixed precision),
+    /// widened to f32, when the device writes them.
+    fn stored_params(&self) -> Option<&[Vec<f32>]> {
+        None
+    }
+
     /// Runs pass `p` over every tensor: `table[t]` is tensor t's scalar row, `ptrs[t]`
     /// one pointer per `Pass::bufs` into buffers of `sizes[t]` floats, which the pass
     /// updates in place. Returns, per tensor, the partial results in element order (one
@@ -170,6 +176,12 @@ impl<'p> Fused<'p> {
         let mut fused = Fused::new(interp, kernel, fns, 1)?;
         fused.device = Some(device);
         Ok(fused)
+    }
+
+    /// The parameters in the recipe's half type as the last step's map pass wrote them
+    /// (the GPU back end with `precision { params: bf16 | f16 }`).
+    pub fn stored_params(&self) -> Option<&[Vec<f32>]> {
+        self.device.as_ref().and_then(|d| d.stored_params())
     }
 
     pub fn kernel(&self) -> &Kernel {

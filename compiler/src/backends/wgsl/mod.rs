@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 
 use crate::ast::{BinOp, CmpOp, UnOp};
-use crate::ir::{Builtin, ReduceOp};
+use crate::ir::{Builtin, Dtype, ReduceOp};
 use crate::kernel::{Buf, EId, Elem, Host, Kernel, PassKind};
 
 use super::{acc_kind, AccKind};
@@ -59,6 +59,10 @@ pub struct Shader {
     pub reductions: Vec<ReduceOp>,
     /// Elements one workgroup covers: `WORKGROUP`, times `REDUCE_ELEMS` for a reduction.
     pub per_group: usize,
+    /// A map pass that also writes the updated parameters in this half type, two per
+    /// u32 (element 2j in the low 16 bits), at binding `bufs.len() + 1`: the weights a
+    /// mixed-precision model computes with, rounded to nearest even.
+    pub packed: Option<Dtype>,
 }
 
 impl Shader {
@@ -91,11 +95,17 @@ pub fn workgroups(n: usize, per_group: usize) -> usize {
 
 /// One shader per pass of `kernel`.
 pub fn shaders(kernel: &Kernel) -> Result<Vec<Shader>, String> {
+    shaders_storing(kernel, Dtype::F32)
+}
+
+/// One shader per pass of `kernel`; with `weights` a half type, the map passes also
+/// write the parameters in it (`Shader::packed`).
+pub fn shaders_storing(kernel: &Kernel, weights: Dtype) -> Result<Vec<Shader>, String> {
     kernel
         .passes
         .iter()
         .enumerate()
-        .map(|(p, _)| shader(kernel, p))
+        .map(|(p, _)| shader(kernel, p, weights))
         .collect()
 }
 
@@ -217,6 +227,51 @@ fn an_tanh(x: f32) -> f32 {
     ),
 ];
 
+/// Rounding f32 to a half type, to nearest even, as the `half` crate does: bf16 keeps
+/// the top 16 bits (a NaN stays a quiet NaN); f16 rebuilds exponent and mantissa,
+/// overflowing to infinity and rounding into subnormals.
+const PACKERS: &[(&str, &str)] = &[
+    (
+        "an_bf16",
+        "fn an_bf16(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    if ((b & 0x7fffffffu) > 0x7f800000u) {
+        return (b >> 16u) | 0x40u;
+    }
+    return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
+}",
+    ),
+    (
+        "an_f16",
+        "fn an_f16(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    let sign = (b >> 16u) & 0x8000u;
+    let e = (b >> 23u) & 0xffu;
+    let m = b & 0x7fffffu;
+    if (e == 0xffu) {
+        return sign | 0x7c00u | select(0u, 0x200u, m != 0u) | (m >> 13u);
+    }
+    let he = i32(e) - 112;
+    if (he >= 31) {
+        return sign | 0x7c00u;
+    }
+    if (he <= 0) {
+        if (14 - he > 24) {
+            return sign;
+        }
+        let mm = m | 0x800000u;
+        let shift = u32(14 - he);
+        let round_bit = 1u << (shift - 1u);
+        let up = (mm & round_bit) != 0u && (mm & (3u * round_bit - 1u)) != 0u;
+        return sign | ((mm >> shift) + select(0u, 1u, up));
+    }
+    let bits = sign | (u32(he) << 10u) | (m >> 13u);
+    let up = (m & 0x1000u) != 0u && (m & 0x2fffu) != 0u;
+    return bits + select(0u, 1u, up);
+}",
+    ),
+];
+
 /// The helpers `body` calls, and theirs, in `HELPERS` order.
 fn helpers_for(body: &str) -> String {
     let mut used: Vec<bool> = HELPERS
@@ -235,6 +290,12 @@ fn helpers_for(body: &str) -> String {
     let mut out = String::new();
     for (i, (_, _, text)) in HELPERS.iter().enumerate() {
         if used[i] {
+            out.push_str(text);
+            out.push_str("\n\n");
+        }
+    }
+    for (name, text) in PACKERS {
+        if body.contains(&format!("{name}(")) {
             out.push_str(text);
             out.push_str("\n\n");
         }
@@ -363,8 +424,19 @@ fn tree(kind: AccKind) -> (&'static str, &'static str) {
     }
 }
 
-fn shader(kernel: &Kernel, p: usize) -> Result<Shader, String> {
+fn shader(kernel: &Kernel, p: usize, weights: Dtype) -> Result<Shader, String> {
     let pass = &kernel.passes[p];
+    let packed = match (weights, pass.kind) {
+        (Dtype::F32, _) => None,
+        (_, PassKind::Map | PassKind::SkipMap) if pass.bufs.contains(&Buf::Param) => Some(weights),
+        _ => None,
+    };
+    let per_group = WORKGROUP as usize
+        * if pass.kind == PassKind::Reduce {
+            REDUCE_ELEMS as usize
+        } else {
+            1
+        };
     let writes = pass.writes(kernel);
     let slots = pass.scalars.len() + usize::from(pass.guarded);
     let mut w = Writer {
@@ -392,7 +464,7 @@ fn shader(kernel: &Kernel, p: usize) -> Result<Shader, String> {
     };
     let _ = writeln!(
         o,
-        "// anneal pass {p}: {what}, {WORKGROUP} elements per workgroup.\n"
+        "// anneal pass {p}: {what}, {per_group} elements per workgroup.\n"
     );
     let _ = writeln!(
         o,
@@ -422,6 +494,14 @@ fn shader(kernel: &Kernel, p: usize) -> Result<Shader, String> {
         for j in 0..kinds.len() {
             let _ = writeln!(o, "var<workgroup> tree{j}: array<f32, {WORKGROUP}>;");
         }
+    }
+    if let Some(dtype) = packed {
+        let _ = writeln!(
+            o,
+            "@group(0) @binding({}) var<storage, read_write> packed: array<u32>; // param as {}\nvar<workgroup> stored: array<f32, {WORKGROUP}>;",
+            pass.bufs.len() + 1,
+            dtype.name()
+        );
     }
     o.push('\n');
     let head = std::mem::take(o);
@@ -484,10 +564,20 @@ fn shader(kernel: &Kernel, p: usize) -> Result<Shader, String> {
             let _ = writeln!(o, "    }}");
         }
         PassKind::Map | PassKind::SkipMap | PassKind::Prepare => {
-            let _ = writeln!(
-                o,
-                "    let i = g * {WORKGROUP}u + l;\n    if (i >= u.n) {{\n        return;\n    }}"
-            );
+            // With a packed copy, every invocation reaches the barrier: no early return.
+            let pad = if packed.is_some() { "    " } else { "" };
+            if packed.is_some() {
+                let _ = writeln!(
+                    o,
+                    "    let i = g * {WORKGROUP}u + l;\n    stored[l] = 0.0f;\n    if (i < u.n) {{"
+                );
+                w.indent = "        ";
+            } else {
+                let _ = writeln!(
+                    o,
+                    "    let i = g * {WORKGROUP}u + l;\n    if (i >= u.n) {{\n        return;\n    }}"
+                );
+            }
             // Every value first, then every store: a store must not feed a later value
             // (values are functions of the buffers as the step began).
             for &s in &pass.stores {
@@ -501,14 +591,30 @@ fn shader(kernel: &Kernel, p: usize) -> Result<Shader, String> {
                 if pass.guarded {
                     let _ = writeln!(
                         o,
-                        "    if ({} < u.s[{}u][{}]) {{\n        {line}\n    }}",
+                        "{pad}    if ({} < u.s[{}u][{}]) {{\n{pad}        {line}\n{pad}    }}",
                         lit(store.stage as f32),
                         active / 4,
                         active % 4
                     );
                 } else {
-                    let _ = writeln!(o, "    {line}");
+                    let _ = writeln!(o, "{pad}    {line}");
                 }
+            }
+            if let Some(dtype) = packed {
+                // The parameter as stored (a skipped step leaves it as it was), paired
+                // with its neighbour through workgroup memory.
+                let f = if dtype == Dtype::Bf16 {
+                    "an_bf16"
+                } else {
+                    "an_f16"
+                };
+                let _ = writeln!(
+                    o,
+                    "        stored[l] = b{}[i];\n    }}\n    workgroupBarrier();\n    let j = g * {}u + l;\n    if (l < {}u && 2u * j < u.n) {{\n        packed[j] = {f}(stored[2u * l]) | ({f}(stored[2u * l + 1u]) << 16u);\n    }}",
+                    pass.slot(Buf::Param),
+                    WORKGROUP / 2,
+                    WORKGROUP / 2
+                );
             }
         }
     }
@@ -526,12 +632,8 @@ fn shader(kernel: &Kernel, p: usize) -> Result<Shader, String> {
             .iter()
             .map(|&r| kernel.reductions[r].op)
             .collect(),
-        per_group: WORKGROUP as usize
-            * if pass.kind == PassKind::Reduce {
-                REDUCE_ELEMS as usize
-            } else {
-                1
-            },
+        per_group,
+        packed,
     })
 }
 
