@@ -245,3 +245,37 @@ fn half_precision_weights_round_as_the_half_crate_does() {
         }
     }
 }
+
+/// States stay on the device between steps; restoring a snapshot must replace them, so
+/// replaying steps from it gives what those steps gave the first time.
+#[test]
+fn a_restored_snapshot_replaces_the_states_on_the_device() {
+    if gpu::for_tests().is_none() {
+        return;
+    }
+    let c = compile("t.anneal", CLIP_ADAMW);
+    let recipe = &c.program.recipes[0];
+    let names = vec!["w".to_string()];
+    let shapes = vec![vec![3000]];
+    let init = vec![noise(3000, 1)];
+    let (mut s, _) =
+        Stepper::new(Backend::Wgsl, &c.program, recipe, &names, &shapes, &init, 1).unwrap();
+    let grads = |k: u64| vec![noise(3000, 50 + k)];
+    let mut p = init.clone();
+    for k in 0..3 {
+        s.step(&mut p, &grads(k)).unwrap();
+    }
+    let (snap, p3) = (s.snapshot(), p.clone());
+    let mut first = Vec::new();
+    for k in 3..5 {
+        s.step(&mut p, &grads(k)).unwrap();
+        first.push((p.clone(), s.snapshot()));
+    }
+    s.restore(snap).unwrap();
+    let mut p = p3;
+    for (i, k) in (3..5).enumerate() {
+        s.step(&mut p, &grads(k)).unwrap();
+        assert_eq!(p, first[i].0, "parameters after replayed step {k}");
+        assert_eq!(s.snapshot(), first[i].1, "states after replayed step {k}");
+    }
+}

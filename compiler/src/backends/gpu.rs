@@ -8,8 +8,10 @@
 //! buffer role, tensor and segment, one uniform block and one bind group per pass, tensor
 //! and segment; pipelines are cached per shader text for the whole process. Per step only
 //! data moves: the host writes the scalar slots and the buffers the step reads, and reads
-//! back what the passes write plus the reductions' per-workgroup partials. Parameters,
-//! gradients and states are uploaded once per step even when several passes read them.
+//! back what the passes write plus the reductions' per-workgroup partials. Parameters
+//! and gradients are uploaded once per step even when several passes read them; element
+//! states only when the host changed them (a restored checkpoint), since the device
+//! holds what the last step read back.
 //!
 //! Tensors over the device's binding limit (128 MiB on lavapipe) are split into segments,
 //! each its own buffers and dispatch; a segment's partials follow the one before it, so a
@@ -387,6 +389,13 @@ fn bytes(x: &[f32]) -> &[u8] {
 
 impl PassDevice for GpuPasses {
     fn begin_step(&mut self) {
+        // The caller owns parameters and gradients and may change them between steps;
+        // element states change only through steps (and `host_changed`), so the device
+        // copy read back last step is still the host's.
+        self.fresh.retain(|(b, _)| matches!(b, Buf::State { .. }));
+    }
+
+    fn host_changed(&mut self) {
         self.fresh.clear();
     }
 

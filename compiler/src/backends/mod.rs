@@ -295,7 +295,10 @@ impl<'p> Stepper<'p> {
     }
 
     pub fn restore(&mut self, s: Snapshot) -> Result<(), String> {
-        self.interp_mut().restore(s)
+        match self {
+            Stepper::Interp(i) => i.restore(s),
+            Stepper::Fused(f, _) => f.restore(s),
+        }
     }
 
     pub fn observe(&mut self, metric: f64) {

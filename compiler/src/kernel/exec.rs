@@ -34,6 +34,9 @@ pub trait PassDevice: Send {
     /// A step begins: buffers the host holds may have changed since the last one.
     fn begin_step(&mut self);
 
+    /// The host replaced states (a restored checkpoint): nothing on the device is current.
+    fn host_changed(&mut self) {}
+
     /// The parameters as the last step stored them in a half type (mixed precision),
     /// widened to f32, when the device writes them.
     fn stored_params(&self) -> Option<&[Vec<f32>]> {
@@ -176,6 +179,14 @@ impl<'p> Fused<'p> {
         let mut fused = Fused::new(interp, kernel, fns, 1)?;
         fused.device = Some(device);
         Ok(fused)
+    }
+
+    /// Restores a snapshot; a device's copies of the states are stale after it.
+    pub fn restore(&mut self, s: crate::interp::Snapshot) -> Result<(), String> {
+        if let Some(d) = &mut self.device {
+            d.host_changed();
+        }
+        self.interp.restore(s)
     }
 
     /// The parameters in the recipe's half type as the last step's map pass wrote them
