@@ -619,6 +619,11 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             eprintln!("note: the update step ran on the interpreter: {why}");
         }
     }
+    if let Some(gpu) = trace.backend.as_ref().and_then(|c| c.device.as_ref()) {
+        if !args.json {
+            eprintln!("note: the update step ran on the GPU `{gpu}`");
+        }
+    }
     let (acc, mse) = setup.test_quality(&params);
     if let Some(path) = &args.metrics {
         write_metrics(path, &trace, &evals)?;

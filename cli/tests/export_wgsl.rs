@@ -152,3 +152,29 @@ fn a_recipe_that_calls_the_model_is_refused_with_the_reason() {
     );
     assert!(!dir.join("manifest.json").exists());
 }
+
+#[test]
+fn a_machine_without_a_gpu_is_told_how_to_get_one() {
+    // No Vulkan driver to find: the loader is pointed at none.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_anneal"))
+        .args([
+            "run",
+            "examples/digits_mlp.anneal",
+            "--backend",
+            "wgsl",
+            "--steps",
+            "1",
+        ])
+        .current_dir(common::root())
+        .env("VK_ICD_FILENAMES", "/nonexistent.json")
+        .env("VK_DRIVER_FILES", "/nonexistent.json")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("no GPU adapter found") && err.contains("mesa-vulkan-drivers libvulkan1"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -37,6 +37,16 @@ pub struct Context {
     pub max_storage_buffers: u32,
     /// Whether WGSL `enable f16;` shaders can run.
     pub shader_f16: bool,
+    /// An error wgpu reported outside an error scope (a failed submission), kept for the
+    /// step that caused it to return instead of wgpu's default handler panicking.
+    errors: Arc<Mutex<Option<String>>>,
+}
+
+impl Context {
+    /// The error wgpu reported since the last call, if any.
+    fn take_error(&self) -> Option<String> {
+        self.errors.lock().ok().and_then(|mut e| e.take())
+    }
 }
 
 static CONTEXT: OnceLock<Result<Context, String>> = OnceLock::new();
@@ -102,7 +112,15 @@ fn open() -> Result<Context, String> {
         ..Default::default()
     }))
     .map_err(|e| format!("cannot open GPU `{}`: {e}", info.name))?;
+    let errors = Arc::new(Mutex::new(None));
+    let sink = errors.clone();
+    device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+        if let Ok(mut slot) = sink.lock() {
+            slot.get_or_insert_with(|| e.to_string());
+        }
+    }));
     Ok(Context {
+        errors,
         device,
         queue,
         adapter: format!("{} ({:?})", info.name, info.backend),
@@ -121,6 +139,10 @@ fn pipeline(ctx: &Context, shader: &Shader) -> Result<Pipeline, String> {
     if let Some(p) = cache.get(&shader.source) {
         return Ok(p.clone());
     }
+    // Checked before wgpu sees it: an invalid shader is an internal error to report,
+    // never a panic in wgpu's error handler.
+    wgsl::validate(&shader.source)
+        .map_err(|e| format!("internal error: pass {} is invalid WGSL: {e}", shader.pass))?;
     let storage = |read_only: bool| wgpu::BindingType::Buffer {
         ty: wgpu::BufferBindingType::Storage { read_only },
         has_dynamic_offset: false,
@@ -235,6 +257,32 @@ impl GpuPasses {
         weights: Dtype,
     ) -> Result<GpuPasses, String> {
         let ctx = context()?;
+        // wgpu reports a failed creation (too little memory, an invalid shader) through
+        // error scopes; unscoped, its default handler would panic.
+        let oom = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let built = GpuPasses::build(ctx, kernel, sizes, segment, weights);
+        if let Some(e) = pollster::block_on(invalid.pop()) {
+            return Err(format!("the GPU `{}` refused the step: {e}", ctx.adapter));
+        }
+        if let Some(e) = pollster::block_on(oom.pop()) {
+            return Err(format!(
+                "the GPU `{}` ran out of memory ({e}) for the step's buffers over {} \
+                 parameters; run on the CPU with `--backend cranelift`",
+                ctx.adapter,
+                sizes.iter().sum::<usize>()
+            ));
+        }
+        built
+    }
+
+    fn build(
+        ctx: &'static Context,
+        kernel: &Kernel,
+        sizes: &[usize],
+        segment: usize,
+        weights: Dtype,
+    ) -> Result<GpuPasses, String> {
         let shaders = wgsl::shaders_storing(kernel, weights)?;
         let pipelines = shaders
             .iter()
@@ -519,6 +567,9 @@ impl PassDevice for GpuPasses {
         ctx.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| format!("the GPU `{}` failed: {e}", ctx.adapter))?;
+        if let Some(e) = ctx.take_error() {
+            return Err(format!("the GPU `{}` failed: {e}", ctx.adapter));
+        }
         rx.recv()
             .map_err(|_| "the GPU readback was dropped".to_string())?
             .map_err(|e| format!("cannot read results back from `{}`: {e}", ctx.adapter))?;

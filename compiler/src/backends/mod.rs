@@ -173,6 +173,8 @@ pub struct Choice {
     /// Why `auto` fell back to the interpreter.
     pub fallback: Option<String>,
     pub compile_ms: f64,
+    /// The GPU the step runs on (wgsl), as its driver names it.
+    pub device: Option<String>,
 }
 
 impl<'p> Stepper<'p> {
@@ -195,6 +197,7 @@ impl<'p> Stepper<'p> {
                     backend: "interp",
                     fallback: None,
                     compile_ms: 0.0,
+                    device: None,
                 },
             ));
         }
@@ -207,6 +210,7 @@ impl<'p> Stepper<'p> {
                     backend: "builtin",
                     fallback: None,
                     compile_ms: 0.0,
+                    device: None,
                 },
             ));
         }
@@ -219,6 +223,7 @@ impl<'p> Stepper<'p> {
                         backend: "interp",
                         fallback: Some(why.0),
                         compile_ms: 0.0,
+                        device: None,
                     },
                 ))
             }
@@ -233,6 +238,7 @@ impl<'p> Stepper<'p> {
         };
         if backend == Backend::Wgsl {
             let device = gpu::GpuPasses::new(&kernel, &interp.sizes, 0, recipe.param_dtype)?;
+            let adapter = device.adapter().to_string();
             let fused = Fused::on_device(interp, kernel, Box::new(device))?;
             return Ok((
                 Stepper::Fused(Box::new(fused), "wgsl"),
@@ -240,6 +246,7 @@ impl<'p> Stepper<'p> {
                     backend: "wgsl",
                     fallback: None,
                     compile_ms: 0.0,
+                    device: Some(adapter),
                 },
             ));
         }
@@ -254,6 +261,7 @@ impl<'p> Stepper<'p> {
                 backend: name,
                 fallback: None,
                 compile_ms: code.compile_ms,
+                device: None,
             },
         ))
     }
