@@ -96,16 +96,15 @@ fn syntax_error(
     };
     // Point at the offending token (up to the next space), or at the end of input.
     let rest = &chunk[pos.min(chunk.len())..];
-    let len = rest
-        .char_indices()
-        .find(|(_, c)| c.is_whitespace())
-        .map(|(i, _)| i)
-        .unwrap_or(rest.len())
-        .max(if rest.is_empty() { 0 } else { 1 });
-    let len = if rest.is_empty() {
-        0
-    } else {
-        len.min(rest.len())
+    // At least the first character, whole: a token that starts with a multi-byte
+    // whitespace character (U+0085) must not be cut inside it.
+    let len = match rest.chars().next() {
+        None => 0,
+        Some(c) if c.is_whitespace() => c.len_utf8(),
+        Some(_) => rest
+            .char_indices()
+            .find(|(_, c)| c.is_whitespace())
+            .map_or(rest.len(), |(i, _)| i),
     };
     let span = Span::new(file, base + pos..base + pos + len);
     let found = if rest.is_empty() {

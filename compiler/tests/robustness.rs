@@ -116,3 +116,14 @@ fn pathological_nesting_and_chains_are_refused_not_overflowed() {
         );
     }
 }
+
+/// A syntax error at a token that starts with a two-byte whitespace character (U+0085,
+/// NEXT LINE, which Rust counts as whitespace) is reported on that whole character; the
+/// error used to slice inside it and panic (found by `random_bytes_never_panic`).
+#[test]
+fn an_error_at_a_multibyte_whitespace_character_is_reported() {
+    for text in ["\u{85}", "\u{85}x", "recipe r {\u{85}", "q\u{2028}y"] {
+        let c = compile("nel.anneal", text);
+        assert!(c.has_errors(), "{text:?}");
+    }
+}
