@@ -226,24 +226,7 @@ pub fn header(
     kernel: &Kernel,
     prefix: &str,
 ) -> Result<String, String> {
-    if !kernel.calls.is_empty() {
-        return Err(
-            "the step calls the model mid-step (`grad_at`, `hvp`); an exported step has no model"
-                .into(),
-        );
-    }
-    if kernel
-        .elems
-        .iter()
-        .any(|e| matches!(e, crate::kernel::Elem::Load(Buf::Noise(_))))
-    {
-        return Err(
-            "the step draws `rademacher()` noise, which the exported step does not generate".into(),
-        );
-    }
-    if recipe.groups.len() > 1 {
-        return Err("the exported step has one parameter group; this recipe has several".into());
-    }
+    super::exportable(recipe, kernel)?;
     let cx = Cx {
         program,
         recipe,

@@ -110,6 +110,30 @@ pub(crate) fn acc_kind(op: ReduceOp) -> AccKind {
     }
 }
 
+/// What every exported step (C, WGSL) needs of a kernel: no model to call mid-step, no
+/// noise to draw, one parameter group; the reason otherwise.
+pub(crate) fn exportable(recipe: &Recipe, kernel: &Kernel) -> Result<(), String> {
+    if !kernel.calls.is_empty() {
+        return Err(
+            "the step calls the model mid-step (`grad_at`, `hvp`); an exported step has no model"
+                .into(),
+        );
+    }
+    if kernel
+        .elems
+        .iter()
+        .any(|e| matches!(e, crate::kernel::Elem::Load(crate::kernel::Buf::Noise(_))))
+    {
+        return Err(
+            "the step draws `rademacher()` noise, which the exported step does not generate".into(),
+        );
+    }
+    if recipe.groups.len() > 1 {
+        return Err("the exported step has one parameter group; this recipe has several".into());
+    }
+    Ok(())
+}
+
 /// Whether the recipe is a builtin optimizer (L-BFGS), which the runtime runs itself on
 /// every back end.
 pub fn is_builtin(program: &Program, recipe: &Recipe) -> bool {

@@ -19,10 +19,9 @@ use super::{buf_name, shaders, Shader, MAX_GROUPS_X, SCALARS_HEADER, WORKGROUP};
 use crate::ast::{BinOp, UnOp};
 use crate::interp::str_value;
 use crate::ir::{
-    Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, Program, Recipe, ReduceOp, Scope,
-    ShapeInfo,
+    Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, Program, Recipe, Scope, ShapeInfo,
 };
-use crate::kernel::{Buf, Elem, Host, Kernel, PassKind};
+use crate::kernel::{Buf, Host, Kernel, PassKind};
 
 /// The manifest's format name; a host checks it before reading anything else.
 pub const FORMAT: &str = "anneal-wgsl/1";
@@ -72,17 +71,6 @@ fn builtin(b: Builtin) -> &'static str {
         .find(|(_, x, _)| *x == b)
         .map(|(n, _, _)| *n)
         .unwrap_or("?")
-}
-
-fn reduce_op(op: ReduceOp) -> &'static str {
-    match op {
-        ReduceOp::Norm => "norm",
-        ReduceOp::Sum => "sum",
-        ReduceOp::Mean => "mean",
-        ReduceOp::Max => "max",
-        ReduceOp::Min => "min",
-        ReduceOp::AllFinite => "all_finite",
-    }
 }
 
 struct Cx<'a> {
@@ -224,30 +212,13 @@ fn host_node(cx: &Cx, kernel: &Kernel, h: &Host) -> Result<Value, String> {
 
 /// The manifest for `kernel`'s shaders, written as `pass{i}.wgsl` beside it.
 pub fn manifest(program: &Program, recipe: &Recipe, kernel: &Kernel) -> Result<Value, String> {
-    if !kernel.calls.is_empty() {
-        return Err(
-            "the step calls the model mid-step (`grad_at`, `hvp`); an exported step has no model"
-                .into(),
-        );
-    }
-    if kernel
-        .elems
-        .iter()
-        .any(|e| matches!(e, Elem::Load(Buf::Noise(_))))
-    {
-        return Err(
-            "the step draws `rademacher()` noise, which the exported step does not generate".into(),
-        );
-    }
+    super::super::exportable(recipe, kernel)?;
     if !kernel.slice_reds.is_empty() || kernel.host_slice.iter().any(Option::is_some) {
         return Err(
             "the step keeps per-row or per-column values (Adafactor, SM3), which the \
                     exported step does not handle yet"
                 .into(),
         );
-    }
-    if recipe.groups.len() > 1 {
-        return Err("the exported step has one parameter group; this recipe has several".into());
     }
     let cx = Cx { program, recipe };
     let shaders: Vec<Shader> = shaders(kernel)?;
@@ -331,7 +302,7 @@ pub fn manifest(program: &Program, recipe: &Recipe, kernel: &Kernel) -> Result<V
                 Scope::Tensor => "tensor",
                 _ => "all",
             };
-            json!({"op": reduce_op(red.op), "scope": scope, "pass": pass, "index": index})
+            json!({"op": red.op.name(), "scope": scope, "pass": pass, "index": index})
         })
         .collect();
     let passes: Vec<Value> = shaders
