@@ -35,8 +35,6 @@ pub struct Context {
     /// Largest storage binding, in bytes.
     pub max_binding: u64,
     pub max_storage_buffers: u32,
-    /// Whether WGSL `enable f16;` shaders can run.
-    pub shader_f16: bool,
     /// An error wgpu reported outside an error scope (a failed submission), kept for the
     /// step that caused it to return instead of wgpu's default handler panicking.
     errors: Arc<Mutex<Option<String>>>,
@@ -102,10 +100,11 @@ fn open() -> Result<Context, String> {
     })?;
     let info = adapter.get_info();
     let limits = adapter.limits();
-    let features = adapter.features() & wgpu::Features::SHADER_F16;
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         label: Some("anneal"),
-        required_features: features,
+        // Half-precision weights are packed into u32 by integer arithmetic, so no
+        // optional feature (SHADER_F16) is needed: every adapter runs every shader.
+        required_features: wgpu::Features::empty(),
         // Everything the adapter offers: a pass binds one buffer per state, often more
         // than WebGPU's default of 8.
         required_limits: limits.clone(),
@@ -128,7 +127,6 @@ fn open() -> Result<Context, String> {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size),
         max_storage_buffers: limits.max_storage_buffers_per_shader_stage,
-        shader_f16: !features.is_empty(),
     })
 }
 
