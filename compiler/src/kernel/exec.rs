@@ -82,10 +82,7 @@ pub const CHUNK: usize = 1 << 15;
 pub struct Fused<'p> {
     pub interp: Interpreter<'p>,
     pub(crate) kernel: Kernel,
-    fns: Vec<PassFn>,
-    pool: Option<rayon::ThreadPool>,
-    /// Runs the passes instead of `fns` (the GPU back end).
-    device: Option<Box<dyn PassDevice>>,
+    code: Code,
     /// Per store and per reduction: the host values its element graph reads.
     store_scalars: Vec<Vec<usize>>,
     red_scalars: Vec<Vec<usize>>,
@@ -93,6 +90,16 @@ pub struct Fused<'p> {
     slice_scalars: Vec<Vec<usize>>,
     /// The step's own buffers (model-call arguments and results, noise), per tensor.
     temps: BTreeMap<Buf, Vec<Vec<f32>>>,
+}
+
+/// What runs the passes: compiled functions (one per pass) on a pool of threads, or a
+/// device (the GPU).
+enum Code {
+    Cpu {
+        fns: Vec<PassFn>,
+        pool: Option<rayon::ThreadPool>,
+    },
+    Device(Box<dyn PassDevice>),
 }
 
 /// A pass invocation on one chunk; raw pointers into buffers that outlive the pass.
@@ -131,6 +138,19 @@ impl<'p> Fused<'p> {
                     .map_err(|e| format!("cannot start the step's threads: {e}"))?,
             )
         };
+        Ok(Fused::with_code(interp, kernel, Code::Cpu { fns, pool }))
+    }
+
+    /// The step with its passes run by `device` instead of compiled CPU code.
+    pub fn on_device(
+        interp: Interpreter<'p>,
+        kernel: Kernel,
+        device: Box<dyn PassDevice>,
+    ) -> Result<Self, String> {
+        Ok(Fused::with_code(interp, kernel, Code::Device(device)))
+    }
+
+    fn with_code(interp: Interpreter<'p>, kernel: Kernel, code: Code) -> Self {
         let store_scalars = kernel
             .stores
             .iter()
@@ -155,35 +175,21 @@ impl<'p> Fused<'p> {
             .iter()
             .map(|r| host_deps(&kernel, &[r.input]))
             .collect();
-        Ok(Fused {
+        Fused {
             interp,
             kernel,
-            fns,
-            pool,
-            device: None,
+            code,
             store_scalars,
             red_scalars,
             call_scalars,
             slice_scalars,
             temps: BTreeMap::new(),
-        })
-    }
-
-    /// The step with its passes run by `device` instead of compiled CPU code.
-    pub fn on_device(
-        interp: Interpreter<'p>,
-        kernel: Kernel,
-        device: Box<dyn PassDevice>,
-    ) -> Result<Self, String> {
-        let fns = vec![noop_pass as PassFn; kernel.passes.len()];
-        let mut fused = Fused::new(interp, kernel, fns, 1)?;
-        fused.device = Some(device);
-        Ok(fused)
+        }
     }
 
     /// Restores a snapshot; a device's copies of the states are stale after it.
     pub fn restore(&mut self, s: crate::interp::Snapshot) -> Result<(), String> {
-        if let Some(d) = &mut self.device {
+        if let Code::Device(d) = &mut self.code {
             d.host_changed();
         }
         self.interp.restore(s)
@@ -192,7 +198,10 @@ impl<'p> Fused<'p> {
     /// The parameters in the recipe's half type as the last step's map pass wrote them
     /// (the GPU back end with `precision { params: bf16 | f16 }`).
     pub fn stored_params(&self) -> Option<&[Vec<f32>]> {
-        self.device.as_ref().and_then(|d| d.stored_params())
+        match &self.code {
+            Code::Device(d) => d.stored_params(),
+            Code::Cpu { .. } => None,
+        }
     }
 
     pub fn kernel(&self) -> &Kernel {
@@ -216,7 +225,7 @@ impl<'p> Fused<'p> {
             }
         }
         let nt = sizes.len();
-        if let Some(d) = &mut self.device {
+        if let Code::Device(d) = &mut self.code {
             d.begin_step();
         }
         let stages = self.kernel.stages;
@@ -709,7 +718,6 @@ impl<'p> Fused<'p> {
         nred: usize,
     ) -> Result<Vec<Vec<Vec<f64>>>, String> {
         let pass = &self.kernel.passes[p];
-        let f = self.fns[p];
         let nt = self.interp.sizes.len();
         let mut ptrs: Vec<Vec<*mut f32>> = Vec::with_capacity(nt);
         for t in 0..nt {
@@ -736,9 +744,10 @@ impl<'p> Fused<'p> {
             }
             ptrs.push(row);
         }
-        if let Some(device) = &mut self.device {
-            return device.run(p, table, &ptrs, &self.interp.sizes, nred);
-        }
+        let (f, pool) = match &mut self.code {
+            Code::Device(device) => return device.run(p, table, &ptrs, &self.interp.sizes, nred),
+            Code::Cpu { fns, pool } => (fns[p], pool.as_ref()),
+        };
         let mut tasks = Vec::new();
         let mut owner = Vec::new();
         for t in 0..nt {
@@ -776,7 +785,7 @@ impl<'p> Fused<'p> {
         // chunks of work (the digits MLP's 10K parameters spent a quarter of a run
         // scheduling threads).
         let elements: usize = self.interp.sizes.iter().sum();
-        match &self.pool {
+        match pool {
             Some(pool) if tasks.len() > 1 && elements >= 4 * CHUNK => pool.install(|| {
                 tasks
                     .par_iter()
@@ -795,9 +804,6 @@ impl<'p> Fused<'p> {
         Ok(per)
     }
 }
-
-/// The CPU pass slot of a step whose passes run on a device: never called.
-unsafe extern "C" fn noop_pass(_: *const f32, _: *const *mut f32, _: u64, _: u64, _: *mut f64) {}
 
 /// A reduction's running value: a sum (of values, squares, or `x·0` for finiteness), a
 /// maximum or a minimum, and the element count for means.

@@ -7,6 +7,7 @@
 //! element.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::Value;
 use wgpu::util::DeviceExt;
@@ -130,7 +131,8 @@ struct Launch {
 
 /// An exported step bound to tensors of given sizes, with its state.
 pub struct Step {
-    m: Value,
+    /// The manifest; shared so a step can read it while it updates the rest of `self`.
+    m: Arc<Value>,
     device: wgpu::Device,
     queue: wgpu::Queue,
     sizes: Vec<usize>,
@@ -179,7 +181,7 @@ impl Step {
             .map(|h| Ok(((field(h, "stage")?, field(h, "index")?), h["value"].clone())))
             .collect::<Res<Vec<_>>>()?;
         let mut step = Step {
-            m: Value::Null,
+            m: Arc::new(Value::Null),
             device,
             queue,
             sizes,
@@ -320,7 +322,7 @@ impl Step {
             step.pipelines.push(pipeline);
             step.launches.push(per);
         }
-        step.m = m;
+        step.m = Arc::new(m);
         Ok(step)
     }
 
@@ -474,7 +476,7 @@ impl Step {
 
     /// One update with `grads` (one vector per tensor).
     pub fn step(&mut self, grads: &[Vec<f32>]) -> Res<()> {
-        let m = self.m.clone();
+        let m = Arc::clone(&self.m);
         for (t, g) in grads.iter().enumerate() {
             if !g.is_empty() {
                 self.queue.write_buffer(&self.bufs[1][t], 0, bytes(g));

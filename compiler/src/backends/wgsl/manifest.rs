@@ -172,7 +172,7 @@ impl Cx<'_> {
 }
 
 /// A host value as a manifest node.
-fn host_node(cx: &Cx, kernel: &Kernel, h: &Host) -> Result<Value, String> {
+fn host_node(cx: &Cx, h: &Host) -> Result<Value, String> {
     Ok(match h {
         Host::Const(c) => json!({"op": "const", "value": number(*c)}),
         Host::Hyper { stage, index } => json!({"op": "hyper", "stage": stage, "index": index}),
@@ -196,10 +196,7 @@ fn host_node(cx: &Cx, kernel: &Kernel, h: &Host) -> Result<Value, String> {
         Host::Binary(op, a, b) => json!({"op": binop(*op), "args": [a, b]}),
         Host::Select(c, a, b) => json!({"op": "select", "args": [c, a, b]}),
         Host::Call(f, xs) => json!({"op": builtin(*f), "args": xs}),
-        Host::Reduce(r) => {
-            let _ = &kernel.reductions[*r];
-            json!({"op": "reduce", "reduction": r})
-        }
+        Host::Reduce(r) => json!({"op": "reduce", "reduction": r}),
         Host::SliceState { .. } | Host::SliceReduce(_) | Host::HostReduce { .. } => {
             return Err(
                 "the step keeps per-row or per-column values (Adafactor, SM3), which \
@@ -225,7 +222,7 @@ pub fn manifest(program: &Program, recipe: &Recipe, kernel: &Kernel) -> Result<V
     let host = kernel
         .host
         .iter()
-        .map(|h| host_node(&cx, kernel, h))
+        .map(|h| host_node(&cx, h))
         .collect::<Result<Vec<_>, _>>()?;
     // Hyperparameters: the recipe's values; schedules at their first step.
     let mut hypers = Vec::new();
