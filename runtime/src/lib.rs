@@ -14,4 +14,5 @@ pub mod lr_range;
 pub mod model;
 pub mod plan;
 pub mod schedule;
+pub mod session;
 pub mod train;

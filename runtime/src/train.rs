@@ -8,7 +8,7 @@ use crate::curriculum::{Sampler, StepStats};
 use crate::data::{BatchSource, Dataset};
 use crate::model::Model;
 use anneal_compiler::backends::{Backend, Choice, Stepper};
-use anneal_compiler::interp::{eval_sched, Oracle, Snapshot, StateValue};
+use anneal_compiler::interp::{eval_sched_observed, Env, Oracle, Snapshot, StateValue};
 use anneal_compiler::ir::{Dtype, HyperValue, Program, Recipe};
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -141,12 +141,13 @@ pub fn global_norm(grads: &[Vec<f32>]) -> f64 {
         .sqrt()
 }
 
-/// The value a stage's hyperparameter takes for `group` at `count`.
-pub fn hyper_at(program: &Program, v: &HyperValue, count: f64, group: usize) -> Option<f64> {
+/// The value a stage's hyperparameter takes for `group` at `count`, with the metrics
+/// observed so far (for schedules that follow one, such as ReduceLROnPlateau).
+pub fn hyper_at(env: Env, v: &HyperValue, count: f64, group: usize) -> Option<f64> {
     match v {
-        HyperValue::PerGroup(vs) => hyper_at(program, vs.get(group)?, count, group),
-        HyperValue::Schedule(s) => eval_sched(program, s, count, group).ok(),
-        HyperValue::List(items) => hyper_at(program, items.first()?, count, group),
+        HyperValue::PerGroup(vs) => hyper_at(env, vs.get(group)?, count, group),
+        HyperValue::Schedule(s) => eval_sched_observed(env, s, count, group).ok(),
+        HyperValue::List(items) => hyper_at(env, items.first()?, count, group),
         other => other.as_f64(),
     }
 }
@@ -213,6 +214,12 @@ pub fn train_with_progress(
         backend: Some(choice),
         ..Trace::default()
     };
+    fn env<'a>(program: &'a Program, s: &'a Stepper) -> Env<'a> {
+        Env {
+            program,
+            metrics: s.interp().metrics(),
+        }
+    }
     let mut m = start * run.accumulate;
     for t in start..run.steps {
         // The optimizer's schedules are read at its own count: the updates it has made
@@ -221,14 +228,14 @@ pub fn train_with_progress(
         if let Some(v) = lr_arg {
             trace.lr.push(
                 (0..groups)
-                    .filter_map(|g| hyper_at(run.program, v, count, g))
+                    .filter_map(|g| hyper_at(env(run.program, &interp), v, count, g))
                     .collect(),
             );
         }
         if let Some(v) = momentum_arg {
             trace.momentum.push(
                 (0..groups)
-                    .filter_map(|g| hyper_at(run.program, v, count, g))
+                    .filter_map(|g| hyper_at(env(run.program, &interp), v, count, g))
                     .collect(),
             );
         }

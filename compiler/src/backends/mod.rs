@@ -317,6 +317,31 @@ impl<'p> Stepper<'p> {
         }
     }
 
+    /// One update on tensors the caller owns. A fused step works on them in place; the
+    /// interpreter (the reference, not the fast path) steps copies and writes them back.
+    pub fn step_slices(
+        &mut self,
+        params: &mut [&mut [f32]],
+        grads: &[&[f32]],
+        oracle: Option<&mut (dyn Oracle + '_)>,
+    ) -> Result<(), String> {
+        match self {
+            Stepper::Fused(f, _) => f.step_slices(params, grads, oracle),
+            Stepper::Interp(i) => {
+                let mut owned: Vec<Vec<f32>> = params.iter().map(|p| p.to_vec()).collect();
+                let grads: Vec<Vec<f32>> = grads.iter().map(|g| g.to_vec()).collect();
+                i.step_with(&mut owned, &grads, oracle)?;
+                for (p, o) in params.iter_mut().zip(&owned) {
+                    if p.len() != o.len() {
+                        return Err("internal error: the step changed a tensor's size".into());
+                    }
+                    p.copy_from_slice(o);
+                }
+                Ok(())
+            }
+        }
+    }
+
     pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
         self.interp().needs_no_model()?;
         self.step_with(params, grads, None)

@@ -23,7 +23,7 @@ pub struct LbfgsConfig {
 }
 
 /// What persists between steps (PyTorch's `state` of the first parameter).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct LbfgsState {
     d: Vec<f32>,
     t: f32,

@@ -369,7 +369,7 @@ pub(crate) fn slice_of_extent(e: Extent) -> Option<Slice> {
 }
 
 /// One stage's state buffers.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum StateValue {
     Element(Vec<Vec<f32>>),
     /// Per row or per column (Adafactor's factored moments, SM3's accumulators).
@@ -396,7 +396,7 @@ impl StateValue {
 }
 
 /// An interpreter's progress: step counts, every stage's state, observed metrics.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub count: u64,
     pub runs: Vec<u64>,
@@ -407,7 +407,7 @@ pub struct Snapshot {
 }
 
 /// The progress of a builtin stage.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum BuiltinState {
     Lbfgs(lbfgs::LbfgsState),
     Sam(sam::SamState),
@@ -824,6 +824,11 @@ impl<'p> Interpreter<'p> {
         }
     }
 
+    /// The metrics observed so far (`observe`), oldest first.
+    pub fn metrics(&self) -> &[f64] {
+        &self.metrics
+    }
+
     /// Per stage: the updates it has made (its schedules are read at this count).
     pub fn stage_counts(&self) -> &[u64] {
         &self.runs
@@ -833,6 +838,29 @@ impl<'p> Interpreter<'p> {
     /// not run.
     pub fn last_skipped(&self) -> bool {
         self.last_skipped
+    }
+
+    /// Per stage: the name of its definition and the names of its declared states, in the
+    /// order of `Snapshot::states` (builtin stages declare none).
+    pub fn state_names(&self) -> Vec<(String, Vec<String>)> {
+        (0..self.recipe.stages.len())
+            .map(|si| {
+                let def = self.program.defs[self.recipe.stages[si].def].name.clone();
+                let names = match self.builtin_name(si) {
+                    Some(_) => Vec::new(),
+                    None => self
+                        .stage_body(si)
+                        .map(|b| b.states.iter().map(|st| st.name.clone()).collect())
+                        .unwrap_or_default(),
+                };
+                (def, names)
+            })
+            .collect()
+    }
+
+    /// The parameter group (an index into the recipe's groups) of each tensor.
+    pub fn group_of(&self) -> &[usize] {
+        &self.group_of
     }
 
     /// The current value of state `name` of the first stage defined by `def_name`.

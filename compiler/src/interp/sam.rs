@@ -21,7 +21,7 @@ use super::{BuiltinState, Interpreter, Oracle, Snapshot};
 use crate::ir::{HyperValue, Recipe, StageInst};
 
 /// What persists between calls.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamState {
     /// Calls since the last outer update (Optax's `steps_since_sync`).
     pub since_sync: u64,

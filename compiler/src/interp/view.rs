@@ -2,7 +2,7 @@
 //! values (see `ir::Extent`): for every element, the slot it belongs to in each slicing.
 
 /// A slicing of a tensor finer than the tensor and coarser than its elements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Slice {
     Outer,
     Row,

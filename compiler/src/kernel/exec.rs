@@ -213,6 +213,19 @@ impl<'p> Fused<'p> {
         &mut self,
         params: &mut [Vec<f32>],
         grads: &[Vec<f32>],
+        oracle: Option<&mut (dyn Oracle + '_)>,
+    ) -> Result<(), String> {
+        let mut params: Vec<&mut [f32]> = params.iter_mut().map(|p| p.as_mut_slice()).collect();
+        let grads: Vec<&[f32]> = grads.iter().map(|g| g.as_slice()).collect();
+        self.step_slices(&mut params, &grads, oracle)
+    }
+
+    /// One update on tensors the caller owns (a PyTorch model's, a NumPy array's): the
+    /// passes read and write them where they are, with no copy.
+    pub fn step_slices(
+        &mut self,
+        params: &mut [&mut [f32]],
+        grads: &[&[f32]],
         mut oracle: Option<&mut (dyn Oracle + '_)>,
     ) -> Result<(), String> {
         let sizes = self.interp.sizes.clone();
@@ -544,7 +557,7 @@ impl<'p> Fused<'p> {
     fn call_model(
         &mut self,
         k: usize,
-        params: &[Vec<f32>],
+        params: &[&mut [f32]],
         oracle: Option<&mut (dyn Oracle + '_)>,
     ) -> Result<(), String> {
         let c = self.kernel.calls[k].clone();
@@ -560,7 +573,12 @@ impl<'p> Fused<'p> {
                     oracle.ok_or("`hvp` needs a model that computes Hessian-vector products")?;
                 match self.temps.get(&Buf::CallPoint(k)) {
                     Some(at) => o.hvp(at, &arg),
-                    None => o.hvp(params, &arg),
+                    None => {
+                        // The model takes owned tensors; an HVP at the current point is
+                        // rare enough (Sophia's every-k refresh) for the copy not to matter.
+                        let at: Vec<Vec<f32>> = params.iter().map(|p| p.to_vec()).collect();
+                        o.hvp(&at, &arg)
+                    }
                 }
             }
         };
@@ -653,8 +671,8 @@ impl<'p> Fused<'p> {
         p: usize,
         table: &[Vec<f32>],
         ready: &[bool],
-        params: &mut [Vec<f32>],
-        grads: &[Vec<f32>],
+        params: &mut [&mut [f32]],
+        grads: &[&[f32]],
     ) -> Result<Vec<(RId, Vec<f64>)>, String> {
         let pass = self.kernel.passes[p].clone();
         let nred = pass.reductions.len();
@@ -713,8 +731,8 @@ impl<'p> Fused<'p> {
         &mut self,
         p: usize,
         table: &[Vec<f32>],
-        params: &mut [Vec<f32>],
-        grads: &[Vec<f32>],
+        params: &mut [&mut [f32]],
+        grads: &[&[f32]],
         nred: usize,
     ) -> Result<Vec<Vec<Vec<f64>>>, String> {
         let pass = &self.kernel.passes[p];

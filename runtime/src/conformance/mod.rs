@@ -109,6 +109,29 @@ pub fn recipe_source(case: &Case) -> Result<String, String> {
     source::recipe_source(case, &library())
 }
 
+/// The recipe a case stands for, as an optimizer a framework drives step by step (the
+/// Python package's runner): a schedule case gets the optimizer its generator stepped
+/// (`SGD(lr, momentum: 0.9)`), so its learning rate is read from that optimizer.
+pub fn optimizer_recipe_source(case: &Case) -> Result<String, String> {
+    let src = recipe_source(case)?;
+    if case.kind != "schedule" {
+        return Ok(src);
+    }
+    let end = src
+        .rfind('}')
+        .ok_or("internal error: a recipe without a closing brace")?;
+    let update = if case.module == "torch" {
+        "  update = SGD(lr: lr, momentum: 0.9)\n"
+    } else {
+        "  update = sgd(learning_rate: lr, momentum: 0.9)\n"
+    };
+    let mut out = format!("{}{update}{}", &src[..end], &src[end..]);
+    if case.module == "formula" {
+        out = format!("import std.optax.{{sgd}}\n{out}");
+    }
+    Ok(out)
+}
+
 /// Runs every case file; a file that cannot be read or parsed is one failed case.
 pub fn run_files(files: &[PathBuf], backend: Backend) -> Report {
     let lib = library();

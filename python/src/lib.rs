@@ -1,0 +1,414 @@
+//! `anneal._native`: the thin pyo3 layer under the `anneal` Python package. It converts at
+//! the boundary (NumPy arrays that view PyTorch's or NumPy's memory, Python callbacks for
+//! a recipe's model calls) and calls `anneal_runtime::session`; everything a step means
+//! lives there. No panic crosses into Python: every entry point runs under `guard`, and
+//! the GIL is released while a step runs.
+
+use anneal_compiler::backends::Backend;
+use anneal_compiler::interp::Oracle;
+use anneal_runtime::session::{CheckedRecipe, Session};
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
+
+create_exception!(
+    _native,
+    CompileError,
+    PyValueError,
+    "A recipe that does not check: args are (rendered report, diagnostics as JSON)."
+);
+create_exception!(
+    _native,
+    StepError,
+    PyValueError,
+    "A step, binding or state that anneal refused, with the reason."
+);
+
+/// Runs `f`, turning a panic (a bug in anneal, never the user's input) into a Python
+/// exception instead of unwinding into the interpreter.
+fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(PyRuntimeError::new_err(format!(
+                "internal error in anneal (please report it): {what}"
+            )))
+        }
+    }
+}
+
+fn step_err(e: String) -> PyErr {
+    StepError::new_err(e)
+}
+
+/// A checked recipe.
+#[pyclass(frozen, name = "Recipe", module = "anneal._native")]
+struct PyRecipe {
+    inner: CheckedRecipe,
+}
+
+#[pymethods]
+impl PyRecipe {
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.recipe().name.clone()
+    }
+
+    #[getter]
+    fn steps(&self) -> Option<u64> {
+        self.inner.recipe().steps
+    }
+
+    #[getter]
+    fn groups(&self) -> Vec<String> {
+        self.inner.group_names()
+    }
+
+    #[getter]
+    fn capabilities(&self) -> Vec<&'static str> {
+        self.inner.capabilities()
+    }
+
+    #[getter]
+    fn param_dtype(&self) -> &'static str {
+        self.inner.recipe().param_dtype.name()
+    }
+
+    #[getter]
+    fn warnings(&self) -> String {
+        self.inner.warnings()
+    }
+
+    #[getter]
+    fn hash(&self) -> String {
+        format!("{:016x}", self.inner.hash())
+    }
+
+    fn explain(&self) -> PyResult<String> {
+        guard(|| Ok(self.inner.explain()))
+    }
+}
+
+/// Parses and checks `source`; raises `CompileError(rendered, diagnostics_json)`.
+#[pyfunction]
+#[pyo3(signature = (source, file, name=None))]
+fn compile(source: &str, file: &str, name: Option<&str>) -> PyResult<PyRecipe> {
+    guard(|| match CheckedRecipe::compile(file, source, name) {
+        Ok(inner) => Ok(PyRecipe { inner }),
+        Err(e) => Err(CompileError::new_err((
+            e.rendered,
+            e.diagnostics.to_string(),
+        ))),
+    })
+}
+
+/// A recipe bound to named tensors. The mutex makes calls from several Python threads
+/// take turns (a step is not reentrant); it is never contended in ordinary use.
+#[pyclass(name = "Session", module = "anneal._native")]
+struct PySession {
+    inner: Mutex<Session>,
+}
+
+impl PySession {
+    fn session(&self) -> PyResult<MutexGuard<'_, Session>> {
+        self.inner.lock().map_err(|_| {
+            PyRuntimeError::new_err(
+                "an earlier step of this optimizer failed inside anneal; build a new one",
+            )
+        })
+    }
+}
+
+/// The model, as Python callbacks: an object with `grad_at(point)`, `hvp(point, v)` and
+/// `loss_at(point)`, each taking and returning lists of flat float32 arrays. The first
+/// Python exception is kept and re-raised as itself after the step.
+struct PyOracle {
+    obj: Py<PyAny>,
+    error: Option<PyErr>,
+}
+
+impl PyOracle {
+    fn with<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> PyResult<T>,
+    ) -> Result<T, String> {
+        let obj = &self.obj;
+        let r = Python::attach(|py| f(py, obj.bind(py)));
+        r.map_err(|e| {
+            let msg = format!("the model's `{what}` failed: {e}");
+            if self.error.is_none() {
+                self.error = Some(e);
+            }
+            msg
+        })
+    }
+}
+
+fn to_arrays<'py>(py: Python<'py>, ts: &[Vec<f32>]) -> Vec<Bound<'py, PyArray1<f32>>> {
+    ts.iter().map(|t| PyArray1::from_slice(py, t)).collect()
+}
+
+fn from_arrays(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<f32>>> {
+    let list: Vec<Bound<'_, PyArrayDyn<f32>>> = obj.extract()?;
+    list.iter()
+        .map(|a| Ok(a.readonly().as_array().iter().copied().collect()))
+        .collect()
+}
+
+impl Oracle for PyOracle {
+    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+        self.with("grad_at", |py, o| {
+            from_arrays(&o.call_method1("grad_at", (to_arrays(py, params),))?)
+        })
+    }
+
+    fn hvp(&mut self, params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+        self.with("hvp", |py, o| {
+            from_arrays(&o.call_method1("hvp", (to_arrays(py, params), to_arrays(py, v)))?)
+        })
+    }
+
+    fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), String> {
+        self.with("loss_at", |py, o| {
+            let r = o.call_method1("loss_at", (to_arrays(py, params),))?;
+            let (loss, grads): (f64, Bound<'_, PyAny>) = r.extract()?;
+            Ok((loss, from_arrays(&grads)?))
+        })
+    }
+}
+
+fn backend(name: &str) -> PyResult<Backend> {
+    Backend::parse(name).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "unknown backend {name:?}; choose one of {}",
+            Backend::NAMES.join(", ")
+        ))
+    })
+}
+
+#[pymethods]
+impl PySession {
+    #[new]
+    #[pyo3(signature = (recipe, names, shapes, params, backend="auto", threads=0))]
+    fn new(
+        recipe: &PyRecipe,
+        names: Vec<String>,
+        shapes: Vec<Vec<usize>>,
+        params: Vec<Bound<'_, PyArrayDyn<f32>>>,
+        backend: &str,
+        threads: usize,
+    ) -> PyResult<PySession> {
+        let backend = self::backend(backend)?;
+        guard(|| {
+            let values: Vec<Vec<f32>> = params
+                .iter()
+                .map(|a| a.readonly().as_array().iter().copied().collect())
+                .collect();
+            let inner = Session::new(&recipe.inner, &names, &shapes, &values, backend, threads)
+                .map_err(step_err)?;
+            Ok(PySession {
+                inner: Mutex::new(inner),
+            })
+        })
+    }
+
+    /// One step on the tensors, in place. Without `oracle` the step runs on the arrays'
+    /// memory with the GIL released; with one, on copies (the callbacks move the model's
+    /// tensors), written back at the end.
+    /// `frozen[i]`: tensor i had no gradient; it and its states stay as they are.
+    #[pyo3(signature = (params, grads, oracle=None, frozen=None))]
+    fn step(
+        &mut self,
+        py: Python<'_>,
+        params: Vec<Bound<'_, PyArrayDyn<f32>>>,
+        grads: Vec<Bound<'_, PyArrayDyn<f32>>>,
+        oracle: Option<Py<PyAny>>,
+        frozen: Option<Vec<bool>>,
+    ) -> PyResult<()> {
+        let frozen = frozen.unwrap_or_default();
+        guard(|| {
+            let Some(obj) = oracle else {
+                let mut pw = params
+                    .iter()
+                    .map(|a| a.try_readwrite())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| step_err(format!("a parameter's memory is in use elsewhere (shared with another tensor?): {e}")))?;
+                let gr = grads
+                    .iter()
+                    .map(|a| a.try_readonly())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| step_err(format!("a gradient's memory is being written elsewhere (shared with a parameter?): {e}")))?;
+                let mut ps = pw
+                    .iter_mut()
+                    .map(|a| a.as_slice_mut())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| step_err("a parameter is not contiguous".into()))?;
+                let gs = gr
+                    .iter()
+                    .map(|a| a.as_slice())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| step_err("a gradient is not contiguous".into()))?;
+                let mut guard = self.session()?;
+                let inner = &mut *guard;
+                return py
+                    .detach(|| inner.step_except(&mut ps, &gs, None, &frozen))
+                    .map_err(step_err);
+            };
+            let copy = |a: &Bound<'_, PyArrayDyn<f32>>| -> Vec<f32> {
+                a.readonly().as_array().iter().copied().collect()
+            };
+            let mut owned: Vec<Vec<f32>> = params.iter().map(copy).collect();
+            let gowned: Vec<Vec<f32>> = grads.iter().map(copy).collect();
+            let mut oracle = PyOracle { obj, error: None };
+            let mut guard = self.session()?;
+            let inner = &mut *guard;
+            let r = py.detach(|| {
+                let mut ps: Vec<&mut [f32]> = owned.iter_mut().map(|p| p.as_mut_slice()).collect();
+                let gs: Vec<&[f32]> = gowned.iter().map(|g| g.as_slice()).collect();
+                inner.step_except(&mut ps, &gs, Some(&mut oracle), &frozen)
+            });
+            if let Some(e) = oracle.error.take() {
+                return Err(e);
+            }
+            r.map_err(step_err)?;
+            for (a, v) in params.iter().zip(&owned) {
+                let mut w = a.try_readwrite().map_err(|e| step_err(e.to_string()))?;
+                let s = w
+                    .as_slice_mut()
+                    .map_err(|_| step_err("a parameter is not contiguous".into()))?;
+                if s.len() != v.len() {
+                    return Err(step_err("a parameter changed size during the step".into()));
+                }
+                s.copy_from_slice(v);
+            }
+            Ok(())
+        })
+    }
+
+    fn observe(&mut self, metric: f64) -> PyResult<()> {
+        if !metric.is_finite() {
+            return Err(PyValueError::new_err(format!(
+                "observe() needs a finite metric, got {metric}"
+            )));
+        }
+        guard(|| {
+            self.session()?.observe(metric);
+            Ok(())
+        })
+    }
+
+    fn learning_rates(&self) -> PyResult<Vec<Option<f64>>> {
+        Ok(self.session()?.learning_rates())
+    }
+
+    fn momenta(&self) -> PyResult<Vec<Option<f64>>> {
+        Ok(self.session()?.momenta())
+    }
+
+    fn loss_scale(&self) -> PyResult<Option<f64>> {
+        Ok(self.session()?.loss_scale())
+    }
+
+    fn group_of(&self) -> PyResult<Vec<usize>> {
+        Ok(self.session()?.group_of())
+    }
+
+    #[getter]
+    fn last_skipped(&self) -> PyResult<bool> {
+        Ok(self.session()?.last_skipped())
+    }
+
+    #[getter]
+    fn skipped_steps(&self) -> PyResult<u64> {
+        Ok(self.session()?.skipped_steps())
+    }
+
+    #[getter]
+    fn steps_taken(&self) -> PyResult<u64> {
+        Ok(self.session()?.steps_taken())
+    }
+
+    #[getter]
+    fn backend(&self) -> PyResult<&'static str> {
+        Ok(self.session()?.choice().backend)
+    }
+
+    #[getter]
+    fn fallback(&self) -> PyResult<Option<String>> {
+        Ok(self.session()?.choice().fallback.clone())
+    }
+
+    /// `[(key, [flat float32 array per tensor])]`, copies of every element state.
+    fn element_states<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Vec<(String, Vec<Bound<'py, PyArray1<f32>>>)>> {
+        Ok(self
+            .session()?
+            .element_states()
+            .into_iter()
+            .map(|s| (s.key, to_arrays(py, &s.per_tensor)))
+            .collect())
+    }
+
+    fn progress_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = guard(|| self.session()?.progress_bytes().map_err(step_err))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    fn restore(
+        &mut self,
+        progress: &[u8],
+        elements: Vec<(String, Vec<Bound<'_, PyArrayDyn<f32>>>)>,
+    ) -> PyResult<()> {
+        guard(|| {
+            let elements: Vec<(String, Vec<Vec<f32>>)> = elements
+                .iter()
+                .map(|(k, ts)| {
+                    (
+                        k.clone(),
+                        ts.iter()
+                            .map(|a| a.readonly().as_array().iter().copied().collect())
+                            .collect(),
+                    )
+                })
+                .collect();
+            self.session()?
+                .restore(progress, &elements)
+                .map_err(step_err)
+        })
+    }
+}
+
+/// The recipe source a golden case stands for (`anneal conformance --emit-recipe`), as
+/// an optimizer a caller steps (schedule cases get their generator's optimizer).
+#[pyfunction]
+fn case_recipe(path: &str) -> PyResult<String> {
+    guard(|| {
+        let case =
+            anneal_runtime::conformance::load_case(std::path::Path::new(path)).map_err(step_err)?;
+        anneal_runtime::conformance::optimizer_recipe_source(&case).map_err(step_err)
+    })
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyRecipe>()?;
+    m.add_class::<PySession>()?;
+    m.add_function(wrap_pyfunction!(compile, m)?)?;
+    m.add_function(wrap_pyfunction!(case_recipe, m)?)?;
+    m.add("CompileError", m.py().get_type::<CompileError>())?;
+    m.add("StepError", m.py().get_type::<StepError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
