@@ -101,7 +101,7 @@ def compile(source: str, name: Optional[str] = None, *, file: str = "<recipe>") 
     return Recipe(native, source, file)
 
 
-def load(path: Union[str, "os.PathLike[str]"], name: Optional[str] = None) -> Recipe:
+def load(path: Union[str, os.PathLike[str]], name: Optional[str] = None) -> Recipe:
     """Reads and checks a recipe file (``.anneal``)."""
     path = os.fspath(path)
     try:
@@ -114,7 +114,7 @@ def load(path: Union[str, "os.PathLike[str]"], name: Optional[str] = None) -> Re
     return compile(text, name, file=path)
 
 
-def as_recipe(recipe: Union[Recipe, str, "os.PathLike[str]"]) -> Recipe:
+def as_recipe(recipe: Union[Recipe, str, os.PathLike[str]]) -> Recipe:
     """A Recipe as given, read from a path, or compiled from source text."""
     if isinstance(recipe, Recipe):
         return recipe
@@ -126,6 +126,5 @@ def as_recipe(recipe: Union[Recipe, str, "os.PathLike[str]"]) -> Recipe:
             return load(recipe)
         return compile(recipe)
     raise TypeError(
-        "recipe must be an anneal.Recipe, a path to a .anneal file or recipe source text, "
-        f"not {type(recipe).__name__}"
+        f"recipe must be an anneal.Recipe, a path to a .anneal file or recipe source text, not {type(recipe).__name__}"
     )

@@ -53,7 +53,9 @@ class _Checker:
     def value(self, want: float, got: float, where: str) -> None:
         tol = self.atol + self.rtol * abs(want)
         if not (abs(got - want) <= tol):
-            raise Mismatch(f"{where}: expected {want:e}, got {got:e} (|diff| {abs(got - want):.3e} > tolerance {tol:.3e})")
+            raise Mismatch(
+                f"{where}: expected {want:e}, got {got:e} (|diff| {abs(got - want):.3e} > tolerance {tol:.3e})"
+            )
 
     def values(self, want: Sequence[float], got: Sequence[float], where: str) -> None:
         if len(want) != len(got):
@@ -338,11 +340,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     passed = sum(1 for _, ok, _ in results if ok)
     failed = len(results) - passed
     if args.json:
-        print(json.dumps({
-            "passed": passed,
-            "failed": failed,
-            "cases": [{"name": n, "status": "passed" if ok else "failed", "message": m} for n, ok, m in results],
-        }))
+        print(
+            json.dumps(
+                {
+                    "passed": passed,
+                    "failed": failed,
+                    "cases": [
+                        {"name": n, "status": "passed" if ok else "failed", "message": m} for n, ok, m in results
+                    ],
+                }
+            )
+        )
     else:
         for n, ok, m in results:
             print(f"PASS {n}" if ok else f"FAIL {n}: {m}")

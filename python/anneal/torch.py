@@ -116,7 +116,7 @@ def _check_no_sharing(named: Sequence[Tuple[str, torch.Tensor]]) -> None:
         start = p.data_ptr()
         spans.append((start, start + p.numel() * p.element_size(), name))
     spans.sort()
-    for (s0, e0, n0), (s1, _, n1) in zip(spans, spans[1:]):
+    for (_, e0, n0), (s1, _, n1) in zip(spans, spans[1:]):
         if s1 < e0:
             raise ValueError(
                 f"parameters {n0!r} and {n1!r} share storage; an in-place step would update "
@@ -134,7 +134,7 @@ class _Model:
     Sophia's ``hvp``, L-BFGS's line search): each call moves the model's parameters to the
     point asked for and evaluates the closure there."""
 
-    def __init__(self, opt: "Optimizer", closure: Callable[[], Any]) -> None:
+    def __init__(self, opt: Optimizer, closure: Callable[[], Any]) -> None:
         self.opt = opt
         self.closure = closure
         self.last_loss: Optional[float] = None
@@ -160,7 +160,9 @@ class _Model:
                 out.append(np.zeros(p.numel(), dtype=np.float32))
                 continue
             if g.shape != p.shape:
-                raise ValueError(f"the closure left a gradient of shape {tuple(g.shape)} on {name!r}, shape {tuple(p.shape)}")
+                raise ValueError(
+                    f"the closure left a gradient of shape {tuple(g.shape)} on {name!r}, shape {tuple(p.shape)}"
+                )
             out.append(g.detach().float().reshape(-1).numpy().copy())
         return out
 
@@ -171,7 +173,7 @@ class _Model:
 
     def loss_at(self, point: List[np.ndarray]) -> Tuple[float, List[np.ndarray]]:
         self._move_to(point)
-        loss = self._evaluate()
+        self._evaluate()
         return self.last_loss, self._grads()  # type: ignore[return-value]
 
     def hvp(self, point: List[np.ndarray], v: List[np.ndarray]) -> List[np.ndarray]:
@@ -215,8 +217,7 @@ class Optimizer(torch.optim.Optimizer):
         self.recipe = as_recipe(recipe)
         if backend == "wgsl":
             raise ValueError(
-                "the wgsl back end runs on wgpu's own buffers, not on PyTorch's memory; "
-                f"choose one of {_CPU_BACKENDS}"
+                f"the wgsl back end runs on wgpu's own buffers, not on PyTorch's memory; choose one of {_CPU_BACKENDS}"
             )
         if not isinstance(threads, int) or threads < 0:
             raise ValueError(f"threads must be a whole number >= 0 (0: every core), not {threads!r}")
@@ -296,6 +297,7 @@ class Optimizer(torch.optim.Optimizer):
         grads, frozen = self._gradients()
         if all(frozen):
             return loss
+        used = [g["lr"] for g in self.param_groups]
         views = self._master_views()
         model = _Model(self, closure) if (caps and closure is not None) else None
         self._session.step(views, grads, model, frozen if any(frozen) else None)
@@ -303,7 +305,7 @@ class Optimizer(torch.optim.Optimizer):
             for p, m in zip(self._params, self._masters):
                 p.copy_(m)
         self._refresh_groups()
-        self._record(grads, frozen)
+        self._record(grads, used)
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -320,7 +322,7 @@ class Optimizer(torch.optim.Optimizer):
         for key, per_tensor in self._session.element_states():
             for i, (flat, p) in enumerate(zip(per_tensor, self._params)):
                 state[i][key] = torch.from_numpy(flat).view(p.shape)
-        for i, p in enumerate(self._params):
+        for i in range(len(self._params)):
             state[i]["step"] = torch.tensor(count)
             if self._half:
                 state[i]["master"] = self._masters[i].detach().clone()
@@ -351,7 +353,9 @@ class Optimizer(torch.optim.Optimizer):
             )
         meta = state_dict["anneal"]
         if not isinstance(meta, dict) or meta.get("format") != _STATE_FORMAT:
-            raise ValueError(f"unknown anneal optimizer state format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+            raise ValueError(
+                f"unknown anneal optimizer state format {meta.get('format') if isinstance(meta, dict) else meta!r}"
+            )
         if meta.get("recipe_hash") != self.recipe.hash:
             raise ValueError(
                 f"the optimizer state was saved by recipe `{meta.get('recipe')}` "
@@ -470,16 +474,12 @@ class Optimizer(torch.optim.Optimizer):
             if g.is_sparse or g.layout != torch.strided:
                 raise ValueError(f"the gradient of {name!r} is sparse; anneal steps dense gradients")
             if g.shape != p.shape:
-                raise ValueError(
-                    f"the gradient of {name!r} has shape {tuple(g.shape)}, the parameter {tuple(p.shape)}"
-                )
+                raise ValueError(f"the gradient of {name!r} has shape {tuple(g.shape)}, the parameter {tuple(p.shape)}")
             if g.device.type != "cpu":
                 raise ValueError(f"the gradient of {name!r} is on {g.device}; anneal.torch steps CPU tensors")
             if g.dtype != torch.float32:
                 if g.dtype not in (torch.bfloat16, torch.float16) or g.dtype != p.dtype:
-                    raise ValueError(
-                        f"the gradient of {name!r} is {g.dtype}; expected {p.dtype} like its parameter"
-                    )
+                    raise ValueError(f"the gradient of {name!r} is {g.dtype}; expected {p.dtype} like its parameter")
                 g = g.float()
             elif not g.is_contiguous():
                 g = g.contiguous()
@@ -498,9 +498,9 @@ class Optimizer(torch.optim.Optimizer):
             if m is not None:
                 dict.__setitem__(g, "momentum", m)
 
-    def _record(self, grads: List[np.ndarray], frozen: List[bool]) -> None:
+    def _record(self, grads: List[np.ndarray], used_lr: List[Optional[float]]) -> None:
         m: Dict[str, Any] = {
-            "lr": [g["lr"] for g in self.param_groups],
+            "lr": used_lr,
             "loss_scale": self._session.loss_scale(),
             "skipped": self._session.last_skipped,
             "skipped_steps": self._session.skipped_steps,

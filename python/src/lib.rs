@@ -154,6 +154,9 @@ impl PyOracle {
     }
 }
 
+/// One element state: its `stage.state` key and a flat array per tensor.
+type NamedArrays<'py> = (String, Vec<Bound<'py, PyArray1<f32>>>);
+
 fn to_arrays<'py>(py: Python<'py>, ts: &[Vec<f32>]) -> Vec<Bound<'py, PyArray1<f32>>> {
     ts.iter().map(|t| PyArray1::from_slice(py, t)).collect()
 }
@@ -349,10 +352,7 @@ impl PySession {
     }
 
     /// `[(key, [flat float32 array per tensor])]`, copies of every element state.
-    fn element_states<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Vec<(String, Vec<Bound<'py, PyArray1<f32>>>)>> {
+    fn element_states<'py>(&self, py: Python<'py>) -> PyResult<Vec<NamedArrays<'py>>> {
         Ok(self
             .session()?
             .element_states()

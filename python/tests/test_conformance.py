@@ -1,0 +1,41 @@
+"""python -m anneal.conformance on the golden torch cases and training runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import conformance_dir
+
+
+def test_every_torch_case_and_training_run_passes_through_torch():
+    root = conformance_dir()
+    out = subprocess.run(
+        [sys.executable, "-m", "anneal.conformance", str(root / "cases" / "torch"), str(root / "train")],
+        capture_output=True,
+        text=True,
+    )
+    lines = out.stdout.strip().splitlines()
+    failures = [line for line in lines if line.startswith("FAIL")]
+    assert not failures, "\n".join(failures)
+    assert lines[-1] == "78 passed, 0 failed"
+    assert out.returncode == 0
+
+
+def test_json_report_and_a_broken_case(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "x/y", "kind": "optimizer", "module": "torch"}')
+    junk = tmp_path / "junk.json"
+    junk.write_text("not json")
+    out = subprocess.run(
+        [sys.executable, "-m", "anneal.conformance", str(tmp_path), "--json"], capture_output=True, text=True
+    )
+    report = json.loads(out.stdout)
+    assert report["passed"] == 0 and report["failed"] == 2
+    assert all(c["message"] for c in report["cases"])
+    assert out.returncode == 1
+    missing = subprocess.run(
+        [sys.executable, "-m", "anneal.conformance", str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
