@@ -16,7 +16,7 @@ import torch
 
 from . import Recipe, StepError, _native, as_recipe
 
-__all__ = ["Optimizer"]
+__all__ = ["Optimizer", "CurriculumSampler"]
 
 _HALF = {"bf16": torch.bfloat16, "f16": torch.float16}
 _CPU_BACKENDS = "auto, interp, cranelift, llvm"
@@ -463,27 +463,27 @@ class Optimizer(torch.optim.Optimizer):
         return self._shape_list
 
     def _gradients(self) -> Tuple[List[np.ndarray], List[bool]]:
+        # torch itself guarantees that a `.grad` has its parameter's shape, device and
+        # dtype (assignment and backward both check), so only the layout and the memory
+        # order are left to check here; this loop is the Python cost of a step.
         grads: List[np.ndarray] = []
         frozen: List[bool] = []
-        for name, p in zip(self._names, self._params):
+        strided = torch.strided
+        f32 = torch.float32
+        for p in self._params:
             g = p.grad
             if g is None:
                 grads.append(np.zeros(p.numel(), dtype=np.float32))
                 frozen.append(True)
                 continue
-            if g.is_sparse or g.layout != torch.strided:
-                raise ValueError(f"the gradient of {name!r} is sparse; anneal steps dense gradients")
-            if g.shape != p.shape:
-                raise ValueError(f"the gradient of {name!r} has shape {tuple(g.shape)}, the parameter {tuple(p.shape)}")
-            if g.device.type != "cpu":
-                raise ValueError(f"the gradient of {name!r} is on {g.device}; anneal.torch steps CPU tensors")
-            if g.dtype != torch.float32:
-                if g.dtype not in (torch.bfloat16, torch.float16) or g.dtype != p.dtype:
-                    raise ValueError(f"the gradient of {name!r} is {g.dtype}; expected {p.dtype} like its parameter")
+            if g.layout is not strided:
+                name = self._names[len(grads)]
+                raise ValueError(f"the gradient of {name!r} is sparse ({g.layout}); anneal steps dense gradients")
+            if g.dtype is not f32:
                 g = g.float()
             elif not g.is_contiguous():
                 g = g.contiguous()
-            grads.append(g.detach().reshape(-1).numpy())
+            grads.append(g.numpy())
             frozen.append(False)
         return grads, frozen
 
@@ -512,3 +512,83 @@ class Optimizer(torch.optim.Optimizer):
             m["grad_norm"] = math.sqrt(sum(n * n for n in norms))
             m["tensor_norms"] = dict(zip(self._names, norms))
         self.metrics = m
+
+
+class CurriculumSampler(torch.utils.data.Sampler):
+    """Batches of example indices drawn by the recipe's ``curriculum`` blocks (pace and
+    sampling rule), the seeded sampler ``anneal run`` uses: pass it as
+    ``DataLoader(dataset, batch_sampler=sampler)``.
+
+    Loss-driven phases (``difficulty = loss``, self-paced learning, hard-example mining)
+    rank examples by the per-example losses fed with ``observe(indices, losses)``; an
+    example not yet observed counts as loss 0. Phases that backpropagate part of a batch
+    (``ohem``, ``selective_backprop``) say which positions through ``select(losses)``.
+    ``columns`` gives the values of ``column("name")`` difficulties, one per example.
+    """
+
+    def __init__(
+        self,
+        recipe: Union[Recipe, str, Any],
+        num_examples: int,
+        seed: int = 0,
+        *,
+        batch_size: Optional[int] = None,
+        steps: Optional[int] = None,
+        columns: Optional[Dict[str, Sequence[float]]] = None,
+    ) -> None:
+        self.recipe = as_recipe(recipe)
+        if not self.recipe._native.has_curriculum:
+            raise ValueError(f"recipe `{self.recipe.name}` has no curriculum block to sample by")
+        batch = batch_size if batch_size is not None else self.recipe._native.batch_size
+        if batch is None:
+            raise ValueError("give batch_size= (the recipe has no `data = csv(..., batch: N)` to take it from)")
+        steps = steps if steps is not None else self.recipe.steps
+        if steps is None:
+            raise ValueError("give steps= (the recipe has no `steps`)")
+        if not isinstance(num_examples, int) or num_examples <= 0:
+            raise ValueError(f"num_examples must be a positive whole number, not {num_examples!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a whole number >= 0, not {seed!r}")
+        self.num_examples = num_examples
+        self.batch_size = int(batch)
+        self.steps = int(steps)
+        self._native = _native.Curriculum(self.recipe._native, num_examples, self.batch_size, seed)
+        for name, values in (columns or {}).items():
+            self._native.set_column(name, [float(v) for v in values])
+        self._step = 0
+        #: The visible fraction of the examples at the last drawn step.
+        self.visible_fraction = 1.0
+
+    def __iter__(self):
+        while self._step < self.steps:
+            rows, self.visible_fraction = self._native.draw(self._step)
+            self._step += 1
+            yield rows
+
+    def __len__(self) -> int:
+        return self.steps - self._step
+
+    def observe(self, indices: Any, per_example_losses: Any) -> None:
+        """Records the losses of these examples (e.g. ``F.cross_entropy(...,
+        reduction="none")`` of the batch just drawn)."""
+        idx = [int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)]
+        if isinstance(per_example_losses, torch.Tensor):
+            per_example_losses = per_example_losses.detach().float().reshape(-1).tolist()
+        self._native.observe(idx, [float(x) for x in per_example_losses])
+
+    def select(self, per_example_losses: Any) -> List[int]:
+        """Positions of the last drawn batch to backpropagate (all of them, unless the
+        phase is ``ohem`` or ``selective_backprop``)."""
+        if isinstance(per_example_losses, torch.Tensor):
+            per_example_losses = per_example_losses.detach().float().reshape(-1).tolist()
+        t = max(self._step - 1, 0)
+        return list(self._native.select(t, [float(x) for x in per_example_losses]))
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"step": self._step, "sampler": self._native.state(), "recipe_hash": self.recipe.hash}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if state.get("recipe_hash") != self.recipe.hash:
+            raise ValueError("the sampler state was saved for another recipe")
+        self._native.restore(bytes(state["sampler"]))
+        self._step = int(state["step"])

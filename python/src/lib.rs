@@ -6,6 +6,7 @@
 
 use anneal_compiler::backends::Backend;
 use anneal_compiler::interp::Oracle;
+use anneal_runtime::curriculum::{Sampler, SamplerState};
 use anneal_runtime::session::{CheckedRecipe, Session};
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
 use pyo3::create_exception;
@@ -81,6 +82,17 @@ impl PyRecipe {
     #[getter]
     fn param_dtype(&self) -> &'static str {
         self.inner.recipe().param_dtype.name()
+    }
+
+    /// The batch size of the recipe's `data = csv(..., batch: N)`, if it names data.
+    #[getter]
+    fn batch_size(&self) -> Option<usize> {
+        self.inner.recipe().data.as_ref().map(|d| d.batch)
+    }
+
+    #[getter]
+    fn has_curriculum(&self) -> bool {
+        !self.inner.recipe().curriculum.is_empty()
     }
 
     #[getter]
@@ -390,6 +402,131 @@ impl PySession {
     }
 }
 
+/// A recipe's curriculum over `num_examples` rows: the seeded sampler `anneal run` draws
+/// batches from, with per-example losses fed by the caller (`observe`).
+#[pyclass(name = "Curriculum", module = "anneal._native")]
+struct PyCurriculum {
+    inner: Mutex<(Sampler, Vec<f32>)>,
+}
+
+impl PyCurriculum {
+    fn lock(&self) -> PyResult<MutexGuard<'_, (Sampler, Vec<f32>)>> {
+        self.inner.lock().map_err(|_| {
+            PyRuntimeError::new_err("an earlier call of this sampler failed inside anneal")
+        })
+    }
+}
+
+#[pymethods]
+impl PyCurriculum {
+    #[new]
+    fn new(recipe: &PyRecipe, num_examples: usize, batch_size: usize, seed: u64) -> PyResult<Self> {
+        let phases = recipe.inner.recipe().curriculum.clone();
+        if phases.is_empty() {
+            return Err(PyValueError::new_err(format!(
+                "recipe `{}` has no curriculum block to sample by",
+                recipe.inner.recipe().name
+            )));
+        }
+        if num_examples == 0 || batch_size == 0 {
+            return Err(PyValueError::new_err(
+                "a curriculum needs at least one example and a batch size of at least 1",
+            ));
+        }
+        let sampler = Sampler::new(phases, (0..num_examples).collect(), batch_size, seed);
+        Ok(PyCurriculum {
+            inner: Mutex::new((sampler, vec![0.0; num_examples])),
+        })
+    }
+
+    /// The values of difficulty column `name`, one per example.
+    fn set_column(&self, name: &str, values: Vec<f32>) -> PyResult<()> {
+        let mut g = self.lock()?;
+        if values.len() != g.0.rows.len() {
+            return Err(PyValueError::new_err(format!(
+                "column `{name}` has {} values for {} examples",
+                values.len(),
+                g.0.rows.len()
+            )));
+        }
+        g.0.set_column(name, values);
+        Ok(())
+    }
+
+    /// The examples of step `t`'s batch: losses refreshed from the observed table when
+    /// due, then a draw from the visible set.
+    fn draw(&self, t: u64) -> PyResult<(Vec<usize>, f64)> {
+        guard(|| {
+            let mut g = self.lock()?;
+            let (sampler, losses) = &mut *g;
+            sampler
+                .prepare(t, |rows| Ok(rows.iter().map(|r| losses[*r]).collect()))
+                .map_err(step_err)?;
+            let (picks, fraction) = sampler.draw(t);
+            Ok((sampler.rows_at(&picks), fraction))
+        })
+    }
+
+    /// Records per-example losses (the latest loss of each example is kept).
+    fn observe(&self, indices: Vec<usize>, losses: Vec<f32>) -> PyResult<()> {
+        let mut g = self.lock()?;
+        if indices.len() != losses.len() {
+            return Err(PyValueError::new_err(format!(
+                "observe() got {} indices and {} losses",
+                indices.len(),
+                losses.len()
+            )));
+        }
+        let n = g.1.len();
+        for (i, l) in indices.into_iter().zip(losses) {
+            *g.1.get_mut(i).ok_or_else(|| {
+                PyValueError::new_err(format!("index {i} is not an example (there are {n})"))
+            })? = l;
+        }
+        Ok(())
+    }
+
+    /// Whether step `t`'s phase backpropagates only part of each batch (OHEM, selective
+    /// backprop), and which positions of a batch with these losses it keeps.
+    fn selects(&self, t: u64) -> PyResult<bool> {
+        Ok(self.lock()?.0.selects(t))
+    }
+
+    fn select(&self, t: u64, batch_losses: Vec<f32>) -> PyResult<Vec<usize>> {
+        guard(|| Ok(self.lock()?.0.select(t, &batch_losses)))
+    }
+
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let g = self.lock()?;
+        let state = (
+            g.0.save(),
+            g.1.iter().map(|x| x.to_bits()).collect::<Vec<u32>>(),
+        );
+        let bytes = serde_json::to_vec(&state).map_err(|e| step_err(e.to_string()))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    fn restore(&self, bytes: &[u8]) -> PyResult<()> {
+        let (saved, losses): (SamplerState, Vec<u32>) =
+            serde_json::from_slice(bytes).map_err(|e| {
+                step_err(format!(
+                    "the sampler state is damaged or not anneal's ({e})"
+                ))
+            })?;
+        let mut g = self.lock()?;
+        if losses.len() != g.1.len() {
+            return Err(step_err(format!(
+                "the sampler state is for {} examples, this sampler has {}",
+                losses.len(),
+                g.1.len()
+            )));
+        }
+        g.0.restore(saved).map_err(step_err)?;
+        g.1 = losses.into_iter().map(f32::from_bits).collect();
+        Ok(())
+    }
+}
+
 /// The recipe source a golden case stands for (`anneal conformance --emit-recipe`), as
 /// an optimizer a caller steps (schedule cases get their generator's optimizer).
 #[pyfunction]
@@ -405,6 +542,7 @@ fn case_recipe(path: &str) -> PyResult<String> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRecipe>()?;
     m.add_class::<PySession>()?;
+    m.add_class::<PyCurriculum>()?;
     m.add_function(wrap_pyfunction!(compile, m)?)?;
     m.add_function(wrap_pyfunction!(case_recipe, m)?)?;
     m.add("CompileError", m.py().get_type::<CompileError>())?;
