@@ -6,9 +6,9 @@ import random
 import subprocess
 
 import pytest
-from conftest import ROOT, anneal_binary
 
 import anneal
+from conftest import ROOT, anneal_binary
 
 ADAMW = """
 import std.torch.{AdamW, clip_grad_norm_, StepLR}
