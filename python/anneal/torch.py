@@ -236,6 +236,7 @@ class Optimizer(torch.optim.Optimizer):
         self._views: List[Optional[np.ndarray]] = [None] * len(self._params)
         self._ptrs: List[int] = [0] * len(self._params)
         shapes = [list(p.shape) for p in self._params]
+        self._numels = [p.numel() for p in self._params]
         try:
             self._session = _native.Session(
                 self.recipe._native,
@@ -446,21 +447,13 @@ class Optimizer(torch.optim.Optimizer):
             if views[i] is None or self._ptrs[i] != ptr:
                 if not self._half:
                     _check_param(self._names[i], m, self.recipe.param_dtype)
-                if m.numel() != self._views_len(i):
+                if m.numel() != self._numels[i]:
                     raise ValueError(
                         f"parameter {self._names[i]!r} changed shape to {tuple(m.shape)} since the optimizer was built"
                     )
                 views[i] = _flat_f32(m)
                 self._ptrs[i] = ptr
         return views  # type: ignore[return-value]
-
-    def _views_len(self, i: int) -> int:
-        return math.prod(self._shapes()[i])
-
-    def _shapes(self) -> List[List[int]]:
-        if not hasattr(self, "_shape_list"):
-            self._shape_list = [list(p.shape) for p in self._masters]
-        return self._shape_list
 
     def _gradients(self) -> Tuple[List[np.ndarray], List[bool]]:
         # torch itself guarantees that a `.grad` has its parameter's shape, device and
