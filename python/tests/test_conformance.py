@@ -23,6 +23,19 @@ def test_every_torch_case_and_training_run_passes_through_torch():
     assert out.returncode == 0
 
 
+def test_the_optax_and_formula_cases_pass_through_torch_too():
+    # Their recipes use Optax's semantics; the runner steps them on torch tensors alike.
+    root = conformance_dir()
+    out = subprocess.run(
+        [sys.executable, "-m", "anneal.conformance", str(root / "cases" / "optax"), str(root / "cases" / "formula")],
+        capture_output=True,
+        text=True,
+    )
+    lines = out.stdout.strip().splitlines()
+    assert not [line for line in lines if line.startswith("FAIL")]
+    assert lines[-1].endswith(" passed, 0 failed") and int(lines[-1].split()[0]) >= 70
+
+
 def test_json_report_and_a_broken_case(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"name": "x/y", "kind": "optimizer", "module": "torch"}')
