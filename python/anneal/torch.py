@@ -18,6 +18,11 @@ from . import Recipe, StepError, _native, as_recipe
 
 __all__ = ["Optimizer", "CurriculumSampler"]
 
+try:
+    from torch.autograd.graph import increment_version as _increment_version
+except ImportError:  # torch < 2.1
+    _increment_version = None
+
 _HALF = {"bf16": torch.bfloat16, "f16": torch.float16}
 _CPU_BACKENDS = "auto, interp, cranelift, llvm"
 _STATE_FORMAT = 1
@@ -305,6 +310,11 @@ class Optimizer(torch.optim.Optimizer):
         if self._half:
             for p, m in zip(self._params, self._masters):
                 p.copy_(m)
+        elif _increment_version is not None:
+            # The step wrote through NumPy views, which autograd does not see: bump the
+            # version counters as torch's in-place ops do, so a graph that saved these
+            # tensors refuses to backpropagate through the old values.
+            _increment_version(self._params)
         self._refresh_groups()
         self._record(grads, used)
         return loss

@@ -396,6 +396,18 @@ def test_states_from_elsewhere_are_refused():
         opt.load_state_dict(bad)
 
 
+def test_autograd_sees_the_in_place_update():
+    # As with torch's own optimizers, a graph that saved a parameter cannot backpropagate
+    # after the step changed it in place.
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = Optimizer([("w", w)], ADAMW)
+    y = (w * w).sum()
+    w.grad = torch.ones(3)
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+
+
 def test_zero_grad_sets_to_none():
     model = make_net()
     opt = Optimizer(model.named_parameters(), ADAMW)
