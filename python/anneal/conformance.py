@@ -32,19 +32,6 @@ class Mismatch(Exception):
     """A value outside the case's tolerance, or a case that could not run."""
 
 
-def _collect(paths: Sequence[str]) -> List[str]:
-    out: List[str] = []
-    for p in paths:
-        if os.path.isdir(p):
-            for root, _, files in os.walk(p):
-                out.extend(os.path.join(root, f) for f in files if f.endswith(".json") and f != "index.json")
-        elif os.path.isfile(p):
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"{p} does not exist; pass a case file or a directory of cases")
-    return sorted(set(out))
-
-
 class _Checker:
     def __init__(self, case: Dict[str, Any]) -> None:
         self.rtol = float(case["rtol"])
@@ -319,7 +306,7 @@ def run_case(path: str, backend: str = "auto") -> Tuple[str, bool, str]:
 
 
 def run_paths(paths: Sequence[str], backend: str = "auto") -> List[Tuple[str, bool, str]]:
-    return [run_case(p, backend) for p in _collect(paths)]
+    return [run_case(p, backend) for p in _native.case_files(list(paths))]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -334,7 +321,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(1)
     try:
         results = run_paths(args.paths, args.backend)
-    except FileNotFoundError as e:
+    except StepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     passed = sum(1 for _, ok, _ in results if ok)

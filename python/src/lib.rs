@@ -173,11 +173,14 @@ fn to_arrays<'py>(py: Python<'py>, ts: &[Vec<f32>]) -> Vec<Bound<'py, PyArray1<f
     ts.iter().map(|t| PyArray1::from_slice(py, t)).collect()
 }
 
+/// A copy of an array's values in row-major order.
+fn to_vec(a: &Bound<'_, PyArrayDyn<f32>>) -> Vec<f32> {
+    a.readonly().as_array().iter().copied().collect()
+}
+
 fn from_arrays(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<f32>>> {
     let list: Vec<Bound<'_, PyArrayDyn<f32>>> = obj.extract()?;
-    list.iter()
-        .map(|a| Ok(a.readonly().as_array().iter().copied().collect()))
-        .collect()
+    Ok(list.iter().map(to_vec).collect())
 }
 
 impl Oracle for PyOracle {
@@ -225,10 +228,7 @@ impl PySession {
     ) -> PyResult<PySession> {
         let backend = self::backend(backend)?;
         guard(|| {
-            let values: Vec<Vec<f32>> = params
-                .iter()
-                .map(|a| a.readonly().as_array().iter().copied().collect())
-                .collect();
+            let values: Vec<Vec<f32>> = params.iter().map(to_vec).collect();
             let inner = Session::new(&recipe.inner, &names, &shapes, &values, backend, threads)
                 .map_err(step_err)?;
             Ok(PySession {
@@ -273,20 +273,17 @@ impl PySession {
                     .map(|a| a.as_slice())
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|_| step_err("a gradient is not contiguous".into()))?;
-                let mut guard = self.session()?;
-                let inner = &mut *guard;
+                let mut session = self.session()?;
+                let inner = &mut *session;
                 return py
                     .detach(|| inner.step_except(&mut ps, &gs, None, &frozen))
                     .map_err(step_err);
             };
-            let copy = |a: &Bound<'_, PyArrayDyn<f32>>| -> Vec<f32> {
-                a.readonly().as_array().iter().copied().collect()
-            };
-            let mut owned: Vec<Vec<f32>> = params.iter().map(copy).collect();
-            let gowned: Vec<Vec<f32>> = grads.iter().map(copy).collect();
+            let mut owned: Vec<Vec<f32>> = params.iter().map(to_vec).collect();
+            let gowned: Vec<Vec<f32>> = grads.iter().map(to_vec).collect();
             let mut oracle = PyOracle { obj, error: None };
-            let mut guard = self.session()?;
-            let inner = &mut *guard;
+            let mut session = self.session()?;
+            let inner = &mut *session;
             let r = py.detach(|| {
                 let mut ps: Vec<&mut [f32]> = owned.iter_mut().map(|p| p.as_mut_slice()).collect();
                 let gs: Vec<&[f32]> = gowned.iter().map(|g| g.as_slice()).collect();
@@ -386,14 +383,7 @@ impl PySession {
         guard(|| {
             let elements: Vec<(String, Vec<Vec<f32>>)> = elements
                 .iter()
-                .map(|(k, ts)| {
-                    (
-                        k.clone(),
-                        ts.iter()
-                            .map(|a| a.readonly().as_array().iter().copied().collect())
-                            .collect(),
-                    )
-                })
+                .map(|(k, ts)| (k.clone(), ts.iter().map(to_vec).collect()))
                 .collect();
             self.session()?
                 .restore(progress, &elements)
@@ -538,6 +528,15 @@ fn case_recipe(path: &str) -> PyResult<String> {
     })
 }
 
+/// The case files under `paths`, as `anneal conformance` finds them (directories
+/// searched for `*.json` other than `index.json`), sorted.
+#[pyfunction]
+fn case_files(paths: Vec<String>) -> PyResult<Vec<String>> {
+    let paths: Vec<std::path::PathBuf> = paths.into_iter().map(Into::into).collect();
+    let files = anneal_runtime::conformance::collect_cases(&paths).map_err(step_err)?;
+    Ok(files.iter().map(|f| f.display().to_string()).collect())
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRecipe>()?;
@@ -545,6 +544,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCurriculum>()?;
     m.add_function(wrap_pyfunction!(compile, m)?)?;
     m.add_function(wrap_pyfunction!(case_recipe, m)?)?;
+    m.add_function(wrap_pyfunction!(case_files, m)?)?;
     m.add("CompileError", m.py().get_type::<CompileError>())?;
     m.add("StepError", m.py().get_type::<StepError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

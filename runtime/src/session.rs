@@ -8,10 +8,10 @@
 //! one self-referential cell, so it can live in a Python object without a lifetime.
 
 use crate::checkpoint::recipe_hash;
-use crate::train::hyper_at;
+use crate::train::{optimizer_values, LR_NAMES, MOMENTUM_NAMES};
 use anneal_compiler::backends::{Backend, Choice, Stepper};
 use anneal_compiler::diagnostic;
-use anneal_compiler::interp::{Env, Oracle, Snapshot, StateValue};
+use anneal_compiler::interp::{Oracle, Snapshot, StateValue};
 use anneal_compiler::ir::{Capability, Dtype, Recipe};
 use anneal_compiler::{compile, Compilation};
 use serde::{Deserialize, Serialize};
@@ -328,39 +328,22 @@ impl Session {
             .with_dependent(|_, s| s.interp().group_of().to_vec())
     }
 
-    /// The learning rate the next step uses, per group: the last stage's `lr` or
-    /// `learning_rate`, read at the optimizer's own count (the updates it has made).
+    /// The learning rate the next step uses, per group (`train::LR_NAMES`).
     pub fn learning_rates(&self) -> Vec<Option<f64>> {
-        self.last_stage_values(&["lr", "learning_rate"])
+        self.optimizer_values(&LR_NAMES)
     }
 
-    /// The momentum (SGD's `momentum`, Adam's first beta) the next step uses, per group.
+    /// The momentum (SGD's `momentum`, the first of Adam's `betas`) the next step uses, per
+    /// group.
     pub fn momenta(&self) -> Vec<Option<f64>> {
-        self.last_stage_values(&["momentum", "betas", "b1"])
+        self.optimizer_values(&MOMENTUM_NAMES)
     }
 
-    fn last_stage_values(&self, keys: &[&str]) -> Vec<Option<f64>> {
-        let groups = self.recipe.recipe().groups.len().max(1);
-        self.bound.with_dependent(|c, s| {
-            let program = &c.program;
-            let recipe = &program.recipes[self.recipe.index];
-            let Some(stage) = recipe.stages.last() else {
-                return vec![None; groups];
-            };
-            let Some(v) = keys.iter().find_map(|k| stage.arg(program, k)) else {
-                return vec![None; groups];
-            };
-            let count = s.stage_counts().last().copied().unwrap_or(0) as f64;
-            (0..groups)
-                .map(|g| {
-                    let env = Env {
-                        program,
-                        metrics: s.interp().metrics(),
-                    };
-                    hyper_at(env, v, count, g)
-                })
-                .collect()
-        })
+    fn optimizer_values(&self, names: &[&str]) -> Vec<Option<f64>> {
+        let recipe = self.recipe.recipe();
+        self.bound
+            .with_dependent(|c, s| optimizer_values(&c.program, recipe, s, names))
+            .unwrap_or_else(|| vec![None; recipe.groups.len().max(1)])
     }
 
     /// The current loss scale of a `GradScaler` stage, if the recipe has one.

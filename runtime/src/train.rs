@@ -152,6 +152,35 @@ pub fn hyper_at(env: Env, v: &HyperValue, count: f64, group: usize) -> Option<f6
     }
 }
 
+/// The names a run reports its learning rate and momentum under: the optimizer's (the
+/// last stage's) first hyperparameter of these names.
+pub const LR_NAMES: [&str; 2] = ["lr", "learning_rate"];
+pub const MOMENTUM_NAMES: [&str; 2] = ["momentum", "betas"];
+
+/// The optimizer's hyperparameter named by the first of `names` it has, per group, as the
+/// next step uses it: read at the optimizer's own count (the updates it has made; a
+/// skipped step makes none) with the metrics observed so far. `None` when the optimizer
+/// has none of them.
+pub fn optimizer_values(
+    program: &Program,
+    recipe: &Recipe,
+    stepper: &Stepper,
+    names: &[&str],
+) -> Option<Vec<Option<f64>>> {
+    let stage = recipe.stages.last()?;
+    let v = names.iter().find_map(|n| stage.arg(program, n))?;
+    let count = stepper.stage_counts().last().copied().unwrap_or(0) as f64;
+    let env = Env {
+        program,
+        metrics: stepper.interp().metrics(),
+    };
+    Some(
+        (0..recipe.groups.len().max(1))
+            .map(|g| hyper_at(env, v, count, g))
+            .collect(),
+    )
+}
+
 /// Trains `params` in place; returns what the run recorded.
 pub fn train(
     run: &Run,
@@ -200,44 +229,23 @@ pub fn train_with_progress(
         }
         None => 0,
     };
-    let groups = run.recipe.groups.len().max(1);
-    // The last stage is the optimizer: its learning rate and momentum are reported.
-    let opt = run
-        .recipe
-        .stages
-        .last()
-        .ok_or("the recipe has no update chain")?;
-    let arg = |name: &str| opt.arg(run.program, name);
-    let lr_arg = arg("lr").or_else(|| arg("learning_rate"));
-    let momentum_arg = arg("momentum").or_else(|| arg("betas"));
+    if run.recipe.stages.is_empty() {
+        return Err("the recipe has no update chain".into());
+    }
     let mut trace = Trace {
         backend: Some(choice),
         ..Trace::default()
     };
-    fn env<'a>(program: &'a Program, s: &'a Stepper) -> Env<'a> {
-        Env {
-            program,
-            metrics: s.interp().metrics(),
-        }
-    }
     let mut m = start * run.accumulate;
     for t in start..run.steps {
-        // The optimizer's schedules are read at its own count: the updates it has made
-        // (a skipped step makes none).
-        let count = interp.stage_counts().last().copied().unwrap_or(t as u64) as f64;
-        if let Some(v) = lr_arg {
-            trace.lr.push(
-                (0..groups)
-                    .filter_map(|g| hyper_at(env(run.program, &interp), v, count, g))
-                    .collect(),
-            );
-        }
-        if let Some(v) = momentum_arg {
-            trace.momentum.push(
-                (0..groups)
-                    .filter_map(|g| hyper_at(env(run.program, &interp), v, count, g))
-                    .collect(),
-            );
+        // The optimizer's learning rate and momentum for this step, per group.
+        for (names, series) in [
+            (&LR_NAMES, &mut trace.lr),
+            (&MOMENTUM_NAMES, &mut trace.momentum),
+        ] {
+            if let Some(vs) = optimizer_values(run.program, run.recipe, &interp, names) {
+                series.push(vs.into_iter().flatten().collect());
+            }
         }
         let mut acc: Vec<Vec<f32>> = params.iter().map(|p| vec![0f32; p.len()]).collect();
         let k = run.accumulate as f32;
