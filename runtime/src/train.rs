@@ -311,6 +311,11 @@ pub fn train_with_progress(
             last_norm: None,
         };
         interp.step_with(params, &acc, Some(&mut oracle))?;
+        // The metric a schedule that follows one (ReduceLROnPlateau) sees: the step's
+        // training loss, the mean over its micro-batches (`anneal run` has no validation
+        // pass per step; the Python package observes whatever the caller passes).
+        let losses = &trace.loss[trace.loss.len() - run.accumulate..];
+        interp.observe(losses.iter().map(|l| f64::from(*l)).sum::<f64>() / losses.len() as f64);
         trace.skipped.push(interp.last_skipped());
         if let (Some(l), Some(n)) = (oracle.last_loss, oracle.last_norm) {
             trace.loss_perturbed.push(l);

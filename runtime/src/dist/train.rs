@@ -210,6 +210,9 @@ pub fn train_data_parallel(
         }
         if let Some(s) = stepper.as_mut() {
             s.step(&mut step_params, &step_grads)?;
+            // The whole batch's loss, the same on every rank: the metric a schedule that
+            // follows one sees, as in the one-process loop.
+            s.observe(f64::from(loss));
         }
         if zero == 0 {
             for (p, q) in params.iter_mut().zip(&step_params) {
