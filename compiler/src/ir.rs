@@ -425,6 +425,20 @@ impl Builtin {
             .map(|(n, _, _)| *n)
             .unwrap_or("?")
     }
+
+    /// How many arguments it takes.
+    pub fn arity(self) -> usize {
+        Builtin::ALL
+            .iter()
+            .find(|(_, b, _)| *b == self)
+            .map(|(_, _, n)| *n)
+            .unwrap_or(0)
+    }
+}
+
+/// Every builtin function, in `Builtin::ALL`'s order.
+pub fn builtins() -> impl Iterator<Item = Builtin> {
+    Builtin::ALL.iter().map(|(_, b, _)| *b)
 }
 
 /// Per-tensor shape facts: `rank()`, `numel()`, `factor_dim()` (the size of d1, the

@@ -15,6 +15,7 @@ use crate::ir::{
     Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, Program, Recipe, ShapeInfo,
 };
 use crate::kernel::exec::CHUNK;
+use crate::kernel::legalize::{expand, Binary, Prim, Unary};
 use crate::kernel::{Buf, Host, Kernel, PassKind};
 
 /// A hyperparameter's value at the first step (a schedule's at count 0).
@@ -72,26 +73,85 @@ fn num(x: f64) -> String {
     }
 }
 
-/// A builtin applied to C operands (`f` is the suffix: "" for double, "f" for float).
-fn call(b: Builtin, a: &[String], f: &str, p: &str) -> String {
-    match b {
-        Builtin::Sqrt => format!("sqrt{f}({})", a[0]),
-        Builtin::Exp => format!("exp{f}({})", a[0]),
-        Builtin::Log => format!("log{f}({})", a[0]),
-        Builtin::Abs => format!("fabs{f}({})", a[0]),
-        Builtin::Sign => format!("{p}_sign({})", a[0]),
-        Builtin::Min => format!("fmin{f}({}, {})", a[0], a[1]),
-        Builtin::Max => format!("fmax{f}({}, {})", a[0], a[1]),
-        Builtin::Pow => format!("pow{f}({}, {})", a[0], a[1]),
-        Builtin::Clamp => format!("fmin{f}(fmax{f}({}, {}), {})", a[0], a[1], a[2]),
-        Builtin::Lerp => format!("{p}_lerp({}, {}, {})", a[0], a[1], a[2]),
-        Builtin::Floor => format!("floor{f}({})", a[0]),
-        Builtin::Ceil => format!("ceil{f}({})", a[0]),
-        Builtin::Cos => format!("cos{f}({})", a[0]),
-        Builtin::Sin => format!("sin{f}({})", a[0]),
-        Builtin::Tanh => format!("tanh{f}({})", a[0]),
-        Builtin::IsFinite => format!("(isfinite({}) ? 1.0 : 0.0)", a[0]),
-        Builtin::IsNone => format!("(isnan({}) ? 1.0 : 0.0)", a[0]),
+/// A builtin applied to C operands: a call of its helper (`pre` is `{prefix}_d` for
+/// double, `{prefix}_f` for float), which `helpers` defines.
+fn call(b: Builtin, a: &[String], pre: &str) -> String {
+    format!("{pre}_{}({})", b.name(), a.join(", "))
+}
+
+/// The helper functions `text` calls: each builtin, in double and float, as the
+/// straight-line primitive code `kernel::legalize` expands it to (the interpreter's
+/// formulas, operation for operation).
+fn helpers(text: &str, p: &str) -> String {
+    let mut out = String::new();
+    for b in crate::ir::builtins() {
+        for (ty, f) in [("double", "d"), ("float", "f")] {
+            let name = format!("{p}_{f}_{}", b.name());
+            if !text.contains(&format!("{name}(")) {
+                continue;
+            }
+            let suffix = if f == "f" { "f" } else { "" };
+            let args: Vec<String> = (0..b.arity()).map(|i| format!("a{i}")).collect();
+            let mut body = String::new();
+            let mut n = 0;
+            let result = expand(b, &args, &mut |prim| {
+                let (t, e) = c_prim(&prim, ty, suffix);
+                let v = format!("t{n}");
+                n += 1;
+                let _ = write!(body, " {t} {v} = {e};");
+                v
+            });
+            let params: Vec<String> = args.iter().map(|a| format!("{ty} {a}")).collect();
+            let _ = writeln!(
+                out,
+                "static inline {ty} {name}({}) {{{body} return {result}; }}",
+                params.join(", ")
+            );
+        }
+    }
+    out
+}
+
+/// One primitive op as C: its type (masks are `int`) and expression.
+fn c_prim(p: &Prim<String>, ty: &'static str, f: &str) -> (&'static str, String) {
+    match p {
+        // Typed constants: float arithmetic must not widen to double and round twice.
+        Prim::Const(c) => (ty, format!("({ty}){}", num(*c))),
+        Prim::Unary(u, x) => (
+            ty,
+            match u {
+                Unary::Neg => format!("-{x}"),
+                Unary::Sqrt => format!("sqrt{f}({x})"),
+                Unary::Abs => format!("fabs{f}({x})"),
+                Unary::Floor => format!("floor{f}({x})"),
+                Unary::Ceil => format!("ceil{f}({x})"),
+            },
+        ),
+        Prim::Binary(b, x, y) => {
+            let sym = match b {
+                Binary::Add => "+",
+                Binary::Sub => "-",
+                Binary::Mul => "*",
+                Binary::Div => "/",
+            };
+            (ty, format!("{x} {sym} {y}"))
+        }
+        Prim::Libm(l, x, y) => {
+            // The C names are the float ones (`expf`); the double ones drop the `f`.
+            let name = l.c_name().trim_end_matches('f');
+            let args = match y {
+                Some(y) => format!("{x}, {y}"),
+                None => x.clone(),
+            };
+            (ty, format!("{name}{f}({args})"))
+        }
+        // C's `!=` holds for a NaN operand, as the op means; the others are ordered.
+        Prim::Compare(c, x, y) => ("int", format!("{x} {} {y}", c.symbol())),
+        Prim::IsNan(x) => ("int", format!("isnan({x})")),
+        Prim::IsFinite(x) => ("int", format!("isfinite({x})")),
+        Prim::And(x, y) => ("int", format!("{x} && {y}")),
+        Prim::Or(x, y) => ("int", format!("{x} || {y}")),
+        Prim::Select(m, x, y) => (ty, format!("{m} ? {x} : {y}")),
     }
 }
 
@@ -149,7 +209,7 @@ fn host_expr(cx: &Cx, h: &Host) -> Result<String, String> {
         Host::Select(c, a, b) => format!("(h[{c}] != 0.0 ? h[{a}] : h[{b}])"),
         Host::Call(f, xs) => {
             let a: Vec<String> = xs.iter().map(|x| format!("h[{x}]")).collect();
-            call(*f, &a, "", &format!("{p}_d"))
+            call(*f, &a, &format!("{p}_d"))
         }
         Host::Reduce(r) => format!("red[{r} * (nt + 1) + t]"),
         Host::SliceState { .. } | Host::SliceReduce(_) | Host::HostReduce { .. } => {
@@ -203,12 +263,12 @@ fn init_expr(cx: &Cx, stage: usize, body: &Body, e: ExprId) -> Result<(String, b
             let parts = xs.iter().map(sub).collect::<Result<Vec<_>, _>>()?;
             let el = parts.iter().any(|(_, e)| *e);
             let a: Vec<String> = parts.into_iter().map(|(c, _)| c).collect();
-            let (f, pre) = if el {
-                ("f", format!("{p}_f"))
+            let pre = if el {
+                format!("{p}_f")
             } else {
-                ("", format!("{p}_d"))
+                format!("{p}_d")
             };
-            (call(*b, &a, f, &pre), el)
+            (call(*b, &a, &pre), el)
         }
         _ => {
             return Err(format!(
@@ -374,13 +434,7 @@ pub fn header(
     }
     let _ = writeln!(w, "}} {p}_state;\n");
     // Helpers.
-    let _ = writeln!(
-        w,
-        "static inline double {p}_d_sign(double x) {{ return x > 0 ? 1.0 : (x < 0 ? -1.0 : x); }}\n\
-         static inline float {p}_f_sign(float x) {{ return x > 0 ? 1.0f : (x < 0 ? -1.0f : x); }}\n\
-         static inline double {p}_d_lerp(double a, double b, double w) {{ return fabs(w) < 0.5 ? a + w * (b - a) : b - (b - a) * (1.0 - w); }}\n\
-         static inline float {p}_f_lerp(float a, float b, float w) {{ return fabsf(w) < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w); }}\n"
-    );
+    let _ = writeln!(w, "{HELPERS_HERE}");
     let _ = writeln!(w, "static inline void {p}_default_hypers({p}_hypers *hp) {{\n  memset(hp, 0, sizeof *hp);\n{defaults}}}\n");
     // Init.
     let _ = writeln!(
@@ -630,5 +684,10 @@ pub fn header(
         w,
         "  for (size_t s = 0; s < active; s++) st->runs[s]++;\n  st->last_skipped = skipped;\n  free(red); free(acc); free(fin);\n  return 0;\n}}\n\n#endif"
     );
-    Ok(o)
+    // The builtins' helpers, now that every call to them is written.
+    let helpers = helpers(&o, p);
+    Ok(o.replacen(HELPERS_HERE, &helpers, 1))
 }
+
+/// Where the helper functions go, replaced once the rest of the header is written.
+const HELPERS_HERE: &str = "/* anneal: helpers */";

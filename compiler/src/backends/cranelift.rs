@@ -28,11 +28,12 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 
+use super::emit::{emit_pass, Emitter};
 pub use super::Compiled;
-use super::{acc_kind, AccKind, JitCache};
-use crate::ast::{BinOp, CmpOp, UnOp};
-use crate::ir::Builtin;
-use crate::kernel::{EId, Elem, Host, Kernel, Pass, PassKind};
+use super::JitCache;
+use crate::ast::CmpOp;
+use crate::kernel::legalize::{legalize, AccKind, Binary, Libm, PassCode, Unary};
+use crate::kernel::Kernel;
 
 static CACHE: JitCache = JitCache::new();
 
@@ -151,7 +152,8 @@ pub(crate) fn define_all<M: Module>(
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     let config = module.target_config();
-    for (i, pass) in kernel.passes.iter().enumerate() {
+    let codes = legalize(kernel).map_err(|e| format!("internal error: {}", e.0))?;
+    for (i, code) in codes.iter().enumerate() {
         let id = module
             .declare_function(&format!("{prefix}{i}"), linkage, &sig)
             .map_err(|e| format!("cranelift: {e}"))?;
@@ -163,7 +165,20 @@ pub(crate) fn define_all<M: Module>(
             for (name, fid) in &libm {
                 refs.insert(*name, module.declare_func_in_func(*fid, b.func));
             }
-            Gen::new(kernel, pass, &mut b, refs, ptr).emit();
+            let mut gen = Gen {
+                b: &mut b,
+                libm: refs,
+                ptr,
+                args: Vec::new(),
+                bases: Vec::new(),
+                slots: Vec::new(),
+                i: None,
+                addrs: Vec::new(),
+                vector: false,
+                open_loop: None,
+                after: Vec::new(),
+            };
+            emit_pass(&mut gen, code)?;
             b.seal_all_blocks();
             b.finalize(config);
         }
@@ -187,175 +202,38 @@ pub(crate) fn define_all<M: Module>(
 const MEM: MemFlagsData = MemFlagsData::new().with_notrap();
 const LE: MemFlagsData = MemFlagsData::new().with_endianness(Endianness::Little);
 
-/// Accumulator variables of one reduction: vector (two f64x2, or one f32x4 for max/min)
-/// and scalar (f64, or f32 for max/min).
-struct AccVars {
-    kind: AccKind,
+/// Accumulator variables of one reduction: vector (two f64x2, or one f32x4 for max/min
+/// and finiteness) and scalar (f64, or f32 for max/min and finiteness).
+pub(crate) struct AccVars {
     lo: Variable,
     hi: Variable,
     tail: Variable,
 }
 
+/// The Cranelift emitter of one pass function: f32x4 lanes in the wide loop, f32 in the
+/// tail.
 struct Gen<'a, 'b> {
-    k: &'a Kernel,
-    pass: &'a Pass,
     b: &'a mut FunctionBuilder<'b>,
     libm: HashMap<&'static str, FuncRef>,
     ptr: Type,
+    /// The function's arguments: scalars, buffers, start, end, partials.
+    args: Vec<Value>,
     bases: Vec<Value>,
     /// Per scalar slot: the f32 value and its f32x4 splat.
     slots: Vec<(Value, Value)>,
+    /// The element index.
+    i: Option<Variable>,
+    /// This iteration's buffer addresses.
+    addrs: Vec<Value>,
+    vector: bool,
+    /// The open loop's (head, exit) and the open guard's continuation.
+    open_loop: Option<(cranelift_codegen::ir::Block, cranelift_codegen::ir::Block)>,
+    after: Vec<cranelift_codegen::ir::Block>,
 }
 
-impl<'a, 'b> Gen<'a, 'b> {
-    fn new(
-        k: &'a Kernel,
-        pass: &'a Pass,
-        b: &'a mut FunctionBuilder<'b>,
-        libm: HashMap<&'static str, FuncRef>,
-        ptr: Type,
-    ) -> Self {
-        Gen {
-            k,
-            pass,
-            b,
-            libm,
-            ptr,
-            bases: Vec::new(),
-            slots: Vec::new(),
-        }
-    }
+type R<T> = Result<T, String>;
 
-    fn emit(&mut self) {
-        let entry = self.b.create_block();
-        self.b.append_block_params_for_function_params(entry);
-        self.b.switch_to_block(entry);
-        let p = self.b.block_params(entry).to_vec();
-        let (scalars, bufs, start, end, partials) = (p[0], p[1], p[2], p[3], p[4]);
-        for i in 0..self.pass.bufs.len() {
-            let v = self.b.ins().load(self.ptr, MEM, bufs, (8 * i) as i32);
-            self.bases.push(v);
-        }
-        let nslots = self.pass.scalars.len() + usize::from(self.pass.guarded);
-        for i in 0..nslots {
-            let s = self.b.ins().load(types::F32, MEM, scalars, (4 * i) as i32);
-            let v = self.b.ins().splat(types::F32X4, s);
-            self.slots.push((s, v));
-        }
-        let accs: Vec<AccVars> = self
-            .pass
-            .reductions
-            .iter()
-            .map(|&r| {
-                let kind = acc_kind(self.k.reductions[r].op);
-                let (vt, st) = match kind {
-                    AccKind::Max | AccKind::Min | AccKind::Finite => (types::F32X4, types::F32),
-                    _ => (types::F64X2, types::F64),
-                };
-                let init = match kind {
-                    AccKind::Max => f32::NEG_INFINITY,
-                    AccKind::Min => f32::INFINITY,
-                    _ => 0.0,
-                };
-                let lo = self.b.declare_var(vt);
-                let hi = self.b.declare_var(vt);
-                let tail = self.b.declare_var(st);
-                let (v, s) = if st == types::F32 {
-                    let s = self.b.ins().f32const(init);
-                    (self.b.ins().splat(vt, s), s)
-                } else {
-                    let s = self.b.ins().f64const(0.0);
-                    (self.b.ins().splat(vt, s), s)
-                };
-                self.b.def_var(lo, v);
-                self.b.def_var(hi, v);
-                self.b.def_var(tail, s);
-                AccVars { kind, lo, hi, tail }
-            })
-            .collect();
-        let i = self.b.declare_var(types::I64);
-        self.b.def_var(i, start);
-
-        let (vhead, vbody, thead, tbody, exit) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.ins().jump(vhead, &[]);
-
-        // Vector loop: while i + 4 <= end.
-        self.b.switch_to_block(vhead);
-        let iv = self.b.use_var(i);
-        let i4 = self.b.ins().iadd_imm_u(iv, 4);
-        let more = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, i4, end);
-        self.b.ins().brif(more, vbody, &[], thead, &[]);
-        self.b.switch_to_block(vbody);
-        let iv = self.b.use_var(i);
-        self.body(iv, true, &accs);
-        let iv = self.b.use_var(i);
-        let next = self.b.ins().iadd_imm_u(iv, 4);
-        self.b.def_var(i, next);
-        self.b.ins().jump(vhead, &[]);
-
-        // Scalar tail: while i < end.
-        self.b.switch_to_block(thead);
-        let iv = self.b.use_var(i);
-        let more = self.b.ins().icmp(IntCC::UnsignedLessThan, iv, end);
-        self.b.ins().brif(more, tbody, &[], exit, &[]);
-        self.b.switch_to_block(tbody);
-        let iv = self.b.use_var(i);
-        self.body(iv, false, &accs);
-        let iv = self.b.use_var(i);
-        let next = self.b.ins().iadd_imm_u(iv, 1);
-        self.b.def_var(i, next);
-        self.b.ins().jump(thead, &[]);
-
-        // Combine lanes in a fixed order and write one partial per reduction.
-        self.b.switch_to_block(exit);
-        for (j, a) in accs.iter().enumerate() {
-            let lo = self.b.use_var(a.lo);
-            let hi = self.b.use_var(a.hi);
-            let tail = self.b.use_var(a.tail);
-            let total = match a.kind {
-                AccKind::Max | AccKind::Min => {
-                    let mut m = self.b.ins().extractlane(lo, 0);
-                    for lane in 1..4u8 {
-                        let x = self.b.ins().extractlane(lo, lane);
-                        m = self.pick(a.kind, x, m, false);
-                    }
-                    let m = self.pick(a.kind, tail, m, false);
-                    self.b.ins().fpromote(types::F64, m)
-                }
-                AccKind::Finite => {
-                    let mut s = tail;
-                    for lane in 0..4u8 {
-                        let x = self.b.ins().extractlane(lo, lane);
-                        s = self.b.ins().fadd(s, x);
-                    }
-                    self.b.ins().fpromote(types::F64, s)
-                }
-                _ => {
-                    let (l0, l1) = (
-                        self.b.ins().extractlane(lo, 0),
-                        self.b.ins().extractlane(lo, 1),
-                    );
-                    let (h0, h1) = (
-                        self.b.ins().extractlane(hi, 0),
-                        self.b.ins().extractlane(hi, 1),
-                    );
-                    let l = self.b.ins().fadd(l0, l1);
-                    let h = self.b.ins().fadd(h0, h1);
-                    let s = self.b.ins().fadd(l, h);
-                    self.b.ins().fadd(s, tail)
-                }
-            };
-            self.b.ins().store(MEM, total, partials, (8 * j) as i32);
-        }
-        self.b.ins().return_(&[]);
-    }
-
+impl Gen<'_, '_> {
     /// The running max (min) updated with `x`; a NaN `x` leaves it unchanged.
     fn pick(&mut self, kind: AccKind, x: Value, acc: Value, vector: bool) -> Value {
         let cc = if kind == AccKind::Max {
@@ -367,68 +245,231 @@ impl<'a, 'b> Gen<'a, 'b> {
         self.select_mask(m, x, acc, vector)
     }
 
-    /// One iteration at element `i`: stores (map pass) or accumulation (reduce pass).
-    fn body(&mut self, i: Value, vector: bool, accs: &[AccVars]) {
-        let mut memo: HashMap<EId, Value> = HashMap::new();
-        let off = self.b.ins().ishl_imm_u(i, 2);
-        // Loads first, shared by every reduction and store of the iteration.
-        let mut addrs = Vec::with_capacity(self.bases.len());
-        for k in 0..self.bases.len() {
-            addrs.push(self.b.ins().iadd(self.bases[k], off));
-        }
-        let ty = if vector { types::F32X4 } else { types::F32 };
-        for (e, n) in self.k.elems.iter().enumerate() {
-            if let Elem::Load(buf) = n {
-                if self.pass.reads.contains(buf) {
-                    let slot = self.pass.slot(*buf);
-                    let v = self.b.ins().load(ty, MEM, addrs[slot], 0);
-                    memo.insert(e, v);
-                }
-            }
-        }
-        match self.pass.kind {
-            PassKind::Map | PassKind::SkipMap | PassKind::Prepare => {
-                let mut values = Vec::new();
-                for &s in &self.pass.stores {
-                    let v = self.elem(self.k.stores[s].value, vector, &mut memo);
-                    values.push(v);
-                }
-                let active_slot = self.pass.scalars.len();
-                for (&s, v) in self.pass.stores.iter().zip(values) {
-                    let store = &self.k.stores[s];
-                    let slot = self.pass.slot(store.buf);
-                    if self.pass.guarded {
-                        // Written only while stage < active.
-                        let active = self.slots[active_slot].0;
-                        let stage = self.b.ins().f32const(store.stage as f32);
-                        let live = self.b.ins().fcmp(FloatCC::LessThan, stage, active);
-                        let (yes, after) = (self.b.create_block(), self.b.create_block());
-                        self.b.ins().brif(live, yes, &[], after, &[]);
-                        self.b.switch_to_block(yes);
-                        self.b.ins().store(MEM, v, addrs[slot], 0);
-                        self.b.ins().jump(after, &[]);
-                        self.b.switch_to_block(after);
-                    } else {
-                        self.b.ins().store(MEM, v, addrs[slot], 0);
-                    }
-                }
-            }
-            PassKind::Reduce => {
-                // Every reduction of the pass runs: one branch-free loop body.
-                for (j, &r) in self.pass.reductions.iter().enumerate() {
-                    let x = self.elem(self.k.reductions[r].input, vector, &mut memo);
-                    self.accumulate(&accs[j], x, vector);
-                }
-            }
+    fn fconst(&mut self, x: f32, vector: bool) -> Value {
+        let s = self.b.ins().f32const(x);
+        if vector {
+            self.b.ins().splat(types::F32X4, s)
+        } else {
+            s
         }
     }
 
-    fn accumulate(&mut self, a: &AccVars, x: Value, vector: bool) {
-        match a.kind {
+    /// `mask ? x : y`, with `mask` from `fcmp` (i8 for scalars, i32x4 for vectors).
+    fn select_mask(&mut self, mask: Value, x: Value, y: Value, vector: bool) -> Value {
+        if vector {
+            let m = self.b.ins().bitcast(types::F32X4, LE, mask);
+            self.b.ins().bitselect(m, x, y)
+        } else {
+            self.b.ins().select(mask, x, y)
+        }
+    }
+
+    fn index(&self) -> R<Variable> {
+        self.i
+            .ok_or_else(|| "internal error: a loop opened before the function".into())
+    }
+}
+
+impl Emitter for Gen<'_, '_> {
+    type Value = Value;
+    type Mask = Value;
+    type Acc = AccVars;
+
+    fn widths(&self) -> &'static [usize] {
+        &[4, 1]
+    }
+
+    fn begin(&mut self, code: &PassCode) -> R<()> {
+        let entry = self.b.create_block();
+        self.b.append_block_params_for_function_params(entry);
+        self.b.switch_to_block(entry);
+        self.args = self.b.block_params(entry).to_vec();
+        let (scalars, bufs) = (self.args[0], self.args[1]);
+        for i in 0..code.bufs {
+            let v = self.b.ins().load(self.ptr, MEM, bufs, (8 * i) as i32);
+            self.bases.push(v);
+        }
+        for i in 0..code.slots {
+            let s = self.b.ins().load(types::F32, MEM, scalars, (4 * i) as i32);
+            let v = self.b.ins().splat(types::F32X4, s);
+            self.slots.push((s, v));
+        }
+        let i = self.b.declare_var(types::I64);
+        self.b.def_var(i, self.args[2]);
+        self.i = Some(i);
+        Ok(())
+    }
+
+    fn acc_new(&mut self, kind: AccKind) -> R<AccVars> {
+        let (vt, st) = match kind {
+            AccKind::Max | AccKind::Min | AccKind::Finite => (types::F32X4, types::F32),
+            _ => (types::F64X2, types::F64),
+        };
+        let init = match kind {
+            AccKind::Max => f32::NEG_INFINITY,
+            AccKind::Min => f32::INFINITY,
+            _ => 0.0,
+        };
+        let lo = self.b.declare_var(vt);
+        let hi = self.b.declare_var(vt);
+        let tail = self.b.declare_var(st);
+        let (v, s) = if st == types::F32 {
+            let s = self.b.ins().f32const(init);
+            (self.b.ins().splat(vt, s), s)
+        } else {
+            let s = self.b.ins().f64const(0.0);
+            (self.b.ins().splat(vt, s), s)
+        };
+        self.b.def_var(lo, v);
+        self.b.def_var(hi, v);
+        self.b.def_var(tail, s);
+        Ok(AccVars { lo, hi, tail })
+    }
+
+    fn loop_begin(&mut self, width: usize) -> R<()> {
+        let i = self.index()?;
+        let end = self.args[3];
+        let (head, body, exit) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().jump(head, &[]);
+        // While i + width <= end.
+        self.b.switch_to_block(head);
+        let iv = self.b.use_var(i);
+        let more = if width == 1 {
+            self.b.ins().icmp(IntCC::UnsignedLessThan, iv, end)
+        } else {
+            let iw = self.b.ins().iadd_imm_u(iv, width as i64);
+            self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, iw, end)
+        };
+        self.b.ins().brif(more, body, &[], exit, &[]);
+        self.b.switch_to_block(body);
+        self.vector = width > 1;
+        let iv = self.b.use_var(i);
+        let off = self.b.ins().ishl_imm_u(iv, 2);
+        self.addrs.clear();
+        for k in 0..self.bases.len() {
+            let a = self.b.ins().iadd(self.bases[k], off);
+            self.addrs.push(a);
+        }
+        self.open_loop = Some((head, exit));
+        Ok(())
+    }
+
+    fn loop_end(&mut self, width: usize) -> R<()> {
+        let i = self.index()?;
+        let (head, exit) = self
+            .open_loop
+            .take()
+            .ok_or("internal error: a loop closed twice")?;
+        let iv = self.b.use_var(i);
+        let next = self.b.ins().iadd_imm_u(iv, width as i64);
+        self.b.def_var(i, next);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    fn acc_finish(&mut self, j: usize, kind: AccKind, a: &AccVars) -> R<()> {
+        // The lanes combine in a fixed order.
+        let lo = self.b.use_var(a.lo);
+        let hi = self.b.use_var(a.hi);
+        let tail = self.b.use_var(a.tail);
+        let total = match kind {
+            AccKind::Max | AccKind::Min => {
+                let mut m = self.b.ins().extractlane(lo, 0);
+                for lane in 1..4u8 {
+                    let x = self.b.ins().extractlane(lo, lane);
+                    m = self.pick(kind, x, m, false);
+                }
+                let m = self.pick(kind, tail, m, false);
+                self.b.ins().fpromote(types::F64, m)
+            }
+            AccKind::Finite => {
+                let mut s = tail;
+                for lane in 0..4u8 {
+                    let x = self.b.ins().extractlane(lo, lane);
+                    s = self.b.ins().fadd(s, x);
+                }
+                self.b.ins().fpromote(types::F64, s)
+            }
+            AccKind::Sum | AccKind::SumSq => {
+                let (l0, l1) = (
+                    self.b.ins().extractlane(lo, 0),
+                    self.b.ins().extractlane(lo, 1),
+                );
+                let (h0, h1) = (
+                    self.b.ins().extractlane(hi, 0),
+                    self.b.ins().extractlane(hi, 1),
+                );
+                let l = self.b.ins().fadd(l0, l1);
+                let h = self.b.ins().fadd(h0, h1);
+                let s = self.b.ins().fadd(l, h);
+                self.b.ins().fadd(s, tail)
+            }
+        };
+        let partials = self.args[4];
+        self.b.ins().store(MEM, total, partials, (8 * j) as i32);
+        Ok(())
+    }
+
+    fn end(&mut self) -> R<()> {
+        self.b.ins().return_(&[]);
+        Ok(())
+    }
+
+    fn load(&mut self, buf: usize) -> R<Value> {
+        let ty = if self.vector {
+            types::F32X4
+        } else {
+            types::F32
+        };
+        Ok(self.b.ins().load(ty, MEM, self.addrs[buf], 0))
+    }
+
+    fn store(&mut self, buf: usize, value: Value) -> R<()> {
+        self.b.ins().store(MEM, value, self.addrs[buf], 0);
+        Ok(())
+    }
+
+    fn scalar(&mut self, slot: usize) -> R<Value> {
+        let (s, v) = self.slots[slot];
+        Ok(if self.vector { v } else { s })
+    }
+
+    fn stage_live(&mut self, stage: usize, slot: usize) -> R<Value> {
+        let active = self.slots[slot].0;
+        let stage = self.b.ins().f32const(stage as f32);
+        Ok(self.b.ins().fcmp(FloatCC::LessThan, stage, active))
+    }
+
+    fn begin_if(&mut self, live: Value) -> R<()> {
+        let (yes, after) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(live, yes, &[], after, &[]);
+        self.b.switch_to_block(yes);
+        self.after.push(after);
+        Ok(())
+    }
+
+    fn end_if(&mut self) -> R<()> {
+        let after = self
+            .after
+            .pop()
+            .ok_or("internal error: a guard closed twice")?;
+        self.b.ins().jump(after, &[]);
+        self.b.switch_to_block(after);
+        Ok(())
+    }
+
+    fn accumulate(&mut self, kind: AccKind, a: &AccVars, x: Value) -> R<()> {
+        let vector = self.vector;
+        match kind {
             AccKind::Max | AccKind::Min => {
                 let var = if vector { a.lo } else { a.tail };
                 let acc = self.b.use_var(var);
-                let m = self.pick(a.kind, x, acc, vector);
+                let m = self.pick(kind, x, acc, vector);
                 self.b.def_var(var, m);
             }
             AccKind::Finite => {
@@ -441,7 +482,7 @@ impl<'a, 'b> Gen<'a, 'b> {
                 let s = self.b.ins().fadd(acc, y);
                 self.b.def_var(var, s);
             }
-            kind => {
+            AccKind::Sum | AccKind::SumSq => {
                 if vector {
                     let lo = self.b.ins().fvpromote_low(x);
                     let bytes = self.b.ins().bitcast(types::I8X16, LE, x);
@@ -479,45 +520,42 @@ impl<'a, 'b> Gen<'a, 'b> {
                 }
             }
         }
+        Ok(())
     }
 
-    fn fconst(&mut self, x: f32, vector: bool) -> Value {
-        let s = self.b.ins().f32const(x);
-        if vector {
-            self.b.ins().splat(types::F32X4, s)
-        } else {
-            s
-        }
+    fn constant(&mut self, x: f32) -> R<Value> {
+        Ok(self.fconst(x, self.vector))
     }
 
-    /// `mask ? x : y`, with `mask` from `fcmp` (i8 for scalars, i32x4 for vectors).
-    fn select_mask(&mut self, mask: Value, x: Value, y: Value, vector: bool) -> Value {
-        if vector {
-            let m = self.b.ins().bitcast(types::F32X4, LE, mask);
-            self.b.ins().bitselect(m, x, y)
-        } else {
-            self.b.ins().select(mask, x, y)
-        }
+    fn unary(&mut self, op: Unary, x: Value) -> R<Value> {
+        let ins = self.b.ins();
+        Ok(match op {
+            Unary::Neg => ins.fneg(x),
+            Unary::Sqrt => ins.sqrt(x),
+            Unary::Abs => ins.fabs(x),
+            Unary::Floor => ins.floor(x),
+            Unary::Ceil => ins.ceil(x),
+        })
     }
 
-    /// 1.0 where `mask` holds, else 0.0.
-    fn truth(&mut self, mask: Value, vector: bool) -> Value {
-        let one = self.fconst(1.0, vector);
-        let zero = self.fconst(0.0, vector);
-        self.select_mask(mask, one, zero, vector)
+    fn binary(&mut self, op: Binary, x: Value, y: Value) -> R<Value> {
+        let ins = self.b.ins();
+        Ok(match op {
+            Binary::Add => ins.fadd(x, y),
+            Binary::Sub => ins.fsub(x, y),
+            Binary::Mul => ins.fmul(x, y),
+            Binary::Div => ins.fdiv(x, y),
+        })
     }
 
-    fn nonzero(&mut self, x: Value, vector: bool) -> Value {
-        let zero = self.fconst(0.0, vector);
-        self.b.ins().fcmp(FloatCC::NotEqual, x, zero)
-    }
-
-    /// A C library function applied lane by lane.
-    fn libcall(&mut self, name: &str, args: &[Value], vector: bool) -> Value {
-        let f = self.libm[name];
-        if !vector {
+    fn libm(&mut self, f: Libm, args: &[Value]) -> R<Value> {
+        let f = *self
+            .libm
+            .get(f.c_name())
+            .ok_or_else(|| format!("internal error: `{}` is not declared", f.c_name()))?;
+        if !self.vector {
             let call = self.b.ins().call(f, args);
-            return self.b.inst_results(call)[0];
+            return Ok(self.b.inst_results(call)[0]);
         }
         let mut out = args[0];
         for lane in 0..4u8 {
@@ -529,157 +567,43 @@ impl<'a, 'b> Gen<'a, 'b> {
             let r = self.b.inst_results(call)[0];
             out = self.b.ins().insertlane(out, r, lane);
         }
-        out
+        Ok(out)
     }
 
-    /// `min(x, y)` as Rust's `f32::min`: a NaN operand yields the other one.
-    fn min_max(&mut self, max: bool, x: Value, y: Value, vector: bool) -> Value {
-        let cc = if max {
-            FloatCC::GreaterThan
-        } else {
-            FloatCC::LessThan
+    fn compare(&mut self, op: CmpOp, x: Value, y: Value) -> R<Value> {
+        let cc = match op {
+            CmpOp::Lt => FloatCC::LessThan,
+            CmpOp::Le => FloatCC::LessThanOrEqual,
+            CmpOp::Gt => FloatCC::GreaterThan,
+            CmpOp::Ge => FloatCC::GreaterThanOrEqual,
+            CmpOp::Eq => FloatCC::Equal,
+            // Cranelift's NotEqual is unordered-or-not-equal, as the op means.
+            CmpOp::Ne => FloatCC::NotEqual,
         };
-        let m = self.b.ins().fcmp(cc, x, y);
-        let t = self.select_mask(m, x, y, vector);
-        let y_nan = self.b.ins().fcmp(FloatCC::Unordered, y, y);
-        self.select_mask(y_nan, x, t, vector)
+        Ok(self.b.ins().fcmp(cc, x, y))
     }
 
-    fn elem(&mut self, e: EId, vector: bool, memo: &mut HashMap<EId, Value>) -> Value {
-        if let Some(v) = memo.get(&e) {
-            return *v;
-        }
-        let v = match self.k.elems[e].clone() {
-            Elem::Load(_) => {
-                // Every load of the pass was issued up front.
-                self.fconst(f32::NAN, vector)
-            }
-            Elem::Scalar(h) => match self.k.host[h] {
-                Host::Const(c) => self.fconst(c as f32, vector),
-                _ => {
-                    let slot = self.pass.scalars.iter().position(|&s| s == h).unwrap_or(0);
-                    let (s, v) = self.slots[slot];
-                    if vector {
-                        v
-                    } else {
-                        s
-                    }
-                }
-            },
-            Elem::Unary(op, a) => {
-                let x = self.elem(a, vector, memo);
-                match op {
-                    UnOp::Neg => self.b.ins().fneg(x),
-                    UnOp::Not => {
-                        let z = self.fconst(0.0, vector);
-                        let m = self.b.ins().fcmp(FloatCC::Equal, x, z);
-                        self.truth(m, vector)
-                    }
-                }
-            }
-            Elem::Binary(op, a, c) => {
-                let x = self.elem(a, vector, memo);
-                let y = self.elem(c, vector, memo);
-                match op {
-                    BinOp::Add => self.b.ins().fadd(x, y),
-                    BinOp::Sub => self.b.ins().fsub(x, y),
-                    BinOp::Mul => self.b.ins().fmul(x, y),
-                    BinOp::Div => self.b.ins().fdiv(x, y),
-                    BinOp::Pow => self.libcall("powf", &[x, y], vector),
-                    BinOp::And | BinOp::Or => {
-                        let mx = self.nonzero(x, vector);
-                        let my = self.nonzero(y, vector);
-                        let m = if op == BinOp::And {
-                            self.b.ins().band(mx, my)
-                        } else {
-                            self.b.ins().bor(mx, my)
-                        };
-                        self.truth(m, vector)
-                    }
-                    BinOp::Cmp(c) => {
-                        let cc = match c {
-                            CmpOp::Lt => FloatCC::LessThan,
-                            CmpOp::Le => FloatCC::LessThanOrEqual,
-                            CmpOp::Gt => FloatCC::GreaterThan,
-                            CmpOp::Ge => FloatCC::GreaterThanOrEqual,
-                            CmpOp::Eq => FloatCC::Equal,
-                            CmpOp::Ne => FloatCC::NotEqual,
-                        };
-                        let m = self.b.ins().fcmp(cc, x, y);
-                        self.truth(m, vector)
-                    }
-                }
-            }
-            Elem::Select(c, a, d) => {
-                let cv = self.elem(c, vector, memo);
-                let x = self.elem(a, vector, memo);
-                let y = self.elem(d, vector, memo);
-                let m = self.nonzero(cv, vector);
-                self.select_mask(m, x, y, vector)
-            }
-            Elem::Call(f, xs) => {
-                let a: Vec<Value> = xs.iter().map(|x| self.elem(*x, vector, memo)).collect();
-                self.call(f, &a, vector)
-            }
-        };
-        memo.insert(e, v);
-        v
+    fn is_nan(&mut self, x: Value) -> R<Value> {
+        Ok(self.b.ins().fcmp(FloatCC::Unordered, x, x))
     }
 
-    fn call(&mut self, f: Builtin, a: &[Value], vector: bool) -> Value {
-        match f {
-            Builtin::Sqrt => self.b.ins().sqrt(a[0]),
-            Builtin::Abs => self.b.ins().fabs(a[0]),
-            Builtin::Floor => self.b.ins().floor(a[0]),
-            Builtin::Ceil => self.b.ins().ceil(a[0]),
-            Builtin::Exp => self.libcall("expf", &a[..1], vector),
-            Builtin::Log => self.libcall("logf", &a[..1], vector),
-            Builtin::Pow => self.libcall("powf", &a[..2], vector),
-            Builtin::Cos => self.libcall("cosf", &a[..1], vector),
-            Builtin::Sin => self.libcall("sinf", &a[..1], vector),
-            Builtin::Tanh => self.libcall("tanhf", &a[..1], vector),
-            Builtin::Sign => {
-                // x > 0 → 1, x < 0 → −1, else x (0 stays 0, NaN stays NaN).
-                let z = self.fconst(0.0, vector);
-                let one = self.fconst(1.0, vector);
-                let neg = self.fconst(-1.0, vector);
-                let lt = self.b.ins().fcmp(FloatCC::LessThan, a[0], z);
-                let inner = self.select_mask(lt, neg, a[0], vector);
-                let gt = self.b.ins().fcmp(FloatCC::GreaterThan, a[0], z);
-                self.select_mask(gt, one, inner, vector)
-            }
-            Builtin::Min => self.min_max(false, a[0], a[1], vector),
-            Builtin::Max => self.min_max(true, a[0], a[1], vector),
-            Builtin::Clamp => {
-                let lo = self.min_max(true, a[0], a[1], vector);
-                self.min_max(false, lo, a[2], vector)
-            }
-            Builtin::Lerp => {
-                // torch: |w| < 0.5 ? a + w(b − a) : b − (b − a)(1 − w)
-                let (x, y, w) = (a[0], a[1], a[2]);
-                let d = self.b.ins().fsub(y, x);
-                let wd = self.b.ins().fmul(w, d);
-                let first = self.b.ins().fadd(x, wd);
-                let one = self.fconst(1.0, vector);
-                let omw = self.b.ins().fsub(one, w);
-                let dd = self.b.ins().fmul(d, omw);
-                let second = self.b.ins().fsub(y, dd);
-                let aw = self.b.ins().fabs(w);
-                let half = self.fconst(0.5, vector);
-                let m = self.b.ins().fcmp(FloatCC::LessThan, aw, half);
-                self.select_mask(m, first, second, vector)
-            }
-            Builtin::IsFinite => {
-                let d = self.b.ins().fsub(a[0], a[0]);
-                let z = self.fconst(0.0, vector);
-                let m = self.b.ins().fcmp(FloatCC::Equal, d, z);
-                self.truth(m, vector)
-            }
-            Builtin::IsNone => {
-                let m = self.b.ins().fcmp(FloatCC::Unordered, a[0], a[0]);
-                self.truth(m, vector)
-            }
-        }
+    fn is_finite(&mut self, x: Value) -> R<Value> {
+        // x − x is 0 exactly when x is finite (NaN for ±∞ and NaN).
+        let d = self.b.ins().fsub(x, x);
+        let z = self.fconst(0.0, self.vector);
+        Ok(self.b.ins().fcmp(FloatCC::Equal, d, z))
+    }
+
+    fn and(&mut self, x: Value, y: Value) -> R<Value> {
+        Ok(self.b.ins().band(x, y))
+    }
+
+    fn or(&mut self, x: Value, y: Value) -> R<Value> {
+        Ok(self.b.ins().bor(x, y))
+    }
+
+    fn select(&mut self, m: Value, x: Value, y: Value) -> R<Value> {
+        Ok(self.select_mask(m, x, y, self.vector))
     }
 }
 

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use inkwell::attributes::{Attribute, AttributeLoc};
+use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
 use inkwell::context::Context;
 use inkwell::intrinsics::Intrinsic;
@@ -26,10 +27,11 @@ use inkwell::types::FloatType;
 use inkwell::values::{FloatValue, FunctionValue, IntValue, PointerValue};
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate, OptimizationLevel};
 
-use super::{acc_kind, AccKind, Compiled, JitCache};
-use crate::ast::{BinOp, CmpOp, UnOp};
-use crate::ir::Builtin;
-use crate::kernel::{EId, Elem, Host, Kernel, Pass, PassKind};
+use super::emit::{emit_pass, Emitter};
+use super::{Compiled, JitCache};
+use crate::ast::CmpOp;
+use crate::kernel::legalize::{legalize, AccKind, Binary, Libm, PassCode, Unary};
+use crate::kernel::Kernel;
 
 static CACHE: JitCache = JitCache::new();
 
@@ -108,13 +110,14 @@ fn build<'c>(
         module.add_function("powf", binary, Some(Linkage::External)),
     );
     let mut names = Vec::new();
-    for (i, pass) in kernel.passes.iter().enumerate() {
+    let codes = legalize(kernel).map_err(|e| format!("internal error: {}", e.0))?;
+    for (i, code) in codes.iter().enumerate() {
         let name = format!("{prefix}{i}");
         // The body takes each buffer as its own `noalias` argument (they are distinct
         // allocations), so the vectorizer needs no run-time overlap checks; the exported
         // function with the step ABI loads the pointers and calls it (inlined by O3, the
         // no-alias facts kept as scoped metadata).
-        let nb = pass.bufs.len();
+        let nb = code.bufs;
         let mut inner_params: Vec<inkwell::types::BasicMetadataTypeEnum> = vec![pf32.into(); nb];
         let tail: [inkwell::types::BasicMetadataTypeEnum; 4] =
             [pf32.into(), i64t.into(), i64t.into(), pf64.into()];
@@ -143,16 +146,20 @@ fn build<'c>(
             ctx,
             module: &module,
             b: ctx.create_builder(),
-            k: kernel,
-            pass,
             f,
             f32t,
             f64t,
             libm: &libm,
             bases: Vec::new(),
             slots: Vec::new(),
+            end: None,
+            iv: None,
+            i: None,
+            addrs: Vec::new(),
+            open_loop: None,
+            after: Vec::new(),
         };
-        g.emit()?;
+        emit_pass(&mut g, code)?;
         names.push(name);
     }
     module.verify().map_err(|e| err(e.to_string()))?;
@@ -238,242 +245,42 @@ fn wrapper<'c>(
     Ok(())
 }
 
+/// The LLVM emitter of one pass body: one element per iteration, left to O3 to vectorize.
 struct Gen<'a, 'c> {
     ctx: &'c Context,
     module: &'a Module<'c>,
     b: Builder<'c>,
-    k: &'a Kernel,
-    pass: &'a Pass,
     f: FunctionValue<'c>,
     f32t: FloatType<'c>,
     f64t: FloatType<'c>,
     libm: &'a HashMap<&'static str, FunctionValue<'c>>,
     bases: Vec<PointerValue<'c>>,
     slots: Vec<FloatValue<'c>>,
+    /// The body's arguments after the buffers: end, partials.
+    end: Option<(IntValue<'c>, PointerValue<'c>)>,
+    /// The element index's stack slot, this iteration's index and addresses.
+    iv: Option<PointerValue<'c>>,
+    i: Option<IntValue<'c>>,
+    addrs: Vec<PointerValue<'c>>,
+    /// The open loop's (head, exit) and the open guard's continuation.
+    open_loop: Option<(BasicBlock<'c>, BasicBlock<'c>)>,
+    after: Vec<BasicBlock<'c>>,
 }
 
 impl<'c> Gen<'_, 'c> {
-    fn emit(&mut self) -> R<()> {
-        let ctx = self.ctx;
-        let i64t = ctx.i64_type();
-        let entry = ctx.append_basic_block(self.f, "entry");
-        let head = ctx.append_basic_block(self.f, "head");
-        let body = ctx.append_basic_block(self.f, "body");
-        let exit = ctx.append_basic_block(self.f, "exit");
-        self.b.position_at_end(entry);
-        // (buffers..., scalars, start, end, partials)
-        let nb = self.pass.bufs.len() as u32;
-        let p = |i: u32| self.f.get_nth_param(i).ok_or("llvm: missing parameter");
-        for k in 0..nb {
-            self.bases.push(p(k)?.into_pointer_value());
-        }
-        let scalars = p(nb)?.into_pointer_value();
-        let start = p(nb + 1)?.into_int_value();
-        let end = p(nb + 2)?.into_int_value();
-        let partials = p(nb + 3)?.into_pointer_value();
-        let nslots = self.pass.scalars.len() + usize::from(self.pass.guarded);
-        for k in 0..nslots {
-            let at = unsafe {
-                self.b
-                    .build_gep(scalars, &[i64t.const_int(k as u64, false)], "slotp")
-                    .map_err(err)?
-            };
-            let v = self.b.build_load(at, "slot").map_err(err)?;
-            self.slots.push(v.into_float_value());
-        }
-        // Accumulators in stack slots (promoted to registers by O3), one per reduction.
-        let mut accs = Vec::new();
-        for &r in &self.pass.reductions {
-            let kind = acc_kind(self.k.reductions[r].op);
-            let (ty, init) = match kind {
-                AccKind::Max => (self.f32t, f64::NEG_INFINITY),
-                AccKind::Min => (self.f32t, f64::INFINITY),
-                AccKind::Finite => (self.f32t, 0.0),
-                _ => (self.f64t, 0.0),
-            };
-            let slot = self.b.build_alloca(ty, "acc").map_err(err)?;
-            self.b
-                .build_store(slot, ty.const_float(init))
-                .map_err(err)?;
-            accs.push((kind, slot));
-        }
-        let iv = self.b.build_alloca(i64t, "i").map_err(err)?;
-        self.b.build_store(iv, start).map_err(err)?;
-        self.b.build_unconditional_branch(head).map_err(err)?;
-
-        self.b.position_at_end(head);
-        let i = self.b.build_load(iv, "i").map_err(err)?.into_int_value();
-        let more = self
-            .b
-            .build_int_compare(IntPredicate::ULT, i, end, "more")
-            .map_err(err)?;
-        self.b
-            .build_conditional_branch(more, body, exit)
-            .map_err(err)?;
-
-        self.b.position_at_end(body);
-        self.body(i, &accs)?;
-        let next = self
-            .b
-            .build_int_add(i, i64t.const_int(1, false), "next")
-            .map_err(err)?;
-        self.b.build_store(iv, next).map_err(err)?;
-        self.b.build_unconditional_branch(head).map_err(err)?;
-
-        self.b.position_at_end(exit);
-        for (j, (kind, slot)) in accs.iter().enumerate() {
-            let v = self
-                .b
-                .build_load(*slot, "acc")
-                .map_err(err)?
-                .into_float_value();
-            let v = match kind {
-                AccKind::Max | AccKind::Min | AccKind::Finite => {
-                    self.b.build_float_ext(v, self.f64t, "wide").map_err(err)?
-                }
-                _ => v,
-            };
-            let at = unsafe {
-                self.b
-                    .build_gep(partials, &[i64t.const_int(j as u64, false)], "out")
-                    .map_err(err)?
-            };
-            self.b.build_store(at, v).map_err(err)?;
-        }
-        self.b.build_return(None).map_err(err)?;
-        Ok(())
-    }
-
-    fn body(&mut self, i: IntValue<'c>, accs: &[(AccKind, PointerValue<'c>)]) -> R<()> {
-        let mut memo: HashMap<EId, FloatValue<'c>> = HashMap::new();
-        let mut addrs = Vec::new();
-        for base in self.bases.clone() {
-            addrs.push(unsafe { self.b.build_gep(base, &[i], "at").map_err(err)? });
-        }
-        for (e, n) in self.k.elems.iter().enumerate() {
-            if let Elem::Load(buf) = n {
-                if self.pass.reads.contains(buf) {
-                    let slot = self.pass.slot(*buf);
-                    let v = self.b.build_load(addrs[slot], "x").map_err(err)?;
-                    memo.insert(e, v.into_float_value());
-                }
-            }
-        }
-        match self.pass.kind {
-            PassKind::Reduce => {
-                for (j, &r) in self.pass.reductions.iter().enumerate() {
-                    let x = self.elem(self.k.reductions[r].input, &mut memo)?;
-                    self.accumulate(accs[j], x)?;
-                }
-            }
-            PassKind::Map | PassKind::SkipMap | PassKind::Prepare => {
-                let mut values = Vec::new();
-                for &s in &self.pass.stores {
-                    values.push(self.elem(self.k.stores[s].value, &mut memo)?);
-                }
-                for (&s, v) in self.pass.stores.iter().zip(values) {
-                    let store = &self.k.stores[s];
-                    let slot = self.pass.slot(store.buf);
-                    if self.pass.guarded {
-                        let active = self.slots[self.pass.scalars.len()];
-                        let stage = self.f32t.const_float(store.stage as f64);
-                        let live = self
-                            .b
-                            .build_float_compare(FloatPredicate::OLT, stage, active, "live")
-                            .map_err(err)?;
-                        let yes = self.ctx.append_basic_block(self.f, "store");
-                        let after = self.ctx.append_basic_block(self.f, "stored");
-                        self.b
-                            .build_conditional_branch(live, yes, after)
-                            .map_err(err)?;
-                        self.b.position_at_end(yes);
-                        self.b.build_store(addrs[slot], v).map_err(err)?;
-                        self.b.build_unconditional_branch(after).map_err(err)?;
-                        self.b.position_at_end(after);
-                    } else {
-                        self.b.build_store(addrs[slot], v).map_err(err)?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn accumulate(
-        &mut self,
-        (kind, slot): (AccKind, PointerValue<'c>),
-        x: FloatValue<'c>,
-    ) -> R<()> {
-        let acc = self
-            .b
-            .build_load(slot, "acc")
-            .map_err(err)?
-            .into_float_value();
-        let new = match kind {
-            AccKind::Max | AccKind::Min => {
-                let pred = if kind == AccKind::Max {
-                    FloatPredicate::OGT
-                } else {
-                    FloatPredicate::OLT
-                };
-                // A NaN x leaves the running value (the comparison is false).
-                let take = self
-                    .b
-                    .build_float_compare(pred, x, acc, "take")
-                    .map_err(err)?;
-                self.b
-                    .build_select(take, x, acc, "m")
-                    .map_err(err)?
-                    .into_float_value()
-            }
-            AccKind::Finite => {
-                let z = self
-                    .b
-                    .build_float_mul(x, self.f32t.const_float(0.0), "z")
-                    .map_err(err)?;
-                self.b.build_float_add(acc, z, "s").map_err(err)?
-            }
-            AccKind::Sum | AccKind::SumSq => {
-                let w = self.b.build_float_ext(x, self.f64t, "w").map_err(err)?;
-                let w = if kind == AccKind::SumSq {
-                    self.b.build_float_mul(w, w, "sq").map_err(err)?
-                } else {
-                    w
-                };
-                self.b.build_float_add(acc, w, "s").map_err(err)?
-            }
-        };
-        self.b.build_store(slot, new).map_err(err)?;
-        Ok(())
-    }
-
     fn c(&self, x: f64) -> FloatValue<'c> {
         self.f32t.const_float(x)
-    }
-
-    /// 1.0 where `cond` holds, else 0.0.
-    fn truth(&self, cond: IntValue<'c>) -> R<FloatValue<'c>> {
-        Ok(self
-            .b
-            .build_select(cond, self.c(1.0), self.c(0.0), "t")
-            .map_err(err)?
-            .into_float_value())
     }
 
     fn cmp(&self, p: FloatPredicate, x: FloatValue<'c>, y: FloatValue<'c>) -> R<IntValue<'c>> {
         self.b.build_float_compare(p, x, y, "c").map_err(err)
     }
 
-    fn select(&self, c: IntValue<'c>, x: FloatValue<'c>, y: FloatValue<'c>) -> R<FloatValue<'c>> {
-        Ok(self
-            .b
-            .build_select(c, x, y, "s")
-            .map_err(err)?
-            .into_float_value())
-    }
-
     fn call(&self, name: &str, args: &[FloatValue<'c>]) -> R<FloatValue<'c>> {
-        let f = self.libm[name];
+        let f = *self
+            .libm
+            .get(name)
+            .ok_or_else(|| format!("internal error: `{name}` is not declared"))?;
         let a: Vec<_> = args.iter().map(|x| (*x).into()).collect();
         self.b
             .build_call(f, &a, "r")
@@ -497,140 +304,292 @@ impl<'c> Gen<'_, 'c> {
             .ok_or_else(|| format!("llvm: `{name}` returned nothing"))
     }
 
-    /// `f32::min`/`max`: a NaN operand yields the other one.
-    fn min_max(&self, max: bool, x: FloatValue<'c>, y: FloatValue<'c>) -> R<FloatValue<'c>> {
-        let p = if max {
-            FloatPredicate::OGT
-        } else {
-            FloatPredicate::OLT
-        };
-        let t = self.select(self.cmp(p, x, y)?, x, y)?;
-        let y_nan = self.cmp(FloatPredicate::UNO, y, y)?;
-        self.select(y_nan, x, t)
+    fn args(&self) -> R<(IntValue<'c>, PointerValue<'c>)> {
+        self.end
+            .ok_or_else(|| "internal error: code before the function's entry".into())
+    }
+}
+
+impl<'c> Emitter for Gen<'_, 'c> {
+    type Value = FloatValue<'c>;
+    type Mask = IntValue<'c>;
+    type Acc = PointerValue<'c>;
+
+    fn widths(&self) -> &'static [usize] {
+        &[1]
     }
 
-    fn elem(&mut self, e: EId, memo: &mut HashMap<EId, FloatValue<'c>>) -> R<FloatValue<'c>> {
-        if let Some(v) = memo.get(&e) {
-            return Ok(*v);
+    fn begin(&mut self, code: &PassCode) -> R<()> {
+        let i64t = self.ctx.i64_type();
+        let entry = self.ctx.append_basic_block(self.f, "entry");
+        self.b.position_at_end(entry);
+        // (buffers..., scalars, start, end, partials)
+        let nb = code.bufs as u32;
+        let p = |i: u32| self.f.get_nth_param(i).ok_or("llvm: missing parameter");
+        for k in 0..nb {
+            self.bases.push(p(k)?.into_pointer_value());
         }
-        let v = match self.k.elems[e].clone() {
-            Elem::Load(_) => self.c(f64::NAN),
-            Elem::Scalar(h) => match self.k.host[h] {
-                Host::Const(c) => self.c(f64::from(c as f32)),
-                _ => {
-                    let slot = self.pass.scalars.iter().position(|&s| s == h).unwrap_or(0);
-                    self.slots[slot]
-                }
-            },
-            Elem::Unary(op, a) => {
-                let x = self.elem(a, memo)?;
-                match op {
-                    UnOp::Neg => self.b.build_float_neg(x, "n").map_err(err)?,
-                    UnOp::Not => {
-                        let c = self.cmp(FloatPredicate::OEQ, x, self.c(0.0))?;
-                        self.truth(c)?
-                    }
-                }
-            }
-            Elem::Binary(op, a, c) => {
-                let x = self.elem(a, memo)?;
-                let y = self.elem(c, memo)?;
-                let b = &self.b;
-                match op {
-                    BinOp::Add => b.build_float_add(x, y, "a").map_err(err)?,
-                    BinOp::Sub => b.build_float_sub(x, y, "s").map_err(err)?,
-                    BinOp::Mul => b.build_float_mul(x, y, "m").map_err(err)?,
-                    BinOp::Div => b.build_float_div(x, y, "d").map_err(err)?,
-                    BinOp::Pow => self.call("powf", &[x, y])?,
-                    BinOp::And | BinOp::Or => {
-                        let mx = self.cmp(FloatPredicate::UNE, x, self.c(0.0))?;
-                        let my = self.cmp(FloatPredicate::UNE, y, self.c(0.0))?;
-                        let m = if op == BinOp::And {
-                            self.b.build_and(mx, my, "and").map_err(err)?
-                        } else {
-                            self.b.build_or(mx, my, "or").map_err(err)?
-                        };
-                        self.truth(m)?
-                    }
-                    BinOp::Cmp(c) => {
-                        let p = match c {
-                            CmpOp::Lt => FloatPredicate::OLT,
-                            CmpOp::Le => FloatPredicate::OLE,
-                            CmpOp::Gt => FloatPredicate::OGT,
-                            CmpOp::Ge => FloatPredicate::OGE,
-                            CmpOp::Eq => FloatPredicate::OEQ,
-                            CmpOp::Ne => FloatPredicate::UNE,
-                        };
-                        let m = self.cmp(p, x, y)?;
-                        self.truth(m)?
-                    }
-                }
-            }
-            Elem::Select(c, a, d) => {
-                let cv = self.elem(c, memo)?;
-                let x = self.elem(a, memo)?;
-                let y = self.elem(d, memo)?;
-                let m = self.cmp(FloatPredicate::UNE, cv, self.c(0.0))?;
-                self.select(m, x, y)?
-            }
-            Elem::Call(f, xs) => {
-                let mut a = Vec::new();
-                for x in xs {
-                    a.push(self.elem(x, memo)?);
-                }
-                self.builtin(f, &a)?
-            }
-        };
-        memo.insert(e, v);
-        Ok(v)
+        let scalars = p(nb)?.into_pointer_value();
+        let start = p(nb + 1)?.into_int_value();
+        let end = p(nb + 2)?.into_int_value();
+        let partials = p(nb + 3)?.into_pointer_value();
+        for k in 0..code.slots {
+            let at = unsafe {
+                self.b
+                    .build_gep(scalars, &[i64t.const_int(k as u64, false)], "slotp")
+                    .map_err(err)?
+            };
+            let v = self.b.build_load(at, "slot").map_err(err)?;
+            self.slots.push(v.into_float_value());
+        }
+        let iv = self.b.build_alloca(i64t, "i").map_err(err)?;
+        self.b.build_store(iv, start).map_err(err)?;
+        self.iv = Some(iv);
+        self.end = Some((end, partials));
+        Ok(())
     }
 
-    fn builtin(&mut self, f: Builtin, a: &[FloatValue<'c>]) -> R<FloatValue<'c>> {
-        Ok(match f {
-            Builtin::Sqrt => self.intrinsic("llvm.sqrt", a[0])?,
-            Builtin::Abs => self.intrinsic("llvm.fabs", a[0])?,
-            Builtin::Floor => self.intrinsic("llvm.floor", a[0])?,
-            Builtin::Ceil => self.intrinsic("llvm.ceil", a[0])?,
-            Builtin::Exp => self.call("expf", &a[..1])?,
-            Builtin::Log => self.call("logf", &a[..1])?,
-            Builtin::Pow => self.call("powf", &a[..2])?,
-            Builtin::Cos => self.call("cosf", &a[..1])?,
-            Builtin::Sin => self.call("sinf", &a[..1])?,
-            Builtin::Tanh => self.call("tanhf", &a[..1])?,
-            Builtin::Sign => {
-                let lt = self.cmp(FloatPredicate::OLT, a[0], self.c(0.0))?;
-                let inner = self.select(lt, self.c(-1.0), a[0])?;
-                let gt = self.cmp(FloatPredicate::OGT, a[0], self.c(0.0))?;
-                self.select(gt, self.c(1.0), inner)?
+    fn acc_new(&mut self, kind: AccKind) -> R<PointerValue<'c>> {
+        // A stack slot per accumulator, promoted to a register by O3.
+        let (ty, init) = match kind {
+            AccKind::Max => (self.f32t, f64::NEG_INFINITY),
+            AccKind::Min => (self.f32t, f64::INFINITY),
+            AccKind::Finite => (self.f32t, 0.0),
+            AccKind::Sum | AccKind::SumSq => (self.f64t, 0.0),
+        };
+        let slot = self.b.build_alloca(ty, "acc").map_err(err)?;
+        self.b
+            .build_store(slot, ty.const_float(init))
+            .map_err(err)?;
+        Ok(slot)
+    }
+
+    fn loop_begin(&mut self, width: usize) -> R<()> {
+        if width != 1 {
+            return Err(format!(
+                "internal error: LLVM loops take one element, not {width}"
+            ));
+        }
+        let (end, _) = self.args()?;
+        let iv = self.iv.ok_or("internal error: no index")?;
+        let head = self.ctx.append_basic_block(self.f, "head");
+        let body = self.ctx.append_basic_block(self.f, "body");
+        let exit = self.ctx.append_basic_block(self.f, "exit");
+        self.b.build_unconditional_branch(head).map_err(err)?;
+        self.b.position_at_end(head);
+        let i = self.b.build_load(iv, "i").map_err(err)?.into_int_value();
+        let more = self
+            .b
+            .build_int_compare(IntPredicate::ULT, i, end, "more")
+            .map_err(err)?;
+        self.b
+            .build_conditional_branch(more, body, exit)
+            .map_err(err)?;
+        self.b.position_at_end(body);
+        self.addrs.clear();
+        for base in self.bases.clone() {
+            self.addrs
+                .push(unsafe { self.b.build_gep(base, &[i], "at").map_err(err)? });
+        }
+        self.i = Some(i);
+        self.open_loop = Some((head, exit));
+        Ok(())
+    }
+
+    fn loop_end(&mut self, _width: usize) -> R<()> {
+        let (head, exit) = self
+            .open_loop
+            .take()
+            .ok_or("internal error: a loop closed twice")?;
+        let (i, iv) = self.i.zip(self.iv).ok_or("internal error: no index")?;
+        let next = self
+            .b
+            .build_int_add(i, self.ctx.i64_type().const_int(1, false), "next")
+            .map_err(err)?;
+        self.b.build_store(iv, next).map_err(err)?;
+        self.b.build_unconditional_branch(head).map_err(err)?;
+        self.b.position_at_end(exit);
+        Ok(())
+    }
+
+    fn acc_finish(&mut self, j: usize, kind: AccKind, slot: &PointerValue<'c>) -> R<()> {
+        let (_, partials) = self.args()?;
+        let v = self
+            .b
+            .build_load(*slot, "acc")
+            .map_err(err)?
+            .into_float_value();
+        let v = match kind {
+            AccKind::Max | AccKind::Min | AccKind::Finite => {
+                self.b.build_float_ext(v, self.f64t, "wide").map_err(err)?
             }
-            Builtin::Min => self.min_max(false, a[0], a[1])?,
-            Builtin::Max => self.min_max(true, a[0], a[1])?,
-            Builtin::Clamp => {
-                let lo = self.min_max(true, a[0], a[1])?;
-                self.min_max(false, lo, a[2])?
+            AccKind::Sum | AccKind::SumSq => v,
+        };
+        let at = unsafe {
+            self.b
+                .build_gep(
+                    partials,
+                    &[self.ctx.i64_type().const_int(j as u64, false)],
+                    "out",
+                )
+                .map_err(err)?
+        };
+        self.b.build_store(at, v).map_err(err)?;
+        Ok(())
+    }
+
+    fn end(&mut self) -> R<()> {
+        self.b.build_return(None).map_err(err)?;
+        Ok(())
+    }
+
+    fn load(&mut self, buf: usize) -> R<FloatValue<'c>> {
+        let v = self.b.build_load(self.addrs[buf], "x").map_err(err)?;
+        Ok(v.into_float_value())
+    }
+
+    fn store(&mut self, buf: usize, value: FloatValue<'c>) -> R<()> {
+        self.b.build_store(self.addrs[buf], value).map_err(err)?;
+        Ok(())
+    }
+
+    fn scalar(&mut self, slot: usize) -> R<FloatValue<'c>> {
+        Ok(self.slots[slot])
+    }
+
+    fn stage_live(&mut self, stage: usize, slot: usize) -> R<IntValue<'c>> {
+        let stage = self.f32t.const_float(stage as f64);
+        self.cmp(FloatPredicate::OLT, stage, self.slots[slot])
+    }
+
+    fn begin_if(&mut self, live: IntValue<'c>) -> R<()> {
+        let yes = self.ctx.append_basic_block(self.f, "store");
+        let after = self.ctx.append_basic_block(self.f, "stored");
+        self.b
+            .build_conditional_branch(live, yes, after)
+            .map_err(err)?;
+        self.b.position_at_end(yes);
+        self.after.push(after);
+        Ok(())
+    }
+
+    fn end_if(&mut self) -> R<()> {
+        let after = self
+            .after
+            .pop()
+            .ok_or("internal error: a guard closed twice")?;
+        self.b.build_unconditional_branch(after).map_err(err)?;
+        self.b.position_at_end(after);
+        Ok(())
+    }
+
+    fn accumulate(&mut self, kind: AccKind, slot: &PointerValue<'c>, x: FloatValue<'c>) -> R<()> {
+        let acc = self
+            .b
+            .build_load(*slot, "acc")
+            .map_err(err)?
+            .into_float_value();
+        let new = match kind {
+            AccKind::Max | AccKind::Min => {
+                let pred = if kind == AccKind::Max {
+                    FloatPredicate::OGT
+                } else {
+                    FloatPredicate::OLT
+                };
+                // A NaN x leaves the running value (the comparison is false).
+                let take = self.cmp(pred, x, acc)?;
+                self.b
+                    .build_select(take, x, acc, "m")
+                    .map_err(err)?
+                    .into_float_value()
             }
-            Builtin::Lerp => {
-                let (x, y, w) = (a[0], a[1], a[2]);
-                let b = &self.b;
-                let d = b.build_float_sub(y, x, "d").map_err(err)?;
-                let wd = b.build_float_mul(w, d, "wd").map_err(err)?;
-                let first = b.build_float_add(x, wd, "first").map_err(err)?;
-                let omw = b.build_float_sub(self.c(1.0), w, "omw").map_err(err)?;
-                let dd = b.build_float_mul(d, omw, "dd").map_err(err)?;
-                let second = b.build_float_sub(y, dd, "second").map_err(err)?;
-                let aw = self.intrinsic("llvm.fabs", w)?;
-                let m = self.cmp(FloatPredicate::OLT, aw, self.c(0.5))?;
-                self.select(m, first, second)?
+            AccKind::Finite => {
+                let z = self.b.build_float_mul(x, self.c(0.0), "z").map_err(err)?;
+                self.b.build_float_add(acc, z, "s").map_err(err)?
             }
-            Builtin::IsFinite => {
-                let d = self.b.build_float_sub(a[0], a[0], "d").map_err(err)?;
-                let m = self.cmp(FloatPredicate::OEQ, d, self.c(0.0))?;
-                self.truth(m)?
+            AccKind::Sum | AccKind::SumSq => {
+                let w = self.b.build_float_ext(x, self.f64t, "w").map_err(err)?;
+                let w = if kind == AccKind::SumSq {
+                    self.b.build_float_mul(w, w, "sq").map_err(err)?
+                } else {
+                    w
+                };
+                self.b.build_float_add(acc, w, "s").map_err(err)?
             }
-            Builtin::IsNone => {
-                let m = self.cmp(FloatPredicate::UNO, a[0], a[0])?;
-                self.truth(m)?
-            }
-        })
+        };
+        self.b.build_store(*slot, new).map_err(err)?;
+        Ok(())
+    }
+
+    fn constant(&mut self, x: f32) -> R<FloatValue<'c>> {
+        Ok(self.c(f64::from(x)))
+    }
+
+    fn unary(&mut self, op: Unary, x: FloatValue<'c>) -> R<FloatValue<'c>> {
+        match op {
+            Unary::Neg => self.b.build_float_neg(x, "n").map_err(err),
+            Unary::Sqrt => self.intrinsic("llvm.sqrt", x),
+            Unary::Abs => self.intrinsic("llvm.fabs", x),
+            Unary::Floor => self.intrinsic("llvm.floor", x),
+            Unary::Ceil => self.intrinsic("llvm.ceil", x),
+        }
+    }
+
+    fn binary(&mut self, op: Binary, x: FloatValue<'c>, y: FloatValue<'c>) -> R<FloatValue<'c>> {
+        let b = &self.b;
+        match op {
+            Binary::Add => b.build_float_add(x, y, "a"),
+            Binary::Sub => b.build_float_sub(x, y, "s"),
+            Binary::Mul => b.build_float_mul(x, y, "m"),
+            Binary::Div => b.build_float_div(x, y, "d"),
+        }
+        .map_err(err)
+    }
+
+    fn libm(&mut self, f: Libm, args: &[FloatValue<'c>]) -> R<FloatValue<'c>> {
+        self.call(f.c_name(), args)
+    }
+
+    fn compare(&mut self, op: CmpOp, x: FloatValue<'c>, y: FloatValue<'c>) -> R<IntValue<'c>> {
+        let p = match op {
+            CmpOp::Lt => FloatPredicate::OLT,
+            CmpOp::Le => FloatPredicate::OLE,
+            CmpOp::Gt => FloatPredicate::OGT,
+            CmpOp::Ge => FloatPredicate::OGE,
+            CmpOp::Eq => FloatPredicate::OEQ,
+            CmpOp::Ne => FloatPredicate::UNE,
+        };
+        self.cmp(p, x, y)
+    }
+
+    fn is_nan(&mut self, x: FloatValue<'c>) -> R<IntValue<'c>> {
+        self.cmp(FloatPredicate::UNO, x, x)
+    }
+
+    fn is_finite(&mut self, x: FloatValue<'c>) -> R<IntValue<'c>> {
+        // x − x is 0 exactly when x is finite (NaN for ±∞ and NaN).
+        let d = self.b.build_float_sub(x, x, "d").map_err(err)?;
+        self.cmp(FloatPredicate::OEQ, d, self.c(0.0))
+    }
+
+    fn and(&mut self, x: IntValue<'c>, y: IntValue<'c>) -> R<IntValue<'c>> {
+        self.b.build_and(x, y, "and").map_err(err)
+    }
+
+    fn or(&mut self, x: IntValue<'c>, y: IntValue<'c>) -> R<IntValue<'c>> {
+        self.b.build_or(x, y, "or").map_err(err)
+    }
+
+    fn select(
+        &mut self,
+        m: IntValue<'c>,
+        x: FloatValue<'c>,
+        y: FloatValue<'c>,
+    ) -> R<FloatValue<'c>> {
+        Ok(self
+            .b
+            .build_select(m, x, y, "s")
+            .map_err(err)?
+            .into_float_value())
     }
 }

@@ -8,12 +8,13 @@
 
 pub mod c;
 pub mod cranelift;
+pub mod emit;
 pub mod gpu;
 pub mod llvm;
 pub mod wgsl;
 
 use crate::interp::{Interpreter, Oracle, Snapshot, StateValue};
-use crate::ir::{Program, Recipe, ReduceOp};
+use crate::ir::{Program, Recipe};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -87,27 +88,6 @@ fn to_fn(addr: usize) -> PassFn {
     // SAFETY: `addr` is a finalized function of leaked JIT code compiled with the
     // `PassFn` signature.
     unsafe { std::mem::transmute::<usize, PassFn>(addr) }
-}
-
-/// How a reduction accumulates: its value per element and how partials combine.
-#[derive(Clone, Copy, PartialEq)]
-pub(crate) enum AccKind {
-    /// Sum of the value, of its square (norms), or of `x·0` (finiteness), in f64.
-    Sum,
-    SumSq,
-    Finite,
-    Max,
-    Min,
-}
-
-pub(crate) fn acc_kind(op: ReduceOp) -> AccKind {
-    match op {
-        ReduceOp::Norm => AccKind::SumSq,
-        ReduceOp::Sum | ReduceOp::Mean => AccKind::Sum,
-        ReduceOp::AllFinite => AccKind::Finite,
-        ReduceOp::Max => AccKind::Max,
-        ReduceOp::Min => AccKind::Min,
-    }
 }
 
 /// What every exported step (C, WGSL) needs of a kernel: no model to call mid-step, no

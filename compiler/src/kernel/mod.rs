@@ -30,6 +30,7 @@ use crate::ir::{Builtin, ReduceOp, Scope, ShapeInfo};
 pub mod exec;
 pub mod explain;
 mod host;
+pub mod legalize;
 mod lower;
 
 pub use lower::{lower, unfused_cost};
@@ -231,9 +232,9 @@ pub struct Pass {
 }
 
 impl Pass {
-    /// Which of the pointers the pass's code receives is `buf`'s.
-    pub fn slot(&self, buf: Buf) -> usize {
-        self.bufs.iter().position(|b| *b == buf).unwrap_or(0)
+    /// Which of the pointers the pass's code receives is `buf`'s, if it receives it.
+    pub fn slot(&self, buf: Buf) -> Option<usize> {
+        self.bufs.iter().position(|b| *b == buf)
     }
 
     pub fn writes(&self, kernel: &Kernel) -> Vec<Buf> {

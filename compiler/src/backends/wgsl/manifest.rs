@@ -19,7 +19,7 @@ use super::{buf_name, shaders, Shader, MAX_GROUPS_X, SCALARS_HEADER, WORKGROUP};
 use crate::ast::{BinOp, UnOp};
 use crate::interp::str_value;
 use crate::ir::{
-    Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, Program, Recipe, Scope, ShapeInfo,
+    Body, DefBody, Expr, ExprId, Extent, HyperValue, Program, Recipe, Scope, ShapeInfo,
 };
 use crate::kernel::{Buf, Host, Kernel, PassKind};
 
@@ -62,15 +62,6 @@ fn unop(op: UnOp) -> &'static str {
         UnOp::Neg => "neg",
         UnOp::Not => "not",
     }
-}
-
-/// A builtin's name as recipes spell it (`sqrt`, `lerp`, `is_finite`, ...).
-fn builtin(b: Builtin) -> &'static str {
-    Builtin::ALL
-        .iter()
-        .find(|(_, x, _)| *x == b)
-        .map(|(n, _, _)| *n)
-        .unwrap_or("?")
 }
 
 struct Cx<'a> {
@@ -156,7 +147,7 @@ impl Cx<'_> {
                     .iter()
                     .map(|x| sub(*x, out))
                     .collect::<Result<Vec<_>, _>>()?;
-                json!({"op": builtin(*f), "args": args})
+                json!({"op": f.name(), "args": args})
             }
             _ => {
                 return Err(format!(
@@ -195,7 +186,7 @@ fn host_node(cx: &Cx, h: &Host) -> Result<Value, String> {
         Host::Unary(op, a) => json!({"op": unop(*op), "args": [a]}),
         Host::Binary(op, a, b) => json!({"op": binop(*op), "args": [a, b]}),
         Host::Select(c, a, b) => json!({"op": "select", "args": [c, a, b]}),
-        Host::Call(f, xs) => json!({"op": builtin(*f), "args": xs}),
+        Host::Call(f, xs) => json!({"op": f.name(), "args": xs}),
         Host::Reduce(r) => json!({"op": "reduce", "reduction": r}),
         Host::SliceState { .. } | Host::SliceReduce(_) | Host::HostReduce { .. } => {
             return Err(

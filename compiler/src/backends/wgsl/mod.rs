@@ -18,11 +18,9 @@
 
 use std::fmt::Write as _;
 
-use crate::ast::{BinOp, CmpOp, UnOp};
-use crate::ir::{Builtin, Dtype, ReduceOp};
-use crate::kernel::{Buf, EId, Elem, Host, Kernel, PassKind};
-
-use super::{acc_kind, AccKind};
+use crate::ir::{Dtype, ReduceOp};
+use crate::kernel::legalize::{legalize, AccKind, Binary, Libm, Op, OpId, PassCode, Prim, Unary};
+use crate::kernel::{Buf, Kernel, PassKind};
 
 mod manifest;
 pub use manifest::{manifest, FORMAT};
@@ -101,11 +99,11 @@ pub fn shaders(kernel: &Kernel) -> Result<Vec<Shader>, String> {
 /// One shader per pass of `kernel`; with `weights` a half type, the map passes also
 /// write the parameters in it (`Shader::packed`).
 pub fn shaders_storing(kernel: &Kernel, weights: Dtype) -> Result<Vec<Shader>, String> {
-    kernel
-        .passes
+    let codes = legalize(kernel).map_err(|e| format!("internal error: {}", e.0))?;
+    codes
         .iter()
         .enumerate()
-        .map(|(p, _)| shader(kernel, p, weights))
+        .map(|(p, code)| shader(kernel, code, p, weights))
         .collect()
 }
 
@@ -138,8 +136,8 @@ fn lit(x: f32) -> String {
 }
 
 /// Helpers a shader may call, each with the helpers it calls: bit-level NaN and
-/// finiteness tests, and the language's min/max/sign/pow/lerp/tanh with the CPU back
-/// ends' semantics. A shader carries only those it uses.
+/// finiteness tests, and `powf`/`tanhf` with the C library's results where WGSL's
+/// builtins leave them undefined. A shader carries only those it uses.
 const HELPERS: &[(&str, &[&str], &str)] = &[
     (
         "an_is_nan",
@@ -163,34 +161,6 @@ const HELPERS: &[(&str, &[&str], &str)] = &[
 }",
     ),
     (
-        "an_min",
-        &["an_is_nan"],
-        "// Rust's f32::min: a NaN operand yields the other one.
-fn an_min(x: f32, y: f32) -> f32 {
-    if (an_is_nan(y)) { return x; }
-    if (an_is_nan(x)) { return y; }
-    return select(y, x, x < y);
-}",
-    ),
-    (
-        "an_max",
-        &["an_is_nan"],
-        "fn an_max(x: f32, y: f32) -> f32 {
-    if (an_is_nan(y)) { return x; }
-    if (an_is_nan(x)) { return y; }
-    return select(y, x, x > y);
-}",
-    ),
-    (
-        "an_sign",
-        &["an_is_nan"],
-        "// sign(0) = 0 and sign(NaN) = NaN, as optimizers mean it.
-fn an_sign(x: f32) -> f32 {
-    if (an_is_nan(x)) { return x; }
-    return select(select(x, -1.0f, x < 0.0f), 1.0f, x > 0.0f);
-}",
-    ),
-    (
         "an_pow",
         &["an_is_nan"],
         "// C's powf for the cases WGSL's pow leaves undefined (x <= 0, y = 0).
@@ -205,15 +175,6 @@ fn an_pow(x: f32, y: f32) -> f32 {
     if (floor(y) != y) { return bitcast<f32>(0x7fc00000u); }
     let odd = abs(y) < 16777216.0f && (u32(abs(y)) & 1u) == 1u;
     return select(m, -m, odd);
-}",
-    ),
-    (
-        "an_lerp",
-        &[],
-        "// torch's lerp: the two-branch formula, exact at both ends.
-fn an_lerp(a: f32, b: f32, w: f32) -> f32 {
-    let d = b - a;
-    return select(b - d * (1.0f - w), a + w * d, abs(w) < 0.5f);
 }",
     ),
     (
@@ -303,113 +264,57 @@ fn helpers_for(body: &str) -> String {
     out
 }
 
-struct Writer<'k> {
-    k: &'k Kernel,
-    pass: &'k crate::kernel::Pass,
-    out: String,
-    done: Vec<bool>,
-    indent: &'static str,
+/// Writes a pass's legalized ops as WGSL `let`s, one per op (values `f32`, masks
+/// `bool`), named by op index.
+fn write_ops(out: &mut String, code: &PassCode, indent: &str) {
+    for (id, op) in code.ops.iter().enumerate() {
+        let (ty, expr) = write_op(op);
+        let _ = writeln!(out, "{indent}let o{id}: {ty} = {expr};");
+    }
 }
 
-impl Writer<'_> {
-    fn slot(&self, h: usize) -> String {
-        let i = self.pass.scalars.iter().position(|&s| s == h).unwrap_or(0);
-        format!("u.s[{}u][{}]", i / 4, i % 4)
-    }
-
-    /// Emits `let eN` for `e` and everything it needs, operands first.
-    fn emit(&mut self, root: EId) {
-        // Iterative post-order: deep element graphs (long chains) must not recurse.
-        let mut stack = vec![(root, false)];
-        while let Some((e, ready)) = stack.pop() {
-            if self.done[e] {
-                continue;
+fn write_op(op: &Op) -> (&'static str, String) {
+    let v = |x: &OpId| format!("o{x}");
+    let value = |e: String| ("f32", e);
+    let mask = |e: String| ("bool", e);
+    match op {
+        Op::Load(k) => value(format!("b{k}[i]")),
+        Op::Scalar(k) => value(format!("u.s[{}u][{}]", k / 4, k % 4)),
+        Op::Prim(p) => match p {
+            Prim::Const(c) => value(lit(*c as f32)),
+            Prim::Unary(u, x) => value(match u {
+                Unary::Neg => format!("-{}", v(x)),
+                Unary::Sqrt => format!("sqrt({})", v(x)),
+                Unary::Abs => format!("abs({})", v(x)),
+                Unary::Floor => format!("floor({})", v(x)),
+                Unary::Ceil => format!("ceil({})", v(x)),
+            }),
+            Prim::Binary(b, x, y) => {
+                let sym = match b {
+                    Binary::Add => "+",
+                    Binary::Sub => "-",
+                    Binary::Mul => "*",
+                    Binary::Div => "/",
+                };
+                value(format!("{} {sym} {}", v(x), v(y)))
             }
-            let ops = operands(&self.k.elems[e]);
-            if !ready {
-                stack.push((e, true));
-                for &o in ops.iter().rev() {
-                    if !self.done[o] {
-                        stack.push((o, false));
-                    }
-                }
-                continue;
-            }
-            self.done[e] = true;
-            let v = |x: EId| format!("e{x}");
-            let expr = match &self.k.elems[e] {
-                Elem::Load(b) => {
-                    if self.pass.reads.contains(b) {
-                        format!("b{}[i]", self.pass.slot(*b))
-                    } else {
-                        lit(f32::NAN)
-                    }
-                }
-                Elem::Scalar(h) => match self.k.host[*h] {
-                    Host::Const(c) => lit(c as f32),
-                    _ => self.slot(*h),
-                },
-                Elem::Unary(UnOp::Neg, a) => format!("-{}", v(*a)),
-                Elem::Unary(UnOp::Not, a) => format!("an_truth({} == 0.0f)", v(*a)),
-                Elem::Binary(op, a, b) => {
-                    let (x, y) = (v(*a), v(*b));
-                    match op {
-                        BinOp::Add => format!("{x} + {y}"),
-                        BinOp::Sub => format!("{x} - {y}"),
-                        BinOp::Mul => format!("{x} * {y}"),
-                        BinOp::Div => format!("{x} / {y}"),
-                        BinOp::Pow => format!("an_pow({x}, {y})"),
-                        BinOp::And => format!("an_truth({x} != 0.0f && {y} != 0.0f)"),
-                        BinOp::Or => format!("an_truth({x} != 0.0f || {y} != 0.0f)"),
-                        BinOp::Cmp(c) => format!("an_truth({x} {} {y})", cmp(*c)),
-                    }
-                }
-                Elem::Select(c, a, b) => {
-                    format!("select({}, {}, {} != 0.0f)", v(*b), v(*a), v(*c))
-                }
-                Elem::Call(f, xs) => {
-                    let a: Vec<String> = xs.iter().map(|x| v(*x)).collect();
-                    call(*f, &a)
-                }
-            };
-            let _ = writeln!(self.out, "{}let e{e}: f32 = {expr};", self.indent);
-        }
-    }
-}
-
-fn cmp(c: CmpOp) -> &'static str {
-    c.symbol()
-}
-
-fn operands(e: &Elem) -> Vec<EId> {
-    match e {
-        Elem::Load(_) | Elem::Scalar(_) => Vec::new(),
-        Elem::Unary(_, a) => vec![*a],
-        Elem::Binary(_, a, b) => vec![*a, *b],
-        Elem::Select(c, a, b) => vec![*c, *a, *b],
-        Elem::Call(_, xs) => xs.clone(),
-    }
-}
-
-fn call(f: Builtin, a: &[String]) -> String {
-    match f {
-        Builtin::Sqrt => format!("sqrt({})", a[0]),
-        Builtin::Exp => format!("exp({})", a[0]),
-        Builtin::Log => format!("log({})", a[0]),
-        Builtin::Abs => format!("abs({})", a[0]),
-        Builtin::Sign => format!("an_sign({})", a[0]),
-        Builtin::Min => format!("an_min({}, {})", a[0], a[1]),
-        Builtin::Max => format!("an_max({}, {})", a[0], a[1]),
-        Builtin::Pow => format!("an_pow({}, {})", a[0], a[1]),
-        Builtin::Clamp => format!("an_min(an_max({}, {}), {})", a[0], a[1], a[2]),
-        Builtin::Lerp => format!("an_lerp({}, {}, {})", a[0], a[1], a[2]),
-        Builtin::Floor => format!("floor({})", a[0]),
-        Builtin::Ceil => format!("ceil({})", a[0]),
-        Builtin::Cos => format!("cos({})", a[0]),
-        Builtin::Sin => format!("sin({})", a[0]),
-        Builtin::Tanh => format!("an_tanh({})", a[0]),
-        Builtin::IsFinite => format!("an_truth(an_is_finite({}))", a[0]),
-        Builtin::IsNone => format!("an_truth(an_is_nan({}))", a[0]),
+            Prim::Libm(f, x, y) => value(match (f, y) {
+                (Libm::Pow, Some(y)) => format!("an_pow({}, {})", v(x), v(y)),
+                (Libm::Exp, _) => format!("exp({})", v(x)),
+                (Libm::Log, _) => format!("log({})", v(x)),
+                (Libm::Cos, _) => format!("cos({})", v(x)),
+                (Libm::Sin, _) => format!("sin({})", v(x)),
+                (Libm::Tanh, _) => format!("an_tanh({})", v(x)),
+                (Libm::Pow, None) => format!("an_pow({}, 1.0f)", v(x)),
+            }),
+            // A NaN never compares equal; `!=` holds for it, as the op means.
+            Prim::Compare(c, x, y) => mask(format!("{} {} {}", v(x), c.symbol(), v(y))),
+            Prim::IsNan(x) => mask(format!("an_is_nan({})", v(x))),
+            Prim::IsFinite(x) => mask(format!("an_is_finite({})", v(x))),
+            Prim::And(x, y) => mask(format!("{} && {}", v(x), v(y))),
+            Prim::Or(x, y) => mask(format!("{} || {}", v(x), v(y))),
+            Prim::Select(m, x, y) => value(format!("select({}, {}, {})", v(y), v(x), v(m))),
+        },
     }
 }
 
@@ -424,7 +329,7 @@ fn tree(kind: AccKind) -> (&'static str, &'static str) {
     }
 }
 
-fn shader(kernel: &Kernel, p: usize, weights: Dtype) -> Result<Shader, String> {
+fn shader(kernel: &Kernel, code: &PassCode, p: usize, weights: Dtype) -> Result<Shader, String> {
     let pass = &kernel.passes[p];
     let packed = match (weights, pass.kind) {
         (Dtype::F32, _) => None,
@@ -439,22 +344,7 @@ fn shader(kernel: &Kernel, p: usize, weights: Dtype) -> Result<Shader, String> {
         };
     let writes = pass.writes(kernel);
     let slots = pass.scalars.len() + usize::from(pass.guarded);
-    let mut w = Writer {
-        k: kernel,
-        pass,
-        out: String::new(),
-        done: vec![false; kernel.elems.len()],
-        indent: if pass.kind == PassKind::Reduce {
-            "            "
-        } else {
-            "    "
-        },
-    };
-    let kinds: Vec<AccKind> = pass
-        .reductions
-        .iter()
-        .map(|&r| acc_kind(kernel.reductions[r].op))
-        .collect();
+    let kinds: Vec<AccKind> = code.reductions.iter().map(|r| r.kind).collect();
     let o = &mut String::new();
     let what = match pass.kind {
         PassKind::Reduce => "reduction",
@@ -521,20 +411,19 @@ fn shader(kernel: &Kernel, p: usize, weights: Dtype) -> Result<Shader, String> {
                 "    for (var k = 0u; k < {REDUCE_ELEMS}u; k = k + 1u) {{\n        let i = g * {}u + k * {WORKGROUP}u + l;\n        if (i < u.n) {{",
                 WORKGROUP * REDUCE_ELEMS
             );
-            for (j, &r) in pass.reductions.iter().enumerate() {
-                let x = kernel.reductions[r].input;
-                w.emit(x);
-                let value = match kinds[j] {
-                    AccKind::Sum => format!("r{j} + e{x}"),
-                    AccKind::SumSq => format!("r{j} + e{x} * e{x}"),
-                    AccKind::Finite => format!("max(r{j}, an_truth(!an_is_finite(e{x})))"),
+            write_ops(o, code, "            ");
+            for (j, r) in code.reductions.iter().enumerate() {
+                let x = r.value;
+                let value = match r.kind {
+                    AccKind::Sum => format!("r{j} + o{x}"),
+                    AccKind::SumSq => format!("r{j} + o{x} * o{x}"),
+                    AccKind::Finite => format!("max(r{j}, an_truth(!an_is_finite(o{x})))"),
                     // A NaN element leaves a maximum (minimum) unchanged.
-                    AccKind::Max => format!("select(max(r{j}, e{x}), r{j}, an_is_nan(e{x}))"),
-                    AccKind::Min => format!("select(min(r{j}, e{x}), r{j}, an_is_nan(e{x}))"),
+                    AccKind::Max => format!("select(max(r{j}, o{x}), r{j}, an_is_nan(o{x}))"),
+                    AccKind::Min => format!("select(min(r{j}, o{x}), r{j}, an_is_nan(o{x}))"),
                 };
-                let _ = writeln!(w.out, "            r{j} = {value};");
+                let _ = writeln!(o, "            r{j} = {value};");
             }
-            o.push_str(&w.out);
             let _ = writeln!(o, "        }}\n    }}");
             for j in 0..kinds.len() {
                 let _ = writeln!(o, "    tree{j}[l] = r{j};");
@@ -571,7 +460,6 @@ fn shader(kernel: &Kernel, p: usize, weights: Dtype) -> Result<Shader, String> {
                     o,
                     "    let i = g * {WORKGROUP}u + l;\n    stored[l] = 0.0f;\n    if (i < u.n) {{"
                 );
-                w.indent = "        ";
             } else {
                 let _ = writeln!(
                     o,
@@ -580,15 +468,10 @@ fn shader(kernel: &Kernel, p: usize, weights: Dtype) -> Result<Shader, String> {
             }
             // Every value first, then every store: a store must not feed a later value
             // (values are functions of the buffers as the step began).
-            for &s in &pass.stores {
-                w.emit(kernel.stores[s].value);
-            }
-            o.push_str(&w.out);
-            let active = pass.scalars.len();
-            for &s in &pass.stores {
-                let store = &kernel.stores[s];
-                let line = format!("b{}[i] = e{};", pass.slot(store.buf), store.value);
-                if pass.guarded {
+            write_ops(o, code, &format!("{pad}    "));
+            for store in &code.stores {
+                let line = format!("b{}[i] = o{};", store.buf, store.value);
+                if let Some(active) = code.guard {
                     let _ = writeln!(
                         o,
                         "{pad}    if ({} < u.s[{}u][{}]) {{\n{pad}        {line}\n{pad}    }}",
@@ -603,6 +486,9 @@ fn shader(kernel: &Kernel, p: usize, weights: Dtype) -> Result<Shader, String> {
             if let Some(dtype) = packed {
                 // The parameter as stored (a skipped step leaves it as it was), paired
                 // with its neighbour through workgroup memory.
+                let param = pass
+                    .slot(Buf::Param)
+                    .ok_or("internal error: a packed map pass without the parameters")?;
                 let f = if dtype == Dtype::Bf16 {
                     "an_bf16"
                 } else {
@@ -611,7 +497,7 @@ fn shader(kernel: &Kernel, p: usize, weights: Dtype) -> Result<Shader, String> {
                 let _ = writeln!(
                     o,
                     "        stored[l] = b{}[i];\n    }}\n    workgroupBarrier();\n    let j = g * {}u + l;\n    if (l < {}u && 2u * j < u.n) {{\n        packed[j] = {f}(stored[2u * l]) | ({f}(stored[2u * l + 1u]) << 16u);\n    }}",
-                    pass.slot(Buf::Param),
+                    param,
                     WORKGROUP / 2,
                     WORKGROUP / 2
                 );
