@@ -2,8 +2,9 @@
 //! builtins, one generic definition evaluated in f64 (schedules, hyperparameters, coarse
 //! values) or in f32 (per-element values), so the two precisions cannot drift apart.
 
+use crate::ast::UnOp;
 use crate::ast::{BinOp, CmpOp};
-use crate::ir::Builtin;
+use crate::ir::{Builtin, Difficulty};
 use num_traits::Float;
 
 fn truth<F: Float>(b: bool) -> F {
@@ -47,10 +48,10 @@ pub fn builtin<F: Float>(b: Builtin, x: &[F]) -> F {
         Builtin::Log => x[0].ln(),
         Builtin::Abs => x[0].abs(),
         Builtin::Sign => sign(x[0]),
-        Builtin::Min => x[0].min(x[1]),
-        Builtin::Max => x[0].max(x[1]),
+        Builtin::Min => min(x[0], x[1]),
+        Builtin::Max => max(x[0], x[1]),
         Builtin::Pow => x[0].powf(x[1]),
-        Builtin::Clamp => x[0].max(x[1]).min(x[2]),
+        Builtin::Clamp => min(max(x[0], x[1]), x[2]),
         Builtin::Lerp => lerp(x[0], x[1], x[2]),
         Builtin::Floor => x[0].floor(),
         Builtin::Ceil => x[0].ceil(),
@@ -59,6 +60,26 @@ pub fn builtin<F: Float>(b: Builtin, x: &[F]) -> F {
         Builtin::Tanh => x[0].tanh(),
         Builtin::IsFinite => truth(x[0].is_finite()),
         Builtin::IsNone => truth(x[0].is_nan()),
+    }
+}
+
+/// The smaller operand, a NaN operand yielding the other (as `f32::min`), and `y` when
+/// the two compare equal — so `min(-0, 0)` is `0`, exactly: Rust leaves the sign of a
+/// zero result unspecified, and every back end computes this select.
+pub fn min<F: Float>(x: F, y: F) -> F {
+    if y.is_nan() || x < y {
+        x
+    } else {
+        y
+    }
+}
+
+/// The larger operand, as `min`.
+pub fn max<F: Float>(x: F, y: F) -> F {
+    if y.is_nan() || x > y {
+        x
+    } else {
+        y
     }
 }
 
@@ -83,6 +104,25 @@ pub fn sign<F: Float>(x: F) -> F {
     }
 }
 
+/// A curriculum difficulty for one example with per-example loss `loss` (cross-entropy for
+/// `confidence`) and data columns `column(name)`, in f64 as every host value.
+pub fn difficulty(d: &Difficulty, loss: f64, column: &dyn Fn(&str) -> f64) -> f64 {
+    let at = |x: &Difficulty| difficulty(x, loss, column);
+    match d {
+        Difficulty::Column(c) => column(c),
+        Difficulty::Loss => loss,
+        Difficulty::OneMinusConfidence => 1.0 - (-loss).exp(),
+        Difficulty::Const(v) => *v,
+        Difficulty::Unary(UnOp::Neg, a) => -at(a),
+        Difficulty::Unary(UnOp::Not, a) => f64::from(u8::from(at(a) == 0.0)),
+        Difficulty::Binary(op, a, b) => arith(*op, at(a), at(b)),
+        Difficulty::Call(f, xs) => {
+            let vals: Vec<f64> = xs.iter().map(at).collect();
+            builtin(*f, &vals)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +132,15 @@ mod tests {
         assert_eq!(sign(0.0f32), 0.0);
         assert_eq!(sign(-3.0f64), -1.0);
         assert!(sign(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn min_and_max_are_defined_on_signed_zeros_and_nan() {
+        assert_eq!(min(-0.0f32, 0.0).to_bits(), 0.0f32.to_bits());
+        assert_eq!(min(0.0f32, -0.0).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(max(f64::NAN, 2.0), 2.0);
+        assert_eq!(min(3.0f32, f32::NAN), 3.0);
+        assert_eq!(max(1.0f32, 2.0), 2.0);
     }
 
     #[test]

@@ -480,3 +480,151 @@ fn legalize_pass(kernel: &Kernel, p: usize) -> Result<PassCode, Broken> {
         reductions,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An op's result, computed at once: the expansion run as an evaluator.
+    #[derive(Clone, Copy, Debug)]
+    enum V {
+        F(f32),
+        M(bool),
+    }
+
+    fn eval(p: Prim<V>) -> V {
+        let f = |v: V| match v {
+            V::F(x) => x,
+            V::M(_) => panic!("a mask used as a value"),
+        };
+        let m = |v: V| match v {
+            V::M(b) => b,
+            V::F(_) => panic!("a value used as a mask"),
+        };
+        match p {
+            Prim::Const(c) => V::F(c as f32),
+            Prim::Unary(u, x) => V::F(match u {
+                Unary::Neg => -f(x),
+                Unary::Sqrt => f(x).sqrt(),
+                Unary::Abs => f(x).abs(),
+                Unary::Floor => f(x).floor(),
+                Unary::Ceil => f(x).ceil(),
+            }),
+            Prim::Binary(b, x, y) => V::F(match b {
+                Binary::Add => f(x) + f(y),
+                Binary::Sub => f(x) - f(y),
+                Binary::Mul => f(x) * f(y),
+                Binary::Div => f(x) / f(y),
+            }),
+            Prim::Libm(l, x, y) => V::F(match l {
+                Libm::Exp => f(x).exp(),
+                Libm::Log => f(x).ln(),
+                Libm::Pow => f(x).powf(f(y.expect("pow takes two"))),
+                Libm::Cos => f(x).cos(),
+                Libm::Sin => f(x).sin(),
+                Libm::Tanh => f(x).tanh(),
+            }),
+            Prim::Compare(c, x, y) => V::M(crate::math::compare(c, f(x), f(y))),
+            Prim::IsNan(x) => V::M(f(x).is_nan()),
+            Prim::IsFinite(x) => V::M(f(x).is_finite()),
+            Prim::And(x, y) => V::M(m(x) && m(y)),
+            Prim::Or(x, y) => V::M(m(x) || m(y)),
+            Prim::Select(c, x, y) => {
+                if m(c) {
+                    x
+                } else {
+                    y
+                }
+            }
+        }
+    }
+
+    fn same(a: f32, b: f32) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    const SPECIAL: [f32; 14] = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.3,
+        0.5,
+        -0.5,
+        0.7,
+        2.5,
+        -3.0,
+        1e-45,
+        3.0e38,
+        f32::INFINITY,
+        f32::NAN,
+    ];
+
+    /// Every builtin and operator, expanded to primitives and evaluated, gives the bits
+    /// `math.rs` (the interpreter's reference) gives, on every combination of special
+    /// values: zeros of both signs, halves (lerp's branch), subnormals, infinities, NaN.
+    #[test]
+    fn expansions_compute_what_math_rs_computes() {
+        let mut run = |p: Prim<V>| eval(p);
+        let mut checked = 0;
+        for b in crate::ir::builtins() {
+            let n = b.arity();
+            let combos = SPECIAL.len().pow(n as u32);
+            for k in 0..combos {
+                let args: Vec<f32> = (0..n)
+                    .map(|i| SPECIAL[(k / SPECIAL.len().pow(i as u32)) % SPECIAL.len()])
+                    .collect();
+                let vs: Vec<V> = args.iter().map(|x| V::F(*x)).collect();
+                let V::F(got) = expand(b, &vs, &mut run) else {
+                    panic!("{} gave a mask", b.name())
+                };
+                let want = crate::math::builtin(b, &args);
+                assert!(same(got, want), "{}{args:?}: {got} vs {want}", b.name());
+                checked += 1;
+            }
+        }
+        let ops = [
+            BinOp::Add,
+            BinOp::Sub,
+            BinOp::Mul,
+            BinOp::Div,
+            BinOp::Pow,
+            BinOp::And,
+            BinOp::Or,
+            BinOp::Cmp(CmpOp::Lt),
+            BinOp::Cmp(CmpOp::Le),
+            BinOp::Cmp(CmpOp::Gt),
+            BinOp::Cmp(CmpOp::Ge),
+            BinOp::Cmp(CmpOp::Eq),
+            BinOp::Cmp(CmpOp::Ne),
+        ];
+        for op in ops {
+            for &x in &SPECIAL {
+                for &y in &SPECIAL {
+                    let V::F(got) = expand_binary(op, V::F(x), V::F(y), &mut run) else {
+                        panic!("{op:?} gave a mask")
+                    };
+                    let want = crate::math::arith(op, x, y);
+                    assert!(same(got, want), "{op:?}({x}, {y}): {got} vs {want}");
+                    checked += 1;
+                }
+            }
+        }
+        for &x in &SPECIAL {
+            let V::F(neg) = expand_unary(UnOp::Neg, V::F(x), &mut run) else {
+                panic!()
+            };
+            assert!(same(neg, -x));
+            let V::F(not) = expand_unary(UnOp::Not, V::F(x), &mut run) else {
+                panic!()
+            };
+            assert!(same(not, if x == 0.0 { 1.0 } else { 0.0 }), "not {x}");
+            // The interpreter's `if c then a else b` on a number: c holds unless it is 0.
+            let V::F(sel) = expand_select(V::F(x), V::F(1.5), V::F(-2.5), &mut run) else {
+                panic!()
+            };
+            assert_eq!(sel, if x != 0.0 { 1.5 } else { -2.5 }, "select on {x}");
+        }
+        assert!(checked > 17 * 14, "{checked}");
+    }
+}
