@@ -19,7 +19,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// The back end to time.
-    #[arg(long, value_enum, default_value_t = crate::Backend::Cranelift)]
+    #[arg(long, value_parser = crate::BackendParser::ANY, default_value = "cranelift")]
     pub backend: crate::Backend,
     /// Time Cranelift and LLVM one after the other, each against its own roofline.
     #[arg(long, conflicts_with = "backend")]
@@ -60,7 +60,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         let mut r = run_bench(
             &c.program,
             recipe,
-            backend.to_compiler(),
+            backend,
             args.params,
             args.tensors,
             args.threads,

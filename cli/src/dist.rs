@@ -78,7 +78,7 @@ fn rank_run(file: &Path, args: &RunArgs, comm: &dyn Comm) -> Result<RankResult, 
         curriculum: None,
         accumulate: 1,
         steps,
-        backend: args.backend.to_compiler(),
+        backend: args.backend,
         threads: args.threads.max(1),
     };
     let out = train_data_parallel(&run, zero, comm, &names, &shapes, &mut params)?;

@@ -8,7 +8,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anneal_compiler::backends::{c, cranelift, llvm, wgsl};
+use anneal_compiler::backends::{self, c, wgsl};
 use anneal_compiler::interp::Interpreter;
 use anneal_compiler::kernel::lower;
 use anneal_runtime::atomic::write_with;
@@ -24,13 +24,6 @@ pub enum Target {
     Deepspeed,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum ObjectBackend {
-    Cranelift,
-    /// LLVM at O3 for this CPU.
-    Llvm,
-}
-
 #[derive(Args)]
 pub struct ExportArgs {
     /// The recipe file (its first recipe is exported).
@@ -39,8 +32,8 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value_t = Target::C)]
     pub target: Target,
     /// The compiler that writes the object file (the same ABI and header either way).
-    #[arg(long, value_enum, default_value_t = ObjectBackend::Cranelift)]
-    pub backend: ObjectBackend,
+    #[arg(long, value_parser = crate::BackendParser::NATIVE, default_value = "cranelift")]
+    pub backend: crate::Backend,
     /// The folder to write into (created if missing); for `deepspeed`, the JSON file.
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
@@ -95,10 +88,7 @@ pub fn export(args: &ExportArgs) -> Result<(), String> {
     }
     let header = c::header(&comp.program, recipe, &kernel, &name)
         .map_err(|why| format!("recipe `{}` cannot be exported: {why}", recipe.name))?;
-    let object = match args.backend {
-        ObjectBackend::Cranelift => cranelift::object(&kernel, &format!("{name}_pass"))?,
-        ObjectBackend::Llvm => llvm::object(&kernel, &format!("{name}_pass"))?,
-    };
+    let object = backends::object(&kernel, args.backend, &format!("{name}_pass"))?;
     std::fs::create_dir_all(&args.output).map_err(|e| {
         format!(
             "cannot create {}: {e}; choose a writable folder with -o",

@@ -138,7 +138,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// The back end that runs the cases.
-        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        #[arg(long, value_parser = BackendParser::ANY, default_value = "interp")]
         backend: Backend,
         /// Print {"passed", "failed", "cases": [...]} as JSON.
         #[arg(long)]
@@ -157,31 +157,53 @@ enum Emit {
     LlvmIr,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum Backend {
-    /// Cranelift when the recipe lowers to a fused kernel, else the interpreter.
-    #[default]
-    Auto,
-    /// The reference interpreter.
-    Interp,
-    /// The fused step, JIT-compiled with Cranelift.
-    Cranelift,
-    /// The fused step, compiled by LLVM at O3 for this CPU.
-    Llvm,
-    /// The fused step as WGSL compute shaders on a GPU, through wgpu (Vulkan, Metal, DX12).
-    Wgsl,
+pub use anneal_compiler::backends::Backend;
+
+/// `--backend`'s values: the compiler's registry of back ends (`backends::BACKENDS`), with
+/// their help; `native` keeps those that write native code (for `export`).
+#[derive(Clone, Copy)]
+pub struct BackendParser {
+    native: bool,
 }
 
-impl Backend {
-    pub fn to_compiler(self) -> anneal_compiler::backends::Backend {
-        use anneal_compiler::backends::Backend as B;
-        match self {
-            Backend::Auto => B::Auto,
-            Backend::Interp => B::Interp,
-            Backend::Cranelift => B::Cranelift,
-            Backend::Llvm => B::Llvm,
-            Backend::Wgsl => B::Wgsl,
-        }
+impl BackendParser {
+    pub const ANY: BackendParser = BackendParser { native: false };
+    pub const NATIVE: BackendParser = BackendParser { native: true };
+
+    fn entries(self) -> impl Iterator<Item = &'static anneal_compiler::backends::Entry> {
+        anneal_compiler::backends::BACKENDS
+            .iter()
+            .filter(move |e| e.native || !self.native)
+    }
+}
+
+impl clap::builder::TypedValueParser for BackendParser {
+    type Value = Backend;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Backend, clap::Error> {
+        // clap's own parser for the names gives the usual "invalid value … possible
+        // values" error.
+        let names: Vec<&str> = self.entries().map(|e| e.name).collect();
+        let name = clap::builder::PossibleValuesParser::new(names).parse_ref(cmd, arg, value)?;
+        Backend::parse(&name).ok_or_else(|| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("unknown back end `{name}`\n"),
+            )
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(self.entries().map(|e| {
+            clap::builder::PossibleValue::new(e.name).help(e.about)
+        })))
     }
 }
 
@@ -241,7 +263,11 @@ fn dispatch(cli: Cli) -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Command::Run { file, args } => match run::run(&file, &args) {
+        Command::Run { file, args } => match if dist::wanted(&args) {
+            dist::run(&file, &args)
+        } else {
+            run::run(&file, &args)
+        } {
             Ok(s) if s.quiet => ExitCode::SUCCESS,
             Ok(s) if args.json => {
                 outln!("{}", serde_json::to_string(&s).unwrap_or_default());
@@ -606,7 +632,7 @@ fn cmd_conformance(paths: &[PathBuf], backend: Backend, json: bool, emit_recipe:
         }
         return ExitCode::SUCCESS;
     }
-    let report = conformance::run_files(&files, backend.to_compiler());
+    let report = conformance::run_files(&files, backend);
     if json {
         outln!("{}", report.to_json());
     } else {

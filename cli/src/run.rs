@@ -58,7 +58,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub resume: bool,
     /// Who runs the update step (auto: the fused Cranelift step when the recipe lowers).
-    #[arg(long, value_enum, default_value_t = crate::Backend::Auto)]
+    #[arg(long, value_parser = crate::BackendParser::ANY, default_value = "auto")]
     pub backend: crate::Backend,
     /// Threads for the compiled update step (0: all cores).
     #[arg(long, default_value_t = 0)]
@@ -473,10 +473,8 @@ pub fn compile_file(file: &Path) -> Result<anneal_compiler::Compilation, String>
     Ok(c)
 }
 
+/// `anneal run` in one process (`dist::run` takes data-parallel runs; `main` chooses).
 pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
-    if crate::dist::wanted(args) {
-        return crate::dist::run(file, args);
-    }
     let c = compile_file(file)?;
     let recipe = c
         .recipes()
@@ -549,7 +547,7 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
         curriculum: sampler.as_ref(),
         accumulate: 1,
         steps,
-        backend: args.backend.to_compiler(),
+        backend: args.backend,
         threads: args.threads,
     };
     let bar = if std::io::stderr().is_terminal() && !args.json {

@@ -223,29 +223,23 @@ impl Session {
                     })
             }
             "backend" => {
-                let b = match arg {
-                    "auto" => Backend::Auto,
-                    "interp" => Backend::Interp,
-                    "cranelift" => Backend::Cranelift,
-                    "llvm" => Backend::Llvm,
-                    "wgsl" => Backend::Wgsl,
-                    "" => {
-                        return Ok(Reply::text(format!(
-                            "back end: {}",
-                            self.backend.to_compiler().name()
-                        )))
+                let b = match Backend::parse(arg) {
+                    Some(b) => b,
+                    None if arg.is_empty() => {
+                        return Ok(Reply::text(format!("back end: {}", self.backend.name())))
                     }
-                    other => {
+                    None => {
                         return Err(format!(
-                        "unknown back end `{other}`; choose auto, interp, cranelift, llvm or wgsl"
-                    ))
+                            "unknown back end `{arg}`; choose {}",
+                            Backend::NAMES.join(", ")
+                        ))
                     }
                 };
                 self.backend = b;
                 // The optimizer state is the same on every back end: training goes on.
                 Ok(Reply::text(format!(
                     "back end: {} (from the next step)",
-                    b.to_compiler().name()
+                    b.name()
                 )))
             }
             "plot" => self.plot(arg).map(Reply::text),
@@ -381,7 +375,7 @@ impl Session {
         } else {
             format!(": {}", chain.join(" |> "))
         };
-        let backend = self.backend.to_compiler();
+        let backend = self.backend;
         if backend == B::Interp
             || recipe.stages.is_empty()
             || backends::is_builtin(&c.program, recipe)
@@ -400,15 +394,13 @@ impl Session {
                 Err(e) => (format!("{chain} (code generation failed: {e})"), ms),
             };
         }
-        let compiled = match backend {
-            B::Llvm => backends::llvm::compile(&kernel),
-            _ => backends::cranelift::compile(&kernel),
-        };
-        let name = if backend == B::Llvm {
-            "llvm"
+        // `auto` compiles with Cranelift, as the stepper does.
+        let native = if backend == B::Llvm {
+            B::Llvm
         } else {
-            "cranelift"
+            B::Cranelift
         };
+        let (compiled, name) = (backends::compile(&kernel, native), native.name());
         let ms = start.elapsed().as_secs_f64() * 1e3;
         match compiled {
             Ok(code) if code.cached => (format!("{chain} ({name}, cached)"), ms),

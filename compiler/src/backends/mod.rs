@@ -125,7 +125,7 @@ pub fn is_builtin(program: &Program, recipe: &Recipe) -> bool {
 }
 
 /// A back end, as `--backend` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
     Interp,
     Cranelift,
@@ -134,31 +134,117 @@ pub enum Backend {
     /// The fused kernel as WGSL compute shaders, run on a GPU through wgpu.
     Wgsl,
     /// Cranelift when the recipe lowers to a fused kernel, the interpreter otherwise.
+    #[default]
     Auto,
 }
 
+/// One entry of the registry: a back end, its name and what it does.
+pub struct Entry {
+    pub backend: Backend,
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Whether it compiles a kernel to native pass functions (`compile`) and object files
+    /// (`object`).
+    pub native: bool,
+}
+
+/// Every back end, in the order help texts list them: the one list the CLI's
+/// `--backend`, the REPL's `:backend`, `bench`, `export` and the Python package read.
+pub const BACKENDS: [Entry; 5] = [
+    Entry {
+        backend: Backend::Auto,
+        name: "auto",
+        about: "Cranelift when the recipe lowers to a fused kernel, else the interpreter",
+        native: false,
+    },
+    Entry {
+        backend: Backend::Interp,
+        name: "interp",
+        about: "the reference interpreter",
+        native: false,
+    },
+    Entry {
+        backend: Backend::Cranelift,
+        name: "cranelift",
+        about: "the fused step, JIT-compiled with Cranelift",
+        native: true,
+    },
+    Entry {
+        backend: Backend::Llvm,
+        name: "llvm",
+        about: "the fused step, compiled by LLVM at O3 for this CPU",
+        native: true,
+    },
+    Entry {
+        backend: Backend::Wgsl,
+        name: "wgsl",
+        about: "the fused step as WGSL compute shaders on a GPU, through wgpu",
+        native: false,
+    },
+];
+
 impl Backend {
-    pub const NAMES: [&'static str; 5] = ["auto", "interp", "cranelift", "llvm", "wgsl"];
+    pub const NAMES: [&'static str; 5] = [
+        BACKENDS[0].name,
+        BACKENDS[1].name,
+        BACKENDS[2].name,
+        BACKENDS[3].name,
+        BACKENDS[4].name,
+    ];
 
     pub fn parse(s: &str) -> Option<Backend> {
-        match s {
-            "interp" => Some(Backend::Interp),
-            "cranelift" => Some(Backend::Cranelift),
-            "llvm" => Some(Backend::Llvm),
-            "wgsl" => Some(Backend::Wgsl),
-            "auto" => Some(Backend::Auto),
-            _ => None,
-        }
+        BACKENDS.iter().find(|e| e.name == s).map(|e| e.backend)
+    }
+
+    fn entry(self) -> &'static Entry {
+        // Every variant has an entry (the registry's test checks it).
+        BACKENDS
+            .iter()
+            .find(|e| e.backend == self)
+            .unwrap_or(&BACKENDS[0])
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Backend::Interp => "interp",
-            Backend::Cranelift => "cranelift",
-            Backend::Llvm => "llvm",
-            Backend::Wgsl => "wgsl",
-            Backend::Auto => "auto",
-        }
+        self.entry().name
+    }
+
+    pub fn about(self) -> &'static str {
+        self.entry().about
+    }
+}
+
+/// `kernel`'s passes as native functions, by a native back end (cached by the kernel's
+/// structure).
+pub fn compile(kernel: &Kernel, backend: Backend) -> Result<Compiled, String> {
+    match backend {
+        Backend::Cranelift => cranelift::compile(kernel),
+        Backend::Llvm => llvm::compile(kernel),
+        other => Err(format!(
+            "the {} back end does not compile native pass functions",
+            other.name()
+        )),
+    }
+}
+
+/// `kernel`'s passes as a relocatable object file (symbols `{prefix}{i}`), by a native
+/// back end, for `anneal export`.
+pub fn object(kernel: &Kernel, backend: Backend, prefix: &str) -> Result<Vec<u8>, String> {
+    match backend {
+        Backend::Cranelift => cranelift::object(kernel, prefix),
+        Backend::Llvm => llvm::object(kernel, prefix),
+        other => Err(format!(
+            "the {} back end does not write object files",
+            other.name()
+        )),
+    }
+}
+
+/// How many kernels a native back end has compiled in this process (cache hits excluded).
+pub fn compiles(backend: Backend) -> usize {
+    match backend {
+        Backend::Cranelift => cranelift::compiles(),
+        Backend::Llvm => llvm::compiles(),
+        _ => 0,
     }
 }
 
@@ -254,10 +340,12 @@ impl<'p> Stepper<'p> {
                 },
             ));
         }
-        let (code, name) = match backend {
-            Backend::Llvm => (llvm::compile(&kernel)?, "llvm"),
-            _ => (cranelift::compile(&kernel)?, "cranelift"),
+        // `auto` compiles with Cranelift (milliseconds).
+        let native = match backend {
+            Backend::Llvm => Backend::Llvm,
+            _ => Backend::Cranelift,
         };
+        let (code, name) = (compile(&kernel, native)?, native.name());
         let fused = Fused::new(interp, kernel, code.fns, threads)?;
         Ok((
             Stepper::Fused(Box::new(fused), name),
@@ -374,5 +462,26 @@ impl<'p> Stepper<'p> {
             Stepper::Interp(_) => "interp",
             Stepper::Fused(_, name) => name,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_back_end_is_registered_once_under_its_name() {
+        for b in [
+            Backend::Interp,
+            Backend::Cranelift,
+            Backend::Llvm,
+            Backend::Wgsl,
+            Backend::Auto,
+        ] {
+            let entries: Vec<&Entry> = BACKENDS.iter().filter(|e| e.backend == b).collect();
+            assert_eq!(entries.len(), 1, "{b:?}");
+            assert_eq!(Backend::parse(entries[0].name), Some(b));
+        }
+        assert_eq!(Backend::parse("gpu"), None);
     }
 }

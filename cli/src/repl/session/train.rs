@@ -72,7 +72,6 @@ impl Session {
         let (Some(c), Some(tr)) = (compiled.as_ref(), training.as_mut()) else {
             return Err("internal error: no compiled session or training state".into());
         };
-        let backend = backend.to_compiler();
         let total = tr.step + n;
         let batches = tr.setup.batches();
         let run = Run {
@@ -84,7 +83,7 @@ impl Session {
             curriculum: tr.sampler.as_ref(),
             accumulate: 1,
             steps: total,
-            backend,
+            backend: *backend,
             threads: 0,
         };
         let resume = tr.snapshot.take().map(|snapshot| Resume {
