@@ -933,26 +933,6 @@ impl Difficulty {
         walk(self, &mut out);
         out
     }
-
-    /// Its value for one example with per-example loss `loss` (cross-entropy for
-    /// `confidence`) and data columns `column(name)`, in f64 as every host value.
-    pub fn eval(&self, loss: f64, column: &dyn Fn(&str) -> f64) -> f64 {
-        match self {
-            Difficulty::Column(c) => column(c),
-            Difficulty::Loss => loss,
-            Difficulty::OneMinusConfidence => 1.0 - (-loss).exp(),
-            Difficulty::Const(v) => *v,
-            Difficulty::Unary(UnOp::Neg, a) => -a.eval(loss, column),
-            Difficulty::Unary(UnOp::Not, a) => f64::from(u8::from(a.eval(loss, column) == 0.0)),
-            Difficulty::Binary(op, a, b) => {
-                crate::math::arith(*op, a.eval(loss, column), b.eval(loss, column))
-            }
-            Difficulty::Call(f, xs) => {
-                let vals: Vec<f64> = xs.iter().map(|x| x.eval(loss, column)).collect();
-                crate::math::builtin(*f, &vals)
-            }
-        }
-    }
 }
 
 /// How a batch is drawn from the visible set.

@@ -345,7 +345,7 @@ impl Sampler {
                                 .and_then(|(_, v)| v.get(i))
                                 .map_or(f64::NAN, |x| f64::from(*x))
                         };
-                        expr.eval(f64::from(loss), &col) as f32
+                        anneal_compiler::math::difficulty(expr, f64::from(loss), &col) as f32
                     })
                     .collect()
             }

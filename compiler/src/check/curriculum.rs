@@ -5,7 +5,7 @@
 // Diagnostics are returned only on the error path; their size does not matter here.
 #![allow(clippy::result_large_err)]
 
-use super::recipe::named_args;
+use super::args::{named_args, whole};
 use crate::ast::{self, ExprKind};
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::ir::{Builtin, CurriculumPhase, Difficulty, ModelSpec, Pace, Sampling};
@@ -484,17 +484,6 @@ fn number(e: &ast::Expr) -> Option<f64> {
     match &e.kind {
         ExprKind::Number { value, .. } => Some(*value),
         ExprKind::Unary(ast::UnOp::Neg, inner) => number(inner).map(|x| -x),
-        _ => None,
-    }
-}
-
-/// A whole-number literal (written without a point or exponent), below 9e15.
-pub(super) fn whole(e: &ast::Expr) -> Option<u64> {
-    match &e.kind {
-        ExprKind::Number {
-            value,
-            is_int: true,
-        } if *value >= 0.0 && *value < 9e15 => Some(*value as u64),
         _ => None,
     }
 }

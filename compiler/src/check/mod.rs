@@ -3,6 +3,7 @@
 //! definition and its signature, check every body, then check and elaborate the recipes.
 //! What it could not build is left out of the program and reported.
 
+mod args;
 mod body;
 mod curriculum;
 mod hyper;

@@ -30,7 +30,7 @@ const MAX_SETTING: u64 = 1 << 20;
 /// A whole number in [`min`, MAX_SETTING], or a diagnostic naming the key.
 #[allow(clippy::result_large_err)]
 fn whole(key: &Ident, e: &Expr, min: u64) -> Result<u64, Diagnostic> {
-    super::curriculum::whole(e)
+    super::args::whole(e)
         .filter(|n| (min..=MAX_SETTING).contains(n))
         .ok_or_else(|| {
             Diagnostic::error(

@@ -251,7 +251,14 @@ impl<'p> Fused<'p> {
         let mut sliced: Vec<Option<Vec<Vec<f64>>>> = vec![None; self.kernel.slice_reds.len()];
         // Run reduction passes and model calls until every value the step needs is known.
         let (active, skipped) = loop {
-            let mut ev = HostEval::new(self, &mut hypers, &reduced, &sliced, nt);
+            let mut ev = HostEval::new(
+                &self.kernel,
+                &self.interp,
+                &mut hypers,
+                &reduced,
+                &sliced,
+                nt,
+            );
             let (active, skipped, blocked) = ev.skips()?;
             // While a `skip if` waits on a reduction, the later stages' reductions are
             // gathered too, betting the step is not skipped (the usual case), so that one
@@ -393,7 +400,14 @@ impl<'p> Fused<'p> {
             }
         };
         // The map pass, then the host states, then the counters.
-        let mut ev = HostEval::new(self, &mut hypers, &reduced, &sliced, nt);
+        let mut ev = HostEval::new(
+            &self.kernel,
+            &self.interp,
+            &mut hypers,
+            &reduced,
+            &sliced,
+            nt,
+        );
         let mut finals = Vec::new();
         for &(stage, state, h) in &self.kernel.host_states {
             if stage >= active {

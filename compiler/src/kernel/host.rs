@@ -5,16 +5,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::exec::Fused;
-use super::{Buf, EId, Elem, Host, RId};
-use crate::interp::{str_value, Partial, Slice, StateValue};
+use super::{Buf, EId, Elem, Host, Kernel, RId};
+use crate::interp::{str_value, Interpreter, Partial, Slice, StateValue};
 use crate::ir::{Scope, ShapeInfo};
 use crate::math::{arith, builtin};
 
 /// Host values of one step, memoized per tensor; `None` while a reduction they need has
 /// not run (it is then recorded in `needed`).
 pub(crate) struct HostEval<'a, 'p> {
-    pub(crate) f: &'a Fused<'p>,
+    pub(crate) kernel: &'a Kernel,
+    pub(crate) interp: &'a Interpreter<'p>,
     pub(crate) hypers: &'a mut Vec<Option<Vec<Option<Vec<f64>>>>>,
     pub(crate) reduced: &'a [Option<Vec<f64>>],
     /// Results of the sliced reductions run so far: per tensor, per slot.
@@ -29,16 +29,18 @@ pub(crate) struct HostEval<'a, 'p> {
 
 impl<'a, 'p> HostEval<'a, 'p> {
     pub(crate) fn new(
-        f: &'a Fused<'p>,
+        kernel: &'a Kernel,
+        interp: &'a Interpreter<'p>,
         hypers: &'a mut Vec<Option<Vec<Option<Vec<f64>>>>>,
         reduced: &'a [Option<Vec<f64>>],
         sliced: &'a [Option<Vec<Vec<f64>>>],
         nt: usize,
     ) -> Self {
         HostEval {
-            memo: vec![None; f.kernel.host.len() * (nt + 1)],
+            memo: vec![None; kernel.host.len() * (nt + 1)],
             slice_memo: BTreeMap::new(),
-            f,
+            kernel,
+            interp,
             hypers,
             reduced,
             sliced,
@@ -54,15 +56,14 @@ impl<'a, 'p> HostEval<'a, 'p> {
         if let Some(v) = self.slice_memo.get(&(h, t)) {
             return Ok(v.clone());
         }
-        let f = self.f;
-        let k = f.kernel.host_slice[h].ok_or("internal error: not a sliced value")?;
-        let view = f
-            .interp
+        let (kernel, interp) = (self.kernel, self.interp);
+        let k = kernel.host_slice[h].ok_or("internal error: not a sliced value")?;
+        let view = interp
             .views
             .get(t)
             .ok_or("internal error: no such tensor")?;
-        let v = match &f.kernel.host[h] {
-            Host::SliceState { stage, state } => match &f.interp.states[*stage][*state] {
+        let v = match &kernel.host[h] {
+            Host::SliceState { stage, state } => match &interp.states[*stage][*state] {
                 StateValue::Slice(_, vals) => vals.get(t).cloned(),
                 _ => None,
             },
@@ -75,7 +76,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
             },
             Host::HostReduce { op, input, .. } => {
                 // Into outer slices, as the interpreter reduces a sliced value.
-                let from = f.kernel.host_slice[*input].unwrap_or(Slice::Outer);
+                let from = kernel.host_slice[*input].unwrap_or(Slice::Outer);
                 match self.eval_slice(*input, t)? {
                     Some(vals) => {
                         let mut acc = vec![Partial::empty(); view.count(k)];
@@ -101,7 +102,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
                 let n = view.count(k);
                 let mut cols: Vec<Option<Vec<f64>>> = Vec::with_capacity(ops.len());
                 for &o in &ops {
-                    cols.push(match f.kernel.host_slice[o] {
+                    cols.push(match kernel.host_slice[o] {
                         Some(l) if l == k => self.eval_slice(o, t)?,
                         // Outer slices broadcast into rows or columns.
                         Some(_) => self.eval_slice(o, t)?.map(|v| {
@@ -151,8 +152,8 @@ impl<'a, 'p> HostEval<'a, 'p> {
 
     /// The `skip if` conditions in stage order: (stages that run, skipped, undecided).
     pub(crate) fn skips(&mut self) -> Result<(usize, bool, bool), String> {
-        let active = self.f.kernel.stages;
-        for &(stage, cond) in &self.f.kernel.skips {
+        let active = self.kernel.stages;
+        for &(stage, cond) in &self.kernel.skips {
             match self.eval(cond, 0)? {
                 None => return Ok((stage + 1, false, true)),
                 Some(c) if c != 0.0 => return Ok((stage + 1, true, false)),
@@ -169,8 +170,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
         roots: &[EId],
         out: &mut BTreeSet<usize>,
     ) -> Result<(), String> {
-        let f = self.f;
-        let k = &f.kernel;
+        let k = self.kernel;
         let mut seen = vec![false; k.elems.len()];
         let mut stack: Vec<EId> = roots.to_vec();
         while let Some(e) = stack.pop() {
@@ -222,7 +222,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
     /// Evaluates `h` for every tensor; whether all were known.
     pub(crate) fn all_tensors(&mut self, h: usize) -> Result<bool, String> {
         let mut known = true;
-        if self.f.kernel.host_slice[h].is_some() {
+        if self.kernel.host_slice[h].is_some() {
             for t in 0..self.nt {
                 known &= self.eval_slice(h, t)?.is_some();
             }
@@ -235,13 +235,13 @@ impl<'a, 'p> HostEval<'a, 'p> {
     }
 
     pub(crate) fn group(&self, t: usize) -> usize {
-        self.f.interp.group_of.get(t).copied().unwrap_or(0)
+        self.interp.group_of.get(t).copied().unwrap_or(0)
     }
 
     pub(crate) fn stage_hypers(&mut self, stage: usize) -> Result<&Vec<Option<Vec<f64>>>, String> {
         if self.hypers[stage].is_none() {
-            let count = self.f.interp.runs[stage] as f64;
-            self.hypers[stage] = Some(self.f.interp.hypers(stage, count)?);
+            let count = self.interp.runs[stage] as f64;
+            self.hypers[stage] = Some(self.interp.hypers(stage, count)?);
         }
         self.hypers[stage]
             .as_ref()
@@ -249,12 +249,12 @@ impl<'a, 'p> HostEval<'a, 'p> {
     }
 
     pub(crate) fn eval(&mut self, h: usize, t: usize) -> Result<Option<f64>, String> {
-        let key = t * self.f.kernel.host.len() + h;
+        let key = t * self.kernel.host.len() + h;
         if let Some(v) = self.memo.get(key).copied().flatten() {
             return Ok(v);
         }
-        let it = &self.f.interp;
-        let v = match &self.f.kernel.host[h] {
+        let it = &self.interp;
+        let v = match &self.kernel.host[h] {
             Host::Const(c) => Some(*c),
             Host::Hyper { stage, index } => {
                 let g = self.group(t);
