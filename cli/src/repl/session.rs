@@ -231,7 +231,7 @@ impl Session {
                     None => {
                         return Err(format!(
                             "unknown back end `{arg}`; choose {}",
-                            Backend::NAMES.join(", ")
+                            Backend::choices()
                         ))
                     }
                 };

@@ -15,7 +15,7 @@ use crate::ir::{
     Body, Builtin, DefBody, Expr, ExprId, Extent, HyperValue, Program, Recipe, ShapeInfo,
 };
 use crate::kernel::exec::CHUNK;
-use crate::kernel::legalize::{expand, Binary, Prim, Unary};
+use crate::kernel::legalize::{expand, Prim, Unary};
 use crate::kernel::{Buf, Host, Kernel, PassKind};
 
 /// A hyperparameter's value at the first step (a schedule's at count 0).
@@ -127,15 +127,7 @@ fn c_prim(p: &Prim<String>, ty: &'static str, f: &str) -> (&'static str, String)
                 Unary::Ceil => format!("ceil{f}({x})"),
             },
         ),
-        Prim::Binary(b, x, y) => {
-            let sym = match b {
-                Binary::Add => "+",
-                Binary::Sub => "-",
-                Binary::Mul => "*",
-                Binary::Div => "/",
-            };
-            (ty, format!("{x} {sym} {y}"))
-        }
+        Prim::Binary(b, x, y) => (ty, format!("{x} {} {y}", b.symbol())),
         Prim::Libm(l, x, y) => {
             // The C names are the float ones (`expf`); the double ones drop the `f`.
             let name = l.c_name().trim_end_matches('f');

@@ -211,6 +211,12 @@ impl Backend {
     pub fn about(self) -> &'static str {
         self.entry().about
     }
+
+    /// The names as a message lists them: "auto, interp, … or wgsl".
+    pub fn choices() -> String {
+        let (last, rest) = Backend::NAMES.split_last().unwrap_or((&"", &[]));
+        format!("{} or {last}", rest.join(", "))
+    }
 }
 
 /// `kernel`'s passes as native functions, by a native back end (cached by the kernel's

@@ -63,6 +63,18 @@ pub enum Binary {
     Div,
 }
 
+impl Binary {
+    /// The operator as C and WGSL write it.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Binary::Add => "+",
+            Binary::Sub => "-",
+            Binary::Mul => "*",
+            Binary::Div => "/",
+        }
+    }
+}
+
 /// The C library's single-precision functions a pass may call (Rust's `f32` methods call
 /// the same ones), by their C names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

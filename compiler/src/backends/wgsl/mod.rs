@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 
 use crate::ir::{Dtype, ReduceOp};
-use crate::kernel::legalize::{legalize, AccKind, Binary, Libm, Op, OpId, PassCode, Prim, Unary};
+use crate::kernel::legalize::{legalize, AccKind, Libm, Op, OpId, PassCode, Prim, Unary};
 use crate::kernel::{Buf, Kernel, PassKind};
 
 mod manifest;
@@ -289,15 +289,7 @@ fn write_op(op: &Op) -> (&'static str, String) {
                 Unary::Floor => format!("floor({})", v(x)),
                 Unary::Ceil => format!("ceil({})", v(x)),
             }),
-            Prim::Binary(b, x, y) => {
-                let sym = match b {
-                    Binary::Add => "+",
-                    Binary::Sub => "-",
-                    Binary::Mul => "*",
-                    Binary::Div => "/",
-                };
-                value(format!("{} {sym} {}", v(x), v(y)))
-            }
+            Prim::Binary(b, x, y) => value(format!("{} {} {}", v(x), b.symbol(), v(y))),
             Prim::Libm(f, x, y) => value(match (f, y) {
                 (Libm::Pow, Some(y)) => format!("an_pow({}, {})", v(x), v(y)),
                 (Libm::Exp, _) => format!("exp({})", v(x)),
