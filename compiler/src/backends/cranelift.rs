@@ -1,14 +1,13 @@
-//! The Cranelift back end: each pass of a kernel becomes one native function, the JIT
-//! demo's FunctionTranslator shape. Entry points: `compile` (JIT, cached by kernel
-//! structure) and `object` (an object file for `anneal export`).
+//! The Cranelift back end: an `emit::Emitter` that turns each legalized pass into one
+//! native function. Entry points: `compile` (JIT, cached by kernel structure) and
+//! `object` (an object file for `anneal export`).
 //!
 //! A pass function walks `[start, end)` four elements at a time in f32x4 lanes, then the
-//! remaining elements one at a time, evaluating the element graph with exactly the f32
-//! operations the interpreter uses (`math.rs`): `min`/`max` ignore a NaN operand as Rust's
-//! do, `sign(0) = 0`, `lerp` takes torch's two-branch formula, and `exp`, `log`, `pow`,
-//! `cos`, `sin`, `tanh` call the C library's f32 functions (the ones Rust's `f32` methods
-//! call), lane by lane. Reductions accumulate in f64 (two f64x2 accumulators per
-//! reduction, then the tail) and each writes one partial result per call.
+//! remaining elements one at a time (`widths() = [4, 1]`); the primitive ops map to one
+//! instruction each, and `exp`, `log`, `pow`, `cos`, `sin`, `tanh` call the C library's
+//! f32 functions (the ones Rust's `f32` methods call), lane by lane. Reductions accumulate
+//! in f64 (two f64x2 accumulators per reduction, then the tail) and each writes one
+//! partial result per call.
 //!
 //! Hyperparameters are slots of a per-tensor scalar table read at run time, so a kernel's
 //! code depends only on the recipe's structure: compiled code is cached by that structure

@@ -1,5 +1,6 @@
-//! The LLVM back end (inkwell 0.11, LLVM 14): each pass of a kernel becomes one function
-//! with the Cranelift back end's ABI, written as a plain scalar loop and left to LLVM's
+//! The LLVM back end (inkwell 0.11, LLVM 14): an `emit::Emitter` that turns each legalized
+//! pass into one function with the Cranelift back end's ABI, a plain scalar loop
+//! (`widths() = [1]`) left to LLVM's
 //! `default<O3>` pipeline for the host CPU (which vectorizes the map loops to the widest
 //! vectors the machine has). Entry points: `compile` (JIT, cached by kernel structure),
 //! `object` (an object file for `anneal export --backend llvm`) and `ir` (the optimized

@@ -1,4 +1,5 @@
-//! Back ends: who runs a recipe's step. Entry point: `Stepper::new`.
+//! Back ends: who runs a recipe's step. Entry point: `Stepper::new`; `BACKENDS` is the
+//! one list of them (names, help), `compile`/`object` produce native code.
 //!
 //! `interp` is the reference interpreter; `cranelift` lowers the recipe to the fused
 //! kernel (`kernel::lower`) and JIT-compiles its passes (`llvm` the same through LLVM);

@@ -297,7 +297,8 @@ pub fn expand_select<T: Clone>(c: T, x: T, y: T, emit: &mut impl FnMut(Prim<T>) 
     emit(Prim::Select(m, x, y))
 }
 
-/// Rust's `f32::min`/`max`: the smaller (larger) operand; a NaN operand yields the other.
+/// `math::min`/`max`: the smaller (larger) operand, a NaN operand yielding the other, the
+/// second when they compare equal.
 fn min_max<T: Clone>(max: bool, x: T, y: T, emit: &mut impl FnMut(Prim<T>) -> T) -> T {
     let cmp = if max { CmpOp::Gt } else { CmpOp::Lt };
     let m = emit(Prim::Compare(cmp, x.clone(), y.clone()));
