@@ -154,6 +154,13 @@ fn walk<E: Emitter>(e: &mut E, code: &PassCode) -> Result<Slots<E>, String> {
                         Some(y) => vec![v(x)?, v(y)?],
                         None => vec![v(x)?],
                     };
+                    if args.len() != f.arity() {
+                        return Err(format!(
+                            "internal error: op {id} calls `{}` with {} operands",
+                            f.c_name(),
+                            args.len()
+                        ));
+                    }
                     Slot::Value(e.libm(f, &args)?)
                 }
                 Prim::Compare(c, x, y) => Slot::Mask(e.compare(c, v(x)?, v(y)?)?),

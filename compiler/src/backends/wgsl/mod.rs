@@ -266,18 +266,19 @@ fn helpers_for(body: &str) -> String {
 
 /// Writes a pass's legalized ops as WGSL `let`s, one per op (values `f32`, masks
 /// `bool`), named by op index.
-fn write_ops(out: &mut String, code: &PassCode, indent: &str) {
+fn write_ops(out: &mut String, code: &PassCode, indent: &str) -> Result<(), String> {
     for (id, op) in code.ops.iter().enumerate() {
-        let (ty, expr) = write_op(op);
+        let (ty, expr) = write_op(op)?;
         let _ = writeln!(out, "{indent}let o{id}: {ty} = {expr};");
     }
+    Ok(())
 }
 
-fn write_op(op: &Op) -> (&'static str, String) {
+fn write_op(op: &Op) -> Result<(&'static str, String), String> {
     let v = |x: &OpId| format!("o{x}");
     let value = |e: String| ("f32", e);
     let mask = |e: String| ("bool", e);
-    match op {
+    Ok(match op {
         Op::Load(k) => value(format!("b{k}[i]")),
         Op::Scalar(k) => value(format!("u.s[{}u][{}]", k / 4, k % 4)),
         Op::Prim(p) => match p {
@@ -297,7 +298,7 @@ fn write_op(op: &Op) -> (&'static str, String) {
                 (Libm::Cos, _) => format!("cos({})", v(x)),
                 (Libm::Sin, _) => format!("sin({})", v(x)),
                 (Libm::Tanh, _) => format!("an_tanh({})", v(x)),
-                (Libm::Pow, None) => format!("an_pow({}, 1.0f)", v(x)),
+                (Libm::Pow, None) => return Err("internal error: `pow` with one operand".into()),
             }),
             // A NaN never compares equal; `!=` holds for it, as the op means.
             Prim::Compare(c, x, y) => mask(format!("{} {} {}", v(x), c.symbol(), v(y))),
@@ -307,7 +308,7 @@ fn write_op(op: &Op) -> (&'static str, String) {
             Prim::Or(x, y) => mask(format!("{} || {}", v(x), v(y))),
             Prim::Select(m, x, y) => value(format!("select({}, {}, {})", v(y), v(x), v(m))),
         },
-    }
+    })
 }
 
 /// The identity of a reduction's tree and how two partials combine.
@@ -403,7 +404,7 @@ fn shader(kernel: &Kernel, code: &PassCode, p: usize, weights: Dtype) -> Result<
                 "    for (var k = 0u; k < {REDUCE_ELEMS}u; k = k + 1u) {{\n        let i = g * {}u + k * {WORKGROUP}u + l;\n        if (i < u.n) {{",
                 WORKGROUP * REDUCE_ELEMS
             );
-            write_ops(o, code, "            ");
+            write_ops(o, code, "            ")?;
             for (j, r) in code.reductions.iter().enumerate() {
                 let x = r.value;
                 let value = match r.kind {
@@ -460,7 +461,7 @@ fn shader(kernel: &Kernel, code: &PassCode, p: usize, weights: Dtype) -> Result<
             }
             // Every value first, then every store: a store must not feed a later value
             // (values are functions of the buffers as the step began).
-            write_ops(o, code, &format!("{pad}    "));
+            write_ops(o, code, &format!("{pad}    "))?;
             for store in &code.stores {
                 let line = format!("b{}[i] = o{};", store.buf, store.value);
                 if let Some(active) = code.guard {
