@@ -128,14 +128,14 @@ fn reference(
 ) -> Result<(), String> {
     let (sizes, mut params) = reference_problem();
     let names: Vec<String> = (0..sizes.len()).map(|t| format!("{t}.weight")).collect();
-    let mut interp = Interpreter::new(program, recipe, &names, &params)?;
+    let (interp, mut state) = Interpreter::new(program, recipe, &names, &params)?;
     let mut text = String::new();
     for k in 0..steps {
         let grads: Vec<Vec<f32>> = params
             .iter()
             .map(|p| p.iter().map(|x| 2.0 * (x - 0.25)).collect())
             .collect();
-        interp.step(&mut params, &grads)?;
+        interp.step(&mut state, &mut params, &grads)?;
         for (t, p) in params.iter().enumerate() {
             for (i, x) in p.iter().enumerate() {
                 text.push_str(&format!("{} {t} {i} {x:.9e}\n", k + 1));

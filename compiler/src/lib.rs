@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod math;
 pub mod print;
 pub mod source;
+pub mod state;
 pub mod stdlib;
 pub mod syntax;
 pub mod value;

@@ -174,6 +174,63 @@ recipe r { update = GradScaler(init_scale: 4, growth_interval: 2) |> SGD(lr: 0.1
     }
 }
 
+#[test]
+fn a_state_saved_on_one_back_end_continues_on_another() {
+    // The stepper owns the step state; a snapshot is all of it (counts, bias
+    // corrections' step, moments, the loss scale and its growth tracker), so the
+    // interpreter's three steps continued by a fused step equal six steps on either.
+    let src = "import std.torch.{GradScaler, Adam}
+recipe r { update = GradScaler(init_scale: 4, growth_interval: 2) |> Adam(lr: 0.05) }";
+    let c = compile("t.anneal", src);
+    let recipe = &c.program.recipes[0];
+    let names = vec!["w".to_string(), "b".to_string()];
+    let shapes = vec![vec![3, 4], vec![4]];
+    let init = vec![vec![0.5f32; 12], vec![-0.25f32; 4]];
+    let sizes = [12, 4];
+    let steps = |s: &mut Stepper, p: &mut Vec<Vec<f32>>, ks: std::ops::Range<usize>| {
+        for k in ks {
+            let g = if k == 4 {
+                vec![vec![f32::NAN; 12], vec![0.0; 4]]
+            } else {
+                grads(&sizes, k, 7)
+            };
+            s.step(p, &g).unwrap();
+        }
+    };
+    let new = |b| {
+        Stepper::new(b, &c.program, recipe, &names, &shapes, &init, 1)
+            .unwrap()
+            .0
+    };
+    let mut whole = new(Backend::Interp);
+    let mut want = init.clone();
+    steps(&mut whole, &mut want, 0..6);
+    for backend in compiled_backends() {
+        let mut first = new(Backend::Interp);
+        let mut got = init.clone();
+        steps(&mut first, &mut got, 0..3);
+        let mut then = new(backend);
+        then.restore(first.snapshot()).unwrap();
+        steps(&mut then, &mut got, 3..6);
+        assert_eq!(then.state().count(), 6, "{}", backend.name());
+        assert_eq!(
+            then.stage_counts(),
+            whole.stage_counts(),
+            "{}",
+            backend.name()
+        );
+        assert_close(&got, &want, &format!("{} resumed", backend.name()));
+        let mut fused = new(backend);
+        let mut alone = init.clone();
+        steps(&mut fused, &mut alone, 0..6);
+        assert_close(
+            &got,
+            &alone,
+            &format!("{} resumed against its own", backend.name()),
+        );
+    }
+}
+
 /// A transform that may precede an optimizer, and an optimizer, with random arguments.
 fn transform() -> impl Strategy<Value = String> {
     prop_oneof![

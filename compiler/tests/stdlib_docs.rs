@@ -86,13 +86,13 @@ fn run(src: &str, steps: usize, stop: Option<usize>) -> (Vec<Vec<f32>>, Vec<f64>
     let recipe = &c.recipes()[0];
     let names = vec!["0.weight".to_string(), "0.bias".to_string()];
     let mut params = vec![vec![1.0f32, -2.0, 0.5, 3.0], vec![0.25, -0.75]];
-    let mut interp = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
+    let (mut interp, mut st) = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
     let mut lrs = Vec::new();
     for k in 0..steps {
         if Some(k) == stop {
-            let snap = interp.snapshot();
-            interp = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
-            interp.restore(snap).unwrap();
+            let snap = st.clone();
+            (interp, st) = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
+            st.restore(snap).unwrap();
         }
         // A gradient that varies with the step, and an occasional overflow for loss scaling.
         let s = 1.0 + (k % 5) as f32 * 0.3;
@@ -104,10 +104,10 @@ fn run(src: &str, steps: usize, stop: Option<usize>) -> (Vec<Vec<f32>>, Vec<f64>
             grads[1][0] = f32::INFINITY;
         }
         interp
-            .step_with(&mut params, &grads, Some(&mut Bowl))
+            .step_with(&mut st, &mut params, &grads, Some(&mut Bowl))
             .unwrap();
         // A metric that improves, stalls and improves again, for ReduceLROnPlateau.
-        interp.observe(1.0 / (1.0 + (k / 4) as f64));
+        st.observe(1.0 / (1.0 + (k / 4) as f64));
         lrs.push(f64::from(params[0][0]));
     }
     (params, lrs)

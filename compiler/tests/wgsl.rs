@@ -108,7 +108,8 @@ fn agree(src: &str, sizes: &[usize], steps: usize, segment: usize) -> Vec<usize>
     let kernel = lower(&c.program, recipe).unwrap();
     let device = GpuPasses::new(&kernel, sizes, segment, anneal_compiler::ir::Dtype::F32).unwrap();
     let segments = device.segments();
-    let interp = Interpreter::with_shapes(&c.program, recipe, &names, &shapes, &init).unwrap();
+    let (interp, mut state) =
+        Interpreter::with_shapes(&c.program, recipe, &names, &shapes, &init).unwrap();
     let mut fused = Fused::on_device(interp, kernel, Box::new(device)).unwrap();
     let (mut a, mut b) = (init.clone(), init);
     for k in 0..steps {
@@ -116,7 +117,7 @@ fn agree(src: &str, sizes: &[usize], steps: usize, segment: usize) -> Vec<usize>
             .iter()
             .map(|&n| noise(n, 100 + k as u64).iter().map(|x| x * 3.0).collect())
             .collect();
-        fused.step(&mut a, &g, None).unwrap();
+        fused.step(&mut state, &mut a, &g, None).unwrap();
         reference.step(&mut b, &g).unwrap();
     }
     for t in 0..sizes.len() {

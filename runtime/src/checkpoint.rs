@@ -9,7 +9,8 @@
 //! numbers), and an FNV-1a 64 checksum of everything before it.
 
 use crate::curriculum::SamplerState;
-use anneal_compiler::interp::{Slice, Snapshot, StateValue};
+use anneal_compiler::interp::Slice;
+use anneal_compiler::state::{StateValue, StepState};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
@@ -26,7 +27,7 @@ pub struct Checkpoint {
     pub names: Vec<String>,
     pub shapes: Vec<Vec<usize>>,
     pub params: Vec<Vec<f32>>,
-    pub snapshot: Snapshot,
+    pub snapshot: StepState,
     /// The curriculum sampler's progress, for recipes with a curriculum.
     pub curriculum: Option<SamplerState>,
 }
@@ -77,7 +78,7 @@ fn layout(v: &StateValue) -> (String, Vec<usize>) {
 
 /// Writes `ck` to `path` atomically.
 pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), String> {
-    if ck.snapshot.builtins.iter().any(Option::is_some) {
+    if ck.snapshot.has_builtin_progress() {
         return Err(
             "recipes with a builtin optimizer (LBFGS, sam) cannot be checkpointed yet".into(),
         );
@@ -89,12 +90,12 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), String> {
         shapes: ck.shapes.clone(),
         states: ck
             .snapshot
-            .states
+            .states()
             .iter()
             .map(|s| s.iter().map(layout).collect())
             .collect(),
-        stages: ck.snapshot.runs.len(),
-        metrics: ck.snapshot.metrics.len(),
+        stages: ck.snapshot.stage_counts().len(),
+        metrics: ck.snapshot.metrics().len(),
         curriculum: ck.curriculum.clone(),
     };
     let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
@@ -107,17 +108,17 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), String> {
         p.iter()
             .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
     }
-    buf.extend_from_slice(&ck.snapshot.count.to_le_bytes());
-    buf.extend_from_slice(&ck.snapshot.seed.to_le_bytes());
+    buf.extend_from_slice(&ck.snapshot.count().to_le_bytes());
+    buf.extend_from_slice(&ck.snapshot.seed().to_le_bytes());
     ck.snapshot
-        .runs
+        .stage_counts()
         .iter()
         .for_each(|r| buf.extend_from_slice(&r.to_le_bytes()));
     ck.snapshot
-        .metrics
+        .metrics()
         .iter()
         .for_each(|m| buf.extend_from_slice(&m.to_le_bytes()));
-    for stage in &ck.snapshot.states {
+    for stage in ck.snapshot.states() {
         for st in stage {
             match st {
                 StateValue::Element(t) => t
@@ -274,14 +275,7 @@ pub fn load(
             names: header.names.clone(),
             shapes: header.shapes.clone(),
             params,
-            snapshot: Snapshot {
-                count,
-                runs,
-                builtins: vec![None; header.stages],
-                states,
-                metrics,
-                seed,
-            },
+            snapshot: StepState::resumed(count, runs, states, metrics, seed),
             curriculum: header.curriculum.clone(),
         })
     };

@@ -11,8 +11,9 @@ use crate::checkpoint::recipe_hash;
 use crate::train::{optimizer_values, LR_NAMES, MOMENTUM_NAMES};
 use anneal_compiler::backends::{Backend, Choice, Stepper};
 use anneal_compiler::diagnostic;
-use anneal_compiler::interp::{Oracle, Snapshot, StateValue};
+use anneal_compiler::interp::Oracle;
 use anneal_compiler::ir::{Capability, Dtype, Recipe};
+use anneal_compiler::state::{StateValue, StepState};
 use anneal_compiler::{compile, Compilation};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -165,7 +166,7 @@ struct Progress {
     names: Vec<String>,
     shapes: Vec<Vec<usize>>,
     skipped_steps: u64,
-    snapshot: Snapshot,
+    snapshot: StepState,
 }
 
 /// One element state of a session, for each tensor: `key` is `stage.state` (`adamw.mu`;
@@ -276,7 +277,7 @@ impl Session {
         let before = self.bound.with_dependent(|_, s| s.snapshot());
         self.step(params, grads, oracle)?;
         let mut after = self.bound.with_dependent(|_, s| s.snapshot());
-        for (sb, sa) in before.states.iter().zip(after.states.iter_mut()) {
+        for (sb, sa) in before.states().iter().zip(after.states_mut().iter_mut()) {
             for (vb, va) in sb.iter().zip(sa.iter_mut()) {
                 for (t, _) in frozen.iter().enumerate().filter(|(_, f)| **f) {
                     match (vb, &mut *va) {
@@ -311,7 +312,7 @@ impl Session {
 
     /// Steps taken (skipped ones included).
     pub fn steps_taken(&self) -> u64 {
-        self.bound.with_dependent(|_, s| s.interp().count)
+        self.bound.with_dependent(|_, s| s.state().count())
     }
 
     pub fn last_skipped(&self) -> bool {
@@ -349,7 +350,7 @@ impl Session {
     /// The current loss scale of a `GradScaler` stage, if the recipe has one.
     pub fn loss_scale(&self) -> Option<f64> {
         self.bound
-            .with_dependent(|_, s| match s.state("GradScaler", "scale") {
+            .with_dependent(|_, s| match s.state_value("GradScaler", "scale") {
                 Some(StateValue::Scalar(v)) => Some(*v),
                 _ => None,
             })
@@ -359,14 +360,13 @@ impl Session {
     pub fn element_states(&self) -> Vec<ElementState> {
         self.bound.with_dependent(|_, s| {
             let names = state_keys(&s.interp().state_names());
-            let snap = s.snapshot();
             let mut out = Vec::new();
-            for (si, states) in snap.states.into_iter().enumerate() {
-                for (j, v) in states.into_iter().enumerate() {
+            for (si, states) in s.state().states().iter().enumerate() {
+                for (j, v) in states.iter().enumerate() {
                     if let StateValue::Element(per_tensor) = v {
                         out.push(ElementState {
                             key: names[si][j].clone(),
-                            per_tensor,
+                            per_tensor: per_tensor.clone(),
                         });
                     }
                 }
@@ -379,7 +379,7 @@ impl Session {
     /// together are the whole optimizer state.
     pub fn progress_bytes(&self) -> Result<Vec<u8>, String> {
         let mut snapshot = self.bound.with_dependent(|_, s| s.snapshot());
-        for states in &mut snapshot.states {
+        for states in snapshot.states_mut() {
             for v in states {
                 if let StateValue::Element(per_tensor) = v {
                     per_tensor.iter_mut().for_each(Vec::clear);
@@ -439,7 +439,7 @@ impl Session {
             .bound
             .with_dependent(|_, s| state_keys(&s.interp().state_names()));
         let sizes: Vec<usize> = self.shapes.iter().map(|s| s.iter().product()).collect();
-        for (si, states) in snapshot.states.iter_mut().enumerate() {
+        for (si, states) in snapshot.states_mut().iter_mut().enumerate() {
             for (j, v) in states.iter_mut().enumerate() {
                 let StateValue::Element(per_tensor) = v else {
                     continue;

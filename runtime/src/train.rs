@@ -8,8 +8,9 @@ use crate::curriculum::{Sampler, StepStats};
 use crate::data::{BatchSource, Dataset};
 use crate::model::Model;
 use anneal_compiler::backends::{Backend, Choice, Stepper};
-use anneal_compiler::interp::{eval_sched_observed, Env, Oracle, Snapshot, StateValue};
+use anneal_compiler::interp::{eval_sched_observed, Env, Oracle};
 use anneal_compiler::ir::{Dtype, HyperValue, Program, Recipe};
+use anneal_compiler::state::{StateValue, StepState};
 use std::borrow::Cow;
 use std::cell::RefCell;
 
@@ -172,7 +173,7 @@ pub fn optimizer_values(
     let count = stepper.stage_counts().last().copied().unwrap_or(0) as f64;
     let env = Env {
         program,
-        metrics: stepper.interp().metrics(),
+        metrics: stepper.state().metrics(),
     };
     Some(
         (0..recipe.groups.len().max(1))
@@ -197,7 +198,7 @@ pub type Progress<'a> = dyn FnMut(usize, &Trace, &[Vec<f32>], &Stepper) -> Resul
 /// Where a resumed run starts: the steps already taken and the interpreter's progress.
 pub struct Resume {
     pub step: usize,
-    pub snapshot: Snapshot,
+    pub snapshot: StepState,
 }
 
 /// `train`, optionally resuming, calling `progress(step, trace, params, interpreter)` after
@@ -293,7 +294,7 @@ pub fn train_with_progress(
         );
         // Loss scaling (a GradScaler stage): the loss was multiplied by the scale, so the
         // gradients arrive scaled and, in a half type, overflow to inf when too large.
-        let scale = match interp.state("GradScaler", "scale") {
+        let scale = match interp.state_value("GradScaler", "scale") {
             Some(StateValue::Scalar(s)) => *s,
             _ => 1.0,
         };

@@ -34,12 +34,14 @@ fn run(src: &str, a: Vec<f32>, x: Vec<f32>, steps: usize) -> Vec<Vec<f32>> {
     let recipe = &c.recipes()[0];
     let names = vec!["x".to_string()];
     let mut params = vec![x];
-    let mut interp = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
+    let (interp, mut st) = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
     let mut quad = Quadratic { a: vec![a] };
     let mut trace = Vec::new();
     for _ in 0..steps {
         let g = quad.grad_at(&params).unwrap();
-        interp.step_with(&mut params, &g, Some(&mut quad)).unwrap();
+        interp
+            .step_with(&mut st, &mut params, &g, Some(&mut quad))
+            .unwrap();
         trace.push(params[0].clone());
     }
     trace
@@ -78,8 +80,8 @@ fn sam_without_the_capability_is_refused() {
     let recipe = &c.recipes()[0];
     let names = vec!["x".to_string()];
     let mut params = vec![vec![1.0f32]];
-    let mut interp = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
-    let err = interp.step(&mut params, &[vec![1.0]]).unwrap_err();
+    let (interp, mut st) = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
+    let err = interp.step(&mut st, &mut params, &[vec![1.0]]).unwrap_err();
     assert!(err.contains("gradient at a shifted point"), "{err}");
 }
 
@@ -102,10 +104,10 @@ fn adabound_clips_the_adam_step_into_its_bounds() {
     );
     let names = vec!["w".to_string()];
     let mut params = vec![vec![1.0f32]];
-    let mut interp = Interpreter::new(&c.program, &c.recipes()[0], &names, &params).unwrap();
-    interp.step(&mut params, &[vec![1.0]]).unwrap();
+    let (interp, mut st) = Interpreter::new(&c.program, &c.recipes()[0], &names, &params).unwrap();
+    interp.step(&mut st, &mut params, &[vec![1.0]]).unwrap();
     close(&params[0], &[0.996_837_723_3]);
-    interp.step(&mut params, &[vec![0.5]]).unwrap();
+    interp.step(&mut st, &mut params, &[vec![0.5]]).unwrap();
     close(&params[0], &[0.994_036_603_5]);
 }
 

@@ -40,11 +40,11 @@ fn steps_in_place_like_the_interpreter_on_every_back_end() {
     let recipe = CheckedRecipe::compile("r.anneal", CLIP_ADAMW, None).unwrap();
     let (names, shapes, init) = tensors();
     let program = &anneal_compiler::compile("r.anneal", CLIP_ADAMW).program;
-    let mut reference =
+    let (reference, mut st) =
         Interpreter::with_shapes(program, &program.recipes[0], &names, &shapes, &init).unwrap();
     let mut want = init.clone();
     for k in 0..6 {
-        reference.step(&mut want, &grads(k)).unwrap();
+        reference.step(&mut st, &mut want, &grads(k)).unwrap();
     }
     for backend in [Backend::Interp, Backend::Cranelift, Backend::Llvm] {
         let mut s = Session::new(&recipe, &names, &shapes, &init, backend, 1).unwrap();

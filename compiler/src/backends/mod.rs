@@ -12,16 +12,17 @@ pub mod cranelift;
 pub mod emit;
 pub mod gpu;
 pub mod llvm;
+mod stepper;
 pub mod wgsl;
 
-use crate::interp::{Interpreter, Oracle, Snapshot, StateValue};
+pub use stepper::{Choice, Stepper};
+
 use crate::ir::{Program, Recipe};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::kernel::exec::{Fused, PassFn};
-use crate::kernel::lower;
+use crate::kernel::exec::PassFn;
 use crate::kernel::Kernel;
 
 /// A kernel's passes, compiled.
@@ -252,223 +253,6 @@ pub fn compiles(backend: Backend) -> usize {
         Backend::Cranelift => cranelift::compiles(),
         Backend::Llvm => llvm::compiles(),
         _ => 0,
-    }
-}
-
-/// A recipe's step on a chosen back end, with the interpreter's interface.
-pub enum Stepper<'p> {
-    Interp(Box<Interpreter<'p>>),
-    /// A fused step, with the name of the compiler that built it.
-    Fused(Box<Fused<'p>>, &'static str),
-}
-
-/// What `Stepper::new` reports besides the stepper.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Choice {
-    /// The back end that runs: `interp` or `cranelift`.
-    pub backend: &'static str,
-    /// Why `auto` fell back to the interpreter.
-    pub fallback: Option<String>,
-    pub compile_ms: f64,
-    /// The GPU the step runs on (wgsl), as its driver names it.
-    pub device: Option<String>,
-}
-
-impl<'p> Stepper<'p> {
-    /// Binds `recipe` to named tensors on `backend`; `threads` (0: all cores) splits the
-    /// compiled passes. Fails when Cranelift was asked for and the recipe does not lower.
-    pub fn new(
-        backend: Backend,
-        program: &'p Program,
-        recipe: &Recipe,
-        names: &[String],
-        shapes: &[Vec<usize>],
-        params: &[Vec<f32>],
-        threads: usize,
-    ) -> Result<(Stepper<'p>, Choice), String> {
-        let interp = Interpreter::with_shapes(program, recipe, names, shapes, params)?;
-        if backend == Backend::Interp {
-            return Ok((
-                Stepper::Interp(Box::new(interp)),
-                Choice {
-                    backend: "interp",
-                    fallback: None,
-                    compile_ms: 0.0,
-                    device: None,
-                },
-            ));
-        }
-        if is_builtin(program, recipe) {
-            // A builtin optimizer (L-BFGS) is runtime code with its own control flow (line
-            // searches, a history); it runs the same on every back end.
-            return Ok((
-                Stepper::Interp(Box::new(interp)),
-                Choice {
-                    backend: "builtin",
-                    fallback: None,
-                    compile_ms: 0.0,
-                    device: None,
-                },
-            ));
-        }
-        let kernel = match lower(program, recipe) {
-            Ok(k) => k,
-            Err(why) if backend == Backend::Auto => {
-                return Ok((
-                    Stepper::Interp(Box::new(interp)),
-                    Choice {
-                        backend: "interp",
-                        fallback: Some(why.0),
-                        compile_ms: 0.0,
-                        device: None,
-                    },
-                ))
-            }
-            Err(why) => {
-                return Err(format!(
-                    "recipe `{}` cannot run on the {} back end: {why}; \
-                     run it with `--backend interp` (or `auto`)",
-                    recipe.name,
-                    backend.name()
-                ))
-            }
-        };
-        if backend == Backend::Wgsl {
-            let device = gpu::GpuPasses::new(&kernel, &interp.sizes, 0, recipe.param_dtype)?;
-            let adapter = device.adapter().to_string();
-            let fused = Fused::on_device(interp, kernel, Box::new(device))?;
-            return Ok((
-                Stepper::Fused(Box::new(fused), "wgsl"),
-                Choice {
-                    backend: "wgsl",
-                    fallback: None,
-                    compile_ms: 0.0,
-                    device: Some(adapter),
-                },
-            ));
-        }
-        // `auto` compiles with Cranelift (milliseconds).
-        let native = match backend {
-            Backend::Llvm => Backend::Llvm,
-            _ => Backend::Cranelift,
-        };
-        let (code, name) = (compile(&kernel, native)?, native.name());
-        let fused = Fused::new(interp, kernel, code.fns, threads)?;
-        Ok((
-            Stepper::Fused(Box::new(fused), name),
-            Choice {
-                backend: name,
-                fallback: None,
-                compile_ms: code.compile_ms,
-                device: None,
-            },
-        ))
-    }
-
-    pub fn interp(&self) -> &Interpreter<'p> {
-        match self {
-            Stepper::Interp(i) => i,
-            Stepper::Fused(f, _) => &f.interp,
-        }
-    }
-
-    fn interp_mut(&mut self) -> &mut Interpreter<'p> {
-        match self {
-            Stepper::Interp(i) => i,
-            Stepper::Fused(f, _) => &mut f.interp,
-        }
-    }
-
-    /// One update, with the model's oracle for recipes that call the model mid-step.
-    pub fn step_with(
-        &mut self,
-        params: &mut [Vec<f32>],
-        grads: &[Vec<f32>],
-        oracle: Option<&mut (dyn Oracle + '_)>,
-    ) -> Result<(), String> {
-        match self {
-            Stepper::Interp(i) => i.step_with(params, grads, oracle),
-            Stepper::Fused(f, _) => f.step(params, grads, oracle),
-        }
-    }
-
-    /// One update on tensors the caller owns. A fused step works on them in place; the
-    /// interpreter (the reference, not the fast path) steps copies and writes them back.
-    pub fn step_slices(
-        &mut self,
-        params: &mut [&mut [f32]],
-        grads: &[&[f32]],
-        oracle: Option<&mut (dyn Oracle + '_)>,
-    ) -> Result<(), String> {
-        match self {
-            Stepper::Fused(f, _) => f.step_slices(params, grads, oracle),
-            Stepper::Interp(i) => {
-                let mut owned: Vec<Vec<f32>> = params.iter().map(|p| p.to_vec()).collect();
-                let grads: Vec<Vec<f32>> = grads.iter().map(|g| g.to_vec()).collect();
-                i.step_with(&mut owned, &grads, oracle)?;
-                for (p, o) in params.iter_mut().zip(&owned) {
-                    if p.len() != o.len() {
-                        return Err("internal error: the step changed a tensor's size".into());
-                    }
-                    p.copy_from_slice(o);
-                }
-                Ok(())
-            }
-        }
-    }
-
-    pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
-        self.interp().needs_no_model()?;
-        self.step_with(params, grads, None)
-    }
-
-    pub fn snapshot(&self) -> Snapshot {
-        self.interp().snapshot()
-    }
-
-    pub fn restore(&mut self, s: Snapshot) -> Result<(), String> {
-        match self {
-            Stepper::Interp(i) => i.restore(s),
-            Stepper::Fused(f, _) => f.restore(s),
-        }
-    }
-
-    pub fn observe(&mut self, metric: f64) {
-        self.interp_mut().observe(metric)
-    }
-
-    pub fn stage_counts(&self) -> &[u64] {
-        self.interp().stage_counts()
-    }
-
-    pub fn last_skipped(&self) -> bool {
-        self.interp().last_skipped()
-    }
-
-    pub fn state(&self, def_name: &str, name: &str) -> Option<&StateValue> {
-        self.interp().state(def_name, name)
-    }
-
-    pub fn set_seed(&mut self, seed: u64) {
-        self.interp_mut().seed = seed;
-    }
-
-    /// The parameters in the recipe's half type as the last step wrote them, widened to
-    /// f32, where the back end writes them in the step itself (wgsl); else `None` and
-    /// the caller rounds the f32 parameters.
-    pub fn stored_params(&self) -> Option<&[Vec<f32>]> {
-        match self {
-            Stepper::Fused(f, _) => f.stored_params(),
-            Stepper::Interp(_) => None,
-        }
-    }
-
-    /// The back end that runs the step.
-    pub fn backend(&self) -> &'static str {
-        match self {
-            Stepper::Interp(_) => "interp",
-            Stepper::Fused(_, name) => name,
-        }
     }
 }
 

@@ -27,6 +27,8 @@ use sched::{hyper_list, hyper_scalar};
 use stage::{check_shapes, StepCx};
 pub use view::{Slice, TensorView};
 
+use crate::state::{BuiltinState, StateValue, StepState};
+
 /// What the model computes for the step being taken, beyond the gradient at the current
 /// parameters (the recipe's capabilities). Tensors are in the recipe's tensor order.
 pub trait Oracle {
@@ -77,53 +79,9 @@ pub(crate) fn slice_of_extent(e: Extent) -> Option<Slice> {
     }
 }
 
-/// One stage's state buffers.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum StateValue {
-    Element(Vec<Vec<f32>>),
-    /// Per row or per column (Adafactor's factored moments, SM3's accumulators).
-    Slice(Slice, Vec<Vec<f64>>),
-    Tensor(Vec<f64>),
-    Scalar(f64),
-}
-
-impl StateValue {
-    /// Same kind and sizes (values may differ).
-    pub fn same_layout(&self, other: &StateValue) -> bool {
-        match (self, other) {
-            (StateValue::Element(a), StateValue::Element(b)) => {
-                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.len() == y.len())
-            }
-            (StateValue::Tensor(a), StateValue::Tensor(b)) => a.len() == b.len(),
-            (StateValue::Slice(k, a), StateValue::Slice(l, b)) => {
-                k == l && a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.len() == y.len())
-            }
-            (StateValue::Scalar(_), StateValue::Scalar(_)) => true,
-            _ => false,
-        }
-    }
-}
-
-/// An interpreter's progress: step counts, every stage's state, observed metrics.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Snapshot {
-    pub count: u64,
-    pub runs: Vec<u64>,
-    pub states: Vec<Vec<StateValue>>,
-    pub metrics: Vec<f64>,
-    pub seed: u64,
-    pub builtins: Vec<Option<BuiltinState>>,
-}
-
-/// The progress of a builtin stage.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum BuiltinState {
-    Lbfgs(lbfgs::LbfgsState),
-    Sam(sam::SamState),
-}
-
 /// Runs a recipe's update step on host tensors: the reference every back end is tested
-/// against.
+/// against. It holds the recipe bound to its tensors and nothing that changes from step
+/// to step: that is the `StepState` each step reads and writes.
 pub struct Interpreter<'p> {
     program: &'p Program,
     pub(crate) recipe: Recipe,
@@ -131,20 +89,6 @@ pub struct Interpreter<'p> {
     pub(crate) group_of: Vec<usize>,
     pub(crate) sizes: Vec<usize>,
     pub(crate) views: Vec<TensorView>,
-    /// Per stage, per declared state.
-    pub states: Vec<Vec<StateValue>>,
-    /// Steps taken so far (skipped ones included).
-    pub count: u64,
-    /// Per stage: the updates it has made (runs that were not skipped); its `step` is
-    /// this + 1 and its schedules are read at this count.
-    pub(crate) runs: Vec<u64>,
-    pub(crate) last_skipped: bool,
-    /// Metrics observed after each step, for schedules that follow one.
-    metrics: Vec<f64>,
-    /// Seed of the `rademacher()` stream.
-    pub seed: u64,
-    /// Per stage: the state of a builtin optimizer.
-    builtins: Vec<Option<BuiltinState>>,
     /// The tensors' names and shapes, for the chains a builtin runs (sam's).
     names: Vec<String>,
     shapes: Vec<Vec<usize>>,
@@ -158,19 +102,20 @@ impl<'p> Interpreter<'p> {
         recipe: &Recipe,
         names: &[String],
         params: &[Vec<f32>],
-    ) -> Result<Self, String> {
+    ) -> Result<(Self, StepState), String> {
         let shapes: Vec<Vec<usize>> = params.iter().map(|p| vec![p.len()]).collect();
         Self::with_shapes(program, recipe, names, &shapes, params)
     }
 
-    /// Binds a recipe to named tensors of the given shapes (row-major, `[]` a scalar).
+    /// Binds a recipe to named tensors of the given shapes (row-major, `[]` a scalar);
+    /// with the state before the first step, created from `params`.
     pub fn with_shapes(
         program: &'p Program,
         recipe: &Recipe,
         names: &[String],
         shapes: &[Vec<usize>],
         params: &[Vec<f32>],
-    ) -> Result<Self, String> {
+    ) -> Result<(Self, StepState), String> {
         if names.len() != params.len() || shapes.len() != params.len() {
             return Err("one name and one shape per tensor are needed".into());
         }
@@ -183,37 +128,41 @@ impl<'p> Interpreter<'p> {
             }
         }
         let group_of = assign_groups(&recipe.groups, names)?;
-        let mut it = Interpreter {
+        let it = Interpreter {
             program,
             recipe: recipe.clone(),
             group_of,
             sizes: params.iter().map(Vec::len).collect(),
             views: shapes.iter().map(|s| TensorView::new(s)).collect(),
-            states: Vec::new(),
-            count: 0,
-            runs: vec![0; recipe.stages.len()],
-            last_skipped: false,
-            metrics: Vec::new(),
-            seed: 0,
-            builtins: Vec::new(),
             names: names.to_vec(),
             shapes: shapes.to_vec(),
         };
+        let state = it.initial_state(params)?;
+        Ok((it, state))
+    }
+
+    /// Every stage's state before the first step, created from `params` (at seed 0: a
+    /// run's seed is set afterwards, `StepState::set_seed`).
+    fn initial_state(&self, params: &[Vec<f32>]) -> Result<StepState, String> {
+        let it = self;
+        let (mut all, mut builtins) = (Vec::new(), Vec::new());
+        let before = StepState::initial(Vec::new(), Vec::new());
         for si in 0..it.recipe.stages.len() {
             if let Some(name) = it.builtin_name(si) {
-                it.states.push(Vec::new());
+                all.push(Vec::new());
                 let state = match name {
-                    "sam" => BuiltinState::Sam(it.sam_init(si, params)?),
+                    "sam" => BuiltinState::Sam(it.sam_init(si, params, 0)?),
                     _ => BuiltinState::Lbfgs(lbfgs::LbfgsState::default()),
                 };
-                it.builtins.push(Some(state));
+                builtins.push(Some(state));
                 continue;
             }
-            it.builtins.push(None);
+            builtins.push(None);
             let body = it.stage_body(si)?;
-            let hypers = it.hypers(si, 0.0)?;
+            let hypers = it.hypers(&before, si, 0.0)?;
             let mut cx = StepCx {
-                it: &it,
+                it,
+                st: &before,
                 body,
                 args: &it.recipe.stages[si].args,
                 hypers: &hypers,
@@ -232,9 +181,9 @@ impl<'p> Interpreter<'p> {
                 cx.states.push(sv.clone());
                 states.push(sv);
             }
-            it.states.push(states);
+            all.push(states);
         }
-        Ok(it)
+        Ok(StepState::initial(all, builtins))
     }
 
     fn builtin_name(&self, si: usize) -> Option<&'p str> {
@@ -246,7 +195,8 @@ impl<'p> Interpreter<'p> {
 
     /// One step of the builtin L-BFGS over every tensor flattened into one vector.
     fn run_lbfgs(
-        &mut self,
+        &self,
+        st: &mut StepState,
         si: usize,
         count: f64,
         params: Vec<Vec<f32>>,
@@ -257,7 +207,7 @@ impl<'p> Interpreter<'p> {
             let v = stage
                 .arg(self.program, name)
                 .ok_or_else(|| format!("LBFGS needs `{name}`"))?;
-            hyper_scalar(self.env(), v, count, 0)
+            hyper_scalar(self.env(st), v, count, 0)
         };
         let search = stage
             .arg(self.program, "line_search_fn")
@@ -296,7 +246,7 @@ impl<'p> Interpreter<'p> {
             }
         }
         let mut x: Vec<f32> = params.concat();
-        let mut state = match self.builtins[si].take() {
+        let mut state = match st.take_builtin(si) {
             Some(BuiltinState::Lbfgs(s)) => s,
             _ => lbfgs::LbfgsState::default(),
         };
@@ -305,7 +255,7 @@ impl<'p> Interpreter<'p> {
             sizes: &self.sizes,
         };
         let result = lbfgs::step(&cfg, &mut state, &mut x, &mut closure);
-        self.builtins[si] = Some(BuiltinState::Lbfgs(state));
+        st.put_builtin(si, BuiltinState::Lbfgs(state));
         result?;
         let mut out = Vec::with_capacity(self.sizes.len());
         let mut at = 0;
@@ -325,7 +275,12 @@ impl<'p> Interpreter<'p> {
     }
 
     /// Every hyperparameter of stage `si`, per group, at `count`; `None` for lists.
-    pub(crate) fn hypers(&self, si: usize, count: f64) -> Result<Vec<Option<Vec<f64>>>, String> {
+    pub(crate) fn hypers(
+        &self,
+        st: &StepState,
+        si: usize,
+        count: f64,
+    ) -> Result<Vec<Option<Vec<f64>>>, String> {
         let groups = self.recipe.groups.len().max(1);
         let stage = &self.recipe.stages[si];
         let mut out = Vec::new();
@@ -340,7 +295,7 @@ impl<'p> Interpreter<'p> {
                 !compound(v) && !matches!(v, HyperValue::PerGroup(vs) if vs.iter().any(compound));
             if scalar {
                 let per = (0..groups)
-                    .map(|g| hyper_scalar(self.env(), v, count, g))
+                    .map(|g| hyper_scalar(self.env(st), v, count, g))
                     .collect::<Result<Vec<_>, _>>()?;
                 out.push(Some(per));
             } else {
@@ -350,10 +305,15 @@ impl<'p> Interpreter<'p> {
         Ok(out)
     }
 
-    /// One update: `grads` in, `params` updated in place.
-    pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
+    /// One update of `st`: `grads` in, `params` updated in place.
+    pub fn step(
+        &self,
+        st: &mut StepState,
+        params: &mut [Vec<f32>],
+        grads: &[Vec<f32>],
+    ) -> Result<(), String> {
         self.needs_no_model()?;
-        self.step_with(params, grads, None)
+        self.step_with(st, params, grads, None)
     }
 
     /// An error when the recipe calls the model mid-step (a step without an oracle).
@@ -370,12 +330,13 @@ impl<'p> Interpreter<'p> {
 
     /// One update, with the model's oracle for `grad_at` and `hvp`.
     pub fn step_with(
-        &mut self,
+        &self,
+        st: &mut StepState,
         params: &mut [Vec<f32>],
         grads: &[Vec<f32>],
         oracle: Option<&mut (dyn Oracle + '_)>,
     ) -> Result<(), String> {
-        let Some((mut ps, grad)) = self.run_chain(params, grads, oracle)? else {
+        let Some((mut ps, grad)) = self.run_chain(st, params, grads, oracle)? else {
             return Ok(());
         };
         if self.recipe.applies_updates {
@@ -395,12 +356,13 @@ impl<'p> Interpreter<'p> {
     /// the final `grad` of a chain that leaves applying it to the caller (Optax's), the
     /// change the chain made to the parameters otherwise, zero when a stage skipped.
     pub fn update_at(
-        &mut self,
+        &self,
+        st: &mut StepState,
         params: &[Vec<f32>],
         grads: &[Vec<f32>],
         oracle: Option<&mut (dyn Oracle + '_)>,
     ) -> Result<Vec<Vec<f32>>, String> {
-        Ok(match self.run_chain(params, grads, oracle)? {
+        Ok(match self.run_chain(st, params, grads, oracle)? {
             None => params.iter().map(|p| vec![0.0; p.len()]).collect(),
             Some((_, grad)) if self.recipe.applies_updates => grad,
             Some((ps, _)) => ps
@@ -415,7 +377,8 @@ impl<'p> Interpreter<'p> {
     /// `grad`; `None` when a stage skipped the step.
     #[allow(clippy::type_complexity)]
     fn run_chain(
-        &mut self,
+        &self,
+        st: &mut StepState,
         params: &[Vec<f32>],
         grads: &[Vec<f32>],
         mut oracle: Option<&mut (dyn Oracle + '_)>,
@@ -432,25 +395,26 @@ impl<'p> Interpreter<'p> {
         let mut ps = params.to_vec();
         let mut skipped = false;
         for si in 0..self.recipe.stages.len() {
-            let count = self.runs[si] as f64;
+            let count = st.runs(si) as f64;
             if let Some(name) = self.builtin_name(si) {
                 ps = if name == "sam" {
                     let o = oracle.as_mut().map(|o| &mut **o as &mut dyn Oracle);
-                    self.run_sam(si, ps, &grad, o)?
+                    self.run_sam(st, si, ps, &grad, o)?
                 } else {
                     let o = oracle
                         .as_mut()
                         .ok_or("a builtin optimizer needs the model's loss closure")?;
-                    self.run_lbfgs(si, count, ps, &mut **o)?
+                    self.run_lbfgs(st, si, count, ps, &mut **o)?
                 };
-                self.runs[si] += 1;
+                st.stage_ran(si);
                 continue;
             }
             let body = self.stage_body(si)?;
-            let hypers = self.hypers(si, count)?;
-            let states = std::mem::take(&mut self.states[si]);
+            let hypers = self.hypers(st, si, count)?;
+            let states = st.take_stage(si);
             let mut cx = StepCx {
                 it: self,
+                st,
                 body,
                 args: &self.recipe.stages[si].args,
                 hypers: &hypers,
@@ -473,80 +437,23 @@ impl<'p> Interpreter<'p> {
             } = cx;
             grad = g;
             ps = p;
-            self.states[si] = states;
-            self.runs[si] += 1;
+            st.put_stage(si, states);
+            st.stage_ran(si);
             if skip {
                 skipped = true;
                 break;
             }
         }
-        self.count += 1;
-        self.last_skipped = skipped;
+        st.step_done(skipped);
         Ok((!skipped).then_some((ps, grad)))
     }
 
-    /// Everything that changes from step to step, for checkpoints: restoring it into an
-    /// interpreter of the same recipe and tensors continues the run exactly.
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            count: self.count,
-            runs: self.runs.clone(),
-            states: self.states.clone(),
-            metrics: self.metrics.clone(),
-            seed: self.seed,
-            builtins: self.builtins.clone(),
-        }
-    }
-
-    /// Continues from a snapshot taken from an interpreter of the same recipe and tensors.
-    pub fn restore(&mut self, s: Snapshot) -> Result<(), String> {
-        let layout_matches = s.runs.len() == self.runs.len()
-            && s.states.len() == self.states.len()
-            && s.states
-                .iter()
-                .zip(&self.states)
-                .all(|(a, b)| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_layout(y)));
-        if !layout_matches {
-            return Err(
-                "the snapshot was taken from a different recipe or different tensors".into(),
-            );
-        }
-        self.count = s.count;
-        self.runs = s.runs;
-        self.states = s.states;
-        self.metrics = s.metrics;
-        self.seed = s.seed;
-        self.builtins = s.builtins;
-        Ok(())
-    }
-
-    /// Records the metric observed at the step just taken (e.g. a validation loss), for
-    /// schedules such as ReduceLROnPlateau that follow one.
-    pub fn observe(&mut self, metric: f64) {
-        self.metrics.push(metric);
-    }
-
-    fn env(&self) -> Env<'_> {
+    /// The schedules' environment: the program and the metrics `st` observed.
+    fn env<'a>(&'a self, st: &'a StepState) -> Env<'a> {
         Env {
             program: self.program,
-            metrics: &self.metrics,
+            metrics: st.metrics(),
         }
-    }
-
-    /// The metrics observed so far (`observe`), oldest first.
-    pub fn metrics(&self) -> &[f64] {
-        &self.metrics
-    }
-
-    /// Per stage: the updates it has made (its schedules are read at this count).
-    pub fn stage_counts(&self) -> &[u64] {
-        &self.runs
-    }
-
-    /// Whether the last step was skipped (`skip if`): parameters unchanged, later stages
-    /// not run.
-    pub fn last_skipped(&self) -> bool {
-        self.last_skipped
     }
 
     /// Per stage: the name of its definition and the names of its declared states, in the
@@ -572,8 +479,14 @@ impl<'p> Interpreter<'p> {
         &self.group_of
     }
 
-    /// The current value of state `name` of the first stage defined by `def_name`.
-    pub fn state(&self, def_name: &str, name: &str) -> Option<&StateValue> {
+    /// The current value in `st` of state `name` of the first stage defined by
+    /// `def_name`.
+    pub fn state<'s>(
+        &self,
+        st: &'s StepState,
+        def_name: &str,
+        name: &str,
+    ) -> Option<&'s StateValue> {
         let si = self
             .recipe
             .stages
@@ -581,12 +494,13 @@ impl<'p> Interpreter<'p> {
             .position(|s| self.program.defs[s.def].name == def_name)?;
         let body = self.stage_body(si).ok()?;
         let id = body.states.iter().position(|st| st.name == name)?;
-        self.states.get(si)?.get(id)
+        st.states().get(si)?.get(id)
     }
 
     /// The hyperparameter values a list-typed argument holds, for stage `si`.
     pub(crate) fn list_arg(
         &self,
+        st: &StepState,
         args: &[HyperValue],
         i: usize,
         group: usize,
@@ -595,7 +509,7 @@ impl<'p> Interpreter<'p> {
         let v = args.get(i).ok_or("missing argument")?;
         hyper_list(v, group)?
             .iter()
-            .map(|x| hyper_scalar(self.env(), x, count, group))
+            .map(|x| hyper_scalar(self.env(st), x, count, group))
             .collect()
     }
 }

@@ -14,22 +14,12 @@
 //!   the call);
 //! - the first call of a period caches the parameters it was given.
 //!
-//! The chains run on interpreters of their own over the same tensors; their progress lives
-//! in this stage's state as snapshots.
+//! The chains run on interpreters of their own over the same tensors; their step states
+//! live in this stage's (`SamState`).
 
-use super::{BuiltinState, Interpreter, Oracle, Snapshot};
+use super::{Interpreter, Oracle};
 use crate::ir::{HyperValue, Recipe, StageInst};
-
-/// What persists between calls.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SamState {
-    /// Calls since the last outer update (Optax's `steps_since_sync`).
-    pub since_sync: u64,
-    /// The outer parameters, cached at the first call of each period.
-    pub cache: Vec<Vec<f32>>,
-    pub adv: Snapshot,
-    pub outer: Snapshot,
-}
+use crate::state::{BuiltinState, SamState, StepState};
 
 /// The arguments of a `sam` stage.
 struct Args {
@@ -69,9 +59,14 @@ impl<'p> Interpreter<'p> {
         })
     }
 
-    /// An interpreter of `stages` over this interpreter's tensors, its state created at
-    /// `params`.
-    fn nested(&self, stages: &[StageInst], params: &[Vec<f32>]) -> Result<Interpreter<'p>, String> {
+    /// An interpreter of `stages` over this interpreter's tensors, with its state created
+    /// at `params` and its random stream seeded with `seed`.
+    fn nested(
+        &self,
+        stages: &[StageInst],
+        params: &[Vec<f32>],
+        seed: u64,
+    ) -> Result<(Interpreter<'p>, StepState), String> {
         let writes_param = stages
             .iter()
             .any(|s| self.program.defs[s.def].writes_param());
@@ -80,47 +75,56 @@ impl<'p> Interpreter<'p> {
             applies_updates: !writes_param,
             ..self.recipe.clone()
         };
-        let mut it =
+        let (it, mut st) =
             Interpreter::with_shapes(self.program, &recipe, &self.names, &self.shapes, params)?;
-        it.seed = self.seed;
-        Ok(it)
+        st.set_seed(seed);
+        Ok((it, st))
     }
 
-    pub(super) fn sam_init(&self, si: usize, params: &[Vec<f32>]) -> Result<SamState, String> {
+    pub(super) fn sam_init(
+        &self,
+        si: usize,
+        params: &[Vec<f32>],
+        seed: u64,
+    ) -> Result<SamState, String> {
         let a = self.sam_args(si)?;
         Ok(SamState {
             since_sync: 0,
             cache: params.to_vec(),
-            adv: self.nested(&a.adv, params)?.snapshot(),
-            outer: self.nested(&a.outer, params)?.snapshot(),
+            adv: self.nested(&a.adv, params, seed)?.1,
+            outer: self.nested(&a.outer, params, seed)?.1,
         })
     }
 
     /// One call: the parameters after it.
     pub(super) fn run_sam(
-        &mut self,
+        &self,
+        parent: &mut StepState,
         si: usize,
         params: Vec<Vec<f32>>,
         grads: &[Vec<f32>],
         mut oracle: Option<&mut (dyn Oracle + '_)>,
     ) -> Result<Vec<Vec<f32>>, String> {
         let a = self.sam_args(si)?;
-        let mut st = match self.builtins[si].take() {
+        let seed = parent.seed();
+        let mut st = match parent.take_builtin(si) {
             Some(BuiltinState::Sam(s)) => s,
-            _ => self.sam_init(si, &params)?,
+            _ => self.sam_init(si, &params, seed)?,
         };
         let first = st.since_sync == 0;
         let last = st.since_sync + 1 == a.sync_period;
-        let mut adv = self.nested(&a.adv, &params)?;
-        adv.restore(st.adv.clone())?;
+        // The chains step copies of their states: a call keeps only some of them.
+        let (adv, _) = self.nested(&a.adv, &params, seed)?;
+        let mut adv_st = st.adv.clone();
         let adv_update = adv.update_at(
+            &mut adv_st,
             &params,
             grads,
             oracle.as_mut().map(|o| &mut **o as &mut dyn Oracle),
         )?;
-        let mut outer = self.nested(&a.outer, &st.cache)?;
-        outer.restore(st.outer.clone())?;
-        let outer_update = outer.update_at(&st.cache, grads, oracle)?;
+        let (outer, _) = self.nested(&a.outer, &st.cache, seed)?;
+        let mut outer_st = st.outer.clone();
+        let outer_update = outer.update_at(&mut outer_st, &st.cache, grads, oracle)?;
         let next: Vec<Vec<f32>> = if last {
             params
                 .iter()
@@ -142,18 +146,18 @@ impl<'p> Interpreter<'p> {
                 .collect()
         };
         if last {
-            st.outer = outer.snapshot();
+            st.outer = outer_st;
             if a.reset_state {
-                st.adv = self.nested(&a.adv, &params)?.snapshot();
+                st.adv = self.nested(&a.adv, &params, seed)?.1;
             }
         } else {
-            st.adv = adv.snapshot();
+            st.adv = adv_st;
         }
         if first {
             st.cache = params;
         }
         st.since_sync = (st.since_sync + 1) % a.sync_period;
-        self.builtins[si] = Some(BuiltinState::Sam(st));
+        parent.put_builtin(si, BuiltinState::Sam(st));
         Ok(next)
     }
 }

@@ -6,6 +6,9 @@ use super::*;
 
 pub(super) struct StepCx<'a, 'p, 'o> {
     pub(super) it: &'a Interpreter<'p>,
+    /// The step state, for the metrics schedules read and the random stream's seed (the
+    /// running stage's own states are taken out of it, into `states`).
+    pub(super) st: &'a StepState,
     pub(super) body: &'p Body,
     pub(super) args: &'a [HyperValue],
     pub(super) hypers: &'a [Option<Vec<f64>>],
@@ -154,7 +157,9 @@ impl StepCx<'_, '_, '_> {
                 let groups = self.it.recipe.groups.len().max(1);
                 let mut per = Vec::with_capacity(groups);
                 for g in 0..groups {
-                    let xs = self.it.list_arg(self.args, *i, g, self.step - 1.0)?;
+                    let xs = self
+                        .it
+                        .list_arg(self.st, self.args, *i, g, self.step - 1.0)?;
                     per.push(
                         *xs.get(*k)
                             .ok_or_else(|| format!("list has {} elements, index {k}", xs.len()))?,
@@ -262,7 +267,7 @@ impl StepCx<'_, '_, '_> {
                         .enumerate()
                         .map(|(t, &n)| {
                             (0..n)
-                                .map(|i| rademacher(self.it.seed, step, self.stage, t, i))
+                                .map(|i| rademacher(self.st.seed(), step, self.stage, t, i))
                                 .collect()
                         })
                         .collect(),

@@ -6,15 +6,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Buf, EId, Elem, Host, Kernel, RId};
-use crate::interp::{str_value, Interpreter, Partial, Slice, StateValue};
+use crate::interp::{str_value, Interpreter, Partial, Slice};
 use crate::ir::{Scope, ShapeInfo};
 use crate::math::{arith, builtin};
+use crate::state::{StateValue, StepState};
 
 /// Host values of one step, memoized per tensor; `None` while a reduction they need has
 /// not run (it is then recorded in `needed`).
 pub(crate) struct HostEval<'a, 'p> {
     pub(crate) kernel: &'a Kernel,
     pub(crate) interp: &'a Interpreter<'p>,
+    /// The state the step starts from (its states, counts and metrics).
+    pub(crate) state: &'a StepState,
     pub(crate) hypers: &'a mut Vec<Option<Vec<Option<Vec<f64>>>>>,
     pub(crate) reduced: &'a [Option<Vec<f64>>],
     /// Results of the sliced reductions run so far: per tensor, per slot.
@@ -31,6 +34,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
     pub(crate) fn new(
         kernel: &'a Kernel,
         interp: &'a Interpreter<'p>,
+        state: &'a StepState,
         hypers: &'a mut Vec<Option<Vec<Option<Vec<f64>>>>>,
         reduced: &'a [Option<Vec<f64>>],
         sliced: &'a [Option<Vec<Vec<f64>>>],
@@ -41,6 +45,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
             slice_memo: BTreeMap::new(),
             kernel,
             interp,
+            state,
             hypers,
             reduced,
             sliced,
@@ -63,7 +68,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
             .get(t)
             .ok_or("internal error: no such tensor")?;
         let v = match &kernel.host[h] {
-            Host::SliceState { stage, state } => match &interp.states[*stage][*state] {
+            Host::SliceState { stage, state } => match self.state.value(*stage, *state) {
                 StateValue::Slice(_, vals) => vals.get(t).cloned(),
                 _ => None,
             },
@@ -240,8 +245,8 @@ impl<'a, 'p> HostEval<'a, 'p> {
 
     pub(crate) fn stage_hypers(&mut self, stage: usize) -> Result<&Vec<Option<Vec<f64>>>, String> {
         if self.hypers[stage].is_none() {
-            let count = self.interp.runs[stage] as f64;
-            self.hypers[stage] = Some(self.interp.hypers(stage, count)?);
+            let count = self.state.runs(stage) as f64;
+            self.hypers[stage] = Some(self.interp.hypers(self.state, stage, count)?);
         }
         self.hypers[stage]
             .as_ref()
@@ -266,9 +271,15 @@ impl<'a, 'p> HostEval<'a, 'p> {
                 Some(per[g.min(per.len() - 1)])
             }
             Host::HyperIndex { stage, index, k } => {
-                let count = it.runs[*stage] as f64;
-                let xs =
-                    it.list_arg(&it.recipe.stages[*stage].args, *index, self.group(t), count)?;
+                let st = self.state;
+                let count = st.runs(*stage) as f64;
+                let xs = it.list_arg(
+                    st,
+                    &it.recipe.stages[*stage].args,
+                    *index,
+                    self.group(t),
+                    count,
+                )?;
                 Some(
                     *xs.get(*k)
                         .ok_or_else(|| format!("list has {} elements, index {k}", xs.len()))?,
@@ -281,7 +292,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
                     .ok_or("missing argument")?;
                 Some(f64::from(u8::from(str_value(v, self.group(t))? == lit)))
             }
-            Host::Step { stage } => Some(it.runs[*stage] as f64 + 1.0),
+            Host::Step { stage } => Some(self.state.runs(*stage) as f64 + 1.0),
             Host::Shape(info) => Some(match it.views.get(t) {
                 Some(v) => match info {
                     ShapeInfo::Rank => v.rank as f64,
@@ -290,7 +301,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
                 },
                 None => f64::NAN,
             }),
-            Host::State { stage, state } => Some(match &it.states[*stage][*state] {
+            Host::State { stage, state } => Some(match self.state.value(*stage, *state) {
                 StateValue::Scalar(x) => *x,
                 StateValue::Tensor(v) => v.get(t).copied().unwrap_or(f64::NAN),
                 _ => f64::NAN,

@@ -12,7 +12,8 @@ pub use source::function_names;
 
 use crate::model::{Model, Rosenbrock};
 use anneal_compiler::backends::{Backend, Stepper};
-use anneal_compiler::interp::{eval_sched_observed, Env, StateValue};
+use anneal_compiler::interp::{eval_sched_observed, Env};
+use anneal_compiler::state::StateValue;
 use anneal_compiler::{compile, diagnostic, ir::Program};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -334,7 +335,7 @@ fn run_optimizer(
         // lookahead cases also give the slow weights.
         if let Some(slow) = case.json.get("expected_slow").and_then(|v| v.get(k)) {
             let want = case::per_tensor(slow, &names, &format!("expected_slow[{k}]"))?;
-            let Some(StateValue::Element(got)) = interp.state("lookahead", "slow") else {
+            let Some(StateValue::Element(got)) = interp.state_value("lookahead", "slow") else {
                 return Err("the recipe has no lookahead stage with slow weights".into());
             };
             for (ti, (w, g)) in want.iter().zip(got).enumerate() {
@@ -386,7 +387,7 @@ fn run_loss_scale(
             .ok_or("`overflow` holds a non-boolean")?;
         let g = if inf { f32::INFINITY } else { 1.0 };
         interp.step(&mut params, &[vec![g]])?;
-        let scale = match interp.state("GradScaler", "scale") {
+        let scale = match interp.state_value("GradScaler", "scale") {
             Some(StateValue::Scalar(s)) => *s,
             _ => return Err("the recipe has no GradScaler scale".into()),
         };

@@ -17,9 +17,9 @@
 use super::{shares, Comm};
 use crate::train::{Run, Trace};
 use anneal_compiler::backends::Stepper;
-use anneal_compiler::interp::StateValue;
 use anneal_compiler::ir::{Program, Recipe};
 use anneal_compiler::kernel::{lower, Host, PassKind};
+use anneal_compiler::state::StateValue;
 
 /// What a rank reports.
 #[derive(Debug, Clone, Default)]
@@ -234,8 +234,8 @@ pub fn train_data_parallel(
     }
     if let Some(s) = &stepper {
         out.state_values = s
-            .snapshot()
-            .states
+            .state()
+            .states()
             .iter()
             .flatten()
             .map(|v| match v {

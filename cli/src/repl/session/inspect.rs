@@ -4,8 +4,9 @@
 use super::train::{Record, Training};
 use super::{written_name, Session};
 use anneal_compiler::diagnostic;
-use anneal_compiler::interp::{Interpreter, StateValue};
+use anneal_compiler::interp::Interpreter;
 use anneal_compiler::ir::{self, Recipe};
+use anneal_compiler::state::StateValue;
 use anneal_compiler::Compilation;
 use anneal_runtime::schedule::Curve;
 use std::fmt::Write as _;
@@ -92,11 +93,11 @@ impl Session {
         let Some((def_name, written)) = found else {
             return Ok(None);
         };
-        let mut interp =
+        let (interp, mut now) =
             Interpreter::with_shapes(&c.program, recipe, &t.names, &t.shapes, &t.params)?;
-        interp.restore(snapshot.clone())?;
+        now.restore(snapshot.clone())?;
         let label = format!("{written}.{state}");
-        Ok(interp.state(def_name, state).map(|v| match v {
+        Ok(interp.state(&now, def_name, state).map(|v| match v {
             StateValue::Scalar(x) => format!("{label} = {}", num(*x)),
             StateValue::Element(ts) => ts
                 .iter()

@@ -1,10 +1,10 @@
 //! Training in a session: `:step` and `:run` advance the current recipe's model from where
-//! it stands (the optimizer state carried in a `Snapshot` between calls), Ctrl-C stops at
+//! it stands (the optimizer state carried in a `StepState` between calls), Ctrl-C stops at
 //! a step boundary, and each run's curves are kept for `:runs` and `:plot`.
 
 use super::{RunArgs, Session, Setup};
-use anneal_compiler::interp::Snapshot;
 use anneal_compiler::ir::Recipe;
+use anneal_compiler::state::StepState;
 use anneal_runtime::curriculum::Sampler;
 use anneal_runtime::train::{train_with_progress, Resume, Run};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -37,7 +37,7 @@ pub(super) struct Training {
     pub(super) shapes: Vec<Vec<usize>>,
     pub(super) params: Vec<Vec<f32>>,
     pub(super) step: usize,
-    pub(super) snapshot: Option<Snapshot>,
+    pub(super) snapshot: Option<StepState>,
     pub(super) sampler: Option<RefCell<Sampler>>,
     /// Its record in `runs`.
     pub(super) record: usize,

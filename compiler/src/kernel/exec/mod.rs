@@ -11,9 +11,10 @@
 //! writes its own partial results and the host combines them chunk by chunk in order, so
 //! reductions do not depend on the thread count.
 //!
-//! Everything that is not per element lives in the wrapped `Interpreter` (states, step
-//! counts, observed metrics), so snapshots, checkpoints and `state()` read the same as on
-//! the interpreter.
+//! Everything that changes from step to step (states, step counts, observed metrics) is
+//! the caller's `StepState`, read and written as the interpreter does, so checkpoints and
+//! `state()` read the same on both; the wrapped `Interpreter` (the recipe bound to its
+//! tensors) evaluates hyperparameters and schedules.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,7 +22,8 @@ mod passes;
 
 use super::host::HostEval;
 use super::{Buf, CallKind, EId, Elem, Kernel, PassKind, RId};
-use crate::interp::{rademacher, Interpreter, Oracle, Partial, StateValue};
+use crate::interp::{rademacher, Interpreter, Oracle, Partial};
+use crate::state::{StateValue, StepState};
 
 /// A compiled pass: `(scalars, buffers, start, end, partials)`. `scalars` is the pass's
 /// per-tensor scalar table (f32), `buffers` one pointer per `Pass::bufs`, `[start, end)`
@@ -171,12 +173,12 @@ impl<'p> Fused<'p> {
         }
     }
 
-    /// Restores a snapshot; a device's copies of the states are stale after it.
-    pub fn restore(&mut self, s: crate::interp::Snapshot) -> Result<(), String> {
+    /// The caller replaced the step state (a restored checkpoint): a device's copies of
+    /// the states are stale.
+    pub fn state_replaced(&mut self) {
         if let Code::Device(d) = &mut self.code {
             d.host_changed();
         }
-        self.interp.restore(s)
     }
 
     /// The parameters in the recipe's half type as the last step's map pass wrote them
@@ -192,22 +194,24 @@ impl<'p> Fused<'p> {
         &self.kernel
     }
 
-    /// One update: `grads` in, `params` updated in place.
+    /// One update of `st`: `grads` in, `params` updated in place.
     pub fn step(
         &mut self,
+        st: &mut StepState,
         params: &mut [Vec<f32>],
         grads: &[Vec<f32>],
         oracle: Option<&mut (dyn Oracle + '_)>,
     ) -> Result<(), String> {
         let mut params: Vec<&mut [f32]> = params.iter_mut().map(|p| p.as_mut_slice()).collect();
         let grads: Vec<&[f32]> = grads.iter().map(|g| g.as_slice()).collect();
-        self.step_slices(&mut params, &grads, oracle)
+        self.step_slices(st, &mut params, &grads, oracle)
     }
 
     /// One update on tensors the caller owns (a PyTorch model's, a NumPy array's): the
     /// passes read and write them where they are, with no copy.
     pub fn step_slices(
         &mut self,
+        st: &mut StepState,
         params: &mut [&mut [f32]],
         grads: &[&[f32]],
         mut oracle: Option<&mut (dyn Oracle + '_)>,
@@ -228,7 +232,7 @@ impl<'p> Fused<'p> {
         let stages = self.kernel.stages;
         let mut hypers: Vec<Option<Vec<Option<Vec<f64>>>>> = vec![None; stages];
         let mut reduced: Vec<Option<Vec<f64>>> = vec![None; self.kernel.reductions.len()];
-        self.fill_noise();
+        self.fill_noise(st);
         let mut called = vec![false; self.kernel.calls.len()];
         // Spread buffers filled this step (several passes may read one).
         let mut spread = BTreeSet::new();
@@ -238,6 +242,7 @@ impl<'p> Fused<'p> {
             let mut ev = HostEval::new(
                 &self.kernel,
                 &self.interp,
+                st,
                 &mut hypers,
                 &reduced,
                 &sliced,
@@ -367,13 +372,13 @@ impl<'p> Fused<'p> {
             drop(ev);
             self.temps.extend(spreads);
             for (p, table, ready) in tables {
-                let results = self.run_reduce(p, &table, &ready, params, grads)?;
+                let results = self.run_reduce(st, p, &table, &ready, params, grads)?;
                 for (r, v) in results {
                     reduced[r] = Some(v);
                 }
             }
             for (p, table) in prepares {
-                self.run_pass(p, &table, params, grads, 0)?;
+                self.run_pass(st, p, &table, params, grads, 0)?;
             }
             for k in ready {
                 self.call_model(k, params, oracle.as_deref_mut())?;
@@ -387,6 +392,7 @@ impl<'p> Fused<'p> {
         let mut ev = HostEval::new(
             &self.kernel,
             &self.interp,
+            st,
             &mut hypers,
             &reduced,
             &sliced,
@@ -397,7 +403,7 @@ impl<'p> Fused<'p> {
             if stage >= active {
                 continue;
             }
-            let new = match &self.interp.states[stage][state] {
+            let new = match st.value(stage, state) {
                 // A sliced state: the value broadcast to the state's slicing, as the
                 // interpreter stores it.
                 StateValue::Slice(k, _) => {
@@ -451,16 +457,15 @@ impl<'p> Fused<'p> {
         drop(ev);
         self.temps.extend(spreads);
         if let Some((p, table)) = map_table {
-            self.run_pass(p, &table, params, grads, 0)?;
+            self.run_pass(st, p, &table, params, grads, 0)?;
         }
         for (stage, state, new) in finals {
-            self.interp.states[stage][state] = new;
+            *st.value_mut(stage, state) = new;
         }
         for s in 0..active {
-            self.interp.runs[s] += 1;
+            st.stage_ran(s);
         }
-        self.interp.count += 1;
-        self.interp.last_skipped = skipped;
+        st.step_done(skipped);
         Ok(())
     }
 
@@ -592,7 +597,7 @@ impl<'p> Fused<'p> {
 
     /// Fills each stage's `rademacher()` buffer for this step: the interpreter's stream,
     /// element by element.
-    fn fill_noise(&mut self) {
+    fn fill_noise(&mut self, st: &StepState) {
         let stages: Vec<usize> = self
             .kernel
             .elems
@@ -603,8 +608,8 @@ impl<'p> Fused<'p> {
             })
             .collect();
         for s in stages {
-            let step = self.interp.runs[s] + 1;
-            let seed = self.interp.seed;
+            let step = st.runs(s) + 1;
+            let seed = st.seed();
             let noise: Vec<Vec<f32>> = self
                 .interp
                 .sizes

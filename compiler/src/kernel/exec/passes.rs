@@ -6,9 +6,9 @@
 use rayon::prelude::*;
 
 use super::{Code, Fused, PassFn, CHUNK};
-use crate::interp::StateValue;
 use crate::ir::{ReduceOp, Scope};
 use crate::kernel::{Buf, RId};
+use crate::state::{StateValue, StepState};
 
 /// A pass invocation on one chunk; raw pointers into buffers that outlive the pass.
 #[derive(Clone, Copy)]
@@ -31,6 +31,7 @@ impl Fused<'_> {
     /// more for step-uniform uses.
     pub(super) fn run_reduce(
         &mut self,
+        st: &mut StepState,
         p: usize,
         table: &[Vec<f32>],
         ready: &[bool],
@@ -39,7 +40,7 @@ impl Fused<'_> {
     ) -> Result<Vec<(RId, Vec<f64>)>, String> {
         let pass = self.kernel.passes[p].clone();
         let nred = pass.reductions.len();
-        let partials = self.run_pass(p, table, params, grads, nred)?;
+        let partials = self.run_pass(st, p, table, params, grads, nred)?;
         let nt = self.interp.sizes.len();
         let mut out = Vec::new();
         for (j, &r) in pass.reductions.iter().enumerate() {
@@ -92,6 +93,7 @@ impl Fused<'_> {
     /// `nred` partial results.
     pub(super) fn run_pass(
         &mut self,
+        st: &mut StepState,
         p: usize,
         table: &[Vec<f32>],
         params: &mut [&mut [f32]],
@@ -107,7 +109,7 @@ impl Fused<'_> {
                 row.push(match *b {
                     Buf::Param => params[t].as_mut_ptr(),
                     Buf::Grad => grads[t].as_ptr() as *mut f32,
-                    Buf::State { stage, state } => match &mut self.interp.states[stage][state] {
+                    Buf::State { stage, state } => match st.value_mut(stage, state) {
                         StateValue::Element(v) => v[t].as_mut_ptr(),
                         _ => {
                             return Err("internal error: an element state is not per element".into())
