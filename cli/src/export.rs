@@ -155,7 +155,9 @@ fn export_wgsl(
     kernel: &anneal_compiler::kernel::Kernel,
     name: &str,
 ) -> Result<(), String> {
-    let cannot = |why: String| format!("recipe `{}` cannot be exported: {why}", recipe.name);
+    let cannot = |why: anneal_compiler::error::Error| {
+        format!("recipe `{}` cannot be exported: {why}", recipe.name)
+    };
     let manifest = wgsl::manifest(program, recipe, kernel).map_err(cannot)?;
     let shaders = wgsl::shaders(kernel).map_err(cannot)?;
     for s in &shaders {

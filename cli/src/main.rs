@@ -425,7 +425,7 @@ fn cmd_build(file: &Path, emit: Emit, explain: bool, json: bool) -> ExitCode {
             };
             let ir = anneal_compiler::kernel::lower(&c.program, recipe)
                 .map_err(|why| format!("recipe `{}` has no fused step: {why}", recipe.name))
-                .and_then(|k| anneal_compiler::backends::llvm::ir(&k));
+                .and_then(|k| anneal_compiler::backends::llvm::ir(&k).map_err(String::from));
             match ir {
                 Ok(text) => out!("{text}"),
                 Err(e) => return fail(e),

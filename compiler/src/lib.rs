@@ -10,6 +10,7 @@ pub mod backends;
 pub mod check;
 pub mod diagnostic;
 pub mod doc;
+pub mod error;
 pub mod glob;
 pub mod interp;
 pub mod ir;

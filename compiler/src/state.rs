@@ -7,6 +7,7 @@
 //! read and write it through the methods below, and a checkpoint is a copy of it, so a
 //! run restored from one continues exactly, on any back end.
 
+use crate::error::Result;
 use crate::interp::lbfgs::LbfgsState;
 use crate::interp::Slice;
 
@@ -180,7 +181,7 @@ impl StepState {
     }
 
     /// Continues from `saved`, a state of the same recipe and tensors.
-    pub fn restore(&mut self, saved: StepState) -> Result<(), String> {
+    pub fn restore(&mut self, saved: StepState) -> Result<()> {
         if !self.same_layout(&saved) {
             return Err(
                 "the snapshot was taken from a different recipe or different tensors".into(),

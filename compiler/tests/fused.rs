@@ -231,6 +231,40 @@ recipe r { update = GradScaler(init_scale: 4, growth_interval: 2) |> Adam(lr: 0.
     }
 }
 
+#[test]
+fn tensors_of_the_wrong_size_are_a_user_error_naming_the_tensor() {
+    let c = compile("t.anneal", ADAMW_CLIP);
+    let recipe = &c.program.recipes[0];
+    let names = vec!["w".to_string(), "b".to_string()];
+    let shapes = vec![vec![8], vec![3]];
+    let init = vec![vec![0.5f32; 8], vec![0.1f32; 3]];
+    let mut backends = compiled_backends();
+    backends.push(Backend::Interp);
+    for backend in backends {
+        let (mut s, _) =
+            Stepper::new(backend, &c.program, recipe, &names, &shapes, &init, 1).unwrap();
+        let mut params = init.clone();
+        let err = s
+            .step(&mut params, &[vec![0.0; 8], vec![0.0; 4]])
+            .unwrap_err();
+        assert!(!err.is_internal(), "{}: {err}", backend.name());
+        let text = err.to_string();
+        assert!(
+            text.contains("tensor #1 (`b`) has 3 values and its gradient 4"),
+            "{}: {text}",
+            backend.name()
+        );
+        let err = s.step(&mut params, &[vec![0.0; 8]]).unwrap_err();
+        assert!(err.to_string().contains("1 gradient tensors"), "{err}");
+        assert_eq!(
+            params,
+            init,
+            "{}: a refused step changes nothing",
+            backend.name()
+        );
+    }
+}
+
 /// A transform that may precede an optimizer, and an optimizer, with random arguments.
 fn transform() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -386,7 +420,10 @@ struct Diagonal {
 }
 
 impl Oracle for Diagonal {
-    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+    fn grad_at(
+        &mut self,
+        params: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, anneal_compiler::error::Error> {
         Ok(params
             .iter()
             .zip(&self.d)
@@ -402,7 +439,11 @@ impl Oracle for Diagonal {
             .collect())
     }
 
-    fn hvp(&mut self, _params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+    fn hvp(
+        &mut self,
+        _params: &[Vec<f32>],
+        v: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, anneal_compiler::error::Error> {
         self.grad_at(v)
     }
 }

@@ -58,13 +58,23 @@ fn the_reference_is_current() {
 struct Bowl;
 
 impl Oracle for Bowl {
-    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+    fn grad_at(
+        &mut self,
+        params: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, anneal_compiler::error::Error> {
         Ok(params.to_vec())
     }
-    fn hvp(&mut self, _params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+    fn hvp(
+        &mut self,
+        _params: &[Vec<f32>],
+        v: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, anneal_compiler::error::Error> {
         Ok(v.to_vec())
     }
-    fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), String> {
+    fn loss_at(
+        &mut self,
+        params: &[Vec<f32>],
+    ) -> Result<(f64, Vec<Vec<f32>>), anneal_compiler::error::Error> {
         let loss: f64 = params
             .iter()
             .flatten()

@@ -153,7 +153,7 @@ impl PyOracle {
         &mut self,
         what: &str,
         f: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> PyResult<T>,
-    ) -> Result<T, String> {
+    ) -> Result<T, anneal_compiler::error::Error> {
         let obj = &self.obj;
         let r = Python::attach(|py| f(py, obj.bind(py)));
         r.map_err(|e| {
@@ -161,7 +161,7 @@ impl PyOracle {
             if self.error.is_none() {
                 self.error = Some(e);
             }
-            msg
+            msg.into()
         })
     }
 }
@@ -184,19 +184,29 @@ fn from_arrays(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<f32>>> {
 }
 
 impl Oracle for PyOracle {
-    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+    fn grad_at(
+        &mut self,
+        params: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, anneal_compiler::error::Error> {
         self.with("grad_at", |py, o| {
             from_arrays(&o.call_method1("grad_at", (to_arrays(py, params),))?)
         })
     }
 
-    fn hvp(&mut self, params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+    fn hvp(
+        &mut self,
+        params: &[Vec<f32>],
+        v: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, anneal_compiler::error::Error> {
         self.with("hvp", |py, o| {
             from_arrays(&o.call_method1("hvp", (to_arrays(py, params), to_arrays(py, v)))?)
         })
     }
 
-    fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), String> {
+    fn loss_at(
+        &mut self,
+        params: &[Vec<f32>],
+    ) -> Result<(f64, Vec<Vec<f32>>), anneal_compiler::error::Error> {
         self.with("loss_at", |py, o| {
             let r = o.call_method1("loss_at", (to_arrays(py, params),))?;
             let (loss, grads): (f64, Bound<'_, PyAny>) = r.extract()?;

@@ -8,6 +8,7 @@ use crate::curriculum::{Sampler, StepStats};
 use crate::data::{BatchSource, Dataset};
 use crate::model::Model;
 use anneal_compiler::backends::{Backend, Choice, Stepper};
+use anneal_compiler::error::Error;
 use anneal_compiler::interp::{eval_sched_observed, Env, Oracle};
 use anneal_compiler::ir::{Dtype, HyperValue, Program, Recipe};
 use anneal_compiler::state::{StateValue, StepState};
@@ -114,20 +115,20 @@ struct BatchOracle<'a> {
 }
 
 impl Oracle for BatchOracle<'_> {
-    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, Error> {
         let (loss, grads) = self.model.loss_and_grad(params, &self.x, &self.y)?;
         self.last_loss = Some(loss);
         self.last_norm = Some(global_norm(&grads));
         Ok(grads)
     }
 
-    fn hvp(&mut self, params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+    fn hvp(&mut self, params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, Error> {
         self.model
             .hvp(params, v)
-            .ok_or_else(|| "this model does not compute Hessian-vector products".to_string())
+            .ok_or_else(|| Error::user("this model does not compute Hessian-vector products"))
     }
 
-    fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), String> {
+    fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), Error> {
         let (loss, grads) = self.model.loss_and_grad(params, &self.x, &self.y)?;
         Ok((f64::from(loss), grads))
     }

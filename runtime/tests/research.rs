@@ -11,7 +11,10 @@ struct Quadratic {
 }
 
 impl Oracle for Quadratic {
-    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+    fn grad_at(
+        &mut self,
+        params: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, anneal_compiler::error::Error> {
         Ok(params
             .iter()
             .zip(&self.a)
@@ -19,7 +22,11 @@ impl Oracle for Quadratic {
             .collect())
     }
 
-    fn hvp(&mut self, _params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+    fn hvp(
+        &mut self,
+        _params: &[Vec<f32>],
+        v: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, anneal_compiler::error::Error> {
         self.grad_at(v)
     }
 }
@@ -82,7 +89,10 @@ fn sam_without_the_capability_is_refused() {
     let mut params = vec![vec![1.0f32]];
     let (interp, mut st) = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
     let err = interp.step(&mut st, &mut params, &[vec![1.0]]).unwrap_err();
-    assert!(err.contains("gradient at a shifted point"), "{err}");
+    assert!(
+        err.to_string().contains("gradient at a shifted point"),
+        "{err}"
+    );
 }
 
 #[test]

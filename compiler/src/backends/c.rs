@@ -7,6 +7,7 @@
 //! Scope: one parameter group; tensors are flat (rank 1); state initial values built from
 //! constants, hyperparameters and `param`. Anything else is refused with the reason.
 
+use crate::error::{Error, Result};
 use std::fmt::Write as _;
 
 use crate::ast::{BinOp, UnOp};
@@ -19,12 +20,12 @@ use crate::kernel::legalize::{expand, Prim, Unary};
 use crate::kernel::{Buf, Host, Kernel, PassKind};
 
 /// A hyperparameter's value at the first step (a schedule's at count 0).
-fn value_at_start(program: &Program, v: &HyperValue) -> Result<f64, String> {
+fn value_at_start(program: &Program, v: &HyperValue) -> Result<f64> {
     match v {
         HyperValue::Schedule(s) => crate::interp::eval_sched(program, s, 0.0, 0),
         other => other
             .as_f64()
-            .ok_or_else(|| "a hyperparameter the exported step cannot hold".to_string()),
+            .ok_or_else(|| Error::user("a hyperparameter the exported step cannot hold")),
     }
 }
 
@@ -163,7 +164,7 @@ fn binary(op: BinOp, x: &str, y: &str, f: &str) -> String {
 
 /// One host value as a C expression over `hp`, `st`, `t`, `numel`, `red`, `nt` and the
 /// host values before it (`h[i]`).
-fn host_expr(cx: &Cx, h: &Host) -> Result<String, String> {
+fn host_expr(cx: &Cx, h: &Host) -> Result<String> {
     let p = &cx.p;
     Ok(match h {
         Host::Const(c) => num(*c),
@@ -175,7 +176,7 @@ fn host_expr(cx: &Cx, h: &Host) -> Result<String, String> {
             let v = cx.recipe.stages[*stage]
                 .args
                 .get(*index)
-                .ok_or("missing argument")?;
+                .ok_or_else(|| Error::internal("missing argument"))?;
             num(f64::from(u8::from(str_value(v, 0)? == lit)))
         }
         Host::Step { stage } => format!("(double)(st->runs[{stage}] + 1)"),
@@ -188,7 +189,9 @@ fn host_expr(cx: &Cx, h: &Host) -> Result<String, String> {
             )
         }
         Host::State { stage, state } => {
-            let body = cx.body(*stage).ok_or("not a stage")?;
+            let body = cx
+                .body(*stage)
+                .ok_or_else(|| Error::internal("not a stage"))?;
             let f = cx.state_field(*stage, *state);
             match body.states[*state].extent {
                 Extent::Uniform => format!("st->{f}"),
@@ -216,7 +219,7 @@ fn host_expr(cx: &Cx, h: &Host) -> Result<String, String> {
 
 /// A state's initial value per element, as C: (code, reads `param`). Interpreter
 /// semantics: coarse values in double, rounded to float when stored.
-fn init_expr(cx: &Cx, stage: usize, body: &Body, e: ExprId) -> Result<(String, bool), String> {
+fn init_expr(cx: &Cx, stage: usize, body: &Body, e: ExprId) -> Result<(String, bool)> {
     let p = &cx.p;
     let sub = |x: &ExprId| init_expr(cx, stage, body, *x);
     Ok(match &body.exprs[e] {
@@ -248,7 +251,7 @@ fn init_expr(cx: &Cx, stage: usize, body: &Body, e: ExprId) -> Result<(String, b
             let v = cx.recipe.stages[stage]
                 .args
                 .get(*i)
-                .ok_or("missing argument")?;
+                .ok_or_else(|| Error::internal("missing argument"))?;
             (num(f64::from(u8::from(str_value(v, 0)? == lit))), false)
         }
         Expr::Call(b, xs) => {
@@ -263,21 +266,16 @@ fn init_expr(cx: &Cx, stage: usize, body: &Body, e: ExprId) -> Result<(String, b
             (call(*b, &a, &pre), el)
         }
         _ => {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "a state of `{}` starts from a value the exported step cannot compute",
                 cx.program.defs[cx.recipe.stages[stage].def].name
-            ))
+            )))
         }
     })
 }
 
 /// The header for `kernel`, whose passes the object file defines as `{prefix}_pass{i}`.
-pub fn header(
-    program: &Program,
-    recipe: &Recipe,
-    kernel: &Kernel,
-    prefix: &str,
-) -> Result<String, String> {
+pub fn header(program: &Program, recipe: &Recipe, kernel: &Kernel, prefix: &str) -> Result<String> {
     super::exportable(recipe, kernel)?;
     let cx = Cx {
         program,
@@ -663,7 +661,9 @@ pub fn header(
     }
     for (k, (stage, state, _)) in kernel.host_states.iter().enumerate() {
         let f = cx.state_field(*stage, *state);
-        let body = cx.body(*stage).ok_or("not a stage")?;
+        let body = cx
+            .body(*stage)
+            .ok_or_else(|| Error::internal("not a stage"))?;
         let _ = match body.states[*state].extent {
             Extent::Uniform => writeln!(w, "  if ({stage} < active) st->{f} = fin[{k} * (n + 1)];"),
             _ => writeln!(

@@ -13,6 +13,7 @@
 //! code depends only on the recipe's structure: compiled code is cached by that structure
 //! and changing a learning rate or a beta never compiles again (`compiles()` counts).
 
+use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -42,18 +43,18 @@ pub fn compiles() -> usize {
 }
 
 /// Compiles every pass of `kernel` (or reuses the code of a kernel of the same structure).
-pub fn compile(kernel: &Kernel) -> Result<Compiled, String> {
+pub fn compile(kernel: &Kernel) -> Result<Compiled> {
     CACHE.get_or_compile(kernel, jit_uncounted)
 }
 
 /// Compiles every pass of `kernel`, bypassing the cache: the pass addresses and the time
 /// taken (ms).
-pub fn jit(kernel: &Kernel) -> Result<(Vec<usize>, f64), String> {
+pub fn jit(kernel: &Kernel) -> Result<(Vec<usize>, f64)> {
     CACHE.count();
     jit_uncounted(kernel)
 }
 
-fn jit_uncounted(kernel: &Kernel) -> Result<(Vec<usize>, f64), String> {
+fn jit_uncounted(kernel: &Kernel) -> Result<(Vec<usize>, f64)> {
     let t0 = Instant::now();
     let mut jb = JITBuilder::with_isa(host_isa(false)?, default_libcall_names());
     for (name, ptr) in LIBM_SYMBOLS {
@@ -63,7 +64,7 @@ fn jit_uncounted(kernel: &Kernel) -> Result<(Vec<usize>, f64), String> {
     let ids = define_all(&mut module, kernel, "pass", Linkage::Local)?;
     module
         .finalize_definitions()
-        .map_err(|e| format!("cranelift: {e}"))?;
+        .map_err(|e| Error::user(format!("cranelift: {e}")))?;
     let addrs: Vec<usize> = ids
         .iter()
         .map(|id| module.get_finalized_function(*id) as usize)
@@ -74,7 +75,7 @@ fn jit_uncounted(kernel: &Kernel) -> Result<(Vec<usize>, f64), String> {
 }
 
 /// The host ISA, optimizing for speed; position-independent code for an object file.
-pub(crate) fn host_isa(pic: bool) -> Result<OwnedTargetIsa, String> {
+pub(crate) fn host_isa(pic: bool) -> Result<OwnedTargetIsa> {
     let mut flags = settings::builder();
     let pic = if pic { "true" } else { "false" };
     let mut settings = vec![("opt_level", "speed"), ("is_pic", pic)];
@@ -84,12 +85,12 @@ pub(crate) fn host_isa(pic: bool) -> Result<OwnedTargetIsa, String> {
     for (k, v) in settings {
         flags
             .set(k, v)
-            .map_err(|e| format!("cranelift flag {k}: {e}"))?;
+            .map_err(|e| Error::user(format!("cranelift flag {k}: {e}")))?;
     }
     cranelift_native::builder()
-        .map_err(|e| format!("this machine is not supported by Cranelift: {e}"))?
+        .map_err(|e| Error::user(format!("this machine is not supported by Cranelift: {e}")))?
         .finish(settings::Flags::new(flags))
-        .map_err(|e| format!("cranelift: {e}"))
+        .map_err(|e| Error::user(format!("cranelift: {e}")))
 }
 
 extern "C" fn an_expf(x: f32) -> f32 {
@@ -128,7 +129,7 @@ pub(crate) fn define_all<M: Module>(
     kernel: &Kernel,
     prefix: &str,
     linkage: Linkage,
-) -> Result<Vec<FuncId>, String> {
+) -> Result<Vec<FuncId>> {
     let ptr = module.target_config().pointer_type();
     let mut sig = module.make_signature();
     for _ in 0..5 {
@@ -144,18 +145,18 @@ pub(crate) fn define_all<M: Module>(
         let s = if *name == "powf" { &binary } else { &unary };
         let id = module
             .declare_function(name, Linkage::Import, s)
-            .map_err(|e| format!("cranelift: {e}"))?;
+            .map_err(|e| Error::user(format!("cranelift: {e}")))?;
         libm.insert(*name, id);
     }
     let mut ids = Vec::new();
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     let config = module.target_config();
-    let codes = legalize(kernel).map_err(|e| format!("internal error: {}", e.0))?;
+    let codes = legalize(kernel)?;
     for (i, code) in codes.iter().enumerate() {
         let id = module
             .declare_function(&format!("{prefix}{i}"), linkage, &sig)
-            .map_err(|e| format!("cranelift: {e}"))?;
+            .map_err(|e| Error::user(format!("cranelift: {e}")))?;
         ctx.func.signature = sig.clone();
         ctx.func.name = UserFuncName::user(0, id.as_u32());
         {
@@ -184,9 +185,9 @@ pub(crate) fn define_all<M: Module>(
         if std::env::var_os("ANNEAL_DUMP").is_some() {
             ctx.set_disasm(true);
         }
-        module
-            .define_function(id, &mut ctx)
-            .map_err(|e| format!("cranelift could not compile pass {}: {e:?}", i + 1))?;
+        module.define_function(id, &mut ctx).map_err(|e| {
+            Error::internal(format!("cranelift could not compile pass {}: {e:?}", i + 1))
+        })?;
         if std::env::var_os("ANNEAL_DUMP").is_some() {
             if let Some(c) = ctx.compiled_code() {
                 eprintln!("pass {i}:\n{}", c.vcode.clone().unwrap_or_default());
@@ -230,7 +231,7 @@ struct Gen<'a, 'b> {
     after: Vec<cranelift_codegen::ir::Block>,
 }
 
-type R<T> = Result<T, String>;
+type R<T> = Result<T>;
 
 impl Gen<'_, '_> {
     /// The running max (min) updated with `x`; a NaN `x` leaves it unchanged.
@@ -265,7 +266,7 @@ impl Gen<'_, '_> {
 
     fn index(&self) -> R<Variable> {
         self.i
-            .ok_or_else(|| "internal error: a loop opened before the function".into())
+            .ok_or_else(|| Error::internal("a loop opened before the function"))
     }
 }
 
@@ -362,7 +363,7 @@ impl Emitter for Gen<'_, '_> {
         let (head, exit) = self
             .open_loop
             .take()
-            .ok_or("internal error: a loop closed twice")?;
+            .ok_or_else(|| Error::internal("a loop closed twice"))?;
         let iv = self.b.use_var(i);
         let next = self.b.ins().iadd_imm_u(iv, width as i64);
         self.b.def_var(i, next);
@@ -456,7 +457,7 @@ impl Emitter for Gen<'_, '_> {
         let after = self
             .after
             .pop()
-            .ok_or("internal error: a guard closed twice")?;
+            .ok_or_else(|| Error::internal("a guard closed twice"))?;
         self.b.ins().jump(after, &[]);
         self.b.switch_to_block(after);
         Ok(())
@@ -551,7 +552,7 @@ impl Emitter for Gen<'_, '_> {
         let f = *self
             .libm
             .get(f.c_name())
-            .ok_or_else(|| format!("internal error: `{}` is not declared", f.c_name()))?;
+            .ok_or_else(|| Error::internal(format!("`{}` is not declared", f.c_name())))?;
         if !self.vector {
             let call = self.b.ins().call(f, args);
             return Ok(self.b.inst_results(call)[0]);
@@ -608,17 +609,17 @@ impl Emitter for Gen<'_, '_> {
 
 /// A kernel's passes as a relocatable object file (symbols `{prefix}{i}`, global), for
 /// `anneal export`; it imports `expf`, `logf`, `powf`, `cosf`, `sinf`, `tanhf` (`-lm`).
-pub fn object(kernel: &Kernel, prefix: &str) -> Result<Vec<u8>, String> {
+pub fn object(kernel: &Kernel, prefix: &str) -> Result<Vec<u8>> {
     let builder = cranelift_object::ObjectBuilder::new(
         host_isa(true)?,
         prefix.as_bytes().to_vec(),
         default_libcall_names(),
     )
-    .map_err(|e| format!("cranelift: {e}"))?;
+    .map_err(|e| Error::user(format!("cranelift: {e}")))?;
     let mut module = cranelift_object::ObjectModule::new(builder);
     define_all(&mut module, kernel, prefix, Linkage::Export)?;
     module
         .finish()
         .emit()
-        .map_err(|e| format!("cannot write the object file: {e}"))
+        .map_err(|e| Error::user(format!("cannot write the object file: {e}")))
 }

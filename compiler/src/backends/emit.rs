@@ -11,6 +11,7 @@
 //! start: usize, end: usize, partials: *mut f64)` (`kernel::exec::PassFn`).
 
 use crate::ast::CmpOp;
+use crate::error::{Error, Result};
 use crate::kernel::legalize::{AccKind, Binary, Libm, Op, OpId, PassCode, Prim, Unary};
 use crate::kernel::PassKind;
 
@@ -27,47 +28,41 @@ pub trait Emitter {
     /// (`[4, 1]`: four lanes, then the rest one at a time). The last width must be 1.
     fn widths(&self) -> &'static [usize];
     /// The function's entry: its arguments, the buffer bases and scalar slots.
-    fn begin(&mut self, code: &PassCode) -> Result<(), String>;
+    fn begin(&mut self, code: &PassCode) -> Result<()>;
     /// A fresh accumulator (0 for sums, −∞ for a maximum, ∞ for a minimum).
-    fn acc_new(&mut self, kind: AccKind) -> Result<Self::Acc, String>;
+    fn acc_new(&mut self, kind: AccKind) -> Result<Self::Acc>;
     /// Opens the loop taking `width` elements per iteration while that many remain.
-    fn loop_begin(&mut self, width: usize) -> Result<(), String>;
+    fn loop_begin(&mut self, width: usize) -> Result<()>;
     /// Closes it: the index advances by `width`.
-    fn loop_end(&mut self, width: usize) -> Result<(), String>;
+    fn loop_end(&mut self, width: usize) -> Result<()>;
     /// After the loops: the accumulator's lanes combined in a fixed order, written as
     /// partial `j` (an f64).
-    fn acc_finish(&mut self, j: usize, kind: AccKind, acc: &Self::Acc) -> Result<(), String>;
+    fn acc_finish(&mut self, j: usize, kind: AccKind, acc: &Self::Acc) -> Result<()>;
     /// The function's return.
-    fn end(&mut self) -> Result<(), String>;
+    fn end(&mut self) -> Result<()>;
 
-    fn load(&mut self, buf: usize) -> Result<Self::Value, String>;
-    fn store(&mut self, buf: usize, value: Self::Value) -> Result<(), String>;
-    fn scalar(&mut self, slot: usize) -> Result<Self::Value, String>;
+    fn load(&mut self, buf: usize) -> Result<Self::Value>;
+    fn store(&mut self, buf: usize, value: Self::Value) -> Result<()>;
+    fn scalar(&mut self, slot: usize) -> Result<Self::Value>;
     /// Whether a store of `stage` happens: `stage < slots[slot]`, the same for every lane.
-    fn stage_live(&mut self, stage: usize, slot: usize) -> Result<Self::Mask, String>;
+    fn stage_live(&mut self, stage: usize, slot: usize) -> Result<Self::Mask>;
     /// Code that runs only where (uniform) `live` holds, until `end_if`.
-    fn begin_if(&mut self, live: Self::Mask) -> Result<(), String>;
-    fn end_if(&mut self) -> Result<(), String>;
+    fn begin_if(&mut self, live: Self::Mask) -> Result<()>;
+    fn end_if(&mut self) -> Result<()>;
     /// Adds `x` to the accumulator as its kind says.
-    fn accumulate(&mut self, kind: AccKind, acc: &Self::Acc, x: Self::Value) -> Result<(), String>;
+    fn accumulate(&mut self, kind: AccKind, acc: &Self::Acc, x: Self::Value) -> Result<()>;
 
-    fn constant(&mut self, x: f32) -> Result<Self::Value, String>;
-    fn unary(&mut self, op: Unary, x: Self::Value) -> Result<Self::Value, String>;
-    fn binary(&mut self, op: Binary, x: Self::Value, y: Self::Value)
-        -> Result<Self::Value, String>;
+    fn constant(&mut self, x: f32) -> Result<Self::Value>;
+    fn unary(&mut self, op: Unary, x: Self::Value) -> Result<Self::Value>;
+    fn binary(&mut self, op: Binary, x: Self::Value, y: Self::Value) -> Result<Self::Value>;
     /// The C library's f32 function, lane by lane.
-    fn libm(&mut self, f: Libm, args: &[Self::Value]) -> Result<Self::Value, String>;
-    fn compare(&mut self, op: CmpOp, x: Self::Value, y: Self::Value) -> Result<Self::Mask, String>;
-    fn is_nan(&mut self, x: Self::Value) -> Result<Self::Mask, String>;
-    fn is_finite(&mut self, x: Self::Value) -> Result<Self::Mask, String>;
-    fn and(&mut self, x: Self::Mask, y: Self::Mask) -> Result<Self::Mask, String>;
-    fn or(&mut self, x: Self::Mask, y: Self::Mask) -> Result<Self::Mask, String>;
-    fn select(
-        &mut self,
-        m: Self::Mask,
-        x: Self::Value,
-        y: Self::Value,
-    ) -> Result<Self::Value, String>;
+    fn libm(&mut self, f: Libm, args: &[Self::Value]) -> Result<Self::Value>;
+    fn compare(&mut self, op: CmpOp, x: Self::Value, y: Self::Value) -> Result<Self::Mask>;
+    fn is_nan(&mut self, x: Self::Value) -> Result<Self::Mask>;
+    fn is_finite(&mut self, x: Self::Value) -> Result<Self::Mask>;
+    fn and(&mut self, x: Self::Mask, y: Self::Mask) -> Result<Self::Mask>;
+    fn or(&mut self, x: Self::Mask, y: Self::Mask) -> Result<Self::Mask>;
+    fn select(&mut self, m: Self::Mask, x: Self::Value, y: Self::Value) -> Result<Self::Value>;
 }
 
 /// One op's result in the current loop.
@@ -78,7 +73,7 @@ enum Slot<V, M> {
 }
 
 /// Emits the function of one legalized pass through `e`.
-pub fn emit_pass<E: Emitter>(e: &mut E, code: &PassCode) -> Result<(), String> {
+pub fn emit_pass<E: Emitter>(e: &mut E, code: &PassCode) -> Result<()> {
     e.begin(code)?;
     let accs = code
         .reductions
@@ -90,9 +85,9 @@ pub fn emit_pass<E: Emitter>(e: &mut E, code: &PassCode) -> Result<(), String> {
         let slots = walk(e, code)?;
         let value = |id: OpId| match slots[id] {
             Slot::Value(v) => Ok(v),
-            Slot::Mask(_) => Err(format!(
-                "internal error: op {id} is a mask, used as a value"
-            )),
+            Slot::Mask(_) => Err(Error::internal(format!(
+                "op {id} is a mask, used as a value"
+            ))),
         };
         match code.kind {
             PassKind::Reduce => {
@@ -127,20 +122,20 @@ pub fn emit_pass<E: Emitter>(e: &mut E, code: &PassCode) -> Result<(), String> {
 type Slots<E> = Vec<Slot<<E as Emitter>::Value, <E as Emitter>::Mask>>;
 
 /// Every op of the pass at the current element(s), in order.
-fn walk<E: Emitter>(e: &mut E, code: &PassCode) -> Result<Slots<E>, String> {
+fn walk<E: Emitter>(e: &mut E, code: &PassCode) -> Result<Slots<E>> {
     let mut slots: Slots<E> = Vec::with_capacity(code.ops.len());
     for (id, op) in code.ops.iter().enumerate() {
         let v = |x: OpId| match slots.get(x) {
             Some(Slot::Value(v)) => Ok(*v),
-            _ => Err(format!(
-                "internal error: op {id} reads op {x}, not a value before it"
-            )),
+            _ => Err(Error::internal(format!(
+                "op {id} reads op {x}, not a value before it"
+            ))),
         };
         let m = |x: OpId| match slots.get(x) {
             Some(Slot::Mask(m)) => Ok(*m),
-            _ => Err(format!(
-                "internal error: op {id} reads op {x}, not a mask before it"
-            )),
+            _ => Err(Error::internal(format!(
+                "op {id} reads op {x}, not a mask before it"
+            ))),
         };
         let slot = match *op {
             Op::Load(b) => Slot::Value(e.load(b)?),
@@ -155,11 +150,11 @@ fn walk<E: Emitter>(e: &mut E, code: &PassCode) -> Result<Slots<E>, String> {
                         None => vec![v(x)?],
                     };
                     if args.len() != f.arity() {
-                        return Err(format!(
-                            "internal error: op {id} calls `{}` with {} operands",
+                        return Err(Error::internal(format!(
+                            "op {id} calls `{}` with {} operands",
                             f.c_name(),
                             args.len()
-                        ));
+                        )));
                     }
                     Slot::Value(e.libm(f, &args)?)
                 }

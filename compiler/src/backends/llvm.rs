@@ -11,6 +11,7 @@
 //! within a call (no reassociation, so their loops stay scalar); one partial per call, as
 //! on Cranelift.
 
+use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -41,10 +42,11 @@ pub fn compiles() -> usize {
     CACHE.compiles()
 }
 
-type R<T> = Result<T, String>;
+type R<T> = Result<T>;
 
-fn err(e: impl std::fmt::Display) -> String {
-    format!("llvm: {e}")
+/// An LLVM call that failed on code anneal built: a defect of the emitter.
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("llvm: {e}"))
 }
 
 /// The host TargetMachine (CPU name and features), optimizing aggressively.
@@ -63,7 +65,7 @@ fn target_machine(reloc: RelocMode) -> R<TargetMachine> {
             reloc,
             CodeModel::Default,
         )
-        .ok_or_else(|| "llvm: no target machine for this host".to_string())
+        .ok_or_else(|| Error::user("llvm: no target machine for this host"))
 }
 
 /// Builds every pass of `kernel` into `module` (named `{prefix}{i}`) and runs `default<O3>`
@@ -111,7 +113,7 @@ fn build<'c>(
         module.add_function("powf", binary, Some(Linkage::External)),
     );
     let mut names = Vec::new();
-    let codes = legalize(kernel).map_err(|e| format!("internal error: {}", e.0))?;
+    let codes = legalize(kernel)?;
     for (i, code) in codes.iter().enumerate() {
         let name = format!("{prefix}{i}");
         // The body takes each buffer as its own `noalias` argument (they are distinct
@@ -228,7 +230,11 @@ fn wrapper<'c>(
     let b = ctx.create_builder();
     let entry = ctx.append_basic_block(outer, "entry");
     b.position_at_end(entry);
-    let p = |i: u32| outer.get_nth_param(i).ok_or("llvm: missing parameter");
+    let p = |i: u32| {
+        outer
+            .get_nth_param(i)
+            .ok_or_else(|| Error::internal("llvm: missing parameter"))
+    };
     let bufs = p(1)?.into_pointer_value();
     let mut args: Vec<inkwell::values::BasicMetadataValueEnum> = Vec::new();
     for k in 0..nb {
@@ -281,7 +287,7 @@ impl<'c> Gen<'_, 'c> {
         let f = *self
             .libm
             .get(name)
-            .ok_or_else(|| format!("internal error: `{name}` is not declared"))?;
+            .ok_or_else(|| Error::internal(format!("`{name}` is not declared")))?;
         let a: Vec<_> = args.iter().map(|x| (*x).into()).collect();
         self.b
             .build_call(f, &a, "r")
@@ -289,25 +295,25 @@ impl<'c> Gen<'_, 'c> {
             .try_as_basic_value()
             .basic()
             .map(|v| v.into_float_value())
-            .ok_or_else(|| format!("llvm: `{name}` returned nothing"))
+            .ok_or_else(|| Error::internal(format!("llvm: `{name}` returned nothing")))
     }
 
     fn intrinsic(&self, name: &str, x: FloatValue<'c>) -> R<FloatValue<'c>> {
         let f = Intrinsic::find(name)
             .and_then(|i| i.get_declaration(self.module, &[self.f32t.into()]))
-            .ok_or_else(|| format!("llvm: no intrinsic {name}"))?;
+            .ok_or_else(|| Error::internal(format!("llvm: no intrinsic {name}")))?;
         self.b
             .build_call(f, &[x.into()], "r")
             .map_err(err)?
             .try_as_basic_value()
             .basic()
             .map(|v| v.into_float_value())
-            .ok_or_else(|| format!("llvm: `{name}` returned nothing"))
+            .ok_or_else(|| Error::internal(format!("llvm: `{name}` returned nothing")))
     }
 
     fn args(&self) -> R<(IntValue<'c>, PointerValue<'c>)> {
         self.end
-            .ok_or_else(|| "internal error: code before the function's entry".into())
+            .ok_or_else(|| Error::internal("code before the function's entry"))
     }
 }
 
@@ -326,7 +332,11 @@ impl<'c> Emitter for Gen<'_, 'c> {
         self.b.position_at_end(entry);
         // (buffers..., scalars, start, end, partials)
         let nb = code.bufs as u32;
-        let p = |i: u32| self.f.get_nth_param(i).ok_or("llvm: missing parameter");
+        let p = |i: u32| {
+            self.f
+                .get_nth_param(i)
+                .ok_or_else(|| Error::internal("llvm: missing parameter"))
+        };
         for k in 0..nb {
             self.bases.push(p(k)?.into_pointer_value());
         }
@@ -367,12 +377,12 @@ impl<'c> Emitter for Gen<'_, 'c> {
 
     fn loop_begin(&mut self, width: usize) -> R<()> {
         if width != 1 {
-            return Err(format!(
-                "internal error: LLVM loops take one element, not {width}"
-            ));
+            return Err(Error::internal(format!(
+                "LLVM loops take one element, not {width}"
+            )));
         }
         let (end, _) = self.args()?;
-        let iv = self.iv.ok_or("internal error: no index")?;
+        let iv = self.iv.ok_or_else(|| Error::internal("no index"))?;
         let head = self.ctx.append_basic_block(self.f, "head");
         let body = self.ctx.append_basic_block(self.f, "body");
         let exit = self.ctx.append_basic_block(self.f, "exit");
@@ -401,8 +411,11 @@ impl<'c> Emitter for Gen<'_, 'c> {
         let (head, exit) = self
             .open_loop
             .take()
-            .ok_or("internal error: a loop closed twice")?;
-        let (i, iv) = self.i.zip(self.iv).ok_or("internal error: no index")?;
+            .ok_or_else(|| Error::internal("a loop closed twice"))?;
+        let (i, iv) = self
+            .i
+            .zip(self.iv)
+            .ok_or_else(|| Error::internal("no index"))?;
         let next = self
             .b
             .build_int_add(i, self.ctx.i64_type().const_int(1, false), "next")
@@ -478,7 +491,7 @@ impl<'c> Emitter for Gen<'_, 'c> {
         let after = self
             .after
             .pop()
-            .ok_or("internal error: a guard closed twice")?;
+            .ok_or_else(|| Error::internal("a guard closed twice"))?;
         self.b.build_unconditional_branch(after).map_err(err)?;
         self.b.position_at_end(after);
         Ok(())

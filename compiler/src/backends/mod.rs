@@ -17,6 +17,7 @@ pub mod wgsl;
 
 pub use stepper::{Choice, Stepper};
 
+use crate::error::{Error, Result};
 use crate::ir::{Program, Recipe};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,8 +63,8 @@ impl JitCache {
     pub(crate) fn get_or_compile(
         &self,
         kernel: &Kernel,
-        jit: impl FnOnce(&Kernel) -> Result<(Vec<usize>, f64), String>,
-    ) -> Result<Compiled, String> {
+        jit: impl FnOnce(&Kernel) -> Result<(Vec<usize>, f64)>,
+    ) -> Result<Compiled> {
         let key = format!("{kernel:?}");
         let map = self.map.get_or_init(|| Mutex::new(HashMap::new()));
         if let Some(addrs) = map.lock().map_err(|_| "JIT cache poisoned")?.get(&key) {
@@ -94,7 +95,7 @@ fn to_fn(addr: usize) -> PassFn {
 
 /// What every exported step (C, WGSL) needs of a kernel: no model to call mid-step, no
 /// noise to draw, one parameter group; the reason otherwise.
-pub(crate) fn exportable(recipe: &Recipe, kernel: &Kernel) -> Result<(), String> {
+pub(crate) fn exportable(recipe: &Recipe, kernel: &Kernel) -> Result<()> {
     if !kernel.calls.is_empty() {
         return Err(
             "the step calls the model mid-step (`grad_at`, `hvp`); an exported step has no model"
@@ -223,27 +224,27 @@ impl Backend {
 
 /// `kernel`'s passes as native functions, by a native back end (cached by the kernel's
 /// structure).
-pub fn compile(kernel: &Kernel, backend: Backend) -> Result<Compiled, String> {
+pub fn compile(kernel: &Kernel, backend: Backend) -> Result<Compiled> {
     match backend {
         Backend::Cranelift => cranelift::compile(kernel),
         Backend::Llvm => llvm::compile(kernel),
-        other => Err(format!(
+        other => Err(Error::user(format!(
             "the {} back end does not compile native pass functions",
             other.name()
-        )),
+        ))),
     }
 }
 
 /// `kernel`'s passes as a relocatable object file (symbols `{prefix}{i}`), by a native
 /// back end, for `anneal export`.
-pub fn object(kernel: &Kernel, backend: Backend, prefix: &str) -> Result<Vec<u8>, String> {
+pub fn object(kernel: &Kernel, backend: Backend, prefix: &str) -> Result<Vec<u8>> {
     match backend {
         Backend::Cranelift => cranelift::object(kernel, prefix),
         Backend::Llvm => llvm::object(kernel, prefix),
-        other => Err(format!(
+        other => Err(Error::user(format!(
             "the {} back end does not write object files",
             other.name()
-        )),
+        ))),
     }
 }
 

@@ -5,6 +5,7 @@
 //! on one back end restores on any other.
 
 use super::{compile, gpu, is_builtin, Backend};
+use crate::error::{Error, Result};
 use crate::interp::{Interpreter, Oracle};
 use crate::ir::{Program, Recipe};
 use crate::kernel::exec::Fused;
@@ -58,7 +59,7 @@ impl<'p> Stepper<'p> {
         shapes: &[Vec<usize>],
         params: &[Vec<f32>],
         threads: usize,
-    ) -> Result<(Stepper<'p>, Choice), String> {
+    ) -> Result<(Stepper<'p>, Choice)> {
         let (interp, state) = Interpreter::with_shapes(program, recipe, names, shapes, params)?;
         let interpreted = |interp, state, choice| {
             let run = Run::Interp(Box::new(interp));
@@ -82,12 +83,12 @@ impl<'p> Stepper<'p> {
                 return interpreted(interp, state, choice);
             }
             Err(why) => {
-                return Err(format!(
+                return Err(Error::user(format!(
                     "recipe `{}` cannot run on the {} back end: {why}; \
                      run it with `--backend interp` (or `auto`)",
                     recipe.name,
                     backend.name()
-                ))
+                )))
             }
         };
         if backend == Backend::Wgsl {
@@ -141,7 +142,7 @@ impl<'p> Stepper<'p> {
         params: &mut [Vec<f32>],
         grads: &[Vec<f32>],
         oracle: Option<&mut (dyn Oracle + '_)>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let st = &mut self.state;
         match &mut self.run {
             Run::Interp(i) => i.step_with(st, params, grads, oracle),
@@ -156,7 +157,7 @@ impl<'p> Stepper<'p> {
         params: &mut [&mut [f32]],
         grads: &[&[f32]],
         oracle: Option<&mut (dyn Oracle + '_)>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let st = &mut self.state;
         match &mut self.run {
             Run::Fused(f, _) => f.step_slices(st, params, grads, oracle),
@@ -166,7 +167,7 @@ impl<'p> Stepper<'p> {
                 i.step_with(st, &mut owned, &grads, oracle)?;
                 for (p, o) in params.iter_mut().zip(&owned) {
                     if p.len() != o.len() {
-                        return Err("internal error: the step changed a tensor's size".into());
+                        return Err(Error::internal("the step changed a tensor's size"));
                     }
                     p.copy_from_slice(o);
                 }
@@ -175,7 +176,7 @@ impl<'p> Stepper<'p> {
         }
     }
 
-    pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
+    pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<()> {
         self.interp().needs_no_model()?;
         self.step_with(params, grads, None)
     }
@@ -186,7 +187,7 @@ impl<'p> Stepper<'p> {
     }
 
     /// Continues from `saved`, a state of the same recipe and tensors.
-    pub fn restore(&mut self, saved: StepState) -> Result<(), String> {
+    pub fn restore(&mut self, saved: StepState) -> Result<()> {
         self.state.restore(saved)?;
         if let Run::Fused(f, _) = &mut self.run {
             f.state_replaced();

@@ -6,9 +6,11 @@
 //! (Nocedal & Wright, "Numerical Optimization", Alg. 7.4 two-loop recursion and
 //! Alg. 3.5/3.6 for the line search).
 
+use crate::error::{Error, Result};
+
 /// The model as L-BFGS needs it: loss and flat gradient at a flat point.
 pub trait Objective {
-    fn eval(&mut self, x: &[f32]) -> Result<(f32, Vec<f32>), String>;
+    fn eval(&mut self, x: &[f32]) -> Result<(f32, Vec<f32>)>;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +57,7 @@ pub fn step(
     st: &mut LbfgsState,
     x: &mut Vec<f32>,
     f: &mut dyn Objective,
-) -> Result<(), String> {
+) -> Result<()> {
     let (first_loss, mut flat_grad) = f.eval(x)?;
     let mut loss = f64::from(first_loss);
     let mut current_evals = 1;
@@ -77,7 +79,7 @@ pub fn step(
             let prev = st
                 .prev_flat_grad
                 .as_ref()
-                .ok_or("L-BFGS lost its previous gradient")?;
+                .ok_or_else(|| Error::internal("L-BFGS lost its previous gradient"))?;
             let y: Vec<f32> = flat_grad.iter().zip(prev).map(|(a, b)| a - b).collect();
             let s: Vec<f32> = st.d.iter().map(|v| v * st.t).collect();
             let ys = dot(&y, &s);
@@ -219,7 +221,7 @@ fn strong_wolfe(
     gtd0: f32,
     tolerance_change: f32,
     max_ls: usize,
-) -> Result<(f64, Vec<f32>, f32, usize), String> {
+) -> Result<(f64, Vec<f32>, f32, usize)> {
     const C1: f32 = 1e-4;
     const C2: f32 = 0.9;
     let d_norm = abs_max(d);

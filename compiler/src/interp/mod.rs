@@ -8,6 +8,7 @@
 //! every tensor; when no stage writes `param`, the final update is added (`apply_updates`).
 
 use crate::ast::{BinOp, UnOp};
+use crate::error::{Error, Result};
 use crate::glob::assign_groups;
 use crate::ir::{
     Body, DefBody, Expr, ExprId, Extent, HyperValue, ListOp, Program, Recipe, ReduceOp, Sched,
@@ -33,11 +34,11 @@ use crate::state::{BuiltinState, StateValue, StepState};
 /// parameters (the recipe's capabilities). Tensors are in the recipe's tensor order.
 pub trait Oracle {
     /// The gradient, on this step's batch, at `params`.
-    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String>;
+    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>>;
     /// The Hessian of the loss at `params` times `v`.
-    fn hvp(&mut self, params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String>;
+    fn hvp(&mut self, params: &[Vec<f32>], v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>>;
     /// The loss and its gradient at `params` (a closure evaluated many times a step).
-    fn loss_at(&mut self, _params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), String> {
+    fn loss_at(&mut self, _params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>)> {
         Err("this model provides no loss closure".into())
     }
 }
@@ -102,7 +103,7 @@ impl<'p> Interpreter<'p> {
         recipe: &Recipe,
         names: &[String],
         params: &[Vec<f32>],
-    ) -> Result<(Self, StepState), String> {
+    ) -> Result<(Self, StepState)> {
         let shapes: Vec<Vec<usize>> = params.iter().map(|p| vec![p.len()]).collect();
         Self::with_shapes(program, recipe, names, &shapes, params)
     }
@@ -115,16 +116,18 @@ impl<'p> Interpreter<'p> {
         names: &[String],
         shapes: &[Vec<usize>],
         params: &[Vec<f32>],
-    ) -> Result<(Self, StepState), String> {
+    ) -> Result<(Self, StepState)> {
         if names.len() != params.len() || shapes.len() != params.len() {
-            return Err("one name and one shape per tensor are needed".into());
+            return Err(Error::internal(
+                "one name and one shape per tensor are needed",
+            ));
         }
         for ((n, s), p) in names.iter().zip(shapes).zip(params) {
             if s.iter().product::<usize>() != p.len() {
-                return Err(format!(
+                return Err(Error::user(format!(
                     "tensor `{n}`: shape {s:?} does not hold {} values",
                     p.len()
-                ));
+                )));
             }
         }
         let group_of = assign_groups(&recipe.groups, names)?;
@@ -143,7 +146,7 @@ impl<'p> Interpreter<'p> {
 
     /// Every stage's state before the first step, created from `params` (at seed 0: a
     /// run's seed is set afterwards, `StepState::set_seed`).
-    fn initial_state(&self, params: &[Vec<f32>]) -> Result<StepState, String> {
+    fn initial_state(&self, params: &[Vec<f32>]) -> Result<StepState> {
         let it = self;
         let (mut all, mut builtins) = (Vec::new(), Vec::new());
         let before = StepState::initial(Vec::new(), Vec::new());
@@ -201,12 +204,12 @@ impl<'p> Interpreter<'p> {
         count: f64,
         params: Vec<Vec<f32>>,
         oracle: &mut dyn Oracle,
-    ) -> Result<Vec<Vec<f32>>, String> {
+    ) -> Result<Vec<Vec<f32>>> {
         let stage = &self.recipe.stages[si];
-        let value = |name: &str| -> Result<f64, String> {
+        let value = |name: &str| -> Result<f64> {
             let v = stage
                 .arg(self.program, name)
-                .ok_or_else(|| format!("LBFGS needs `{name}`"))?;
+                .ok_or_else(|| Error::internal(format!("LBFGS needs `{name}`")))?;
             hyper_scalar(self.env(st), v, count, 0)
         };
         let search = stage
@@ -233,7 +236,7 @@ impl<'p> Interpreter<'p> {
             sizes: &'a [usize],
         }
         impl lbfgs::Objective for Closure<'_> {
-            fn eval(&mut self, x: &[f32]) -> Result<(f32, Vec<f32>), String> {
+            fn eval(&mut self, x: &[f32]) -> Result<(f32, Vec<f32>)> {
                 let mut tensors = Vec::with_capacity(self.sizes.len());
                 let mut at = 0;
                 for &n in self.sizes {
@@ -266,11 +269,14 @@ impl<'p> Interpreter<'p> {
         Ok(out)
     }
 
-    pub(crate) fn stage_body(&self, si: usize) -> Result<&'p Body, String> {
+    pub(crate) fn stage_body(&self, si: usize) -> Result<&'p Body> {
         let def = self.recipe.stages[si].def;
         match &self.program.defs[def].body {
             DefBody::Stage(b) => Ok(b),
-            _ => Err(format!("`{}` is not a stage", self.program.defs[def].name)),
+            _ => Err(Error::internal(format!(
+                "`{}` is not a stage",
+                self.program.defs[def].name
+            ))),
         }
     }
 
@@ -280,7 +286,7 @@ impl<'p> Interpreter<'p> {
         st: &StepState,
         si: usize,
         count: f64,
-    ) -> Result<Vec<Option<Vec<f64>>>, String> {
+    ) -> Result<Vec<Option<Vec<f64>>>> {
         let groups = self.recipe.groups.len().max(1);
         let stage = &self.recipe.stages[si];
         let mut out = Vec::new();
@@ -311,19 +317,19 @@ impl<'p> Interpreter<'p> {
         st: &mut StepState,
         params: &mut [Vec<f32>],
         grads: &[Vec<f32>],
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         self.needs_no_model()?;
         self.step_with(st, params, grads, None)
     }
 
     /// An error when the recipe calls the model mid-step (a step without an oracle).
-    pub fn needs_no_model(&self) -> Result<(), String> {
+    pub fn needs_no_model(&self) -> Result<()> {
         match self.recipe.capabilities.first() {
-            Some(c) => Err(format!(
+            Some(c) => Err(Error::user(format!(
                 "recipe `{}` needs {} from the model; run it with a model that provides it",
                 self.recipe.name,
                 c.describe()
-            )),
+            ))),
             None => Ok(()),
         }
     }
@@ -335,7 +341,7 @@ impl<'p> Interpreter<'p> {
         params: &mut [Vec<f32>],
         grads: &[Vec<f32>],
         oracle: Option<&mut (dyn Oracle + '_)>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let Some((mut ps, grad)) = self.run_chain(st, params, grads, oracle)? else {
             return Ok(());
         };
@@ -361,7 +367,7 @@ impl<'p> Interpreter<'p> {
         params: &[Vec<f32>],
         grads: &[Vec<f32>],
         oracle: Option<&mut (dyn Oracle + '_)>,
-    ) -> Result<Vec<Vec<f32>>, String> {
+    ) -> Result<Vec<Vec<f32>>> {
         Ok(match self.run_chain(st, params, grads, oracle)? {
             None => params.iter().map(|p| vec![0.0; p.len()]).collect(),
             Some((_, grad)) if self.recipe.applies_updates => grad,
@@ -382,15 +388,11 @@ impl<'p> Interpreter<'p> {
         params: &[Vec<f32>],
         grads: &[Vec<f32>],
         mut oracle: Option<&mut (dyn Oracle + '_)>,
-    ) -> Result<Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>, String> {
-        if params.len() != self.sizes.len() || grads.len() != self.sizes.len() {
-            return Err(format!("expected {} tensors", self.sizes.len()));
-        }
-        for (i, (p, g)) in params.iter().zip(grads).enumerate() {
-            if p.len() != self.sizes[i] || g.len() != self.sizes[i] {
-                return Err(format!("tensor #{i} changed size"));
-            }
-        }
+    ) -> Result<Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>> {
+        self.check_tensors(
+            &params.iter().map(Vec::len).collect::<Vec<_>>(),
+            &grads.iter().map(Vec::len).collect::<Vec<_>>(),
+        )?;
         let mut grad = grads.to_vec();
         let mut ps = params.to_vec();
         let mut skipped = false;
@@ -446,6 +448,33 @@ impl<'p> Interpreter<'p> {
         }
         st.step_done(skipped);
         Ok((!skipped).then_some((ps, grad)))
+    }
+
+    /// An error unless a step's parameters and gradients (their lengths) are the tensors
+    /// this interpreter was bound to.
+    pub(crate) fn check_tensors(&self, params: &[usize], grads: &[usize]) -> Result<()> {
+        let want = &self.sizes;
+        if params.len() != want.len() || grads.len() != want.len() {
+            return Err(Error::user(format!(
+                "the step got {} parameter and {} gradient tensors; the optimizer was built \
+                 for {}",
+                params.len(),
+                grads.len(),
+                want.len()
+            ))
+            .fix("pass the tensors it was built with, in the same order"));
+        }
+        for (i, ((&p, &g), &n)) in params.iter().zip(grads).zip(want).enumerate() {
+            if p != n || g != n {
+                let name = self.names.get(i).map_or("?", String::as_str);
+                return Err(Error::user(format!(
+                    "tensor #{i} (`{name}`) has {p} values and its gradient {g}; it had {n} \
+                     when the optimizer was built"
+                ))
+                .fix("build a new optimizer when a model's shapes change"));
+            }
+        }
+        Ok(())
     }
 
     /// The schedules' environment: the program and the metrics `st` observed.
@@ -505,8 +534,10 @@ impl<'p> Interpreter<'p> {
         i: usize,
         group: usize,
         count: f64,
-    ) -> Result<Vec<f64>, String> {
-        let v = args.get(i).ok_or("missing argument")?;
+    ) -> Result<Vec<f64>> {
+        let v = args
+            .get(i)
+            .ok_or_else(|| Error::internal("missing argument"))?;
         hyper_list(v, group)?
             .iter()
             .map(|x| hyper_scalar(self.env(st), x, count, group))

@@ -18,6 +18,7 @@
 //! live in this stage's (`SamState`).
 
 use super::{Interpreter, Oracle};
+use crate::error::{Error, Result};
 use crate::ir::{HyperValue, Recipe, StageInst};
 use crate::state::{BuiltinState, SamState, StepState};
 
@@ -30,25 +31,27 @@ struct Args {
 }
 
 impl<'p> Interpreter<'p> {
-    fn sam_args(&self, si: usize) -> Result<Args, String> {
+    fn sam_args(&self, si: usize) -> Result<Args> {
         let stage = &self.recipe.stages[si];
-        let arg = |name: &str| -> Result<&HyperValue, String> {
+        let arg = |name: &str| -> Result<&HyperValue> {
             stage
                 .arg(self.program, name)
-                .ok_or_else(|| format!("sam needs `{name}`"))
+                .ok_or_else(|| Error::internal(format!("sam needs `{name}`")))
         };
-        let chain = |name: &str| -> Result<Vec<StageInst>, String> {
+        let chain = |name: &str| -> Result<Vec<StageInst>> {
             match arg(name)? {
                 HyperValue::Chain(stages) if !stages.is_empty() => Ok(stages.clone()),
-                _ => Err(format!("sam's `{name}` must be a chain of stages")),
+                _ => Err(Error::user(format!(
+                    "sam's `{name}` must be a chain of stages"
+                ))),
             }
         };
         let sync_period = match arg("sync_period")? {
             HyperValue::Int(n) if *n >= 1 => *n as u64,
             other => {
-                return Err(format!(
+                return Err(Error::user(format!(
                     "sam's `sync_period` must be a whole number >= 1, not {other:?}"
-                ))
+                )))
             }
         };
         Ok(Args {
@@ -66,7 +69,7 @@ impl<'p> Interpreter<'p> {
         stages: &[StageInst],
         params: &[Vec<f32>],
         seed: u64,
-    ) -> Result<(Interpreter<'p>, StepState), String> {
+    ) -> Result<(Interpreter<'p>, StepState)> {
         let writes_param = stages
             .iter()
             .any(|s| self.program.defs[s.def].writes_param());
@@ -81,12 +84,7 @@ impl<'p> Interpreter<'p> {
         Ok((it, st))
     }
 
-    pub(super) fn sam_init(
-        &self,
-        si: usize,
-        params: &[Vec<f32>],
-        seed: u64,
-    ) -> Result<SamState, String> {
+    pub(super) fn sam_init(&self, si: usize, params: &[Vec<f32>], seed: u64) -> Result<SamState> {
         let a = self.sam_args(si)?;
         Ok(SamState {
             since_sync: 0,
@@ -104,7 +102,7 @@ impl<'p> Interpreter<'p> {
         params: Vec<Vec<f32>>,
         grads: &[Vec<f32>],
         mut oracle: Option<&mut (dyn Oracle + '_)>,
-    ) -> Result<Vec<Vec<f32>>, String> {
+    ) -> Result<Vec<Vec<f32>>> {
         let a = self.sam_args(si)?;
         let seed = parent.seed();
         let mut st = match parent.take_builtin(si) {

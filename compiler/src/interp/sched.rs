@@ -2,6 +2,7 @@
 //! (and of the metrics observed before it, replayed through its `observe` block).
 
 use super::*;
+use crate::error::{Error, Result};
 
 /// What schedules are evaluated against: the program, and the metrics observed so far
 /// (`metrics[k]` after step k) for schedules that `observe` them.
@@ -13,7 +14,7 @@ pub struct Env<'a> {
 
 /// Evaluates a schedule at `count` (updates already made) for parameter group `group`.
 /// A schedule that observes metrics fails here; use `eval_sched_observed`.
-pub fn eval_sched(program: &Program, s: &Sched, count: f64, group: usize) -> Result<f64, String> {
+pub fn eval_sched(program: &Program, s: &Sched, count: f64, group: usize) -> Result<f64> {
     eval_sched_observed(
         Env {
             program,
@@ -26,7 +27,7 @@ pub fn eval_sched(program: &Program, s: &Sched, count: f64, group: usize) -> Res
 }
 
 /// Evaluates a schedule at `count` with the metrics observed so far.
-pub fn eval_sched_observed(env: Env, s: &Sched, count: f64, group: usize) -> Result<f64, String> {
+pub fn eval_sched_observed(env: Env, s: &Sched, count: f64, group: usize) -> Result<f64> {
     match s {
         Sched::Const(v) => Ok(*v),
         Sched::Unary(op, a) => {
@@ -42,9 +43,13 @@ pub fn eval_sched_observed(env: Env, s: &Sched, count: f64, group: usize) -> Res
             eval_sched_observed(env, b, count, group)?,
         )),
         Sched::Call(def, args) => {
-            let d = env.program.defs.get(*def).ok_or("unknown schedule")?;
+            let d = env
+                .program
+                .defs
+                .get(*def)
+                .ok_or_else(|| Error::internal("unknown schedule"))?;
             let DefBody::Schedule(body) = &d.body else {
-                return Err(format!("`{}` is not a schedule", d.name));
+                return Err(Error::internal(format!("`{}` is not a schedule", d.name)));
             };
             let mut cx = SchedCx {
                 env,
@@ -69,12 +74,12 @@ pub fn eval_sched_observed(env: Env, s: &Sched, count: f64, group: usize) -> Res
                     0
                 };
                 if steps > env.metrics.len() {
-                    return Err(format!(
+                    return Err(Error::user(format!(
                         "schedule `{}` follows a metric: it needs the metric of every step before step {steps}, \
                          but {} were observed",
                         d.name,
                         env.metrics.len()
-                    ));
+                    )));
                 }
                 for (k, m) in env.metrics[..steps].iter().enumerate() {
                     cx.count = k as f64;
@@ -87,50 +92,49 @@ pub fn eval_sched_observed(env: Env, s: &Sched, count: f64, group: usize) -> Res
             cx.run(&body.stmts)?;
             let r = body
                 .result
-                .ok_or_else(|| format!("schedule `{}` has no value", d.name))?;
+                .ok_or_else(|| Error::user(format!("schedule `{}` has no value", d.name)))?;
             cx.eval(r)
         }
     }
 }
 
 /// The scalar value of a hyperparameter for one group at one count.
-pub(super) fn hyper_scalar(
-    env: Env,
-    v: &HyperValue,
-    count: f64,
-    group: usize,
-) -> Result<f64, String> {
+pub(super) fn hyper_scalar(env: Env, v: &HyperValue, count: f64, group: usize) -> Result<f64> {
     match v {
         HyperValue::PerGroup(vs) => {
             let g = vs
                 .get(group)
-                .ok_or("per-group value has no entry for this group")?;
+                .ok_or_else(|| Error::internal("per-group value has no entry for this group"))?;
             hyper_scalar(env, g, count, group)
         }
         HyperValue::Schedule(s) => eval_sched_observed(env, s, count, group),
         other => other
             .as_f64()
-            .ok_or_else(|| "expected a number".to_string()),
+            .ok_or_else(|| Error::internal("expected a number")),
     }
 }
 
-pub(crate) fn str_value(v: &HyperValue, group: usize) -> Result<&str, String> {
+pub(crate) fn str_value(v: &HyperValue, group: usize) -> Result<&str> {
     match v {
         HyperValue::Str(s) => Ok(s),
-        HyperValue::PerGroup(vs) => {
-            str_value(vs.get(group).ok_or("no value for this group")?, group)
-        }
-        _ => Err("expected a string".into()),
+        HyperValue::PerGroup(vs) => str_value(
+            vs.get(group)
+                .ok_or_else(|| Error::internal("no value for this group"))?,
+            group,
+        ),
+        _ => Err(Error::internal("expected a string")),
     }
 }
 
-pub(super) fn hyper_list(v: &HyperValue, group: usize) -> Result<&[HyperValue], String> {
+pub(super) fn hyper_list(v: &HyperValue, group: usize) -> Result<&[HyperValue]> {
     match v {
         HyperValue::List(items) => Ok(items),
-        HyperValue::PerGroup(vs) => {
-            hyper_list(vs.get(group).ok_or("no value for this group")?, group)
-        }
-        _ => Err("expected a list".into()),
+        HyperValue::PerGroup(vs) => hyper_list(
+            vs.get(group)
+                .ok_or_else(|| Error::internal("no value for this group"))?,
+            group,
+        ),
+        _ => Err(Error::internal("expected a list")),
     }
 }
 
@@ -147,24 +151,28 @@ pub(super) struct SchedCx<'a> {
 }
 
 impl SchedCx<'_> {
-    pub(super) fn run(&mut self, stmts: &[Stmt]) -> Result<(), String> {
+    pub(super) fn run(&mut self, stmts: &[Stmt]) -> Result<()> {
         for s in stmts {
             match s {
                 Stmt::Let(l, e) => self.locals[*l] = self.eval(*e)?,
                 Stmt::SetState(id, e) => self.states[*id] = self.eval(*e)?,
-                _ => return Err("a schedule only binds values and updates its states".into()),
+                _ => {
+                    return Err(Error::internal(
+                        "a schedule only binds values and updates its states",
+                    ))
+                }
             }
         }
         Ok(())
     }
 
-    pub(super) fn arg(&self, i: usize) -> Result<&HyperValue, String> {
+    pub(super) fn arg(&self, i: usize) -> Result<&HyperValue> {
         self.args
             .get(i)
-            .ok_or_else(|| format!("missing argument #{i}"))
+            .ok_or_else(|| Error::internal(format!("missing argument #{i}")))
     }
 
-    pub(super) fn eval(&self, id: ExprId) -> Result<f64, String> {
+    pub(super) fn eval(&self, id: ExprId) -> Result<f64> {
         Ok(match &self.body.exprs[id] {
             Expr::Const(v) => *v,
             Expr::Count => self.count,
@@ -174,7 +182,7 @@ impl SchedCx<'_> {
                 let items = hyper_list(self.arg(*i)?, self.group)?;
                 let item = items
                     .get(*k)
-                    .ok_or_else(|| format!("list has no element {k}"))?;
+                    .ok_or_else(|| Error::user(format!("list has no element {k}")))?;
                 hyper_scalar(self.env, item, self.count, self.group)?
             }
             Expr::Unary(op, a) => {
@@ -224,11 +232,13 @@ impl SchedCx<'_> {
             | Expr::Reduce(..)
             | Expr::GradAt(_)
             | Expr::Hvp(_)
-            | Expr::Rademacher => return Err("per-step tensor value inside a schedule".into()),
+            | Expr::Rademacher => {
+                return Err(Error::internal("per-step tensor value inside a schedule"))
+            }
         })
     }
 
-    pub(super) fn list_op(&self, op: ListOp, i: usize, rest: &[ExprId]) -> Result<f64, String> {
+    pub(super) fn list_op(&self, op: ListOp, i: usize, rest: &[ExprId]) -> Result<f64> {
         let arg = self.arg(i)?;
         match op {
             ListOp::Len => Ok(hyper_list(arg, self.group)?.len() as f64),
@@ -240,7 +250,10 @@ impl SchedCx<'_> {
                     .collect::<Result<Vec<f64>, _>>()?;
                 Ok(match op {
                     ListOp::Nth => {
-                        let last = items.len().checked_sub(1).ok_or("nth of an empty list")?;
+                        let last = items
+                            .len()
+                            .checked_sub(1)
+                            .ok_or_else(|| Error::internal("nth of an empty list"))?;
                         // NaN and negative indices take the first item.
                         items[(x.max(0.0) as usize).min(last)]
                     }
@@ -273,11 +286,13 @@ impl SchedCx<'_> {
             ListOp::ProdLe => {
                 let x = self.eval(rest[0])?;
                 let HyperValue::Map(entries) = arg else {
-                    return Err("expected a map".into());
+                    return Err(Error::internal("expected a map"));
                 };
                 let mut p = 1.0;
                 for (k, v) in entries {
-                    let k = k.as_f64().ok_or("map key is not a number")?;
+                    let k = k
+                        .as_f64()
+                        .ok_or_else(|| Error::internal("map key is not a number"))?;
                     if k <= x {
                         p *= hyper_scalar(self.env, v, self.count, self.group)?;
                     }
@@ -286,11 +301,14 @@ impl SchedCx<'_> {
             }
             ListOp::Join => {
                 let Expr::Hyper(bi) = &self.body.exprs[rest[0]] else {
-                    return Err("join needs a boundaries parameter".into());
+                    return Err(Error::internal("join needs a boundaries parameter"));
                 };
                 let bounds = hyper_list(self.arg(*bi)?, self.group)?
                     .iter()
-                    .map(|b| b.as_f64().ok_or("boundary is not a number"))
+                    .map(|b| {
+                        b.as_f64()
+                            .ok_or_else(|| Error::internal("boundary is not a number"))
+                    })
                     .collect::<Result<Vec<f64>, _>>()?;
                 let scheds = hyper_list(arg, self.group)?;
                 let x = self.eval(rest[1])?;
@@ -298,7 +316,7 @@ impl SchedCx<'_> {
                 let offset = if i == 0 { 0.0 } else { bounds[i - 1] };
                 let s = scheds
                     .get(i)
-                    .ok_or("join: fewer schedules than boundaries + 1")?;
+                    .ok_or_else(|| Error::internal("join: fewer schedules than boundaries + 1"))?;
                 hyper_scalar(self.env, s, x - offset, self.group)
             }
         }

@@ -24,7 +24,7 @@ pub(super) struct StepCx<'a, 'p, 'o> {
 
 impl StepCx<'_, '_, '_> {
     /// Runs the body; true when a `skip if` fired.
-    pub(super) fn run(&mut self) -> Result<bool, String> {
+    pub(super) fn run(&mut self) -> Result<bool> {
         let mut skip = false;
         for s in &self.body.stmts {
             match s {
@@ -131,7 +131,7 @@ impl StepCx<'_, '_, '_> {
         }
     }
 
-    pub(super) fn eval(&self, id: ExprId) -> Result<V, String> {
+    pub(super) fn eval(&self, id: ExprId) -> Result<V> {
         Ok(match &self.body.exprs[id] {
             Expr::Const(v) => V::U(*v),
             Expr::Step => V::U(self.step),
@@ -150,7 +150,7 @@ impl StepCx<'_, '_, '_> {
                     .hypers
                     .get(*i)
                     .and_then(|h| h.as_ref())
-                    .ok_or("list used as a number")?;
+                    .ok_or_else(|| Error::internal("list used as a number"))?;
                 self.spread_groups(per_group)
             }
             Expr::HyperIndex(i, k) => {
@@ -160,10 +160,9 @@ impl StepCx<'_, '_, '_> {
                     let xs = self
                         .it
                         .list_arg(self.st, self.args, *i, g, self.step - 1.0)?;
-                    per.push(
-                        *xs.get(*k)
-                            .ok_or_else(|| format!("list has {} elements, index {k}", xs.len()))?,
-                    );
+                    per.push(*xs.get(*k).ok_or_else(|| {
+                        Error::user(format!("list has {} elements, index {k}", xs.len()))
+                    })?);
                 }
                 self.spread_groups(&per)
             }
@@ -221,7 +220,10 @@ impl StepCx<'_, '_, '_> {
             }
             Expr::StrEq(i, lit) => {
                 let groups = self.it.recipe.groups.len().max(1);
-                let v = self.args.get(*i).ok_or("missing argument")?;
+                let v = self
+                    .args
+                    .get(*i)
+                    .ok_or_else(|| Error::internal("missing argument"))?;
                 let per = (0..groups)
                     .map(|g| str_value(v, g).map(|s| f64::from(u8::from(s == lit))))
                     .collect::<Result<Vec<_>, _>>()?;
@@ -274,7 +276,7 @@ impl StepCx<'_, '_, '_> {
                 )
             }
             Expr::ScheduleAt(..) | Expr::SchedCall(..) | Expr::List(..) | Expr::Metric => {
-                return Err("schedule-only expression in a stage".into())
+                return Err(Error::internal("schedule-only expression in a stage"))
             }
         })
     }
@@ -436,7 +438,7 @@ impl StepCx<'_, '_, '_> {
         V::E(out)
     }
 
-    pub(super) fn reduce(&self, op: ReduceOp, scope: Scope, x: V) -> Result<V, String> {
+    pub(super) fn reduce(&self, op: ReduceOp, scope: Scope, x: V) -> Result<V> {
         let finish = |p: &Partial| p.finish(op);
         // Reductions into a slicing: one partial per slot of the target.
         if let Some(target) = slice_of_extent(scope.extent()) {
@@ -475,7 +477,11 @@ impl StepCx<'_, '_, '_> {
                     p
                 })
                 .collect(),
-            _ => return Err("reduction of a value that is not per element".into()),
+            _ => {
+                return Err(Error::internal(
+                    "reduction of a value that is not per element",
+                ))
+            }
         };
         Ok(match scope {
             Scope::Tensor => V::T(parts.iter().map(finish).collect()),
@@ -483,7 +489,9 @@ impl StepCx<'_, '_, '_> {
                 &parts.iter().fold(Partial::empty(), |a, b| a.merge(b)),
             )),
             Scope::Row | Scope::Col | Scope::Outer | Scope::Unit => {
-                return Err("unreachable: sliced reductions return above".into())
+                return Err(Error::internal(
+                    "unreachable: sliced reductions return above",
+                ))
             }
             Scope::Group => {
                 let groups = self.it.recipe.groups.len().max(1);
@@ -502,11 +510,11 @@ pub(super) fn check_shapes(
     out: Vec<Vec<f32>>,
     sizes: &[usize],
     what: &str,
-) -> Result<Vec<Vec<f32>>, String> {
+) -> Result<Vec<Vec<f32>>> {
     if out.len() != sizes.len() || out.iter().zip(sizes).any(|(t, &n)| t.len() != n) {
-        return Err(format!(
+        return Err(Error::user(format!(
             "the model's `{what}` returned tensors of the wrong sizes"
-        ));
+        )));
     }
     Ok(out)
 }

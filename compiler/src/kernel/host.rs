@@ -3,6 +3,7 @@
 //! in f64, memoized for the step, evaluated lazily as the interpreter evaluates it.
 //! Entry point: `HostEval::eval` (and `eval_slice` for per-slot values).
 
+use crate::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Buf, EId, Elem, Host, Kernel, RId};
@@ -57,16 +58,16 @@ impl<'a, 'p> HostEval<'a, 'p> {
 
     /// A sliced host value for tensor `t`, one entry per slot of its slicing; `None`
     /// while a sliced reduction it needs has not run.
-    pub(crate) fn eval_slice(&mut self, h: usize, t: usize) -> Result<Option<Vec<f64>>, String> {
+    pub(crate) fn eval_slice(&mut self, h: usize, t: usize) -> Result<Option<Vec<f64>>> {
         if let Some(v) = self.slice_memo.get(&(h, t)) {
             return Ok(v.clone());
         }
         let (kernel, interp) = (self.kernel, self.interp);
-        let k = kernel.host_slice[h].ok_or("internal error: not a sliced value")?;
+        let k = kernel.host_slice[h].ok_or_else(|| Error::internal("not a sliced value"))?;
         let view = interp
             .views
             .get(t)
-            .ok_or("internal error: no such tensor")?;
+            .ok_or_else(|| Error::internal("no such tensor"))?;
         let v = match &kernel.host[h] {
             Host::SliceState { stage, state } => match self.state.value(*stage, *state) {
                 StateValue::Slice(_, vals) => vals.get(t).cloned(),
@@ -102,7 +103,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
                     Host::Binary(_, a, b) => vec![*a, *b],
                     Host::Select(c, a, b) => vec![*c, *a, *b],
                     Host::Call(_, xs) => xs.clone(),
-                    _ => return Err("internal error: an unexpected sliced value".into()),
+                    _ => return Err(Error::internal("an unexpected sliced value")),
                 };
                 let n = view.count(k);
                 let mut cols: Vec<Option<Vec<f64>>> = Vec::with_capacity(ops.len());
@@ -156,7 +157,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
     }
 
     /// The `skip if` conditions in stage order: (stages that run, skipped, undecided).
-    pub(crate) fn skips(&mut self) -> Result<(usize, bool, bool), String> {
+    pub(crate) fn skips(&mut self) -> Result<(usize, bool, bool)> {
         let active = self.kernel.stages;
         for &(stage, cond) in &self.kernel.skips {
             match self.eval(cond, 0)? {
@@ -170,11 +171,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
 
     /// The model calls whose results the element values under `roots` read, skipping the
     /// branch of an `if` whose step-uniform condition is known to go the other way.
-    pub(crate) fn calls_under(
-        &mut self,
-        roots: &[EId],
-        out: &mut BTreeSet<usize>,
-    ) -> Result<(), String> {
+    pub(crate) fn calls_under(&mut self, roots: &[EId], out: &mut BTreeSet<usize>) -> Result<()> {
         let k = self.kernel;
         let mut seen = vec![false; k.elems.len()];
         let mut stack: Vec<EId> = roots.to_vec();
@@ -217,7 +214,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
     }
 
     /// Whether `h` is known for every tensor, without recording what it waits on.
-    pub(crate) fn peek(&mut self, h: usize) -> Result<bool, String> {
+    pub(crate) fn peek(&mut self, h: usize) -> Result<bool> {
         let saved = (self.needed.clone(), self.needed_slices.clone());
         let known = self.all_tensors(h);
         (self.needed, self.needed_slices) = saved;
@@ -225,7 +222,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
     }
 
     /// Evaluates `h` for every tensor; whether all were known.
-    pub(crate) fn all_tensors(&mut self, h: usize) -> Result<bool, String> {
+    pub(crate) fn all_tensors(&mut self, h: usize) -> Result<bool> {
         let mut known = true;
         if self.kernel.host_slice[h].is_some() {
             for t in 0..self.nt {
@@ -243,17 +240,17 @@ impl<'a, 'p> HostEval<'a, 'p> {
         self.interp.group_of.get(t).copied().unwrap_or(0)
     }
 
-    pub(crate) fn stage_hypers(&mut self, stage: usize) -> Result<&Vec<Option<Vec<f64>>>, String> {
+    pub(crate) fn stage_hypers(&mut self, stage: usize) -> Result<&Vec<Option<Vec<f64>>>> {
         if self.hypers[stage].is_none() {
             let count = self.state.runs(stage) as f64;
             self.hypers[stage] = Some(self.interp.hypers(self.state, stage, count)?);
         }
         self.hypers[stage]
             .as_ref()
-            .ok_or_else(|| "internal error: hyperparameters not evaluated".to_string())
+            .ok_or_else(|| Error::internal("hyperparameters not evaluated"))
     }
 
-    pub(crate) fn eval(&mut self, h: usize, t: usize) -> Result<Option<f64>, String> {
+    pub(crate) fn eval(&mut self, h: usize, t: usize) -> Result<Option<f64>> {
         let key = t * self.kernel.host.len() + h;
         if let Some(v) = self.memo.get(key).copied().flatten() {
             return Ok(v);
@@ -267,7 +264,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
                     .stage_hypers(*stage)?
                     .get(*index)
                     .and_then(|v| v.as_ref())
-                    .ok_or("list used as a number")?;
+                    .ok_or_else(|| Error::internal("list used as a number"))?;
                 Some(per[g.min(per.len() - 1)])
             }
             Host::HyperIndex { stage, index, k } => {
@@ -280,16 +277,15 @@ impl<'a, 'p> HostEval<'a, 'p> {
                     self.group(t),
                     count,
                 )?;
-                Some(
-                    *xs.get(*k)
-                        .ok_or_else(|| format!("list has {} elements, index {k}", xs.len()))?,
-                )
+                Some(*xs.get(*k).ok_or_else(|| {
+                    Error::user(format!("list has {} elements, index {k}", xs.len()))
+                })?)
             }
             Host::StrEq { stage, index, lit } => {
                 let v = it.recipe.stages[*stage]
                     .args
                     .get(*index)
-                    .ok_or("missing argument")?;
+                    .ok_or_else(|| Error::internal("missing argument"))?;
                 Some(f64::from(u8::from(str_value(v, self.group(t))? == lit)))
             }
             Host::Step { stage } => Some(self.state.runs(*stage) as f64 + 1.0),
@@ -361,7 +357,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
                 known.then(|| acc.finish(*op))
             }
             Host::SliceState { .. } | Host::SliceReduce(_) => {
-                return Err("internal error: a sliced value used as a scalar".into())
+                return Err(Error::internal("a sliced value used as a scalar"))
             }
             Host::Reduce(r) => match &self.reduced[*r] {
                 Some(v) => Some(v.get(t).copied().unwrap_or(f64::NAN)),

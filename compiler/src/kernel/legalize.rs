@@ -14,6 +14,7 @@
 //! the host's double-precision builtins.
 
 use crate::ast::{BinOp, CmpOp, UnOp};
+use crate::error::{Error, Result};
 use crate::ir::{Builtin, ReduceOp};
 use crate::kernel::{EId, Elem, Host, Kernel, PassKind};
 
@@ -183,13 +184,9 @@ pub struct PassCode {
     pub reductions: Vec<AccOp>,
 }
 
-/// Why a kernel could not be legalized: a fact the lowering promised is missing (an
-/// internal error).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Broken(pub String);
-
-/// Every pass of `kernel` as primitive code.
-pub fn legalize(kernel: &Kernel) -> Result<Vec<PassCode>, Broken> {
+/// Every pass of `kernel` as primitive code. The only error is internal: a fact the
+/// lowering promised is missing.
+pub fn legalize(kernel: &Kernel) -> Result<Vec<PassCode>> {
     (0..kernel.passes.len())
         .map(|p| legalize_pass(kernel, p))
         .collect()
@@ -352,7 +349,7 @@ impl Builder<'_> {
 
     /// The op computing element value `root`, after the ops of its operands (an explicit
     /// stack: long chains must not recurse).
-    fn value(&mut self, root: EId) -> Result<OpId, Broken> {
+    fn value(&mut self, root: EId) -> Result<OpId> {
         let mut stack = vec![(root, false)];
         while let Some((e, ready)) = stack.pop() {
             if self.done[e].is_some() {
@@ -371,14 +368,17 @@ impl Builder<'_> {
             let id = self.lower(elem.clone())?;
             self.done[e] = Some(id);
         }
-        self.done[root].ok_or_else(|| Broken(format!("element value {root} was never computed")))
+        self.done[root]
+            .ok_or_else(|| Error::internal(format!("element value {root} was never computed")))
     }
 
-    fn lower(&mut self, elem: Elem) -> Result<OpId, Broken> {
+    fn lower(&mut self, elem: Elem) -> Result<OpId> {
         let kernel = self.kernel;
         let pass = &kernel.passes[self.pass];
         let arg = |b: &Self, e: EId| {
-            b.done[e].ok_or_else(|| Broken(format!("element value {e} used before it is computed")))
+            b.done[e].ok_or_else(|| {
+                Error::internal(format!("element value {e} used before it is computed"))
+            })
         };
         Ok(match elem {
             Elem::Load(buf) => {
@@ -419,8 +419,8 @@ impl Builder<'_> {
         })
     }
 
-    fn missing(&self, what: String) -> Broken {
-        Broken(format!(
+    fn missing(&self, what: String) -> Error {
+        Error::internal(format!(
             "pass {} reads {what}, which is not among the values it receives",
             self.pass + 1
         ))
@@ -437,7 +437,7 @@ fn operands(e: &Elem) -> Vec<EId> {
     }
 }
 
-fn legalize_pass(kernel: &Kernel, p: usize) -> Result<PassCode, Broken> {
+fn legalize_pass(kernel: &Kernel, p: usize) -> Result<PassCode> {
     let pass = &kernel.passes[p];
     let mut b = Builder {
         kernel,
@@ -550,6 +550,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A kernel whose pass lost a value it reads (a defect of the lowering) is an
+    /// internal error naming the pass, never code that reads another slot.
+    #[test]
+    fn a_pass_reading_a_value_it_does_not_receive_is_an_internal_error() {
+        let src = "import std.optax.{clip_by_global_norm, adamw}
+recipe r { update = clip_by_global_norm(max_norm: 1.0) |> adamw(learning_rate: 0.01) }";
+        let c = crate::compile("t.anneal", src);
+        let mut kernel = crate::kernel::lower(&c.program, &c.program.recipes[0]).unwrap();
+        assert!(legalize(&kernel).is_ok());
+        let map = kernel.passes.len() - 1;
+        kernel.passes[map].scalars.clear();
+        let err = legalize(&kernel).unwrap_err();
+        assert!(err.is_internal(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("internal error, please report it"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("pass {}", map + 1)), "{text}");
     }
 
     fn same(a: f32, b: f32) -> bool {

@@ -12,6 +12,7 @@ pub use source::function_names;
 
 use crate::model::{Model, Rosenbrock};
 use anneal_compiler::backends::{Backend, Stepper};
+use anneal_compiler::error::Error;
 use anneal_compiler::interp::{eval_sched_observed, Env};
 use anneal_compiler::state::StateValue;
 use anneal_compiler::{compile, diagnostic, ir::Program};
@@ -439,15 +440,15 @@ struct LossModel<'a> {
 }
 
 impl anneal_compiler::interp::Oracle for LossModel<'_> {
-    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
-        self.source.at(self.step, params)
+    fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, Error> {
+        Ok(self.source.at(self.step, params)?)
     }
 
-    fn hvp(&mut self, _params: &[Vec<f32>], _v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+    fn hvp(&mut self, _params: &[Vec<f32>], _v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, Error> {
         Err("golden cases give no Hessian-vector products".into())
     }
 
-    fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), String> {
+    fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), Error> {
         let loss = self.source.loss(params)?;
         Ok((f64::from(loss), self.source.at(self.step, params)?))
     }

@@ -4,6 +4,7 @@
 
 use super::{bytes, GpuPasses};
 use crate::backends::wgsl;
+use crate::error::{Error, Result};
 use crate::ir::Dtype;
 use crate::kernel::Kernel;
 
@@ -42,7 +43,7 @@ pub fn time_on_device(
     sizes: &[usize],
     step_bytes: usize,
     rounds: usize,
-) -> Result<DeviceTiming, String> {
+) -> Result<DeviceTiming> {
     let passes = GpuPasses::new(kernel, sizes, 0, Dtype::F32)?;
     let ctx = passes.ctx;
     let (d, q) = (&ctx.device, &ctx.queue);
@@ -129,11 +130,11 @@ pub fn time_on_device(
     let wait = || {
         d.poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| format!("the GPU `{}` failed: {e}", ctx.adapter))
+            .map_err(|e| Error::user(format!("the GPU `{}` failed: {e}", ctx.adapter)))
     };
     // Enough repetitions per submission that submitting and waiting is noise.
     let reps = 10;
-    let time = |f: &dyn Fn(&mut wgpu::ComputePass)| -> Result<f64, String> {
+    let time = |f: &dyn Fn(&mut wgpu::ComputePass)| -> Result<f64> {
         let mut enc = d.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         {
             let mut cp = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {

@@ -21,6 +21,7 @@ mod bench;
 
 pub use bench::{time_on_device, DeviceTiming};
 
+use crate::error::{Error, Result};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -51,7 +52,7 @@ impl Context {
     }
 }
 
-static CONTEXT: OnceLock<Result<Context, String>> = OnceLock::new();
+static CONTEXT: OnceLock<Result<Context>> = OnceLock::new();
 static PIPELINES: AtomicUsize = AtomicUsize::new(0);
 
 type Pipeline = (Arc<wgpu::ComputePipeline>, Arc<wgpu::BindGroupLayout>);
@@ -63,11 +64,8 @@ pub fn pipelines_created() -> usize {
 }
 
 /// The GPU, opened on first use; the error says what was looked for and how to get one.
-pub fn context() -> Result<&'static Context, String> {
-    CONTEXT
-        .get_or_init(open)
-        .as_ref()
-        .map_err(|e| e.to_string())
+pub fn context() -> Result<&'static Context> {
+    CONTEXT.get_or_init(open).as_ref().map_err(Clone::clone)
 }
 
 /// For tests: the GPU, or `None` (said on stderr) where there is none. With `CI` set a
@@ -85,7 +83,7 @@ pub fn for_tests() -> Option<&'static Context> {
     }
 }
 
-fn open() -> Result<Context, String> {
+fn open() -> Result<Context> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
         ..wgpu::InstanceDescriptor::new_without_display_handle()
@@ -114,7 +112,7 @@ fn open() -> Result<Context, String> {
         required_limits: limits.clone(),
         ..Default::default()
     }))
-    .map_err(|e| format!("cannot open GPU `{}`: {e}", info.name))?;
+    .map_err(|e| Error::user(format!("cannot open GPU `{}`: {e}", info.name)))?;
     let errors = Arc::new(Mutex::new(None));
     let sink = errors.clone();
     device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -135,7 +133,7 @@ fn open() -> Result<Context, String> {
 }
 
 /// The pipeline for `shader`, compiled once per process.
-fn pipeline(ctx: &Context, shader: &Shader) -> Result<Pipeline, String> {
+fn pipeline(ctx: &Context, shader: &Shader) -> Result<Pipeline> {
     let cache = PIPELINE_CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut cache = cache.lock().map_err(|_| "GPU pipeline cache poisoned")?;
     if let Some(p) = cache.get(&shader.source) {
@@ -144,7 +142,7 @@ fn pipeline(ctx: &Context, shader: &Shader) -> Result<Pipeline, String> {
     // Checked before wgpu sees it: an invalid shader is an internal error to report,
     // never a panic in wgpu's error handler.
     wgsl::validate(&shader.source)
-        .map_err(|e| format!("internal error: pass {} is invalid WGSL: {e}", shader.pass))?;
+        .map_err(|e| Error::internal(format!("pass {} is invalid WGSL: {e}", shader.pass)))?;
     let storage = |read_only: bool| wgpu::BindingType::Buffer {
         ty: wgpu::BufferBindingType::Storage { read_only },
         has_dynamic_offset: false,
@@ -178,11 +176,11 @@ fn pipeline(ctx: &Context, shader: &Shader) -> Result<Pipeline, String> {
     }
     let storage_count = entries.len() as u32 - 1;
     if storage_count > ctx.max_storage_buffers {
-        return Err(format!(
+        return Err(Error::user(format!(
             "pass {} binds {storage_count} storage buffers and `{}` allows {}; \
              split the recipe's chain or run it with `--backend cranelift`",
             shader.pass, ctx.adapter, ctx.max_storage_buffers
-        ));
+        )));
     }
     let d = &ctx.device;
     let layout = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -257,7 +255,7 @@ impl GpuPasses {
         sizes: &[usize],
         segment: usize,
         weights: Dtype,
-    ) -> Result<GpuPasses, String> {
+    ) -> Result<GpuPasses> {
         let ctx = context()?;
         // wgpu reports a failed creation (too little memory, an invalid shader) through
         // error scopes; unscoped, its default handler would panic.
@@ -265,15 +263,18 @@ impl GpuPasses {
         let invalid = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let built = GpuPasses::build(ctx, kernel, sizes, segment, weights);
         if let Some(e) = pollster::block_on(invalid.pop()) {
-            return Err(format!("the GPU `{}` refused the step: {e}", ctx.adapter));
+            return Err(Error::user(format!(
+                "the GPU `{}` refused the step: {e}",
+                ctx.adapter
+            )));
         }
         if let Some(e) = pollster::block_on(oom.pop()) {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "the GPU `{}` ran out of memory ({e}) for the step's buffers over {} \
                  parameters; run on the CPU with `--backend cranelift`",
                 ctx.adapter,
                 sizes.iter().sum::<usize>()
-            ));
+            )));
         }
         built
     }
@@ -284,7 +285,7 @@ impl GpuPasses {
         sizes: &[usize],
         segment: usize,
         weights: Dtype,
-    ) -> Result<GpuPasses, String> {
+    ) -> Result<GpuPasses> {
         let shaders = wgsl::shaders_storing(kernel, weights)?;
         let pipelines = shaders
             .iter()
@@ -460,7 +461,7 @@ impl PassDevice for GpuPasses {
         ptrs: &[Vec<*mut f32>],
         sizes: &[usize],
         nred: usize,
-    ) -> Result<Vec<Vec<Vec<f64>>>, String> {
+    ) -> Result<Vec<Vec<Vec<f64>>>> {
         let ctx = self.ctx;
         let shader = &self.shaders[p];
         let q = &ctx.queue;
@@ -568,17 +569,25 @@ impl PassDevice for GpuPasses {
         });
         ctx.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| format!("the GPU `{}` failed: {e}", ctx.adapter))?;
+            .map_err(|e| Error::user(format!("the GPU `{}` failed: {e}", ctx.adapter)))?;
         if let Some(e) = ctx.take_error() {
-            return Err(format!("the GPU `{}` failed: {e}", ctx.adapter));
+            return Err(Error::user(format!(
+                "the GPU `{}` failed: {e}",
+                ctx.adapter
+            )));
         }
         rx.recv()
             .map_err(|_| "the GPU readback was dropped".to_string())?
-            .map_err(|e| format!("cannot read results back from `{}`: {e}", ctx.adapter))?;
+            .map_err(|e| {
+                Error::user(format!(
+                    "cannot read results back from `{}`: {e}",
+                    ctx.adapter
+                ))
+            })?;
         {
             let view = slice
                 .get_mapped_range()
-                .map_err(|e| format!("cannot read results back: {e}"))?;
+                .map_err(|e| Error::user(format!("cannot read results back: {e}")))?;
             let floats = |off: u64, size: u64| {
                 view[off as usize..(off + size) as usize]
                     .chunks_exact(4)

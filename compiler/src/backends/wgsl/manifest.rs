@@ -13,6 +13,7 @@
 //! mid-step, no noise, no per-row/column statistics. Anything else is refused with the
 //! reason.
 
+use crate::error::{Error, Result};
 use serde_json::{json, Value};
 
 use super::{buf_name, shaders, Shader, MAX_GROUPS_X, SCALARS_HEADER, WORKGROUP};
@@ -70,7 +71,7 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn body(&self, stage: usize) -> Result<&Body, String> {
+    fn body(&self, stage: usize) -> Result<&Body> {
         match &self.program.defs[self.recipe.stages[stage].def].body {
             DefBody::Stage(b) => Ok(b),
             _ => Err("a builtin optimizer is runtime code, not an exportable step".into()),
@@ -96,16 +97,16 @@ impl Cx<'_> {
         }
     }
 
-    fn str_eq(&self, stage: usize, index: usize, lit: &str) -> Result<Value, String> {
+    fn str_eq(&self, stage: usize, index: usize, lit: &str) -> Result<Value> {
         let v = self.recipe.stages[stage]
             .args
             .get(index)
-            .ok_or("missing argument")?;
+            .ok_or_else(|| Error::internal("missing argument"))?;
         Ok(number(f64::from(u8::from(str_value(v, 0)? == lit))))
     }
 
     /// A state's initial value as an expression list of its own (it may read `param`).
-    fn init(&self, stage: usize, body: &Body, root: ExprId) -> Result<Vec<Value>, String> {
+    fn init(&self, stage: usize, body: &Body, root: ExprId) -> Result<Vec<Value>> {
         let mut out = Vec::new();
         let mut ids = vec![usize::MAX; body.exprs.len()];
         self.init_node(stage, body, root, &mut out, &mut ids)?;
@@ -119,7 +120,7 @@ impl Cx<'_> {
         e: ExprId,
         out: &mut Vec<Value>,
         ids: &mut Vec<usize>,
-    ) -> Result<usize, String> {
+    ) -> Result<usize> {
         if ids[e] != usize::MAX {
             return Ok(ids[e]);
         }
@@ -150,10 +151,10 @@ impl Cx<'_> {
                 json!({"op": f.name(), "args": args})
             }
             _ => {
-                return Err(format!(
+                return Err(Error::user(format!(
                     "a state of `{}` starts from a value the exported step cannot describe",
                     self.def_name(stage)
-                ))
+                )))
             }
         };
         out.push(node);
@@ -163,7 +164,7 @@ impl Cx<'_> {
 }
 
 /// A host value as a manifest node.
-fn host_node(cx: &Cx, h: &Host) -> Result<Value, String> {
+fn host_node(cx: &Cx, h: &Host) -> Result<Value> {
     Ok(match h {
         Host::Const(c) => json!({"op": "const", "value": number(*c)}),
         Host::Hyper { stage, index } => json!({"op": "hyper", "stage": stage, "index": index}),
@@ -199,7 +200,7 @@ fn host_node(cx: &Cx, h: &Host) -> Result<Value, String> {
 }
 
 /// The manifest for `kernel`'s shaders, written as `pass{i}.wgsl` beside it.
-pub fn manifest(program: &Program, recipe: &Recipe, kernel: &Kernel) -> Result<Value, String> {
+pub fn manifest(program: &Program, recipe: &Recipe, kernel: &Kernel) -> Result<Value> {
     super::super::exportable(recipe, kernel)?;
     if !kernel.slice_reds.is_empty() || kernel.host_slice.iter().any(Option::is_some) {
         return Err(

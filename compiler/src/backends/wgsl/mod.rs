@@ -16,6 +16,7 @@
 //! every NaN and finiteness test here reads the bits (`bitcast<u32>`), never a float
 //! comparison, and non-finite constants are written as bit patterns.
 
+use crate::error::{Error, Result};
 use std::fmt::Write as _;
 
 use crate::ir::{Dtype, ReduceOp};
@@ -92,14 +93,14 @@ pub fn workgroups(n: usize, per_group: usize) -> usize {
 }
 
 /// One shader per pass of `kernel`.
-pub fn shaders(kernel: &Kernel) -> Result<Vec<Shader>, String> {
+pub fn shaders(kernel: &Kernel) -> Result<Vec<Shader>> {
     shaders_storing(kernel, Dtype::F32)
 }
 
 /// One shader per pass of `kernel`; with `weights` a half type, the map passes also
 /// write the parameters in it (`Shader::packed`).
-pub fn shaders_storing(kernel: &Kernel, weights: Dtype) -> Result<Vec<Shader>, String> {
-    let codes = legalize(kernel).map_err(|e| format!("internal error: {}", e.0))?;
+pub fn shaders_storing(kernel: &Kernel, weights: Dtype) -> Result<Vec<Shader>> {
+    let codes = legalize(kernel)?;
     codes
         .iter()
         .enumerate()
@@ -108,7 +109,7 @@ pub fn shaders_storing(kernel: &Kernel, weights: Dtype) -> Result<Vec<Shader>, S
 }
 
 /// Parses and validates WGSL with naga, as a WebGPU implementation would on load.
-pub fn validate(source: &str) -> Result<(), String> {
+pub fn validate(source: &str) -> Result<()> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
     naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
@@ -266,7 +267,7 @@ fn helpers_for(body: &str) -> String {
 
 /// Writes a pass's legalized ops as WGSL `let`s, one per op (values `f32`, masks
 /// `bool`), named by op index.
-fn write_ops(out: &mut String, code: &PassCode, indent: &str) -> Result<(), String> {
+fn write_ops(out: &mut String, code: &PassCode, indent: &str) -> Result<()> {
     for (id, op) in code.ops.iter().enumerate() {
         let (ty, expr) = write_op(op)?;
         let _ = writeln!(out, "{indent}let o{id}: {ty} = {expr};");
@@ -274,7 +275,7 @@ fn write_ops(out: &mut String, code: &PassCode, indent: &str) -> Result<(), Stri
     Ok(())
 }
 
-fn write_op(op: &Op) -> Result<(&'static str, String), String> {
+fn write_op(op: &Op) -> Result<(&'static str, String)> {
     let v = |x: &OpId| format!("o{x}");
     let value = |e: String| ("f32", e);
     let mask = |e: String| ("bool", e);
@@ -298,7 +299,7 @@ fn write_op(op: &Op) -> Result<(&'static str, String), String> {
                 (Libm::Cos, _) => format!("cos({})", v(x)),
                 (Libm::Sin, _) => format!("sin({})", v(x)),
                 (Libm::Tanh, _) => format!("an_tanh({})", v(x)),
-                (Libm::Pow, None) => return Err("internal error: `pow` with one operand".into()),
+                (Libm::Pow, None) => return Err(Error::internal("`pow` with one operand")),
             }),
             // A NaN never compares equal; `!=` holds for it, as the op means.
             Prim::Compare(c, x, y) => mask(format!("{} {} {}", v(x), c.symbol(), v(y))),
@@ -322,7 +323,7 @@ fn tree(kind: AccKind) -> (&'static str, &'static str) {
     }
 }
 
-fn shader(kernel: &Kernel, code: &PassCode, p: usize, weights: Dtype) -> Result<Shader, String> {
+fn shader(kernel: &Kernel, code: &PassCode, p: usize, weights: Dtype) -> Result<Shader> {
     let pass = &kernel.passes[p];
     let packed = match (weights, pass.kind) {
         (Dtype::F32, _) => None,
@@ -481,7 +482,7 @@ fn shader(kernel: &Kernel, code: &PassCode, p: usize, weights: Dtype) -> Result<
                 // with its neighbour through workgroup memory.
                 let param = pass
                     .slot(Buf::Param)
-                    .ok_or("internal error: a packed map pass without the parameters")?;
+                    .ok_or_else(|| Error::internal("a packed map pass without the parameters"))?;
                 let f = if dtype == Dtype::Bf16 {
                     "an_bf16"
                 } else {

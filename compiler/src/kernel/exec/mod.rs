@@ -16,6 +16,7 @@
 //! `state()` read the same on both; the wrapped `Interpreter` (the recipe bound to its
 //! tensors) evaluates hyperparameters and schedules.
 
+use crate::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 
 mod passes;
@@ -55,7 +56,7 @@ pub trait PassDevice: Send {
         ptrs: &[Vec<*mut f32>],
         sizes: &[usize],
         nred: usize,
-    ) -> Result<Vec<Vec<Vec<f64>>>, String>;
+    ) -> Result<Vec<Vec<Vec<f64>>>>;
 }
 
 /// The host values element values under `roots` read: as scalar slots, or spread over
@@ -110,9 +111,9 @@ impl<'p> Fused<'p> {
         kernel: Kernel,
         fns: Vec<PassFn>,
         threads: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self> {
         if fns.len() != kernel.passes.len() {
-            return Err("one compiled function per pass is needed".into());
+            return Err(Error::internal("one compiled function per pass is needed"));
         }
         let pool = if threads == 1 {
             None
@@ -121,7 +122,7 @@ impl<'p> Fused<'p> {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .build()
-                    .map_err(|e| format!("cannot start the step's threads: {e}"))?,
+                    .map_err(|e| Error::user(format!("cannot start the step's threads: {e}")))?,
             )
         };
         Ok(Fused::with_code(interp, kernel, Code::Cpu { fns, pool }))
@@ -132,7 +133,7 @@ impl<'p> Fused<'p> {
         interp: Interpreter<'p>,
         kernel: Kernel,
         device: Box<dyn PassDevice>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self> {
         Ok(Fused::with_code(interp, kernel, Code::Device(device)))
     }
 
@@ -201,7 +202,7 @@ impl<'p> Fused<'p> {
         params: &mut [Vec<f32>],
         grads: &[Vec<f32>],
         oracle: Option<&mut (dyn Oracle + '_)>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let mut params: Vec<&mut [f32]> = params.iter_mut().map(|p| p.as_mut_slice()).collect();
         let grads: Vec<&[f32]> = grads.iter().map(|g| g.as_slice()).collect();
         self.step_slices(st, &mut params, &grads, oracle)
@@ -215,17 +216,12 @@ impl<'p> Fused<'p> {
         params: &mut [&mut [f32]],
         grads: &[&[f32]],
         mut oracle: Option<&mut (dyn Oracle + '_)>,
-    ) -> Result<(), String> {
-        let sizes = self.interp.sizes.clone();
-        if params.len() != sizes.len() || grads.len() != sizes.len() {
-            return Err(format!("expected {} tensors", sizes.len()));
-        }
-        for (i, (p, g)) in params.iter().zip(grads).enumerate() {
-            if p.len() != sizes[i] || g.len() != sizes[i] {
-                return Err(format!("tensor #{i} changed size"));
-            }
-        }
-        let nt = sizes.len();
+    ) -> Result<()> {
+        self.interp.check_tensors(
+            &params.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            &grads.iter().map(|g| g.len()).collect::<Vec<_>>(),
+        )?;
+        let nt = self.interp.sizes.len();
         if let Code::Device(d) = &mut self.code {
             d.begin_step();
         }
@@ -313,7 +309,7 @@ impl<'p> Fused<'p> {
             let pending_calls: Vec<usize> = calls.iter().copied().filter(|&k| !called[k]).collect();
             if seen_r.is_empty() && pending_calls.is_empty() && seen_s.is_empty() {
                 if blocked {
-                    return Err("internal error: a `skip if` waits on no reduction".into());
+                    return Err(Error::internal("a `skip if` waits on no reduction"));
                 }
                 break (active, skipped);
             }
@@ -354,10 +350,9 @@ impl<'p> Fused<'p> {
                 }
             }
             if runnable.is_empty() && ready.is_empty() && ready_s.is_empty() {
-                return Err(
-                    "internal error: the step's reductions and model calls wait on each other"
-                        .into(),
-                );
+                return Err(Error::internal(
+                    "the step's reductions and model calls wait on each other",
+                ));
             }
             let tables = self.tables_for_reductions(&mut ev, &runnable)?;
             let prepares = self.tables_for_calls(&mut ev, &ready, &ready_s)?;
@@ -476,7 +471,7 @@ impl<'p> Fused<'p> {
         ev: &mut HostEval,
         ready: &[usize],
         ready_slices: &[usize],
-    ) -> Result<Vec<(usize, Table)>, String> {
+    ) -> Result<Vec<(usize, Table)>> {
         let mut out = Vec::new();
         for (p, pass) in self.kernel.passes.iter().enumerate() {
             if pass.kind == PassKind::Prepare
@@ -496,15 +491,15 @@ impl<'p> Fused<'p> {
         ev: &mut HostEval,
         p: usize,
         done: &mut BTreeSet<Buf>,
-    ) -> Result<Vec<(Buf, Tensors)>, String> {
+    ) -> Result<Vec<(Buf, Tensors)>> {
         let mut out = Vec::new();
         for b in &self.kernel.passes[p].bufs {
             let Buf::Spread(h) = *b else { continue };
             if done.contains(b) {
                 continue;
             }
-            let k =
-                self.kernel.host_slice[h].ok_or("internal error: a spread value is not sliced")?;
+            let k = self.kernel.host_slice[h]
+                .ok_or_else(|| Error::internal("a spread value is not sliced"))?;
             let mut per = Vec::with_capacity(self.interp.sizes.len());
             // Filled once per step, once known: a pass may run while a value it carries
             // for a reduction that is not ready yet is still unknown (NaN, discarded).
@@ -562,7 +557,7 @@ impl<'p> Fused<'p> {
         k: usize,
         params: &[&mut [f32]],
         oracle: Option<&mut (dyn Oracle + '_)>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let c = self.kernel.calls[k].clone();
         let arg = self.temps.remove(&Buf::CallArg(k)).unwrap_or_default();
         let out = match c.kind {
@@ -628,7 +623,7 @@ impl<'p> Fused<'p> {
         &self,
         ev: &mut HostEval,
         runnable: &[RId],
-    ) -> Result<Vec<(usize, Table, Vec<bool>)>, String> {
+    ) -> Result<Vec<(usize, Table, Vec<bool>)>> {
         let mut out = Vec::new();
         for (p, pass) in self.kernel.passes.iter().enumerate() {
             if pass.kind != PassKind::Reduce
@@ -650,7 +645,7 @@ impl<'p> Fused<'p> {
     }
 
     /// Per tensor: the pass's scalar slots, then the active-stage count if it has one.
-    fn table(&self, ev: &mut HostEval, p: usize, active: Option<f32>) -> Result<Table, String> {
+    fn table(&self, ev: &mut HostEval, p: usize, active: Option<f32>) -> Result<Table> {
         let pass = &self.kernel.passes[p];
         (0..self.interp.sizes.len())
             .map(|t| {

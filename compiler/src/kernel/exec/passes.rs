@@ -3,6 +3,7 @@
 //! chunk by chunk, tensor by tensor, in a fixed order — so no result depends on the
 //! thread count.
 
+use crate::error::{Error, Result};
 use rayon::prelude::*;
 
 use super::{Code, Fused, PassFn, CHUNK};
@@ -37,7 +38,7 @@ impl Fused<'_> {
         ready: &[bool],
         params: &mut [&mut [f32]],
         grads: &[&[f32]],
-    ) -> Result<Vec<(RId, Vec<f64>)>, String> {
+    ) -> Result<Vec<(RId, Vec<f64>)>> {
         let pass = self.kernel.passes[p].clone();
         let nred = pass.reductions.len();
         let partials = self.run_pass(st, p, table, params, grads, nred)?;
@@ -99,7 +100,7 @@ impl Fused<'_> {
         params: &mut [&mut [f32]],
         grads: &[&[f32]],
         nred: usize,
-    ) -> Result<Vec<Vec<Vec<f64>>>, String> {
+    ) -> Result<Vec<Vec<Vec<f64>>>> {
         let pass = &self.kernel.passes[p];
         let nt = self.interp.sizes.len();
         let mut ptrs: Vec<Vec<*mut f32>> = Vec::with_capacity(nt);
@@ -111,9 +112,7 @@ impl Fused<'_> {
                     Buf::Grad => grads[t].as_ptr() as *mut f32,
                     Buf::State { stage, state } => match st.value_mut(stage, state) {
                         StateValue::Element(v) => v[t].as_mut_ptr(),
-                        _ => {
-                            return Err("internal error: an element state is not per element".into())
-                        }
+                        _ => return Err(Error::internal("an element state is not per element")),
                     },
                     temp => {
                         let sizes = &self.interp.sizes;
