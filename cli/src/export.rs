@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anneal_compiler::backends::{self, c, wgsl};
+use anneal_compiler::error::Error;
 use anneal_compiler::interp::Interpreter;
 use anneal_compiler::kernel::lower;
 use anneal_runtime::atomic::write_with;
@@ -162,7 +163,7 @@ fn export_wgsl(
     let shaders = wgsl::shaders(kernel).map_err(cannot)?;
     for s in &shaders {
         wgsl::validate(&s.source)
-            .map_err(|e| format!("internal error: pass {} is invalid WGSL: {e}", s.pass))?;
+            .map_err(|e| Error::internal(format!("pass {} is invalid WGSL: {e}", s.pass)))?;
     }
     std::fs::create_dir_all(&args.output).map_err(|e| {
         format!(
@@ -174,7 +175,7 @@ fn export_wgsl(
         write_out(args, &format!("pass{}.wgsl", s.pass), s.source.as_bytes())?;
     }
     let text = serde_json::to_string_pretty(&manifest)
-        .map_err(|e| format!("internal error: cannot write the manifest: {e}"))?;
+        .map_err(|e| Error::internal(format!("cannot write the manifest: {e}")))?;
     let m = write_out(args, "manifest.json", text.as_bytes())?;
     eprintln!(
         "wrote {} and {} shader(s) (pass0.wgsl ...) for recipe `{}`",

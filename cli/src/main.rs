@@ -216,7 +216,9 @@ fn main() -> ExitCode {
         .spawn(move || dispatch(cli));
     match worker.map(|h| h.join()) {
         Ok(Ok(code)) => code,
-        _ => fail("internal error: the command thread stopped unexpectedly; please report this with the input"),
+        _ => fail(anneal_compiler::error::Error::internal(
+            "the command thread stopped unexpectedly",
+        )),
     }
 }
 

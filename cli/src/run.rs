@@ -170,7 +170,7 @@ pub fn parse_model(spec: &str, data: &Dataset) -> Result<Mlp, String> {
             ));
         }
     }
-    Mlp::new(layers, activation, loss)
+    Ok(Mlp::new(layers, activation, loss)?)
 }
 
 /// `rosenbrock` and `quadratic:DIM:COND`: models with no data.

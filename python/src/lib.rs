@@ -40,15 +40,23 @@ fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
                 .cloned()
                 .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(PyRuntimeError::new_err(format!(
-                "internal error in anneal (please report it): {what}"
-            )))
+            Err(PyRuntimeError::new_err(
+                anneal_compiler::error::Error::internal(format!("anneal panicked: {what}"))
+                    .to_string(),
+            ))
         }
     }
 }
 
-fn step_err(e: String) -> PyErr {
-    StepError::new_err(e)
+/// A refused step or binding as Python sees it: the caller's mistake is a `StepError`
+/// (a `ValueError`); a broken invariant of anneal's own a `RuntimeError`, as a panic is.
+fn step_err(e: impl Into<anneal_compiler::error::Error>) -> PyErr {
+    let e = e.into();
+    if e.is_internal() {
+        PyRuntimeError::new_err(e.to_string())
+    } else {
+        StepError::new_err(e.to_string())
+    }
 }
 
 /// A checked recipe.
@@ -277,12 +285,12 @@ impl PySession {
                     .iter_mut()
                     .map(|a| a.as_slice_mut())
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| step_err("a parameter is not contiguous".into()))?;
+                    .map_err(|_| step_err("a parameter is not contiguous"))?;
                 let gs = gr
                     .iter()
                     .map(|a| a.as_slice())
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| step_err("a gradient is not contiguous".into()))?;
+                    .map_err(|_| step_err("a gradient is not contiguous"))?;
                 let mut session = self.session()?;
                 let inner = &mut *session;
                 return py
@@ -307,9 +315,9 @@ impl PySession {
                 let mut w = a.try_readwrite().map_err(|e| step_err(e.to_string()))?;
                 let s = w
                     .as_slice_mut()
-                    .map_err(|_| step_err("a parameter is not contiguous".into()))?;
+                    .map_err(|_| step_err("a parameter is not contiguous"))?;
                 if s.len() != v.len() {
-                    return Err(step_err("a parameter changed size during the step".into()));
+                    return Err(step_err("a parameter changed size during the step"));
                 }
                 s.copy_from_slice(v);
             }

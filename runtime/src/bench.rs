@@ -3,6 +3,7 @@
 //! bytes (the roofline: what the memory bus gives a loop that does nothing else). Ratios,
 //! never absolute thresholds: machines differ and are noisy. Entry point: `bench`.
 
+use anneal_compiler::error::{Error, Result};
 use std::time::Instant;
 
 use anneal_compiler::backends::{Backend, Stepper};
@@ -54,7 +55,7 @@ pub fn bench(
     params: usize,
     tensors: usize,
     threads: usize,
-) -> Result<BenchReport, String> {
+) -> Result<BenchReport> {
     let threads = if threads == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -140,7 +141,7 @@ fn bench_gpu(
     e: &Explain,
     params: usize,
     tensors: usize,
-) -> Result<BenchReport, String> {
+) -> Result<BenchReport> {
     let tensors = tensors.clamp(1, params.max(1));
     let sizes: Vec<usize> = (0..tensors)
         .map(|t| params / tensors + usize::from(t < params % tensors))
@@ -354,11 +355,11 @@ fn sweep(ins: &[&[f32]], outs: &mut [&mut [f32]]) {
 
 /// Time from recipe text to callable passes: parse and check against the standard
 /// library, lower to the kernel IR, JIT-compile (never from the cache). Milliseconds.
-pub fn source_to_callable_ms(name: &str, text: &str) -> Result<f64, String> {
+pub fn source_to_callable_ms(name: &str, text: &str) -> Result<f64> {
     let t0 = Instant::now();
     let c = anneal_compiler::compile(name, text);
     if c.has_errors() {
-        return Err(format!("{name} does not compile"));
+        return Err(Error::user(format!("{name} does not compile")));
     }
     let recipe = c.program.recipes.first().ok_or("no recipe")?;
     let kernel = anneal_compiler::kernel::lower(&c.program, recipe).map_err(|e| e.0)?;

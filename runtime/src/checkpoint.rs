@@ -9,6 +9,7 @@
 //! numbers), and an FNV-1a 64 checksum of everything before it.
 
 use crate::curriculum::SamplerState;
+use anneal_compiler::error::{Error, Result};
 use anneal_compiler::interp::Slice;
 use anneal_compiler::state::{StateValue, StepState};
 use serde::{Deserialize, Serialize};
@@ -77,7 +78,7 @@ fn layout(v: &StateValue) -> (String, Vec<usize>) {
 }
 
 /// Writes `ck` to `path` atomically.
-pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), String> {
+pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
     if ck.snapshot.has_builtin_progress() {
         return Err(
             "recipes with a builtin optimizer (LBFGS, sam) cannot be checkpointed yet".into(),
@@ -98,7 +99,8 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), String> {
         metrics: ck.snapshot.metrics().len(),
         curriculum: ck.curriculum.clone(),
     };
-    let header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    let header = serde_json::to_vec(&header)
+        .map_err(|e| Error::internal(format!("cannot encode the checkpoint header: {e}")))?;
     let mut buf = Vec::new();
     buf.extend_from_slice(MAGIC);
     buf.extend_from_slice(&VERSION.to_le_bytes());
@@ -139,7 +141,7 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), String> {
     let sum = fnv64(&buf);
     buf.extend_from_slice(&sum.to_le_bytes());
     crate::atomic::write_with(path, |f| f.write_all(&buf))
-        .map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))
+        .map_err(|e| Error::user(format!("cannot write checkpoint {}: {e}", path.display())))
 }
 
 struct Reader<'a> {
@@ -148,7 +150,7 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
         let end = self
             .at
             .checked_add(n)
@@ -158,23 +160,23 @@ impl Reader<'_> {
         self.at = end;
         Ok(s)
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32> {
         Ok(u32::from_le_bytes(
             self.take(4)?.try_into().map_err(|_| "short read")?,
         ))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().map_err(|_| "short read")?,
         ))
     }
-    fn f32s(&mut self, n: usize) -> Result<Vec<f32>, String> {
+    fn f32s(&mut self, n: usize) -> Result<Vec<f32>> {
         let b = self.take(n.checked_mul(4).ok_or("size overflow")?)?;
         Ok(b.chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect())
     }
-    fn f64s(&mut self, n: usize) -> Result<Vec<f64>, String> {
+    fn f64s(&mut self, n: usize) -> Result<Vec<f64>> {
         let b = self.take(n.checked_mul(8).ok_or("size overflow")?)?;
         Ok(b.chunks_exact(8)
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
@@ -189,18 +191,20 @@ pub fn load(
     expect_hash: u64,
     names: &[String],
     shapes: &[Vec<usize>],
-) -> Result<Checkpoint, String> {
+) -> Result<Checkpoint> {
     let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read checkpoint {shown}: {e}"))?;
-    let refuse = |why: &str| format!("checkpoint {shown} is refused: {why}");
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::user(format!("cannot read checkpoint {shown}: {e}")))?;
+    let refuse =
+        |why: &dyn std::fmt::Display| Error::user(format!("checkpoint {shown} is refused: {why}"));
     if bytes.len() < MAGIC.len() + 16 || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(refuse("not an anneal checkpoint (or truncated)"));
+        return Err(refuse(&"not an anneal checkpoint (or truncated)"));
     }
     let (body, tail) = bytes.split_at(bytes.len() - 8);
-    let stored = u64::from_le_bytes(tail.try_into().map_err(|_| refuse("truncated"))?);
+    let stored = u64::from_le_bytes(tail.try_into().map_err(|_| refuse(&"truncated"))?);
     if fnv64(body) != stored {
         return Err(refuse(
-            "its checksum does not match: the file is damaged or truncated",
+            &"its checksum does not match: the file is damaged or truncated",
         ));
     }
     let mut r = Reader {
@@ -218,7 +222,7 @@ pub fn load(
         .map_err(|e| refuse(&format!("bad header: {e}")))?;
     if header.recipe_hash != format!("{expect_hash:016x}") {
         return Err(refuse(
-            "it was written by a different recipe; start a new run or use that recipe",
+            &"it was written by a different recipe; start a new run or use that recipe",
         ));
     }
     if header.names != names || header.shapes != shapes {
@@ -227,7 +231,7 @@ pub fn load(
             header.names, header.shapes
         )));
     }
-    let read = |r: &mut Reader| -> Result<Checkpoint, String> {
+    let read = |r: &mut Reader| -> Result<Checkpoint> {
         let mut params = Vec::new();
         for s in &header.shapes {
             params.push(r.f32s(s.iter().product())?);
@@ -255,7 +259,9 @@ pub fn load(
                             "row" => Slice::Row,
                             "col" => Slice::Col,
                             "unit" => Slice::Unit,
-                            other => return Err(format!("unknown state kind `{other}`")),
+                            other => {
+                                return Err(Error::user(format!("unknown state kind `{other}`")))
+                            }
                         };
                         StateValue::Slice(
                             k,

@@ -10,6 +10,7 @@
 //! training loop.
 
 use crate::data::Rng;
+use anneal_compiler::error::{Error, Result};
 pub use anneal_compiler::ir::{CurriculumPhase as Phase, Difficulty, Pace, Sampling};
 
 /// The visible fraction of `pace` at step `t` (0-based).
@@ -247,17 +248,17 @@ impl Sampler {
     }
 
     /// Continues from `s`, saved by a sampler over the same training rows.
-    pub fn restore(&mut self, s: SamplerState) -> Result<(), String> {
+    pub fn restore(&mut self, s: SamplerState) -> Result<()> {
         let n = self.rows.len();
         if s.difficulty.len() != n
             || s.losses.len() != n
             || s.order.len() != n
             || s.order.iter().any(|&i| i >= n)
         {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "its curriculum state is for {} training rows, this run has {n}",
                 s.order.len()
-            ));
+            )));
         }
         let floats = |v: Vec<u32>| v.into_iter().map(f32::from_bits).collect();
         self.rng = Rng::from_state(s.rng);
@@ -290,8 +291,8 @@ impl Sampler {
     pub fn prepare(
         &mut self,
         t: u64,
-        losses: impl FnOnce(&[usize]) -> Result<Vec<f32>, String>,
-    ) -> Result<(), String> {
+        losses: impl FnOnce(&[usize]) -> Result<Vec<f32>>,
+    ) -> Result<()> {
         let Some(p) = self.phase(t).cloned() else {
             return Ok(());
         };
@@ -309,7 +310,7 @@ impl Sampler {
     }
 
     /// Orders the rows by the current phase's difficulty.
-    fn reorder(&mut self, t: u64) -> Result<(), String> {
+    fn reorder(&mut self, t: u64) -> Result<()> {
         let Some(p) = self.phase(t).cloned() else {
             return Ok(());
         };
@@ -319,7 +320,9 @@ impl Sampler {
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v.clone())
-                .ok_or_else(|| format!("no values for the difficulty column `{name}`"))?,
+                .ok_or_else(|| {
+                    Error::user(format!("no values for the difficulty column `{name}`"))
+                })?,
             Difficulty::OneMinusConfidence => {
                 self.losses.iter().map(|l| 1.0 - (-l).exp()).collect()
             }
@@ -333,7 +336,9 @@ impl Sampler {
                         .iter()
                         .find(|(n, _)| *n == name)
                         .map(|(_, v)| v)
-                        .ok_or_else(|| format!("no values for the difficulty column `{name}`"))?;
+                        .ok_or_else(|| {
+                            Error::user(format!("no values for the difficulty column `{name}`"))
+                        })?;
                     cols.push((name, v));
                 }
                 (0..self.rows.len())

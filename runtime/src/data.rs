@@ -3,6 +3,7 @@
 //! f32, a zero std taken as 1: ../shared/conformance/FORMAT-TRAIN.md §2). A malformed file
 //! is an error naming the path, line and column.
 
+use anneal_compiler::error::{Error, Result};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::path::Path;
@@ -29,7 +30,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
 
 /// Reads `path`, or the shipped copy of a data set of that file name when the path does
 /// not exist. The last column must be named `target`.
-pub fn load_csv(path: &Path) -> Result<Dataset, String> {
+pub fn load_csv(path: &Path) -> Result<Dataset> {
     let shown = path.display().to_string();
     if !path.exists() {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -46,34 +47,34 @@ pub fn load_csv(path: &Path) -> Result<Dataset, String> {
         .has_headers(true)
         .flexible(true)
         .from_path(path)
-        .map_err(|e| format!("cannot read {shown}: {e}; check the path"))?;
+        .map_err(|e| Error::user(format!("cannot read {shown}: {e}; check the path")))?;
     parse_csv(reader, &shown)
 }
 
-fn parse_csv<R: std::io::Read>(mut reader: csv::Reader<R>, shown: &str) -> Result<Dataset, String> {
+fn parse_csv<R: std::io::Read>(mut reader: csv::Reader<R>, shown: &str) -> Result<Dataset> {
     let header: Vec<String> = reader
         .headers()
-        .map_err(|e| format!("{shown}:1: cannot read the header: {e}"))?
+        .map_err(|e| Error::user(format!("{shown}:1: cannot read the header: {e}")))?
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
     if header.last().map(String::as_str) != Some("target") || header.len() < 2 {
-        return Err(format!(
+        return Err(Error::user(format!(
             "{shown}:1: the last column must be `target`, after at least one feature column (found {header:?})"
-        ));
+        )));
     }
     let cols = header.len() - 1;
     let mut x = Vec::new();
     let mut y = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
-        let record = record.map_err(|e| format!("{shown}:{line}: {e}"))?;
+        let record = record.map_err(|e| Error::user(format!("{shown}:{line}: {e}")))?;
         if record.len() != header.len() {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "{shown}:{line}: {} values, but the header has {} columns; every row needs one value per column",
                 record.len(),
                 header.len()
-            ));
+            )));
         }
         for (c, field) in record.iter().enumerate() {
             let v: f32 = field.trim().parse().map_err(|_| {
@@ -84,7 +85,10 @@ fn parse_csv<R: std::io::Read>(mut reader: csv::Reader<R>, shown: &str) -> Resul
                 )
             })?;
             if !v.is_finite() {
-                return Err(format!("{shown}:{line}:{}: `{field}` is not finite", c + 1));
+                return Err(Error::user(format!(
+                    "{shown}:{line}:{}: `{field}` is not finite",
+                    c + 1
+                )));
             }
             if c < cols {
                 x.push(v);
@@ -94,7 +98,9 @@ fn parse_csv<R: std::io::Read>(mut reader: csv::Reader<R>, shown: &str) -> Resul
         }
     }
     if y.is_empty() {
-        return Err(format!("{shown}: no data rows after the header"));
+        return Err(Error::user(format!(
+            "{shown}: no data rows after the header"
+        )));
     }
     Ok(Dataset {
         features: header[..cols].to_vec(),
@@ -358,7 +364,7 @@ mod tests {
         ];
         for (name, text, want) in cases {
             let err = load_csv(&write(name, text)).unwrap_err();
-            assert!(err.contains(want), "{name}: {err}");
+            assert!(err.to_string().contains(want), "{name}: {err}");
         }
     }
 

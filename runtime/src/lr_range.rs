@@ -5,6 +5,7 @@
 //! (β = 0.98) and read until they diverge (4× the best smoothed loss), the usual practice
 //! since the paper's test is read by eye.
 
+use anneal_compiler::error::{Error, Result};
 use serde::Serialize;
 
 /// What a range test suggests.
@@ -26,13 +27,13 @@ const SMOOTHING: f64 = 0.98;
 const DIVERGENCE: f64 = 4.0;
 
 /// Reads a range test. `lrs` and `losses` are per step and of equal length (at least 3).
-pub fn suggest(lrs: &[f64], losses: &[f64]) -> Result<LrRangeReport, String> {
+pub fn suggest(lrs: &[f64], losses: &[f64]) -> Result<LrRangeReport> {
     if lrs.len() != losses.len() {
-        return Err(format!(
+        return Err(Error::user(format!(
             "{} rates but {} losses: record one loss per step",
             lrs.len(),
             losses.len()
-        ));
+        )));
     }
     if lrs.len() < 3 {
         return Err("a range test needs at least 3 steps".into());

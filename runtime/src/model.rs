@@ -3,6 +3,8 @@
 //! layers with an activation between them, state_dict names `0.weight`, `0.bias`,
 //! `2.weight`, ..., weights `[out, in]`, mean losses, all in f32.
 
+use anneal_compiler::error::{Error, Result};
+
 /// A model the runtime trains: named parameter tensors and the mean loss of a batch with
 /// its gradient; optional capabilities the recipe may need (Hessian-vector products).
 /// Batches are rows of features `x` with targets `y`; models that stand alone (Rosenbrock,
@@ -15,7 +17,7 @@ pub trait Model {
         params: &[Vec<f32>],
         x: &[f32],
         y: &[f32],
-    ) -> Result<(f32, Vec<Vec<f32>>), String>;
+    ) -> Result<(f32, Vec<Vec<f32>>)>;
     /// The Hessian at `params` times `v`, where the model can compute it.
     fn hvp(&self, _params: &[Vec<f32>], _v: &[Vec<f32>]) -> Option<Vec<Vec<f32>>> {
         None
@@ -26,7 +28,7 @@ pub trait Model {
         _params: &[Vec<f32>],
         _x: &[f32],
         _y: &[f32],
-    ) -> Option<Result<Vec<f32>, String>> {
+    ) -> Option<Result<Vec<f32>>> {
         None
     }
     /// Where a run starts when the model has a conventional starting point.
@@ -44,7 +46,7 @@ impl Model for Mlp {
         params: &[Vec<f32>],
         x: &[f32],
         y: &[f32],
-    ) -> Result<(f32, Vec<Vec<f32>>), String> {
+    ) -> Result<(f32, Vec<Vec<f32>>)> {
         Mlp::loss_and_grad(self, params, x, y)
     }
     fn per_example_losses(
@@ -52,7 +54,7 @@ impl Model for Mlp {
         params: &[Vec<f32>],
         x: &[f32],
         y: &[f32],
-    ) -> Option<Result<Vec<f32>, String>> {
+    ) -> Option<Result<Vec<f32>>> {
         Some(self.losses(params, x, y))
     }
 }
@@ -74,7 +76,7 @@ impl Model for Rosenbrock {
         params: &[Vec<f32>],
         _x: &[f32],
         _y: &[f32],
-    ) -> Result<(f32, Vec<Vec<f32>>), String> {
+    ) -> Result<(f32, Vec<Vec<f32>>)> {
         let p = params
             .first()
             .filter(|p| p.len() == 2)
@@ -119,7 +121,7 @@ pub struct Quadratic {
 }
 
 impl Quadratic {
-    pub fn new(dim: usize, condition: f64) -> Result<Quadratic, String> {
+    pub fn new(dim: usize, condition: f64) -> Result<Quadratic> {
         if dim == 0 || !(condition >= 1.0 && condition.is_finite()) {
             return Err("a quadratic needs a dimension >= 1 and a condition number >= 1".into());
         }
@@ -146,7 +148,7 @@ impl Model for Quadratic {
         params: &[Vec<f32>],
         _x: &[f32],
         _y: &[f32],
-    ) -> Result<(f32, Vec<Vec<f32>>), String> {
+    ) -> Result<(f32, Vec<Vec<f32>>)> {
         let p = params
             .first()
             .filter(|p| p.len() == self.curvature.len())
@@ -198,11 +200,11 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn new(layers: Vec<usize>, activation: Activation, loss: Loss) -> Result<Mlp, String> {
+    pub fn new(layers: Vec<usize>, activation: Activation, loss: Loss) -> Result<Mlp> {
         if layers.len() < 2 || layers.contains(&0) {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "a model needs at least an input and an output width, all positive; got {layers:?}"
-            ));
+            )));
         }
         if loss == Loss::Mse && layers[layers.len() - 1] != 1 {
             return Err("the mse loss needs a single output".into());
@@ -225,27 +227,29 @@ impl Mlp {
         out
     }
 
-    fn check(&self, params: &[Vec<f32>], x: &[f32], y: &[f32]) -> Result<usize, String> {
+    fn check(&self, params: &[Vec<f32>], x: &[f32], y: &[f32]) -> Result<usize> {
         let specs = self.param_specs();
         if params.len() != specs.len() {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "the model has {} parameters, {} given",
                 specs.len(),
                 params.len()
-            ));
+            )));
         }
         for (p, (name, shape)) in params.iter().zip(&specs) {
             if p.len() != shape.iter().product::<usize>() {
-                return Err(format!("parameter `{name}` should hold {shape:?}"));
+                return Err(Error::user(format!(
+                    "parameter `{name}` should hold {shape:?}"
+                )));
             }
         }
         let d = self.layers[0];
         if x.len() != y.len() * d || y.is_empty() {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "a batch of {} rows needs {} features each",
                 y.len(),
                 d
-            ));
+            )));
         }
         Ok(y.len())
     }
@@ -280,7 +284,7 @@ impl Mlp {
     }
 
     /// The per-example losses of a batch.
-    pub fn losses(&self, params: &[Vec<f32>], x: &[f32], y: &[f32]) -> Result<Vec<f32>, String> {
+    pub fn losses(&self, params: &[Vec<f32>], x: &[f32], y: &[f32]) -> Result<Vec<f32>> {
         let b = self.check(params, x, y)?;
         let out = self.predict(params, x, b);
         let k = self.layers[self.layers.len() - 1];
@@ -306,7 +310,7 @@ impl Mlp {
         params: &[Vec<f32>],
         x: &[f32],
         y: &[f32],
-    ) -> Result<(f32, Vec<Vec<f32>>), String> {
+    ) -> Result<(f32, Vec<Vec<f32>>)> {
         let b = self.check(params, x, y)?;
         let hs = self.forward(params, x, b);
         let n = self.layers.len();
@@ -413,9 +417,9 @@ fn gemm(
     }
 }
 
-fn target_class(y: f32, k: usize) -> Result<usize, String> {
+fn target_class(y: f32, k: usize) -> Result<usize> {
     if y < 0.0 || y.fract() != 0.0 || y as usize >= k {
-        return Err(format!("target {y} is not a class in 0..{k}"));
+        return Err(Error::user(format!("target {y} is not a class in 0..{k}")));
     }
     Ok(y as usize)
 }

@@ -23,6 +23,7 @@
 //! (three times forward with checkpointing's recompute); pipeline stages send each
 //! micro-batch's activations forward and gradients back.
 
+use anneal_compiler::error::{Error, Result};
 use anneal_compiler::ir::{Dtype, ParallelPlan, PipeSchedule, Program, Recipe};
 use anneal_compiler::kernel::{lower, Buf};
 use serde::Serialize;
@@ -258,7 +259,7 @@ pub fn suggest(
 }
 
 /// `80GiB`, `80GB`, `80e9`, `1.5TiB`: bytes.
-pub fn parse_bytes(text: &str) -> Result<f64, String> {
+pub fn parse_bytes(text: &str) -> Result<f64> {
     let t = text.trim();
     // The unit is the trailing letters (`8e10` has none).
     let num = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -278,13 +279,13 @@ pub fn parse_bytes(text: &str) -> Result<f64, String> {
         "gib" => 1024f64.powi(3),
         "tib" => 1024f64.powi(4),
         other => {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "unknown unit `{other}` in `{text}`; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
-            ))
+            )))
         }
     };
     if !(value.is_finite() && value > 0.0) {
-        return Err(format!("`{text}` must be a positive size"));
+        return Err(Error::user(format!("`{text}` must be a positive size")));
     }
     Ok(value * scale)
 }
@@ -412,7 +413,10 @@ mod tests {
         assert_eq!(parse_bytes("80GiB").unwrap(), 80.0 * 1024f64.powi(3));
         assert_eq!(parse_bytes("40 GB").unwrap(), 40e9);
         assert_eq!(parse_bytes("8e10").unwrap(), 8e10);
-        assert!(parse_bytes("80 GiBs").unwrap_err().contains("unknown unit"));
+        assert!(parse_bytes("80 GiBs")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown unit"));
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("-1GB").is_err());
     }

@@ -1,6 +1,7 @@
 //! Schedule curves for `anneal schedule`: every schedule a recipe binds or passes to a
 //! stage, evaluated at counts 0..N (the learning rate used at each step).
 
+use anneal_compiler::error::{Error, Result};
 use anneal_compiler::interp::eval_sched;
 use anneal_compiler::ir::{HyperValue, Program, Recipe, Sched};
 
@@ -14,7 +15,7 @@ pub struct Curve {
 /// The curves of every schedule in `recipe`: its `schedule NAME = ...` bindings, then the
 /// schedule-valued arguments of its stages that are not a binding (named `stage.param`,
 /// with `[group]` for per-group values).
-pub fn curves(program: &Program, recipe: &Recipe, steps: u64) -> Result<Vec<Curve>, String> {
+pub fn curves(program: &Program, recipe: &Recipe, steps: u64) -> Result<Vec<Curve>> {
     let mut out = Vec::new();
     let mut seen: Vec<Sched> = Vec::new();
     for (name, s, _) in &recipe.schedules {
@@ -24,7 +25,7 @@ pub fn curves(program: &Program, recipe: &Recipe, steps: u64) -> Result<Vec<Curv
     for stage in &recipe.stages {
         let def = &program.defs[stage.def];
         for (p, v) in def.params.iter().zip(&stage.args) {
-            let mut push = |label: String, v: &HyperValue, group: usize| -> Result<(), String> {
+            let mut push = |label: String, v: &HyperValue, group: usize| -> Result<()> {
                 if let HyperValue::Schedule(s) = v {
                     if !seen.contains(s) && !matches!(s, Sched::Const(_)) {
                         seen.push(s.clone());
@@ -47,16 +48,10 @@ pub fn curves(program: &Program, recipe: &Recipe, steps: u64) -> Result<Vec<Curv
     Ok(out)
 }
 
-fn curve(
-    program: &Program,
-    name: String,
-    s: &Sched,
-    group: usize,
-    steps: u64,
-) -> Result<Curve, String> {
+fn curve(program: &Program, name: String, s: &Sched, group: usize, steps: u64) -> Result<Curve> {
     let values = (0..steps)
         .map(|k| eval_sched(program, s, k as f64, group))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("schedule `{name}`: {e}"))?;
+        .map_err(|e| Error::user(format!("schedule `{name}`: {e}")))?;
     Ok(Curve { name, values })
 }

@@ -11,6 +11,7 @@ use crate::checkpoint::recipe_hash;
 use crate::train::{optimizer_values, LR_NAMES, MOMENTUM_NAMES};
 use anneal_compiler::backends::{Backend, Choice, Stepper};
 use anneal_compiler::diagnostic;
+use anneal_compiler::error::{Error, Result};
 use anneal_compiler::interp::Oracle;
 use anneal_compiler::ir::{Capability, Dtype, Recipe};
 use anneal_compiler::state::{StateValue, StepState};
@@ -186,16 +187,16 @@ impl Session {
         params: &[Vec<f32>],
         backend: Backend,
         threads: usize,
-    ) -> Result<Session, String> {
+    ) -> Result<Session> {
         let index = recipe.index;
         let mut choice = None;
         let bound = Bound::try_new(recipe.compilation.clone(), |c| {
             let r = &c.program.recipes[index];
             let (s, ch) = Stepper::new(backend, &c.program, r, names, shapes, params, threads)?;
             choice = Some(ch);
-            Ok::<_, String>(s)
+            Ok::<_, Error>(s)
         })?;
-        let choice = choice.ok_or("internal error: no back end was chosen")?;
+        let choice = choice.ok_or_else(|| Error::internal("no back end was chosen"))?;
         Ok(Session {
             recipe: recipe.clone(),
             bound,
@@ -222,25 +223,25 @@ impl Session {
         params: &mut [&mut [f32]],
         grads: &[&[f32]],
         oracle: Option<&mut (dyn Oracle + '_)>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         if params.len() != self.names.len() || grads.len() != self.names.len() {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "the step needs {} parameters and {} gradients, got {} and {}",
                 self.names.len(),
                 self.names.len(),
                 params.len(),
                 grads.len()
-            ));
+            )));
         }
         for (i, shape) in self.shapes.iter().enumerate() {
             let n: usize = shape.iter().product();
             if params[i].len() != n || grads[i].len() != n {
-                return Err(format!(
+                return Err(Error::user(format!(
                     "tensor `{}` has shape {shape:?} ({n} values), but {} parameter values and {} gradient values were given",
                     self.names[i],
                     params[i].len(),
                     grads[i].len()
-                ));
+                )));
             }
         }
         if oracle.is_none() {
@@ -262,7 +263,7 @@ impl Session {
         grads: &[&[f32]],
         oracle: Option<&mut (dyn Oracle + '_)>,
         frozen: &[bool],
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         if !frozen.iter().any(|f| *f) {
             return self.step(params, grads, oracle);
         }
@@ -377,7 +378,7 @@ impl Session {
 
     /// Everything else a resume needs, as bytes (postcard); `element_states` and this
     /// together are the whole optimizer state.
-    pub fn progress_bytes(&self) -> Result<Vec<u8>, String> {
+    pub fn progress_bytes(&self) -> Result<Vec<u8>> {
         let mut snapshot = self.bound.with_dependent(|_, s| s.snapshot());
         for states in snapshot.states_mut() {
             for v in states {
@@ -393,25 +394,25 @@ impl Session {
             skipped_steps: self.skipped_steps,
             snapshot,
         };
-        postcard::to_allocvec(&p).map_err(|e| format!("cannot encode the optimizer state: {e}"))
+        postcard::to_allocvec(&p)
+            .map_err(|e| Error::internal(format!("cannot encode the optimizer state: {e}")))
     }
 
     /// Restores what `progress_bytes` and `element_states` saved; refuses a state from
     /// another recipe or other tensors, saying which.
-    pub fn restore(
-        &mut self,
-        progress: &[u8],
-        elements: &[(String, Vec<Vec<f32>>)],
-    ) -> Result<(), String> {
-        let p: Progress = postcard::from_bytes(progress)
-            .map_err(|e| format!("the saved optimizer state is damaged or not anneal's ({e})"))?;
+    pub fn restore(&mut self, progress: &[u8], elements: &[(String, Vec<Vec<f32>>)]) -> Result<()> {
+        let p: Progress = postcard::from_bytes(progress).map_err(|e| {
+            Error::user(format!(
+                "the saved optimizer state is damaged or not anneal's ({e})"
+            ))
+        })?;
         if p.recipe_hash != self.recipe.hash() {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "the saved optimizer state belongs to another recipe (hash {:016x}; this recipe `{}` is {:016x})",
                 p.recipe_hash,
                 self.recipe.recipe().name,
                 self.recipe.hash()
-            ));
+            )));
         }
         if p.names != self.names || p.shapes != self.shapes {
             let diff = self
@@ -430,9 +431,9 @@ impl Session {
                         self.names.len()
                     )
                 });
-            return Err(format!(
+            return Err(Error::user(format!(
                 "the saved optimizer state is for other tensors: {diff}"
-            ));
+            )));
         }
         let mut snapshot = p.snapshot;
         let keys = self
@@ -448,16 +449,15 @@ impl Session {
                     .get(si)
                     .and_then(|k| k.get(j))
                     .ok_or("the saved optimizer state has states this recipe does not")?;
-                let (_, saved) = elements
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .ok_or_else(|| format!("the saved optimizer state has no `{key}`"))?;
+                let (_, saved) = elements.iter().find(|(k, _)| k == key).ok_or_else(|| {
+                    Error::user(format!("the saved optimizer state has no `{key}`"))
+                })?;
                 if saved.len() != sizes.len()
                     || saved.iter().zip(&sizes).any(|(t, &n)| t.len() != n)
                 {
-                    return Err(format!(
+                    return Err(Error::user(format!(
                         "the saved state `{key}` does not have one value per parameter element"
-                    ));
+                    )));
                 }
                 per_tensor.clone_from(saved);
             }

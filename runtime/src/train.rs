@@ -8,7 +8,7 @@ use crate::curriculum::{Sampler, StepStats};
 use crate::data::{BatchSource, Dataset};
 use crate::model::Model;
 use anneal_compiler::backends::{Backend, Choice, Stepper};
-use anneal_compiler::error::Error;
+use anneal_compiler::error::{Error, Result};
 use anneal_compiler::interp::{eval_sched_observed, Env, Oracle};
 use anneal_compiler::ir::{Dtype, HyperValue, Program, Recipe};
 use anneal_compiler::state::{StateValue, StepState};
@@ -72,8 +72,8 @@ fn draw_curriculum(
     s: &mut Sampler,
     t: u64,
     params: &[Vec<f32>],
-) -> Result<(Vec<usize>, StepStats), String> {
-    let losses = |rows: &[usize]| -> Result<Vec<f32>, String> {
+) -> Result<(Vec<usize>, StepStats)> {
+    let losses = |rows: &[usize]| -> Result<Vec<f32>> {
         let (x, y) = run.data.gather(rows);
         run.model
             .per_example_losses(params, &x, &y)
@@ -189,12 +189,12 @@ pub fn train(
     names: &[String],
     shapes: &[Vec<usize>],
     params: &mut [Vec<f32>],
-) -> Result<Trace, String> {
+) -> Result<Trace> {
     train_with_progress(run, names, shapes, params, None, &mut |_, _, _, _| Ok(()))
 }
 
 /// Called after every optimizer step with (step, trace, weights, stepper).
-pub type Progress<'a> = dyn FnMut(usize, &Trace, &[Vec<f32>], &Stepper) -> Result<(), String> + 'a;
+pub type Progress<'a> = dyn FnMut(usize, &Trace, &[Vec<f32>], &Stepper) -> Result<()> + 'a;
 
 /// Where a resumed run starts: the steps already taken and the interpreter's progress.
 pub struct Resume {
@@ -211,7 +211,7 @@ pub fn train_with_progress(
     params: &mut [Vec<f32>],
     resume: Option<Resume>,
     progress: &mut Progress,
-) -> Result<Trace, String> {
+) -> Result<Trace> {
     if run.batches.is_empty() || run.accumulate == 0 {
         return Err("a run needs at least one batch and accumulate >= 1".into());
     }

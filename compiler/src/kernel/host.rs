@@ -236,6 +236,9 @@ impl<'a, 'p> HostEval<'a, 'p> {
         Ok(known)
     }
 
+    /// Tensor `t`'s parameter group. The one index past the tensors (a step-uniform
+    /// value, or a recipe bound to no tensors) reads group 0, as the interpreter's
+    /// step-uniform values do.
     pub(crate) fn group(&self, t: usize) -> usize {
         self.interp.group_of.get(t).copied().unwrap_or(0)
     }

@@ -1,6 +1,7 @@
 //! Reading conformance case files (../shared/conformance/FORMAT.md). Case files are
 //! untrusted input: every missing or malformed field is an error naming the field.
 
+use anneal_compiler::error::{Error, Result};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -26,13 +27,16 @@ pub struct Tensor {
     pub data: Vec<f32>,
 }
 
-pub fn load_case(path: &Path) -> Result<Case, String> {
+pub fn load_case(path: &Path) -> Result<Case> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|e| Error::user(format!("cannot read {}: {e}", path.display())))?;
     let value: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+        .map_err(|e| Error::user(format!("{} is not valid JSON: {e}", path.display())))?;
     let Value::Object(json) = value else {
-        return Err(format!("{}: a case is a JSON object", path.display()));
+        return Err(Error::user(format!(
+            "{}: a case is a JSON object",
+            path.display()
+        )));
     };
     let name = str_field(&json, "name")?.to_string();
     let kind = str_field(&json, "kind")?.to_string();
@@ -63,46 +67,46 @@ pub fn load_case(path: &Path) -> Result<Case, String> {
     })
 }
 
-pub fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
+pub fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str> {
     obj.get(key)
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("missing string field `{key}`"))
+        .ok_or_else(|| Error::user(format!("missing string field `{key}`")))
 }
 
-pub fn num_field(obj: &Map<String, Value>, key: &str) -> Result<f64, String> {
+pub fn num_field(obj: &Map<String, Value>, key: &str) -> Result<f64> {
     obj.get(key)
         .and_then(Value::as_f64)
-        .ok_or_else(|| format!("missing number field `{key}`"))
+        .ok_or_else(|| Error::user(format!("missing number field `{key}`")))
 }
 
 /// A flat list of numbers, each rounded to f32 (as the generator fed them).
-pub fn f32_list(v: &Value, what: &str) -> Result<Vec<f32>, String> {
+pub fn f32_list(v: &Value, what: &str) -> Result<Vec<f32>> {
     let arr = v
         .as_array()
-        .ok_or_else(|| format!("`{what}` must be a list of numbers"))?;
+        .ok_or_else(|| Error::user(format!("`{what}` must be a list of numbers")))?;
     arr.iter()
         .map(|x| {
             x.as_f64()
                 .map(|f| f as f32)
-                .ok_or_else(|| format!("`{what}` holds a non-number: {x}"))
+                .ok_or_else(|| Error::user(format!("`{what}` holds a non-number: {x}")))
         })
         .collect()
 }
 
-pub fn f64_list(v: &Value, what: &str) -> Result<Vec<f64>, String> {
+pub fn f64_list(v: &Value, what: &str) -> Result<Vec<f64>> {
     let arr = v
         .as_array()
-        .ok_or_else(|| format!("`{what}` must be a list of numbers"))?;
+        .ok_or_else(|| Error::user(format!("`{what}` must be a list of numbers")))?;
     arr.iter()
         .map(|x| {
             x.as_f64()
-                .ok_or_else(|| format!("`{what}` holds a non-number: {x}"))
+                .ok_or_else(|| Error::user(format!("`{what}` holds a non-number: {x}")))
         })
         .collect()
 }
 
 /// `params`: name → {shape, data}, in file order; data length must match the shape.
-pub fn params(case: &Case) -> Result<Vec<Tensor>, String> {
+pub fn params(case: &Case) -> Result<Vec<Tensor>> {
     let obj = case
         .json
         .get("params")
@@ -113,29 +117,31 @@ pub fn params(case: &Case) -> Result<Vec<Tensor>, String> {
         let shape = spec
             .get("shape")
             .and_then(Value::as_array)
-            .ok_or_else(|| format!("param `{name}` has no `shape` list"))?;
+            .ok_or_else(|| Error::user(format!("param `{name}` has no `shape` list")))?;
         let mut numel: usize = 1;
         let mut dims = Vec::with_capacity(shape.len());
         for d in shape {
-            let d = d
-                .as_u64()
-                .ok_or_else(|| format!("param `{name}`: shape entries must be whole numbers"))?;
+            let d = d.as_u64().ok_or_else(|| {
+                Error::user(format!(
+                    "param `{name}`: shape entries must be whole numbers"
+                ))
+            })?;
             dims.push(d as usize);
             numel = numel
                 .checked_mul(d as usize)
                 .filter(|n| *n <= 1 << 28)
-                .ok_or_else(|| format!("param `{name}`: shape too large"))?;
+                .ok_or_else(|| Error::user(format!("param `{name}`: shape too large")))?;
         }
         let data = f32_list(
             spec.get("data")
-                .ok_or_else(|| format!("param `{name}` has no `data`"))?,
+                .ok_or_else(|| Error::user(format!("param `{name}` has no `data`")))?,
             &format!("params.{name}.data"),
         )?;
         if data.len() != numel {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "param `{name}`: shape {shape:?} has {numel} elements but data has {}",
                 data.len()
-            ));
+            )));
         }
         out.push(Tensor {
             name: name.clone(),
@@ -147,16 +153,16 @@ pub fn params(case: &Case) -> Result<Vec<Tensor>, String> {
 }
 
 /// Values for each tensor from an object `{name: [flat]}`, in `names` order.
-pub fn per_tensor(obj: &Value, names: &[String], what: &str) -> Result<Vec<Vec<f32>>, String> {
+pub fn per_tensor(obj: &Value, names: &[String], what: &str) -> Result<Vec<Vec<f32>>> {
     let map = obj
         .as_object()
-        .ok_or_else(|| format!("`{what}` must be an object of tensors"))?;
+        .ok_or_else(|| Error::user(format!("`{what}` must be an object of tensors")))?;
     names
         .iter()
         .map(|n| {
             let v = map
                 .get(n)
-                .ok_or_else(|| format!("`{what}` has no tensor `{n}`"))?;
+                .ok_or_else(|| Error::user(format!("`{what}` has no tensor `{n}`")))?;
             f32_list(v, &format!("{what}.{n}"))
         })
         .collect()

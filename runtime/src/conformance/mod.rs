@@ -12,7 +12,7 @@ pub use source::function_names;
 
 use crate::model::{Model, Rosenbrock};
 use anneal_compiler::backends::{Backend, Stepper};
-use anneal_compiler::error::Error;
+use anneal_compiler::error::{Error, Result};
 use anneal_compiler::interp::{eval_sched_observed, Env};
 use anneal_compiler::state::StateValue;
 use anneal_compiler::{compile, diagnostic, ir::Program};
@@ -65,18 +65,19 @@ impl Report {
 
 /// Case files under `paths` (files as given; directories searched recursively for
 /// `*.json` other than `index.json`), sorted.
-pub fn collect_cases(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+pub fn collect_cases(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            walk(p, &mut out).map_err(|e| format!("cannot read directory {}: {e}", p.display()))?;
+            walk(p, &mut out)
+                .map_err(|e| Error::user(format!("cannot read directory {}: {e}", p.display())))?;
         } else if p.is_file() {
             out.push(p.clone());
         } else {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "{} does not exist; pass a case file or a directory of cases",
                 p.display()
-            ));
+            )));
         }
     }
     out.sort();
@@ -104,7 +105,7 @@ pub fn library() -> Program {
 }
 
 /// The recipe source for one case (`--emit-recipe`).
-pub fn recipe_source(case: &Case) -> Result<String, String> {
+pub fn recipe_source(case: &Case) -> Result<String> {
     if case.kind == "train" {
         return train_case::train_recipe_source(case);
     }
@@ -114,14 +115,14 @@ pub fn recipe_source(case: &Case) -> Result<String, String> {
 /// The recipe a case stands for, as an optimizer a framework drives step by step (the
 /// Python package's runner): a schedule case gets the optimizer its generator stepped
 /// (`SGD(lr, momentum: 0.9)`), so its learning rate is read from that optimizer.
-pub fn optimizer_recipe_source(case: &Case) -> Result<String, String> {
+pub fn optimizer_recipe_source(case: &Case) -> Result<String> {
     let src = recipe_source(case)?;
     if case.kind != "schedule" {
         return Ok(src);
     }
     let end = src
         .rfind('}')
-        .ok_or("internal error: a recipe without a closing brace")?;
+        .ok_or_else(|| Error::internal("a recipe without a closing brace"))?;
     let update = if case.module == "torch" {
         "  update = SGD(lr: lr, momentum: 0.9)\n"
     } else {
@@ -149,12 +150,15 @@ pub fn run_files(files: &[PathBuf], backend: Backend) -> Report {
                         unsupported: false,
                         message: String::new(),
                     },
-                    Err(message) => CaseResult {
-                        name,
-                        passed: false,
-                        unsupported: message.starts_with(UNSUPPORTED),
-                        message,
-                    },
+                    Err(e) => {
+                        let message = e.to_string();
+                        CaseResult {
+                            name,
+                            passed: false,
+                            unsupported: message.starts_with(UNSUPPORTED),
+                            message,
+                        }
+                    }
                 }
             }
             Err(e) => CaseResult {
@@ -170,13 +174,13 @@ pub fn run_files(files: &[PathBuf], backend: Backend) -> Report {
 }
 
 /// Compiles a case's recipe text; a failure carries the first error and the text.
-pub(crate) fn compile_case(case: &Case, src: &str) -> Result<anneal_compiler::Compilation, String> {
+pub(crate) fn compile_case(case: &Case, src: &str) -> Result<anneal_compiler::Compilation> {
     let c = compile(&format!("<case {}>", case.name), src);
     if let Some(first) = c.diagnostics.iter().find(|d| d.is_error()) {
-        return Err(format!(
+        return Err(Error::user(format!(
             "the recipe for this case does not compile:\n{}\n{src}",
             diagnostic::render(std::slice::from_ref(first), &c.sources, false)
-        ));
+        )));
     }
     Ok(c)
 }
@@ -186,13 +190,13 @@ pub const UNSUPPORTED: &str = "unsupported on this back end: ";
 
 /// Runs one case on the interpreter: Err carries the first mismatch (or why it could not
 /// run).
-pub fn run_case(case: &Case, lib: &Program) -> Result<(), String> {
+pub fn run_case(case: &Case, lib: &Program) -> Result<()> {
     run_case_on(case, lib, Backend::Interp)
 }
 
 /// Runs one case on `backend`; a recipe the back end cannot run is an error starting with
 /// `UNSUPPORTED`.
-pub fn run_case_on(case: &Case, lib: &Program, backend: Backend) -> Result<(), String> {
+pub fn run_case_on(case: &Case, lib: &Program, backend: Backend) -> Result<()> {
     if case.kind == "train" {
         return train_case::run_train_case(case, lib, backend);
     }
@@ -201,7 +205,7 @@ pub fn run_case_on(case: &Case, lib: &Program, backend: Backend) -> Result<(), S
         // `optax.contrib` names live in `std.optax`.
         let name = f.strip_prefix("contrib.").unwrap_or(&f);
         if lib.find(module, name).is_none() {
-            return Err(format!("not implemented: {f}"));
+            return Err(Error::user(format!("not implemented: {f}")));
         }
     }
     let src = source::recipe_source(case, lib)?;
@@ -218,11 +222,11 @@ pub fn run_case_on(case: &Case, lib: &Program, backend: Backend) -> Result<(), S
                 "expected",
             )?;
             if expected.len() != case.steps {
-                return Err(format!(
+                return Err(Error::user(format!(
                     "`expected` has {} values for {} steps",
                     expected.len(),
                     case.steps
-                ));
+                )));
             }
             // Metric-driven schedules (ReduceLROnPlateau) see the metrics of earlier steps.
             let metrics = match case.json.get("metrics") {
@@ -241,20 +245,20 @@ pub fn run_case_on(case: &Case, lib: &Program, backend: Backend) -> Result<(), S
         }
         "optimizer" => run_optimizer(case, &c.program, recipe, backend),
         "loss_scale" => run_loss_scale(case, &c.program, recipe, backend),
-        other => Err(format!("unknown case kind `{other}`")),
+        other => Err(Error::user(format!("unknown case kind `{other}`"))),
     }
 }
 
-fn check_value(case: &Case, want: &f64, got: f64, at: impl Fn() -> String) -> Result<(), String> {
+fn check_value(case: &Case, want: &f64, got: f64, at: impl Fn() -> String) -> Result<()> {
     let tol = case.atol + case.rtol * want.abs();
     if (got - want).abs() <= tol {
         return Ok(());
     }
-    Err(format!(
+    Err(Error::user(format!(
         "{}: expected {want:e}, got {got:e} (|diff| {:.3e} > tolerance {tol:.3e})",
         at(),
         (got - want).abs()
-    ))
+    )))
 }
 
 /// The recipe bound to tensors on `backend` (strictly: no silent fallback).
@@ -265,7 +269,7 @@ pub(crate) fn stepper<'p>(
     names: &[String],
     shapes: &[Vec<usize>],
     params: &[Vec<f32>],
-) -> Result<Stepper<'p>, String> {
+) -> Result<Stepper<'p>> {
     runs_on(backend, program, recipe)?;
     Ok(Stepper::new(backend, program, recipe, names, shapes, params, 1)?.0)
 }
@@ -276,10 +280,10 @@ pub(crate) fn runs_on(
     backend: Backend,
     program: &Program,
     recipe: &anneal_compiler::ir::Recipe,
-) -> Result<(), String> {
+) -> Result<()> {
     if backend != Backend::Interp && !anneal_compiler::backends::is_builtin(program, recipe) {
         if let Err(why) = anneal_compiler::kernel::lower(program, recipe) {
-            return Err(format!("{UNSUPPORTED}{why}"));
+            return Err(Error::user(format!("{UNSUPPORTED}{why}")));
         }
     }
     Ok(())
@@ -290,7 +294,7 @@ fn run_optimizer(
     program: &Program,
     recipe: &anneal_compiler::ir::Recipe,
     backend: Backend,
-) -> Result<(), String> {
+) -> Result<()> {
     let tensors = case::params(case)?;
     let names: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
     let shapes: Vec<Vec<usize>> = tensors.iter().map(|t| t.shape.clone()).collect();
@@ -302,11 +306,11 @@ fn run_optimizer(
         .and_then(Value::as_array)
         .ok_or("missing list field `expected`")?;
     if expected.len() != case.steps {
-        return Err(format!(
+        return Err(Error::user(format!(
             "`expected` has {} entries for {} steps",
             expected.len(),
             case.steps
-        ));
+        )));
     }
     let mut interp = stepper(backend, program, recipe, &names, &shapes, &params)?;
     for (k, want) in expected.iter().enumerate() {
@@ -323,12 +327,12 @@ fn run_optimizer(
         }
         for (i, g) in grads.iter().enumerate() {
             if g.len() != params[i].len() {
-                return Err(format!(
+                return Err(Error::user(format!(
                     "step {k}: gradient of `{}` has {} values, param has {}",
                     names[i],
                     g.len(),
                     params[i].len()
-                ));
+                )));
             }
         }
         interp.step(&mut params, &grads)?;
@@ -358,7 +362,7 @@ fn run_loss_scale(
     program: &Program,
     recipe: &anneal_compiler::ir::Recipe,
     backend: Backend,
-) -> Result<(), String> {
+) -> Result<()> {
     let overflow = case
         .json
         .get("overflow")
@@ -374,10 +378,10 @@ fn run_loss_scale(
         .and_then(Value::as_array)
         .ok_or("missing list field `expected.skipped`")?;
     if overflow.len() != case.steps || scales.len() != case.steps || skipped.len() != case.steps {
-        return Err(format!(
+        return Err(Error::user(format!(
             "`overflow` and `expected` need {} entries each",
             case.steps
-        ));
+        )));
     }
     let names = vec!["x".to_string()];
     let mut params = vec![vec![0.0f32]];
@@ -397,10 +401,10 @@ fn run_loss_scale(
             .as_bool()
             .ok_or("`expected.skipped` holds a non-boolean")?;
         if interp.last_skipped() != want {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "step {k}: expected skipped = {want}, got {}",
                 interp.last_skipped()
-            ));
+            )));
         }
     }
     Ok(())
@@ -412,16 +416,16 @@ fn compare_step(
     want: &Value,
     names: &[String],
     params: &[Vec<f32>],
-) -> Result<(), String> {
+) -> Result<()> {
     let want = case::per_tensor(want, names, &format!("expected[{k}]"))?;
     for (ti, (w, g)) in want.iter().zip(params).enumerate() {
         if w.len() != g.len() {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "expected[{k}].{} has {} values, param has {}",
                 names[ti],
                 w.len(),
                 g.len()
-            ));
+            )));
         }
         for (i, (w, g)) in w.iter().zip(g).enumerate() {
             check_value(case, &f64::from(*w), f64::from(*g), || {
@@ -441,7 +445,7 @@ struct LossModel<'a> {
 
 impl anneal_compiler::interp::Oracle for LossModel<'_> {
     fn grad_at(&mut self, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, Error> {
-        Ok(self.source.at(self.step, params)?)
+        self.source.at(self.step, params)
     }
 
     fn hvp(&mut self, _params: &[Vec<f32>], _v: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, Error> {
@@ -461,15 +465,15 @@ enum Gradients {
     Rosenbrock(Rosenbrock),
 }
 
-fn gradient_source(case: &Case, names: &[String]) -> Result<Gradients, String> {
+fn gradient_source(case: &Case, names: &[String]) -> Result<Gradients> {
     if let Some(list) = case.json.get("grads") {
         let list = list.as_array().ok_or("`grads` must be a list")?;
         if list.len() < case.steps {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "`grads` has {} entries for {} steps",
                 list.len(),
                 case.steps
-            ));
+            )));
         }
         let all = list
             .iter()
@@ -510,13 +514,13 @@ fn gradient_source(case: &Case, names: &[String]) -> Result<Gradients, String> {
                 b: get("b").ok_or("rosenbrock needs `b`")?,
             }))
         }
-        other => Err(format!("not implemented: loss `{other}`")),
+        other => Err(Error::user(format!("not implemented: loss `{other}`"))),
     }
 }
 
 impl Gradients {
     /// The loss value, in f32 as the libraries computed it.
-    fn loss(&self, params: &[Vec<f32>]) -> Result<f32, String> {
+    fn loss(&self, params: &[Vec<f32>]) -> Result<f32> {
         match self {
             Gradients::Given(_) => {
                 Err("a case with fixed gradients has no loss to evaluate".into())
@@ -537,7 +541,7 @@ impl Gradients {
         }
     }
 
-    fn at(&self, k: usize, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, String> {
+    fn at(&self, k: usize, params: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
         match self {
             Gradients::Given(all) => Ok(all[k].clone()),
             Gradients::Quadratic { a, c } => {

@@ -3,18 +3,19 @@
 //! case's module. The runner then compiles that text like any user file.
 
 use super::case::Case;
+use anneal_compiler::error::{Error, Result};
 use anneal_compiler::ir::{HyperValue, Program};
 use serde_json::{Map, Value};
 
 /// The library module a case's names live in.
-pub fn library_module(case: &Case) -> Result<&'static str, String> {
+pub fn library_module(case: &Case) -> Result<&'static str> {
     match case.module.as_str() {
         "optax" => Ok("std.optax"),
         "torch" => Ok("std.torch"),
         "formula" => Ok("std.formula"),
-        other => Err(format!(
+        other => Err(Error::user(format!(
             "unknown module `{other}`: expected optax, torch or formula"
-        )),
+        ))),
     }
 }
 
@@ -52,7 +53,7 @@ fn collect_fns(v: &Value, out: &mut Vec<String>) {
 
 /// The recipe text for `case`. `library` is the compiled standard library, used for
 /// PyTorch's default learning rates when a torch case leaves `lr` out.
-pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
+pub fn recipe_source(case: &Case, library: &Program) -> Result<String> {
     let module = library_module(case)?;
     let mut body = String::new();
     body.push_str(&format!("  steps {}\n", case.steps.max(1)));
@@ -89,9 +90,9 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
                             // PyTorch cycles the optimizer's momentum too unless told not to.
                             if let Some(Value::Object(a)) = sched.get_mut("args") {
                                 if a.remove("cycle_momentum") != Some(Value::Bool(false)) {
-                                    return Err(format!(
+                                    return Err(Error::user(format!(
                                         "not implemented: {sname} momentum cycling"
-                                    ));
+                                    )));
                                 }
                             }
                         }
@@ -153,7 +154,11 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
             };
             body.push_str(&format!("  schedule lr = {text}\n"));
         }
-        other => return Err(format!("cases of kind `{other}` are not recipes")),
+        other => {
+            return Err(Error::user(format!(
+                "cases of kind `{other}` are not recipes"
+            )))
+        }
     }
     Ok(format!(
         "// {} ({})\nimport {module}.*\n\nrecipe case {{\n{body}}}\n",
@@ -169,14 +174,14 @@ pub fn recipe_source(case: &Case, library: &Program) -> Result<String, String> {
 /// `MultiSteps` before it (the inner chain runs on its boundary steps), `lookahead` after
 /// its fast chain; `contrib.sam` takes its two chains as arguments. `optax.contrib` names
 /// live in `std.optax`.
-fn optax_stage(entry: &Map<String, Value>) -> Result<Vec<String>, String> {
+fn optax_stage(entry: &Map<String, Value>) -> Result<Vec<String>> {
     let (name, mut args) = fn_and_args(entry)?;
     let name = name.strip_prefix("contrib.").unwrap_or(&name).to_string();
-    let inner = |key: &str| -> Result<Vec<String>, String> {
+    let inner = |key: &str| -> Result<Vec<String>> {
         let list = entry
             .get(key)
             .and_then(Value::as_array)
-            .ok_or_else(|| format!("`{name}` needs a `{key}` chain"))?;
+            .ok_or_else(|| Error::user(format!("`{name}` needs a `{key}` chain")))?;
         let mut out = Vec::new();
         for e in list {
             out.extend(optax_stage(
@@ -216,7 +221,7 @@ fn optax_stage(entry: &Map<String, Value>) -> Result<Vec<String>, String> {
 /// optax's `sgdr_schedule(cosine_kwargs=[{...}, ...])` (a dict per cycle) as anneal's
 /// keyword-per-list form: `init_value: [..], peak_value: [..], ...`, an entry per cycle.
 /// A cycle without `end_value` or `exponent` takes warmup_cosine_decay_schedule's default.
-fn sgdr_args(args: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+fn sgdr_args(args: &Map<String, Value>) -> Result<Map<String, Value>> {
     let cycles = args
         .get("cosine_kwargs")
         .and_then(Value::as_array)
@@ -245,7 +250,7 @@ fn sgdr_args(args: &Map<String, Value>) -> Result<Map<String, Value>, String> {
                 c.get(k)
                     .cloned()
                     .or_else(|| default.clone())
-                    .ok_or_else(|| format!("sgdr_schedule: a cycle has no `{k}`"))
+                    .ok_or_else(|| Error::user(format!("sgdr_schedule: a cycle has no `{k}`")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         out.insert(k.clone(), Value::Array(column));
@@ -253,7 +258,7 @@ fn sgdr_args(args: &Map<String, Value>) -> Result<Map<String, Value>, String> {
     Ok(out)
 }
 
-fn fn_and_args(entry: &Map<String, Value>) -> Result<(String, Map<String, Value>), String> {
+fn fn_and_args(entry: &Map<String, Value>) -> Result<(String, Map<String, Value>)> {
     let name = entry
         .get("fn")
         .and_then(Value::as_str)
@@ -262,13 +267,13 @@ fn fn_and_args(entry: &Map<String, Value>) -> Result<(String, Map<String, Value>
     let args = match entry.get("args") {
         None => Map::new(),
         Some(Value::Object(a)) => a.clone(),
-        Some(_) => return Err(format!("`{name}`: `args` must be an object")),
+        Some(_) => return Err(Error::user(format!("`{name}`: `args` must be an object"))),
     };
     Ok((name, args))
 }
 
 /// A torch scheduler call with its `base_lr`; SequentialLR passes it to its parts.
-pub(crate) fn torch_scheduler(entry: &Map<String, Value>, base_lr: &str) -> Result<String, String> {
+pub(crate) fn torch_scheduler(entry: &Map<String, Value>, base_lr: &str) -> Result<String> {
     let (name, mut args) = fn_and_args(entry)?;
     if name == "SequentialLR" {
         let parts = args
@@ -279,7 +284,7 @@ pub(crate) fn torch_scheduler(entry: &Map<String, Value>, base_lr: &str) -> Resu
             .iter()
             .map(|p| {
                 p.as_object()
-                    .ok_or_else(|| "each scheduler must be an object".to_string())
+                    .ok_or_else(|| Error::user("each scheduler must be an object"))
                     .and_then(|o| torch_scheduler(o, base_lr))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -298,31 +303,33 @@ pub(crate) fn torch_scheduler(entry: &Map<String, Value>, base_lr: &str) -> Resu
     call_text(&name, &args)
 }
 
-fn default_lr(library: &Program, module: &str, name: &str) -> Result<String, String> {
+fn default_lr(library: &Program, module: &str, name: &str) -> Result<String> {
     let id = library
         .find(module, name)
-        .ok_or_else(|| format!("not implemented: {name}"))?;
+        .ok_or_else(|| Error::user(format!("not implemented: {name}")))?;
     let p = library.defs[id]
         .params
         .iter()
         .find(|p| p.name == "lr")
-        .ok_or_else(|| format!("`{name}` has no `lr`"))?;
+        .ok_or_else(|| Error::user(format!("`{name}` has no `lr`")))?;
     match &p.default {
         Some(HyperValue::Real(v)) => Ok(format!("{v:?}")),
         Some(HyperValue::Int(v)) => Ok(v.to_string()),
-        _ => Err(format!("`{name}` has no default `lr`")),
+        _ => Err(Error::user(format!("`{name}` has no default `lr`"))),
     }
 }
 
 /// `name(key: value, ...)`. A string value starting with `@` is recipe text already.
-pub(crate) fn call_text(name: &str, args: &Map<String, Value>) -> Result<String, String> {
+pub(crate) fn call_text(name: &str, args: &Map<String, Value>) -> Result<String> {
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("not implemented: {name}"));
+        return Err(Error::user(format!("not implemented: {name}")));
     }
     let mut parts = Vec::new();
     for (k, v) in args {
         if !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("`{name}`: argument name `{k}` is not a name"));
+            return Err(Error::user(format!(
+                "`{name}`: argument name `{k}` is not a name"
+            )));
         }
         parts.push(format!("{k}: {}", value_text(v)?));
     }
@@ -330,19 +337,19 @@ pub(crate) fn call_text(name: &str, args: &Map<String, Value>) -> Result<String,
 }
 
 /// A JSON argument as recipe text.
-pub(crate) fn value_text(v: &Value) -> Result<String, String> {
+pub(crate) fn value_text(v: &Value) -> Result<String> {
     Ok(match v {
         Value::Null => "none".into(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => i.to_string(),
             (None, Some(f)) if f.is_finite() => format!("{f:?}"),
-            _ => return Err(format!("unsupported number {n}")),
+            _ => return Err(Error::user(format!("unsupported number {n}"))),
         },
         Value::String(s) => match s.strip_prefix('@') {
             Some(text) => text.to_string(),
             None if s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => format!("\"{s}\""),
-            None => return Err(format!("unsupported string argument {s:?}")),
+            None => return Err(Error::user(format!("unsupported string argument {s:?}"))),
         },
         Value::Array(items) => format!(
             "[{}]",

@@ -10,12 +10,13 @@ use crate::data::load_csv;
 use crate::model::{Activation, Loss, Mlp};
 use crate::train::{train, Run};
 use anneal_compiler::backends::Backend;
+use anneal_compiler::error::{Error, Result};
 use anneal_compiler::glob;
 use anneal_compiler::ir::Program;
 use serde_json::{Map, Value};
 
 /// The recipe text a training case stands for (`--emit-recipe`).
-pub fn train_recipe_source(case: &Case) -> Result<String, String> {
+pub fn train_recipe_source(case: &Case) -> Result<String> {
     let model = build_model(
         case.json
             .get("model")
@@ -25,7 +26,7 @@ pub fn train_recipe_source(case: &Case) -> Result<String, String> {
     recipe_source(case, &names)
 }
 
-pub fn run_train_case(case: &Case, _lib: &Program, backend: Backend) -> Result<(), String> {
+pub fn run_train_case(case: &Case, _lib: &Program, backend: Backend) -> Result<()> {
     let model = build_model(
         case.json
             .get("model")
@@ -43,9 +44,9 @@ pub fn run_train_case(case: &Case, _lib: &Program, backend: Backend) -> Result<(
         .and_then(Value::as_str)
         .ok_or("`data.file` must be a file name")?;
     if file.contains(['/', '\\']) || file.contains("..") {
-        return Err(format!(
+        return Err(Error::user(format!(
             "`data.file` must be a bare file name, not `{file}`"
-        ));
+        )));
     }
     let dir = case
         .path
@@ -71,13 +72,16 @@ pub fn run_train_case(case: &Case, _lib: &Program, backend: Backend) -> Result<(
             let data = init
                 .get(n)
                 .and_then(|t| t.get("data"))
-                .ok_or_else(|| format!("`init` has no tensor `{n}` with `data`"))?;
+                .ok_or_else(|| Error::user(format!("`init` has no tensor `{n}` with `data`")))?;
             case::f32_list(data, &format!("init.{n}.data"))
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>>>()?;
     for ((p, s), n) in params.iter().zip(&shapes).zip(&names) {
         if p.len() != s.iter().product::<usize>() {
-            return Err(format!("init.{n} has {} values for shape {s:?}", p.len()));
+            return Err(Error::user(format!(
+                "init.{n} has {} values for shape {s:?}",
+                p.len()
+            )));
         }
     }
     let batches: Vec<Vec<usize>> = case
@@ -94,11 +98,11 @@ pub fn run_train_case(case: &Case, _lib: &Program, backend: Backend) -> Result<(
                     r.as_u64()
                         .map(|r| r as usize)
                         .filter(|r| *r < data.rows)
-                        .ok_or_else(|| format!("batch row {r} is not a row of {file}"))
+                        .ok_or_else(|| Error::user(format!("batch row {r} is not a row of {file}")))
                 })
-                .collect::<Result<Vec<usize>, String>>()
+                .collect::<Result<Vec<usize>>>()
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_>>()?;
     let accumulate = case
         .json
         .get("recipe")
@@ -123,30 +127,30 @@ pub fn run_train_case(case: &Case, _lib: &Program, backend: Backend) -> Result<(
         .json
         .get("expected")
         .ok_or("missing object field `expected`")?;
-    let check = |what: &str, i: usize, want: f64, got: f64| -> Result<(), String> {
+    let check = |what: &str, i: usize, want: f64, got: f64| -> Result<()> {
         let tol = case.atol + case.rtol * want.abs();
         if (got - want).abs() <= tol {
             Ok(())
         } else {
-            Err(format!(
+            Err(Error::user(format!(
                 "{what}[{i}]: expected {want:e}, got {got:e} (tolerance {tol:.3e})"
-            ))
+            )))
         }
     };
-    let series = |key: &str| -> Result<Option<Vec<f64>>, String> {
+    let series = |key: &str| -> Result<Option<Vec<f64>>> {
         expected
             .get(key)
             .map(|v| case::f64_list(v, &format!("expected.{key}")))
             .transpose()
     };
-    let compare = |key: &str, got: Vec<f64>| -> Result<(), String> {
+    let compare = |key: &str, got: Vec<f64>| -> Result<()> {
         if let Some(want) = series(key)? {
             if want.len() != got.len() {
-                return Err(format!(
+                return Err(Error::user(format!(
                     "expected.{key} has {} values, the run made {}",
                     want.len(),
                     got.len()
-                ));
+                )));
             }
             for (i, (w, g)) in want.iter().zip(&got).enumerate() {
                 check(key, i, *w, *g)?;
@@ -169,13 +173,13 @@ pub fn run_train_case(case: &Case, _lib: &Program, backend: Backend) -> Result<(
             let row = case::f64_list(row, &format!("expected.{key}[{t}]"))?;
             let got = got
                 .get(t)
-                .ok_or_else(|| format!("the run reported no {key} at step {t}"))?;
+                .ok_or_else(|| Error::user(format!("the run reported no {key} at step {t}")))?;
             if row.len() != got.len() {
-                return Err(format!(
+                return Err(Error::user(format!(
                     "expected.{key}[{t}] has {} groups, the recipe {}",
                     row.len(),
                     got.len()
-                ));
+                )));
             }
             for (g, (w, v)) in row.iter().zip(got).enumerate() {
                 check(&format!("{key}[{t}] group"), g, *w, *v)?;
@@ -199,7 +203,7 @@ pub fn run_train_case(case: &Case, _lib: &Program, backend: Backend) -> Result<(
     Ok(())
 }
 
-fn build_model(spec: &Value) -> Result<Mlp, String> {
+fn build_model(spec: &Value) -> Result<Mlp> {
     let layers: Vec<usize> = spec
         .get("layers")
         .and_then(Value::as_array)
@@ -214,18 +218,26 @@ fn build_model(spec: &Value) -> Result<Mlp, String> {
     let activation = match spec.get("activation").and_then(Value::as_str) {
         None | Some("tanh") => Activation::Tanh,
         Some("relu") => Activation::Relu,
-        Some(other) => return Err(format!("unknown activation `{other}`: use tanh or relu")),
+        Some(other) => {
+            return Err(Error::user(format!(
+                "unknown activation `{other}`: use tanh or relu"
+            )))
+        }
     };
     let loss = match spec.get("loss").and_then(Value::as_str) {
         Some("cross_entropy") => Loss::CrossEntropy,
         Some("mse") => Loss::Mse,
-        other => return Err(format!("unknown loss {other:?}: use cross_entropy or mse")),
+        other => {
+            return Err(Error::user(format!(
+                "unknown loss {other:?}: use cross_entropy or mse"
+            )))
+        }
     };
     Mlp::new(layers, activation, loss)
 }
 
 /// The case's recipe as `std.torch` source.
-fn recipe_source(case: &Case, names: &[String]) -> Result<String, String> {
+fn recipe_source(case: &Case, names: &[String]) -> Result<String> {
     let recipe = case
         .json
         .get("recipe")
@@ -278,25 +290,23 @@ fn recipe_source(case: &Case, names: &[String]) -> Result<String, String> {
     let group_override = |gi: usize, key: &str| -> Option<Value> {
         listed.get(gi).and_then(|(_, a)| a.get(key).cloned())
     };
-    let per_group = |key: &str,
-                     base: &Value,
-                     text: &dyn Fn(&Value) -> Result<String, String>|
-     -> Result<String, String> {
-        if listed.is_empty() {
-            return text(base);
-        }
-        let parts = group_names
-            .iter()
-            .enumerate()
-            .map(|(gi, g)| {
-                Ok(format!(
-                    "{g}: {}",
-                    text(&group_override(gi, key).unwrap_or_else(|| base.clone()))?
-                ))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        Ok(format!("{{{}}}", parts.join(", ")))
-    };
+    let per_group =
+        |key: &str, base: &Value, text: &dyn Fn(&Value) -> Result<String>| -> Result<String> {
+            if listed.is_empty() {
+                return text(base);
+            }
+            let parts = group_names
+                .iter()
+                .enumerate()
+                .map(|(gi, g)| {
+                    Ok(format!(
+                        "{g}: {}",
+                        text(&group_override(gi, key).unwrap_or_else(|| base.clone()))?
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(format!("{{{}}}", parts.join(", ")))
+        };
     let mut body = format!("  steps {}\n", case.steps);
     if !listed.is_empty() {
         body.push_str("  groups {\n");
@@ -366,9 +376,7 @@ fn recipe_source(case: &Case, names: &[String]) -> Result<String, String> {
             let mut entry = Map::new();
             entry.insert("fn".into(), Value::from(sname));
             entry.insert("args".into(), Value::Object(sargs.clone()));
-            let text = |lr: &Value| -> Result<String, String> {
-                torch_scheduler(&entry, &value_text(lr)?)
-            };
+            let text = |lr: &Value| -> Result<String> { torch_scheduler(&entry, &value_text(lr)?) };
             arg_text.push(("lr".into(), per_group("lr", &base_lr, &text)?));
         }
         opt_args.remove("lr");
@@ -382,9 +390,9 @@ fn recipe_source(case: &Case, names: &[String]) -> Result<String, String> {
     }
     for k in &overridden {
         if !opt_args.contains_key(k) && !arg_text.iter().any(|(n, _)| n == k) {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "a param group overrides `{k}`, which the optimizer's args do not list"
-            ));
+            )));
         }
     }
     let mut stages = Vec::new();

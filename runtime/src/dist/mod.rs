@@ -4,6 +4,8 @@
 //! processes under `mpirun`, over OpenMPI). Every collective has a deadline: a rank that
 //! died or hangs makes the others stop with an error naming the collective, not hang.
 
+use anneal_compiler::error::Result;
+
 pub mod threads;
 pub mod train;
 
@@ -16,12 +18,12 @@ pub trait Comm {
     fn rank(&self) -> usize;
     fn size(&self) -> usize;
     /// Element-wise sum over ranks, in place.
-    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), String>;
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()>;
     /// Every rank's `mine` (rank r sends `counts[r]` values), concatenated in rank order.
-    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, String>;
+    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>>;
     /// The element-wise sum over ranks of `buf`, of which rank r keeps its `counts[r]`
     /// values (the ones after the earlier ranks').
-    fn reduce_scatter_sum(&self, buf: &[f32], counts: &[usize]) -> Result<Vec<f32>, String>;
+    fn reduce_scatter_sum(&self, buf: &[f32], counts: &[usize]) -> Result<Vec<f32>>;
 }
 
 /// `n` items split into `parts` contiguous shares, the first `n % parts` one larger:

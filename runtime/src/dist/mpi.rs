@@ -4,6 +4,7 @@
 //! forever (mpirun then stops the job).
 
 use super::Comm;
+use anneal_compiler::error::Result;
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
 use mpi::topology::SimpleCommunicator;
@@ -27,7 +28,7 @@ pub fn launched_by_mpirun() -> bool {
 
 impl MpiComm {
     /// Joins the MPI job; collectives wait at most `timeout`.
-    pub fn init(timeout: Duration) -> Result<MpiComm, String> {
+    pub fn init(timeout: Duration) -> Result<MpiComm> {
         let universe = mpi::initialize().ok_or("MPI was already initialized")?;
         let world = universe.world();
         let rank = world.rank();
@@ -77,7 +78,7 @@ impl Comm for MpiComm {
         self.world.size() as usize
     }
 
-    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), String> {
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
         let send = buf.to_vec();
         self.guarded("all-reduce", || {
             self.world
@@ -86,7 +87,7 @@ impl Comm for MpiComm {
         Ok(())
     }
 
-    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, String> {
+    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>> {
         let total: usize = counts.iter().sum();
         let mut out = vec![0f32; total];
         let to_i32 =
@@ -108,7 +109,7 @@ impl Comm for MpiComm {
         Ok(out)
     }
 
-    fn reduce_scatter_sum(&self, buf: &[f32], counts: &[usize]) -> Result<Vec<f32>, String> {
+    fn reduce_scatter_sum(&self, buf: &[f32], counts: &[usize]) -> Result<Vec<f32>> {
         // An all-reduce and a slice: the same result as MPI_Reduce_scatter, with twice the
         // traffic (the cost model counts the reduce-scatter).
         let mut all = buf.to_vec();

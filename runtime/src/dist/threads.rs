@@ -4,6 +4,7 @@
 //! return an error saying which ranks are missing.
 
 use super::Comm;
+use anneal_compiler::error::{Error, Result};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -55,7 +56,7 @@ impl ThreadComm {
     }
 
     /// The error for a collective some ranks never joined.
-    fn missing(&self, g: &Round) -> String {
+    fn missing(&self, g: &Round) -> Error {
         let ranks: Vec<String> = g
             .slots
             .iter()
@@ -69,6 +70,7 @@ impl ThreadComm {
             self.shared.timeout.as_secs_f64(),
             ranks.join(", ")
         )
+        .into()
     }
 
     /// Waits while `busy` holds, until `deadline`.
@@ -77,7 +79,7 @@ impl ThreadComm {
         g: MutexGuard<'a, Round>,
         deadline: Instant,
         busy: impl Fn(&Round) -> bool,
-    ) -> Result<MutexGuard<'a, Round>, String> {
+    ) -> Result<MutexGuard<'a, Round>> {
         let left = deadline.saturating_duration_since(Instant::now());
         let (g, _) = self
             .shared
@@ -92,7 +94,7 @@ impl ThreadComm {
     }
 
     /// Every rank's `data`, in rank order.
-    fn exchange(&self, data: Vec<f32>) -> Result<Arc<Vec<Vec<f32>>>, String> {
+    fn exchange(&self, data: Vec<f32>) -> Result<Arc<Vec<Vec<f32>>>> {
         let s = &self.shared;
         let deadline = Instant::now() + s.timeout;
         let g = s.round.lock().map_err(|_| POISONED.to_string())?;
@@ -131,7 +133,7 @@ impl Comm for ThreadComm {
         self.shared.size
     }
 
-    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), String> {
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
         let all = self.exchange(buf.to_vec())?;
         for (i, x) in buf.iter_mut().enumerate() {
             *x = sum_at(&all, i);
@@ -139,17 +141,20 @@ impl Comm for ThreadComm {
         Ok(())
     }
 
-    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, String> {
+    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>> {
         let all = self.exchange(mine.to_vec())?;
         for (r, (v, n)) in all.iter().zip(counts).enumerate() {
             if v.len() != *n {
-                return Err(format!("rank {r} sent {} values, not {n}", v.len()));
+                return Err(Error::user(format!(
+                    "rank {r} sent {} values, not {n}",
+                    v.len()
+                )));
             }
         }
         Ok(all.concat())
     }
 
-    fn reduce_scatter_sum(&self, buf: &[f32], counts: &[usize]) -> Result<Vec<f32>, String> {
+    fn reduce_scatter_sum(&self, buf: &[f32], counts: &[usize]) -> Result<Vec<f32>> {
         let all = self.exchange(buf.to_vec())?;
         let start: usize = counts[..self.rank].iter().sum();
         let end = start + counts[self.rank];
@@ -200,6 +205,6 @@ mod tests {
         let comms = ThreadComm::group(2, Duration::from_millis(200));
         let mut v = vec![1.0];
         let e = comms[0].all_reduce_sum(&mut v).unwrap_err();
-        assert!(e.contains("waiting for rank(s) 1"), "{e}");
+        assert!(e.to_string().contains("waiting for rank(s) 1"), "{e}");
     }
 }

@@ -17,6 +17,7 @@
 use super::{shares, Comm};
 use crate::train::{Run, Trace};
 use anneal_compiler::backends::Stepper;
+use anneal_compiler::error::{Error, Result};
 use anneal_compiler::ir::{Program, Recipe};
 use anneal_compiler::kernel::{lower, Host, PassKind};
 use anneal_compiler::state::StateValue;
@@ -81,7 +82,7 @@ pub fn train_data_parallel(
     names: &[String],
     shapes: &[Vec<usize>],
     params: &mut [Vec<f32>],
-) -> Result<DistOutcome, String> {
+) -> Result<DistOutcome> {
     let (rank, size) = (comm.rank(), comm.size());
     if zero > 2 {
         return Err("ZeRO-3 (sharded parameters) is not run here yet; use zero: 0, 1 or 2".into());
@@ -91,10 +92,10 @@ pub fn train_data_parallel(
         || run.curriculum.is_some()
         || run.accumulate != 1
     {
-        return Err(format!(
+        return Err(Error::user(format!(
             "recipe `{}` calls the model mid-step, samples a curriculum or accumulates micro-batches, which data-parallel runs do not support yet",
             run.recipe.name
-        ));
+        )));
     }
     let scales_loss = run
         .recipe
@@ -102,17 +103,17 @@ pub fn train_data_parallel(
         .iter()
         .any(|s| run.program.defs[s.def].name == "GradScaler");
     if run.recipe.param_dtype != anneal_compiler::ir::Dtype::F32 || scales_loss {
-        return Err(format!(
+        return Err(Error::user(format!(
             "recipe `{}` stores weights in half precision or scales the loss, which data-parallel runs do not support yet; run it in one process",
             run.recipe.name
-        ));
+        )));
     }
     if zero > 0 {
         if let Some(why) = shard_refusal(run.program, run.recipe) {
-            return Err(format!(
+            return Err(Error::user(format!(
                 "ZeRO-{} runs the update step on each rank's share of the parameters, which recipe `{}` cannot do: {why}; use `zero: 0`",
                 zero, run.recipe.name
-            ));
+            )));
         }
     }
     let sizes: Vec<usize> = params.iter().map(Vec::len).collect();

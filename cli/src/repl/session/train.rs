@@ -3,6 +3,7 @@
 //! a step boundary, and each run's curves are kept for `:runs` and `:plot`.
 
 use super::{RunArgs, Session, Setup};
+use anneal_compiler::error::Error;
 use anneal_compiler::ir::Recipe;
 use anneal_compiler::state::StepState;
 use anneal_runtime::curriculum::Sampler;
@@ -70,7 +71,7 @@ impl Session {
             ..
         } = self;
         let (Some(c), Some(tr)) = (compiled.as_ref(), training.as_mut()) else {
-            return Err("internal error: no compiled session or training state".into());
+            return Err(Error::internal("no compiled session or training state").into());
         };
         let total = tr.step + n;
         let batches = tr.setup.batches();
@@ -117,7 +118,7 @@ impl Session {
             } else if INTERRUPTED.swap(false, Ordering::SeqCst) {
                 snapshot = Some(stepper.snapshot());
                 stopped = Some((t + 1, trace.clone()));
-                return Err("interrupted".to_string());
+                return Err("interrupted".into());
             }
             Ok(())
         };

@@ -559,7 +559,11 @@ impl<'p> Fused<'p> {
         oracle: Option<&mut (dyn Oracle + '_)>,
     ) -> Result<()> {
         let c = self.kernel.calls[k].clone();
-        let arg = self.temps.remove(&Buf::CallArg(k)).unwrap_or_default();
+        let arg = self.temps.remove(&Buf::CallArg(k)).ok_or_else(|| {
+            Error::internal(format!(
+                "model call {k} runs before its argument is written"
+            ))
+        })?;
         let out = match c.kind {
             CallKind::GradAt => {
                 let o =
