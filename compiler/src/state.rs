@@ -9,7 +9,7 @@
 
 use crate::error::Result;
 use crate::interp::lbfgs::LbfgsState;
-use crate::interp::Slice;
+use crate::interp::view::Slice;
 
 /// One declared state of a stage: its buffers.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -21,7 +21,7 @@ pub mod lbfgs;
 mod sam;
 mod sched;
 mod stage;
-mod view;
+pub(crate) mod view;
 pub(crate) use sched::str_value;
 pub use sched::{eval_sched, eval_sched_observed, Env};
 use sched::{hyper_list, hyper_scalar};
@@ -118,9 +118,12 @@ impl<'p> Interpreter<'p> {
         params: &[Vec<f32>],
     ) -> Result<(Self, StepState)> {
         if names.len() != params.len() || shapes.len() != params.len() {
-            return Err(Error::internal(
-                "one name and one shape per tensor are needed",
-            ));
+            return Err(Error::user(format!(
+                "one name and one shape per tensor are needed: {} names, {} shapes, {} tensors",
+                names.len(),
+                shapes.len(),
+                params.len()
+            )));
         }
         for ((n, s), p) in names.iter().zip(shapes).zip(params) {
             if s.iter().product::<usize>() != p.len() {
