@@ -303,6 +303,13 @@ fn optimizer() -> impl Strategy<Value = String> {
             .prop_map(|l| format!("amsgrad(learning_rate: {l})")),
         lr.clone()
             .prop_map(|l| format!("nadam(learning_rate: {l})")),
+        (lr.clone(), 0.0f64..0.3, any::<bool>()).prop_map(|(l, w, n)| format!(
+            "nadamw(learning_rate: {l}, weight_decay: {w}, nesterov: {n})"
+        )),
+        (lr.clone(), 0.0f64..0.3)
+            .prop_map(|(l, w)| format!("adamaxw(learning_rate: {l}, weight_decay: {w})")),
+        (lr.clone(), 0.0f64..0.99)
+            .prop_map(|(l, b)| format!("signum(learning_rate: {l}, beta: {b})")),
         lr.clone()
             .prop_map(|l| format!("radam(learning_rate: {l})")),
         lr.clone()

@@ -348,7 +348,11 @@ pub(crate) fn value_text(v: &Value) -> Result<String> {
         },
         Value::String(s) => match s.strip_prefix('@') {
             Some(text) => text.to_string(),
-            None if s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => format!("\"{s}\""),
+            // Any text a recipe's string literal holds as it is ("1-sqrt"); a quote, a
+            // backslash or a control character would end or bend the literal.
+            None if !s.chars().any(|c| c == '"' || c == '\\' || c.is_control()) => {
+                format!("\"{s}\"")
+            }
             None => return Err(Error::user(format!("unsupported string argument {s:?}"))),
         },
         Value::Array(items) => format!(
