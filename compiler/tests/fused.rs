@@ -278,6 +278,8 @@ fn transform() -> impl Strategy<Value = String> {
             .prop_map(|(x, p)| format!("clip_grad_norm_(max_norm: {x}, norm_type: {p})")),
         (0.0f64..2.0).prop_map(|x| format!("clip_grad_value_(clip_value: {x})")),
         (0.5f64..0.99).prop_map(|d| format!("ema(decay: {d})")),
+        (0.5f64..0.99).prop_map(|d| format!("scale_by_stddev(decay: {d})")),
+        (0.1f64..2.0).prop_map(|f| format!("normalize_by_update_norm(scale_factor: {f})")),
         Just("scale_by_trust_ratio()".to_string()),
         Just("clip_by_block_rms(threshold: 1.0)".to_string()),
     ]
@@ -310,6 +312,20 @@ fn optimizer() -> impl Strategy<Value = String> {
             .prop_map(|(l, w)| format!("adamaxw(learning_rate: {l}, weight_decay: {w})")),
         (lr.clone(), 0.0f64..0.99)
             .prop_map(|(l, b)| format!("signum(learning_rate: {l}, beta: {b})")),
+        (lr.clone(), 0.0f64..0.2)
+            .prop_map(|(l, w)| format!("adan(learning_rate: {l}, weight_decay: {w})")),
+        (lr.clone(), 0.0f64..8.0)
+            .prop_map(|(l, a)| format!("ademamix(learning_rate: {l}, alpha: {a})")),
+        (lr.clone(), 0.0f64..3.0)
+            .prop_map(|(l, a)| format!("simplified_ademamix(learning_rate: {l}, alpha: {a})")),
+        (lr.clone(), any::<bool>(), any::<bool>()).prop_map(|(l, n, c)| format!(
+            "adopt(learning_rate: {l}, nesterov: {n}, use_clipping: {c})"
+        )),
+        (lr.clone(), 0.0f64..2.0).prop_map(|(l, b)| format!(
+            "optimistic_gradient_descent(learning_rate: {l}, beta: {b})"
+        )),
+        lr.clone()
+            .prop_map(|l| format!("optimistic_adam_v2(learning_rate: {l})")),
         lr.clone()
             .prop_map(|l| format!("radam(learning_rate: {l})")),
         lr.clone()
