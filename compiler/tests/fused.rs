@@ -326,6 +326,8 @@ fn optimizer() -> impl Strategy<Value = String> {
         )),
         lr.clone()
             .prop_map(|l| format!("optimistic_adam_v2(learning_rate: {l})")),
+        (lr.clone(), 0.0f64..0.99)
+            .prop_map(|(l, m)| format!("madgrad(learning_rate: {l}, momentum: {m})")),
         lr.clone()
             .prop_map(|l| format!("radam(learning_rate: {l})")),
         lr.clone()
