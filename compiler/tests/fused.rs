@@ -328,6 +328,11 @@ fn optimizer() -> impl Strategy<Value = String> {
             .prop_map(|l| format!("optimistic_adam_v2(learning_rate: {l})")),
         (lr.clone(), 0.0f64..0.99)
             .prop_map(|(l, m)| format!("madgrad(learning_rate: {l}, momentum: {m})")),
+        (lr.clone(), 0.1f64..1.0)
+            .prop_map(|(l, b)| format!("schedule_free_sgd(learning_rate: {l}, b1: {b})")),
+        (lr.clone(), 1i64..5, 0.0f64..0.2).prop_map(|(l, w, d)| format!(
+            "schedule_free_adamw(learning_rate: {l}, warmup_steps: {w}, weight_decay: {d})"
+        )),
         lr.clone()
             .prop_map(|l| format!("radam(learning_rate: {l})")),
         lr.clone()
