@@ -328,6 +328,14 @@ fn optimizer() -> impl Strategy<Value = String> {
             .prop_map(|l| format!("optimistic_adam_v2(learning_rate: {l})")),
         (lr.clone(), 0.0f64..0.99)
             .prop_map(|(l, m)| format!("madgrad(learning_rate: {l}, momentum: {m})")),
+        (
+            lr.clone(),
+            prop_oneof![Just("heuristic"), Just("distance"), Just("learning_rate")]
+        )
+            .prop_map(|(l, i)| format!(
+                "dog(learning_rate: {l}, init_step: \"{i}\", init_step_value: 1e-3)"
+            )),
+        lr.clone().prop_map(|l| format!("dowg(learning_rate: {l})")),
         (lr.clone(), 0.1f64..1.0)
             .prop_map(|(l, b)| format!("schedule_free_sgd(learning_rate: {l}, b1: {b})")),
         (lr.clone(), 1i64..5, 0.0f64..0.2).prop_map(|(l, w, d)| format!(
