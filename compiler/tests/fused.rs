@@ -336,6 +336,11 @@ fn optimizer() -> impl Strategy<Value = String> {
                 "dog(learning_rate: {l}, init_step: \"{i}\", init_step_value: 1e-3)"
             )),
         lr.clone().prop_map(|l| format!("dowg(learning_rate: {l})")),
+        (0.1f64..1.0, 0.0f64..0.1)
+            .prop_map(|(l, w)| format!("prodigy(learning_rate: {l}, weight_decay: {w})")),
+        (0.1f64..1.0).prop_map(|l| format!("dadapt_adamw(learning_rate: {l})")),
+        (0.1f64..1.0, 10.0f64..200.0)
+            .prop_map(|(l, a)| format!("cocob(learning_rate: {l}, alpha: {a})")),
         (lr.clone(), 0.1f64..1.0)
             .prop_map(|(l, b)| format!("schedule_free_sgd(learning_rate: {l}, b1: {b})")),
         (lr.clone(), 1i64..5, 0.0f64..0.2).prop_map(|(l, w, d)| format!(
