@@ -15,6 +15,11 @@ pub const MODULES: &[(&str, &str, &str)] = &[
         include_str!("../../stdlib/torch.anneal"),
     ),
     (
+        "std.pytorch_optimizer",
+        "stdlib/pytorch_optimizer.anneal",
+        include_str!("../../stdlib/pytorch_optimizer.anneal"),
+    ),
+    (
         "std.formula",
         "stdlib/formula.anneal",
         include_str!("../../stdlib/formula.anneal"),

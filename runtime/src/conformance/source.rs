@@ -1,5 +1,6 @@
 //! Writes the recipe source text a conformance case stands for: its `update` chain (or
-//! schedule) in the language, importing `std.optax`, `std.torch` or `std.formula` by the
+//! schedule) in the language, importing `std.optax`, `std.torch`, `std.pytorch_optimizer` or
+//! `std.formula` by the
 //! case's module. The runner then compiles that text like any user file.
 
 use super::case::Case;
@@ -12,9 +13,10 @@ pub fn library_module(case: &Case) -> Result<&'static str> {
     match case.module.as_str() {
         "optax" => Ok("std.optax"),
         "torch" => Ok("std.torch"),
+        "pytorch_optimizer" => Ok("std.pytorch_optimizer"),
         "formula" => Ok("std.formula"),
         other => Err(Error::user(format!(
-            "unknown module `{other}`: expected optax, torch or formula"
+            "unknown module `{other}`: expected optax, torch, pytorch_optimizer or formula"
         ))),
     }
 }
