@@ -58,8 +58,16 @@ pub struct Def {
     pub kind: DefKind,
     pub name: Ident,
     pub params: Vec<Param>,
+    pub requires: Vec<Requirement>,
     pub body: DefBody,
     pub span: Span,
+}
+
+/// `requires COND else "message"` on a definition.
+#[derive(Debug, Clone)]
+pub struct Requirement {
+    pub cond: Expr,
+    pub message: String,
 }
 
 #[derive(Debug, Clone)]

@@ -154,3 +154,31 @@ fn five_mistakes_give_five_diagnostics_in_one_run() {
         .iter()
         .all(|d| d.help.is_some() && d.span.end > d.span.start));
 }
+
+#[test]
+fn one_cycle_without_a_length_names_torchs_rule() {
+    let (d, at) = only_error(
+        "import std.torch.*\nrecipe r {\n  schedule lr = OneCycleLR(max_lr: 0.1, epochs: 3)\n  update = SGD(lr: lr)\n}\n",
+    );
+    assert_eq!(d.code, "E0114");
+    assert_eq!(at, "OneCycleLR");
+    assert!(d.message.contains("epochs and steps_per_epoch"), "{}", d.message);
+}
+
+#[test]
+fn one_cycle_given_epochs_and_steps_per_epoch_compiles() {
+    assert!(errors(
+        "import std.torch.*\nrecipe r {\n  schedule lr = OneCycleLR(max_lr: 0.1, epochs: 3, steps_per_epoch: 5)\n  update = SGD(lr: lr)\n}\n"
+    )
+    .is_empty());
+}
+
+#[test]
+fn negative_scale_in_a_map_is_out_of_range() {
+    let (d, at) = only_error(
+        "import std.optax.*\nrecipe r {\n  schedule lr = piecewise_interpolate_schedule(interpolate_type: \"linear\", init_value: 0.1, boundaries_and_scales: {4: -0.5})\n  update = sgd(learning_rate: lr)\n}\n",
+    );
+    assert_eq!(d.code, "E0121");
+    assert_eq!(at, "{4: -0.5}");
+    assert!(d.message.contains("-0.5"), "{}", d.message);
+}

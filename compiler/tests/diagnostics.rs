@@ -228,3 +228,11 @@ case!(
     parallel_setting_out_of_range,
     "import std.optax.{adamw}\nrecipe r {\n  update = adamw(learning_rate: 1e-3)\n  parallel { data: 4294967296, tensor: 4294967296, pipeline: 2 }\n}\n"
 );
+case!(
+    requirement_broken_by_the_arguments,
+    "import std.optax.{sgd}\nschedule warm(total: int > 0 = none, epochs: int > 0 = none)\n  requires total > 0 or epochs > 0 else \"give total or epochs\" = 0.1\nrecipe r {\n  schedule lr = warm()\n  update = sgd(learning_rate: lr)\n}\n"
+);
+case!(
+    requirement_that_is_not_a_condition,
+    "schedule warm(total: int > 0 = 10)\n  requires total + 1 else \"never\" = 0.1\n"
+);

@@ -87,6 +87,7 @@ impl Checker {
                     module: m.name.clone(),
                     kind: d.kind,
                     params: Vec::new(),
+                    requires: Vec::new(),
                     body: DefBody::Chain(Vec::new()),
                     span: d.name.span,
                 });
@@ -172,7 +173,7 @@ impl Checker {
     }
 
     /// Pass 1: parameter types, ranges and defaults of every definition.
-    fn signatures(&mut self, modules: &[Module], _scopes: &[Scope]) {
+    fn signatures(&mut self, modules: &[Module], scopes: &[Scope]) {
         for id in 0..self.def_asts.len() {
             let (mi, di) = self.def_asts[id];
             let d = &modules[mi].ast.defs[di];
@@ -233,7 +234,33 @@ impl Checker {
                     span: p.name.span,
                 });
             }
+            let mut requires = Vec::new();
+            for r in &d.requires {
+                let names = hyper::HyperNames::Params(&params);
+                let Some((cond, t)) = hyper::check_hyper(self, &scopes[mi], &names, &r.cond)
+                else {
+                    continue;
+                };
+                if t != hyper::HType::Bool {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0114",
+                            r.cond.span,
+                            format!("a requirement must be a condition, not {}", t.name()),
+                        )
+                        .with_label("not a bool")
+                        .with_help("compare the parameters, e.g. `requires total_steps > 0 else \"...\"`"),
+                    );
+                    continue;
+                }
+                requires.push(ir::Requirement {
+                    cond,
+                    message: r.message.clone(),
+                    span: r.cond.span,
+                });
+            }
             self.program.defs[id].params = params;
+            self.program.defs[id].requires = requires;
         }
     }
 
@@ -244,7 +271,7 @@ impl Checker {
                 ast::ScalarType::Real | ast::ScalarType::Int | ast::ScalarType::Schedule
             ) | TypeExpr::List(
                 ast::ScalarType::Real | ast::ScalarType::Int | ast::ScalarType::Schedule
-            )
+            ) | TypeExpr::Map(_, ast::ScalarType::Real | ast::ScalarType::Int)
         );
         if !numeric {
             self.diags.push(

@@ -283,21 +283,28 @@ impl SchedCx<'_> {
                 }
                 Ok(n)
             }
-            ListOp::ProdLe => {
+            ListOp::ProdLe | ListOp::LastKeyLe | ListOp::FirstKeyGt => {
                 let x = self.eval(rest[0])?;
                 let HyperValue::Map(entries) = arg else {
                     return Err(Error::internal("expected a map"));
                 };
                 let mut p = 1.0;
+                // NaN is `none`: no key found yet.
+                let mut key = f64::NAN;
                 for (k, v) in entries {
                     let k = k
                         .as_f64()
                         .ok_or_else(|| Error::internal("map key is not a number"))?;
-                    if k <= x {
-                        p *= hyper_scalar(self.env, v, self.count, self.group)?;
+                    match op {
+                        ListOp::ProdLe if k <= x => {
+                            p *= hyper_scalar(self.env, v, self.count, self.group)?
+                        }
+                        ListOp::LastKeyLe if k <= x && (key.is_nan() || k > key) => key = k,
+                        ListOp::FirstKeyGt if k > x && (key.is_nan() || k < key) => key = k,
+                        _ => {}
                     }
                 }
-                Ok(p)
+                Ok(if op == ListOp::ProdLe { p } else { key })
             }
             ListOp::Join => {
                 let Expr::Hyper(bi) = &self.body.exprs[rest[0]] else {

@@ -36,7 +36,17 @@ pub struct Def {
     pub module: String,
     pub kind: DefKind,
     pub params: Vec<HyperParam>,
+    /// Conditions on the arguments (`requires`), checked at every call with constant ones.
+    pub requires: Vec<Requirement>,
     pub body: DefBody,
+    pub span: Span,
+}
+
+/// `requires cond else "message"`: `cond` over the definition's parameters.
+#[derive(Debug, Clone)]
+pub struct Requirement {
+    pub cond: HyperExpr,
+    pub message: String,
     pub span: Span,
 }
 
@@ -473,6 +483,10 @@ pub enum ListOp {
     /// `count_cum_le(xs, x)`: how many of the running sums xs[0], xs[0] + xs[1], ... are
     /// <= x (the number of whole cycles of lengths xs completed by x).
     CountCumLe,
+    /// `last_key_le(map, x)`: the largest key <= x (none if there is none).
+    LastKeyLe,
+    /// `first_key_gt(map, x)`: the smallest key > x (none if there is none).
+    FirstKeyGt,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -72,6 +72,7 @@ impl Builder<'_> {
             span,
         };
         let mut params = Vec::new();
+        let mut requires = Vec::new();
         let mut body = DefBody::Block(Vec::new());
         for q in p.into_inner() {
             match q.as_rule() {
@@ -84,6 +85,15 @@ impl Builder<'_> {
                 }
                 Rule::ident => name = self.ident(q),
                 Rule::param => params.push(self.param(q)),
+                Rule::requires_clause => {
+                    let mut inner = q.into_inner();
+                    if let (Some(c), Some(m)) = (inner.next(), inner.next()) {
+                        requires.push(Requirement {
+                            cond: self.expr(c),
+                            message: self.string(m).0,
+                        });
+                    }
+                }
                 Rule::def_expr_body => {
                     if let Some(e) = q.into_inner().next() {
                         body = DefBody::Expr(self.expr(e));
@@ -103,6 +113,7 @@ impl Builder<'_> {
             kind,
             name,
             params,
+            requires,
             body,
             span,
         }

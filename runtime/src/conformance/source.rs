@@ -1,7 +1,6 @@
 //! Writes the recipe source text a conformance case stands for: its `update` chain (or
 //! schedule) in the language, importing `std.optax`, `std.torch`, `std.pytorch_optimizer` or
-//! `std.formula` by the
-//! case's module. The runner then compiles that text like any user file.
+//! `std.formula` by the case's module. The runner then compiles that text like any user file.
 
 use super::case::Case;
 use anneal_compiler::error::{Error, Result};

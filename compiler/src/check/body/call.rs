@@ -412,7 +412,9 @@ impl BodyCx<'_> {
             }
         };
         let first_ok: fn(&TypeExpr) -> bool = match op {
-            ListOp::ProdLe => |t| matches!(t, TypeExpr::Map(..)),
+            ListOp::ProdLe | ListOp::LastKeyLe | ListOp::FirstKeyGt => {
+                |t| matches!(t, TypeExpr::Map(..))
+            }
             ListOp::Join => |t| *t == TypeExpr::List(ScalarType::Schedule),
             // Items are read as numbers: a list of schedules has no number to give.
             ListOp::Nth | ListOp::SumFirst | ListOp::CountCumLe => {
@@ -465,6 +467,7 @@ impl BodyCx<'_> {
             self.params().get(pi).map(|p| &p.ty) == Some(&TypeExpr::List(ScalarType::Int));
         let kind = match op {
             ListOp::CountLe | ListOp::Len | ListOp::CountCumLe => ValueKind::Int,
+            ListOp::LastKeyLe | ListOp::FirstKeyGt => ValueKind::Int,
             ListOp::Nth | ListOp::SumFirst if int_items => ValueKind::Int,
             _ => ValueKind::Real,
         };
@@ -505,6 +508,8 @@ pub(super) fn builtin_usage(name: &str) -> String {
         "nth" => "`nth(xs, i)`: the item at index i (0-based; the last past the end)".into(),
         "sum_first" => "`sum_first(xs, k)`: the sum of the first k items".into(),
         "count_cum_le" => "`count_cum_le(lengths, count)`: how many running sums of lengths are <= count".into(),
+        "last_key_le" => "`last_key_le(boundaries_and_scales, count)`: the largest boundary <= count (none if there is none)".into(),
+        "first_key_gt" => "`first_key_gt(boundaries_and_scales, count)`: the smallest boundary > count (none if there is none)".into(),
         "at" => "`at(schedule, x)`: the schedule's value at count x, e.g. `at(cosine_decay_schedule(...), count - 10)`".into(),
         _ => format!("`{name}(x)`"),
     }

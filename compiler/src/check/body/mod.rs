@@ -26,7 +26,7 @@ const REDUCTIONS: [(&str, ReduceOp); 6] = [
     ("all_finite", ReduceOp::AllFinite),
 ];
 
-const LIST_OPS: [(&str, ListOp, usize); 7] = [
+const LIST_OPS: [(&str, ListOp, usize); 9] = [
     ("count_le", ListOp::CountLe, 2),
     ("prod_le", ListOp::ProdLe, 2),
     ("join", ListOp::Join, 3),
@@ -34,6 +34,8 @@ const LIST_OPS: [(&str, ListOp, usize); 7] = [
     ("nth", ListOp::Nth, 2),
     ("sum_first", ListOp::SumFirst, 2),
     ("count_cum_le", ListOp::CountCumLe, 2),
+    ("last_key_le", ListOp::LastKeyLe, 2),
+    ("first_key_gt", ListOp::FirstKeyGt, 2),
 ];
 
 /// Where a name in a body came from, for reads and assignments.

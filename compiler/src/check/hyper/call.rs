@@ -18,6 +18,10 @@ pub(crate) fn check_range(
         HyperValue::List(items) | HyperValue::PerGroup(items) => items
             .iter()
             .all(|x| check_range(cx, x, r, span, pname, def)),
+        // A map's range bounds its values (`{int: real} >= 0`: non-negative scales).
+        HyperValue::Map(entries) => entries
+            .iter()
+            .all(|(_, x)| check_range(cx, x, r, span, pname, def)),
         _ => {
             let Some(x) = v.as_f64() else { return true };
             if x.is_nan() || r.contains(x) {
@@ -220,7 +224,40 @@ pub(crate) fn check_call_args(
             },
         }
     }
+    if ok {
+        ok = check_requires(cx, def, &out, callee);
+    }
     ok.then_some(out)
+}
+
+/// Refuses a call whose constant arguments break one of the definition's `requires`; a
+/// call with an argument known only later (a recipe schedule, a per-group value) is not
+/// judged here.
+fn check_requires(cx: &mut Checker, def: DefId, args: &[HyperExpr], callee: &ast::Ident) -> bool {
+    let requires = cx.program.defs[def].requires.clone();
+    if requires.is_empty() {
+        return true;
+    }
+    let Ok(values) = args
+        .iter()
+        .map(|a| eval_hyper(a, &[]))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return true;
+    };
+    let mut ok = true;
+    for r in &requires {
+        if eval_hyper(&r.cond, &values) == Ok(HyperValue::Bool(false)) {
+            let name = &cx.program.defs[def].name;
+            cx.diags.push(
+                Diagnostic::error("E0114", callee.span, format!("`{name}`: {}", r.message))
+                    .with_label("these arguments are refused")
+                    .with_secondary(r.span, "required here"),
+            );
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// A definition written as `= a(...) |> b(...)`: every stage a transform or optimizer.
