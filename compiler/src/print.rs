@@ -162,6 +162,7 @@ fn expr_text(p: &Program, d: &Def, b: &Body, e: &Expr) -> String {
         Expr::GradAt(x) => format!("grad_at(%{x})"),
         Expr::Hvp(x) => format!("hvp(%{x})"),
         Expr::Rademacher => "rademacher()".into(),
+        Expr::Loss => "loss".into(),
         Expr::Shape(i) => format!("{i:?}()").to_lowercase(),
         Expr::Unary(op, a) => format!("{} %{a}", if *op == UnOp::Neg { "neg" } else { "not" }),
         Expr::Binary(op, a, c) => format!("%{a} {} %{c}", op.symbol()),

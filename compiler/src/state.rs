@@ -77,6 +77,10 @@ pub struct StepState {
     /// checkpoint.
     #[serde(skip)]
     last_skipped: bool,
+    /// The loss at the parameters of the step being taken (capability `Loss`), read from
+    /// the model when the step begins; an input of that step, not carried by a checkpoint.
+    #[serde(skip)]
+    loss: f64,
 }
 
 impl StepState {
@@ -93,6 +97,7 @@ impl StepState {
             seed: 0,
             builtins,
             last_skipped: false,
+            loss: f64::NAN,
         }
     }
 
@@ -113,6 +118,7 @@ impl StepState {
             metrics,
             seed,
             last_skipped: false,
+            loss: f64::NAN,
         }
     }
 
@@ -161,6 +167,29 @@ impl StepState {
     /// not run.
     pub fn last_skipped(&self) -> bool {
         self.last_skipped
+    }
+
+    /// The loss this step was given (`loss` in a body); NaN before any.
+    pub fn loss(&self) -> f64 {
+        self.loss
+    }
+
+    /// Reads this step's loss from the model when the recipe's bodies use `loss`.
+    pub(crate) fn take_loss(
+        &mut self,
+        recipe: &crate::ir::Recipe,
+        oracle: Option<&mut (dyn crate::interp::Oracle + '_)>,
+    ) -> crate::error::Result<()> {
+        if recipe.capabilities.contains(&crate::ir::Capability::Loss) {
+            let oracle = oracle.ok_or_else(|| {
+                crate::error::Error::user(format!(
+                    "recipe `{}` reads the loss (`loss`); give the step a model that provides it",
+                    recipe.name
+                ))
+            })?;
+            self.loss = oracle.loss()?;
+        }
+        Ok(())
     }
 
     /// Whether a builtin optimizer (L-BFGS, sam) holds progress, which checkpoints do

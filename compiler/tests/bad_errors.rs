@@ -162,7 +162,11 @@ fn one_cycle_without_a_length_names_torchs_rule() {
     );
     assert_eq!(d.code, "E0114");
     assert_eq!(at, "OneCycleLR");
-    assert!(d.message.contains("epochs and steps_per_epoch"), "{}", d.message);
+    assert!(
+        d.message.contains("epochs and steps_per_epoch"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]

@@ -280,6 +280,7 @@ fn transform() -> impl Strategy<Value = String> {
         (0.5f64..0.99).prop_map(|d| format!("ema(decay: {d})")),
         (0.5f64..0.99).prop_map(|d| format!("scale_by_stddev(decay: {d})")),
         (0.1f64..2.0).prop_map(|f| format!("normalize_by_update_norm(scale_factor: {f})")),
+        Just("centralize()".to_string()),
         Just("scale_by_trust_ratio()".to_string()),
         Just("clip_by_block_rms(threshold: 1.0)".to_string()),
     ]
@@ -377,6 +378,15 @@ fn optimizer() -> impl Strategy<Value = String> {
         lr.clone().prop_map(|l| format!("Adadelta(lr: {l})")),
         lr.clone().prop_map(|l| format!("ASGD(lr: {l})")),
         lr.clone().prop_map(|l| format!("Rprop(lr: {l})")),
+        (lr.clone(), -1.0f64..-0.3, 0.0f64..0.2, any::<bool>()).prop_map(|(l, b, w, m)| format!(
+            "Adafactor(lr: {l}, beta2_decay: {b}, weight_decay: {w}, maximize: {m})"
+        )),
+        (lr.clone(), 0.0f64..0.1, any::<bool>(), any::<bool>()).prop_map(|(l, w, d, a)| format!(
+            "CAME(lr: {l}, weight_decay: {w}, weight_decouple: {d}, ams_bound: {a})"
+        )),
+        (lr.clone(), 0.0f64..0.1, any::<bool>()).prop_map(|(l, w, d)| format!(
+            "StableAdamW(lr: {l}, weight_decay: {w}, weight_decouple: {d})"
+        )),
         lr.clone()
             .prop_map(|l| format!("adabound(learning_rate: {l})")),
         lr.clone()
@@ -432,7 +442,7 @@ fn validate_wgsl(src: &str) {
     }
 }
 
-const IMPORTS: &str = "import std.optax.*\nimport std.torch.*\nimport std.research.*\n";
+const IMPORTS: &str = "import std.optax.*\nimport std.torch.*\nimport std.research.*\nimport std.pytorch_optimizer.*\n";
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
@@ -460,6 +470,8 @@ proptest! {
 /// tensor): grad_at(x) = H x and hvp(p, v) = H v, so u ⊙ Hu depends on the signs of u.
 struct Diagonal {
     d: Vec<Vec<f32>>,
+    /// The parameters the step starts from, where `loss` is read.
+    at: Vec<Vec<f32>>,
 }
 
 impl Oracle for Diagonal {
@@ -489,6 +501,18 @@ impl Oracle for Diagonal {
     ) -> Result<Vec<Vec<f32>>, anneal_compiler::error::Error> {
         self.grad_at(v)
     }
+
+    /// ½ xᵀAx at the step's parameters, whose gradient `grad_at` gives.
+    fn loss(&mut self) -> Result<f64, anneal_compiler::error::Error> {
+        let at = self.at.clone();
+        let g = self.grad_at(&at)?;
+        Ok(at
+            .iter()
+            .flatten()
+            .zip(g.iter().flatten())
+            .map(|(x, g)| 0.5 * f64::from(*x) * f64::from(*g))
+            .sum())
+    }
 }
 
 /// Runs with the quadratic as the model: the gradient and the mid-step calls come from it.
@@ -504,12 +528,14 @@ fn run_model(src: &str, backend: Backend, sizes: &[usize], steps: usize) -> Vec<
             .into_iter()
             .map(|t| t.into_iter().map(|x| 0.5 + x.abs()).collect())
             .collect(),
+        at: Vec::new(),
     };
     let (mut s, choice) =
         Stepper::new(backend, &c.program, recipe, &names, &shapes, &params, 1).unwrap();
     assert_eq!(choice.backend, backend.name());
     for _ in 0..steps {
         let g = model.grad_at(&params).unwrap();
+        model.at = params.clone();
         s.step_with(&mut params, &g, Some(&mut model)).unwrap();
     }
     params
@@ -522,6 +548,8 @@ fn model_calls_mid_step_agree_with_the_interpreter() {
         "clip_grad_norm_(max_norm: 1.0) |> SAM(rho: 0.05) |> AdamW(lr: 0.01)",
         "sophia(learning_rate: 0.05, k: 3)",
         "sophia(learning_rate: 0.01, k: 1, weight_decay: 0.0)",
+        "polyak_sgd(max_learning_rate: 0.5)",
+        "clip_by_global_norm(max_norm: 1.0) |> polyak_sgd(scaling: 0.5, f_min: -1.0, variant: \"sps+\")",
     ] {
         let src = format!("{IMPORTS}recipe r {{\n  update = {chain}\n}}\n");
         for sizes in [vec![5, 1023], vec![0, 3]] {

@@ -139,10 +139,12 @@ class _Model:
     Sophia's ``hvp``, L-BFGS's line search): each call moves the model's parameters to the
     point asked for and evaluates the closure there."""
 
-    def __init__(self, opt: Optimizer, closure: Callable[[], Any]) -> None:
+    def __init__(self, opt: Optimizer, closure: Callable[[], Any], loss: Any = None) -> None:
         self.opt = opt
         self.closure = closure
         self.last_loss: Optional[float] = None
+        # The closure's loss at the step's parameters, for recipes that read `loss`.
+        self.step_loss = loss
 
     def _move_to(self, point: List[np.ndarray]) -> None:
         with torch.no_grad():
@@ -180,6 +182,12 @@ class _Model:
         self._move_to(point)
         self._evaluate()
         return self.last_loss, self._grads()  # type: ignore[return-value]
+
+    def loss(self) -> float:
+        if self.step_loss is None:
+            raise ValueError("the closure returned None; this recipe reads the loss, so it must return it")
+        loss = self.step_loss
+        return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
 
     def hvp(self, point: List[np.ndarray], v: List[np.ndarray]) -> List[np.ndarray]:
         self._move_to(point)
@@ -305,7 +313,7 @@ class Optimizer(torch.optim.Optimizer):
             return loss
         used = [g["lr"] for g in self.param_groups]
         views = self._master_views()
-        model = _Model(self, closure) if (caps and closure is not None) else None
+        model = _Model(self, closure, loss) if (caps and closure is not None) else None
         self._session.step(views, grads, model, frozen if any(frozen) else None)
         if self._half:
             for p, m in zip(self._params, self._masters):

@@ -221,6 +221,10 @@ impl Oracle for PyOracle {
             Ok((loss, from_arrays(&grads)?))
         })
     }
+
+    fn loss(&mut self) -> Result<f64, anneal_compiler::error::Error> {
+        self.with("loss", |_, o| o.call_method0("loss")?.extract())
+    }
 }
 
 fn backend(name: &str) -> PyResult<Backend> {

@@ -65,6 +65,7 @@ fn slice_name(s: Slice) -> &'static str {
         Slice::Row => "row",
         Slice::Col => "col",
         Slice::Unit => "unit",
+        Slice::Lead => "lead",
     }
 }
 

@@ -110,6 +110,7 @@ impl CheckedRecipe {
                 Capability::GradAt => "grad_at",
                 Capability::Hvp => "hvp",
                 Capability::LossClosure => "loss_closure",
+                Capability::Loss => "loss",
             })
             .collect()
     }

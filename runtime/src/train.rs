@@ -112,6 +112,8 @@ struct BatchOracle<'a> {
     y: Vec<f32>,
     last_loss: Option<f32>,
     last_norm: Option<f64>,
+    /// The step's training loss (the mean over its micro-batches), for `loss`.
+    loss: f64,
 }
 
 impl Oracle for BatchOracle<'_> {
@@ -131,6 +133,10 @@ impl Oracle for BatchOracle<'_> {
     fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), Error> {
         let (loss, grads) = self.model.loss_and_grad(params, &self.x, &self.y)?;
         Ok((f64::from(loss), grads))
+    }
+
+    fn loss(&mut self) -> Result<f64, Error> {
+        Ok(self.loss)
     }
 }
 
@@ -305,19 +311,21 @@ pub fn train_with_progress(
                 *g = round_to(dtype, (f64::from(*g) * scale) as f32);
             }
         }
+        // The step's training loss, the mean over its micro-batches: what `loss` reads, and
+        // the metric a schedule that follows one (ReduceLROnPlateau) sees (`anneal run`
+        // has no validation pass per step; the Python package observes what it is given).
+        let losses = &trace.loss[trace.loss.len() - run.accumulate..];
+        let step_loss = losses.iter().map(|l| f64::from(*l)).sum::<f64>() / losses.len() as f64;
         let mut oracle = BatchOracle {
             model: run.model,
             x: last_batch.0,
             y: last_batch.1,
             last_loss: None,
             last_norm: None,
+            loss: step_loss,
         };
         interp.step_with(params, &acc, Some(&mut oracle))?;
-        // The metric a schedule that follows one (ReduceLROnPlateau) sees: the step's
-        // training loss, the mean over its micro-batches (`anneal run` has no validation
-        // pass per step; the Python package observes whatever the caller passes).
-        let losses = &trace.loss[trace.loss.len() - run.accumulate..];
-        interp.observe(losses.iter().map(|l| f64::from(*l)).sum::<f64>() / losses.len() as f64);
+        interp.observe(step_loss);
         trace.skipped.push(interp.last_skipped());
         if let (Some(l), Some(n)) = (oracle.last_loss, oracle.last_norm) {
             trace.loss_perturbed.push(l);

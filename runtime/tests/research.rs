@@ -8,6 +8,8 @@ use anneal_compiler::{compile, diagnostic};
 /// L(x) = ½ Σ a_i x_i²: gradient a ⊙ x, Hessian diag(a).
 struct Quadratic {
     a: Vec<Vec<f32>>,
+    /// The point the step starts from, where `loss` is read.
+    at: Vec<Vec<f32>>,
 }
 
 impl Oracle for Quadratic {
@@ -29,6 +31,16 @@ impl Oracle for Quadratic {
     ) -> Result<Vec<Vec<f32>>, anneal_compiler::error::Error> {
         self.grad_at(v)
     }
+
+    fn loss(&mut self) -> Result<f64, anneal_compiler::error::Error> {
+        Ok(self
+            .at
+            .iter()
+            .zip(&self.a)
+            .flat_map(|(p, a)| p.iter().zip(a))
+            .map(|(x, a)| 0.5 * f64::from(*a) * f64::from(*x) * f64::from(*x))
+            .sum())
+    }
 }
 
 fn run(src: &str, a: Vec<f32>, x: Vec<f32>, steps: usize) -> Vec<Vec<f32>> {
@@ -42,10 +54,14 @@ fn run(src: &str, a: Vec<f32>, x: Vec<f32>, steps: usize) -> Vec<Vec<f32>> {
     let names = vec!["x".to_string()];
     let mut params = vec![x];
     let (interp, mut st) = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
-    let mut quad = Quadratic { a: vec![a] };
+    let mut quad = Quadratic {
+        a: vec![a],
+        at: Vec::new(),
+    };
     let mut trace = Vec::new();
     for _ in 0..steps {
         let g = quad.grad_at(&params).unwrap();
+        quad.at = params.clone();
         interp
             .step_with(&mut st, &mut params, &g, Some(&mut quad))
             .unwrap();
@@ -251,4 +267,29 @@ fn one_cycle_matches_pytorch_learning_rates_and_momenta() {
             m_want[k]
         );
     }
+}
+
+#[test]
+fn polyak_sgd_steps_by_the_loss_gap_over_the_squared_gradient_norm() {
+    // Loizou et al. 2021, SPS_max: x ← x − min((f(x) − f*)/‖g‖², γ_max)·g.
+    // a = [1, 4], x = [1, 1]: f = ½(1 + 4) = 2.5, g = [1, 4], ‖g‖² = 17, rate 2.5/17 =
+    // 0.14705882 (< γ_max = 1): x = [1 − 0.14705882, 1 − 0.58823529] = [0.85294118, 0.41176471].
+    // Step 2: f = ½(0.72750865 + 4·0.16955017) = 0.70285467, g = [0.85294118, 1.64705882],
+    // ‖g‖² = 3.44031142, rate 0.20429972: x = [0.67868553, 0.07527104].
+    let trace = run(
+        "import std.optax.*\nrecipe r { update = polyak_sgd(max_learning_rate: 1.0) }",
+        vec![1.0, 4.0],
+        vec![1.0, 1.0],
+        2,
+    );
+    close(&trace[0], &[0.852_941_176_5, 0.411_764_705_9]);
+    close(&trace[1], &[0.678_685_53, 0.075_271_04]);
+    // γ_max caps the rate: with max 0.1 the first step is x − 0.1·g = [0.9, 0.6].
+    let capped = run(
+        "import std.optax.*\nrecipe r { update = polyak_sgd(max_learning_rate: 0.1) }",
+        vec![1.0, 4.0],
+        vec![1.0, 1.0],
+        1,
+    );
+    close(&capped[0], &[0.9, 0.6]);
 }

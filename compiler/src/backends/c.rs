@@ -180,6 +180,11 @@ fn host_expr(cx: &Cx, h: &Host) -> Result<String> {
             num(f64::from(u8::from(str_value(v, 0)? == lit)))
         }
         Host::Step { stage } => format!("(double)(st->runs[{stage}] + 1)"),
+        Host::Loss => {
+            return Err(
+                "the recipe reads the loss (`loss`), which exported steps are not given".into(),
+            )
+        }
         Host::Shape(ShapeInfo::Numel) => "(double)numel".into(),
         Host::Shape(_) => {
             return Err(

@@ -237,8 +237,7 @@ impl Checker {
             let mut requires = Vec::new();
             for r in &d.requires {
                 let names = hyper::HyperNames::Params(&params);
-                let Some((cond, t)) = hyper::check_hyper(self, &scopes[mi], &names, &r.cond)
-                else {
+                let Some((cond, t)) = hyper::check_hyper(self, &scopes[mi], &names, &r.cond) else {
                     continue;
                 };
                 if t != hyper::HType::Bool {
@@ -249,7 +248,9 @@ impl Checker {
                             format!("a requirement must be a condition, not {}", t.name()),
                         )
                         .with_label("not a bool")
-                        .with_help("compare the parameters, e.g. `requires total_steps > 0 else \"...\"`"),
+                        .with_help(
+                            "compare the parameters, e.g. `requires total_steps > 0 else \"...\"`",
+                        ),
                     );
                     continue;
                 }

@@ -41,6 +41,11 @@ pub trait Oracle {
     fn loss_at(&mut self, _params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>)> {
         Err("this model provides no loss closure".into())
     }
+    /// The loss at the parameters of the step being taken, on its batch: the value whose
+    /// gradient the step was given (Polyak step sizes read it as `loss`).
+    fn loss(&mut self) -> Result<f64> {
+        Err("this model provides no loss value".into())
+    }
 }
 
 /// A deterministic ±1 for (seed, step, stage, tensor, element): splitmix64 of the tuple.
@@ -76,6 +81,7 @@ pub(crate) fn slice_of_extent(e: Extent) -> Option<Slice> {
         Extent::Row => Some(Slice::Row),
         Extent::Col => Some(Slice::Col),
         Extent::Unit => Some(Slice::Unit),
+        Extent::Lead => Some(Slice::Lead),
         _ => None,
     }
 }
@@ -396,6 +402,7 @@ impl<'p> Interpreter<'p> {
             &params.iter().map(Vec::len).collect::<Vec<_>>(),
             &grads.iter().map(Vec::len).collect::<Vec<_>>(),
         )?;
+        st.take_loss(&self.recipe, oracle.as_deref_mut())?;
         let mut grad = grads.to_vec();
         let mut ps = params.to_vec();
         let mut skipped = false;

@@ -232,9 +232,8 @@ impl SchedCx<'_> {
             | Expr::Reduce(..)
             | Expr::GradAt(_)
             | Expr::Hvp(_)
-            | Expr::Rademacher => {
-                return Err(Error::internal("per-step tensor value inside a schedule"))
-            }
+            | Expr::Rademacher
+            | Expr::Loss => return Err(Error::internal("per-step tensor value inside a schedule")),
         })
     }
 

@@ -120,7 +120,7 @@ impl StepCx<'_, '_, '_> {
         match extent {
             Extent::Element => StateValue::Element(self.elements(v)),
             Extent::Tensor | Extent::Group => StateValue::Tensor(self.per_tensor(&v)),
-            Extent::Outer | Extent::Row | Extent::Col | Extent::Unit => {
+            Extent::Outer | Extent::Row | Extent::Col | Extent::Unit | Extent::Lead => {
                 let k = slice_of_extent(extent).unwrap_or(Slice::Outer);
                 StateValue::Slice(k, self.slices(v, k))
             }
@@ -260,6 +260,7 @@ impl StepCx<'_, '_, '_> {
                     })
                     .collect(),
             ),
+            Expr::Loss => V::U(self.st.loss()),
             Expr::Rademacher => {
                 let step = self.step as u64;
                 V::E(
@@ -488,7 +489,7 @@ impl StepCx<'_, '_, '_> {
             Scope::Global => V::U(finish(
                 &parts.iter().fold(Partial::empty(), |a, b| a.merge(b)),
             )),
-            Scope::Row | Scope::Col | Scope::Outer | Scope::Unit => {
+            Scope::Row | Scope::Col | Scope::Outer | Scope::Unit | Scope::Lead => {
                 return Err(Error::internal(
                     "unreachable: sliced reductions return above",
                 ))

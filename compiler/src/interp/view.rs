@@ -8,6 +8,7 @@ pub enum Slice {
     Row,
     Col,
     Unit,
+    Lead,
 }
 
 impl Slice {
@@ -17,6 +18,7 @@ impl Slice {
             Slice::Row => 1,
             Slice::Col => 2,
             Slice::Unit => 3,
+            Slice::Lead => 4,
         }
     }
 }
@@ -29,8 +31,8 @@ pub struct TensorView {
     /// The size of d1, the second-largest dimension (0 below rank 2).
     pub factor_dim: usize,
     /// Per slicing: the slot of each element.
-    maps: [Vec<u32>; 4],
-    counts: [usize; 4],
+    maps: [Vec<u32>; 5],
+    counts: [usize; 5],
     /// Per row slot and per column slot: the outer slot it lies in.
     row_outer: Vec<u32>,
     col_outer: Vec<u32>,
@@ -63,15 +65,17 @@ impl TensorView {
         let keep = |dropped: &[usize]| -> Vec<usize> {
             (0..rank).filter(|a| !dropped.contains(a)).collect()
         };
-        let kept: [Vec<usize>; 4] = [
+        let kept: [Vec<usize>; 5] = [
             keep(&[d0, d1].into_iter().flatten().collect::<Vec<_>>()),
             keep(&d0.into_iter().collect::<Vec<_>>()),
             keep(&d1.into_iter().collect::<Vec<_>>()),
             keep(&unit_dropped),
+            // Lead keeps the first axis only.
+            (0..rank.min(1)).collect(),
         ];
-        let counts: [usize; 4] =
+        let counts: [usize; 5] =
             std::array::from_fn(|k| kept[k].iter().map(|&a| shape[a]).product());
-        let mut maps: [Vec<u32>; 4] = Default::default();
+        let mut maps: [Vec<u32>; 5] = Default::default();
         for m in &mut maps {
             m.reserve(numel);
         }
@@ -191,5 +195,10 @@ mod tests {
             (5, 9, 1)
         );
         assert_eq!(t.outer_of(Slice::Row, 5), 1);
+        // Lead keeps axis 0 only: element 29 lies in slot 1 of 2; a vector's lead slots
+        // are its elements, a scalar has one.
+        assert_eq!((t.count(Slice::Lead), t.slot(Slice::Lead, 29)), (2, 1));
+        assert_eq!(v.count(Slice::Lead), 5);
+        assert_eq!(s.count(Slice::Lead), 1);
     }
 }

@@ -230,8 +230,9 @@ pub enum Sched {
 /// its two largest dimensions, d0 (the largest) and d1 (the next): a per-row value has one
 /// entry per index of every axis but d0, a per-column value per index of every axis but
 /// d1, a per-outer value per index of the other axes; per-unit is Optax's unitwise norm
-/// layout (every axis but the first for rank 2 and 3, but the first three for rank 4).
-/// Rank-1 tensors have one row, and a column per element. The extents form a lattice;
+/// layout (every axis but the first for rank 2 and 3, but the first three for rank 4);
+/// per-lead is one entry per index of the first axis (optax's `centralize`). Rank-1
+/// tensors have one row, and a column per element. The extents form a lattice;
 /// `join` gives an operation's result extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Extent {
@@ -242,6 +243,7 @@ pub enum Extent {
     Row,
     Col,
     Unit,
+    Lead,
     Element,
 }
 
@@ -255,6 +257,7 @@ impl Extent {
             Extent::Row => "per-row",
             Extent::Col => "per-column",
             Extent::Unit => "per-unit",
+            Extent::Lead => "per-leading-index",
             Extent::Element => "per-element",
         }
     }
@@ -265,7 +268,7 @@ impl Extent {
             Extent::Group => 1,
             Extent::Tensor => 2,
             Extent::Outer => 3,
-            Extent::Row | Extent::Col | Extent::Unit => 4,
+            Extent::Row | Extent::Col | Extent::Unit | Extent::Lead => 4,
             Extent::Element => 5,
         }
     }
@@ -332,6 +335,8 @@ pub enum Scope {
     Outer,
     /// Optax's unitwise-norm axes.
     Unit,
+    /// Over every axis but the first: one value per leading index.
+    Lead,
 }
 
 impl Scope {
@@ -344,6 +349,7 @@ impl Scope {
             Scope::Col => "col",
             Scope::Outer => "outer",
             Scope::Unit => "unit",
+            Scope::Lead => "lead",
         }
     }
 
@@ -356,6 +362,7 @@ impl Scope {
             Scope::Col => Extent::Col,
             Scope::Outer => Extent::Outer,
             Scope::Unit => Extent::Unit,
+            Scope::Lead => Extent::Lead,
         }
     }
 }
@@ -525,6 +532,8 @@ pub enum Expr {
     Hvp(ExprId),
     /// A random ±1 per element, fixed by (seed, step, stage, tensor, element).
     Rademacher,
+    /// The loss at the step's parameters (capability `Loss`), step-uniform.
+    Loss,
     /// A fact about each tensor's shape.
     Shape(ShapeInfo),
     /// In schedules: another schedule, called with arguments over this one's parameters,
@@ -599,6 +608,7 @@ impl Body {
             let c = match e {
                 Expr::GradAt(_) => Capability::GradAt,
                 Expr::Hvp(_) => Capability::Hvp,
+                Expr::Loss => Capability::Loss,
                 _ => continue,
             };
             if !out.contains(&c) {
@@ -687,6 +697,9 @@ pub enum Capability {
     Hvp,
     /// The loss (and gradient) at any point, evaluated repeatedly in one step (L-BFGS).
     LossClosure,
+    /// The loss at the step's parameters, the value whose gradient it was given (Polyak
+    /// step sizes): `loss`.
+    Loss,
 }
 
 impl Capability {
@@ -695,6 +708,7 @@ impl Capability {
             Capability::GradAt => "the gradient at a shifted point (`grad_at`)",
             Capability::Hvp => "Hessian-vector products (`hvp`)",
             Capability::LossClosure => "a loss closure (the loss and gradient at any point)",
+            Capability::Loss => "the loss at the current parameters (`loss`)",
         }
     }
 }

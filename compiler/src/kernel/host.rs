@@ -292,6 +292,7 @@ impl<'a, 'p> HostEval<'a, 'p> {
                 Some(f64::from(u8::from(str_value(v, self.group(t))? == lit)))
             }
             Host::Step { stage } => Some(self.state.runs(*stage) as f64 + 1.0),
+            Host::Loss => Some(self.state.loss()),
             Host::Shape(info) => Some(match it.views.get(t) {
                 Some(v) => match info {
                     ShapeInfo::Rank => v.rank as f64,

@@ -126,6 +126,8 @@ pub enum Host {
     Step {
         stage: usize,
     },
+    /// The loss the step was given (`loss`).
+    Loss,
     Shape(ShapeInfo),
     /// A scalar or per-tensor state as it was when the step began.
     State {
@@ -320,6 +322,7 @@ pub fn slice_of_scope(scope: Scope) -> Option<Slice> {
         Scope::Col => Some(Slice::Col),
         Scope::Outer => Some(Slice::Outer),
         Scope::Unit => Some(Slice::Unit),
+        Scope::Lead => Some(Slice::Lead),
         Scope::Tensor | Scope::Group | Scope::Global => None,
     }
 }

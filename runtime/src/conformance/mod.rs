@@ -320,6 +320,7 @@ fn run_optimizer(
             let mut model = LossModel {
                 source: &grads_src,
                 step: k,
+                params: params.clone(),
             };
             interp.step_with(&mut params, &grads, Some(&mut model))?;
             compare_step(case, k, want, &names, &params)?;
@@ -441,6 +442,8 @@ fn compare_step(
 struct LossModel<'a> {
     source: &'a Gradients,
     step: usize,
+    /// The parameters the step starts from (where `loss` is read).
+    params: Vec<Vec<f32>>,
 }
 
 impl anneal_compiler::interp::Oracle for LossModel<'_> {
@@ -455,6 +458,10 @@ impl anneal_compiler::interp::Oracle for LossModel<'_> {
     fn loss_at(&mut self, params: &[Vec<f32>]) -> Result<(f64, Vec<Vec<f32>>), Error> {
         let loss = self.source.loss(params)?;
         Ok((f64::from(loss), self.source.at(self.step, params)?))
+    }
+
+    fn loss(&mut self) -> Result<f64, Error> {
+        Ok(f64::from(self.source.loss(&self.params)?))
     }
 }
 

@@ -175,6 +175,11 @@ fn host_node(cx: &Cx, h: &Host) -> Result<Value> {
             json!({"op": "const", "value": cx.str_eq(*stage, *index, lit)?})
         }
         Host::Step { stage } => json!({"op": "step", "stage": stage}),
+        Host::Loss => {
+            return Err(
+                "the recipe reads the loss (`loss`), which exported steps are not given".into(),
+            )
+        }
         Host::Shape(ShapeInfo::Numel) => json!({"op": "numel"}),
         Host::Shape(_) => {
             return Err(

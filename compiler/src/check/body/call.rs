@@ -333,11 +333,16 @@ impl BodyCx<'_> {
         let x = self.expr(&args[0].value);
         let t = self.body.types[x];
         let reducible = match scope {
-            RScope::Row | RScope::Col | RScope::Unit => t.extent == Extent::Element,
+            RScope::Row | RScope::Col | RScope::Unit | RScope::Lead => t.extent == Extent::Element,
             RScope::Outer => matches!(t.extent, Extent::Element | Extent::Row | Extent::Col),
             _ => matches!(
                 t.extent,
-                Extent::Element | Extent::Row | Extent::Col | Extent::Unit | Extent::Outer
+                Extent::Element
+                    | Extent::Row
+                    | Extent::Col
+                    | Extent::Unit
+                    | Extent::Lead
+                    | Extent::Outer
             ),
         };
         if !reducible {
@@ -489,6 +494,7 @@ pub(super) fn scope_of(e: &ast::Expr) -> Option<RScope> {
             "col" => Some(RScope::Col),
             "outer" => Some(RScope::Outer),
             "unit" => Some(RScope::Unit),
+            "lead" => Some(RScope::Lead),
             _ => None,
         },
         _ => None,

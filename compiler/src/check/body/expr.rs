@@ -313,6 +313,11 @@ impl BodyCx<'_> {
                     .body
                     .push(Expr::Step, Self::ty(ValueKind::Int, Extent::Uniform), span)
             }
+            "loss" if stage => {
+                return self
+                    .body
+                    .push(Expr::Loss, Self::ty(ValueKind::Real, Extent::Uniform), span)
+            }
             "count" if !stage => {
                 return self
                     .body

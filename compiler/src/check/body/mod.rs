@@ -190,7 +190,7 @@ impl BodyCx<'_> {
     fn declare(&mut self, name: &ast::Ident, binding: Binding) -> bool {
         let reserved = matches!(
             name.name.as_str(),
-            "grad" | "param" | "step" | "count" | "pi"
+            "grad" | "param" | "step" | "count" | "pi" | "loss"
         );
         let clash = self
             .names
@@ -526,7 +526,7 @@ impl BodyCx<'_> {
         if self.kind == DefKind::Schedule {
             extra.push("count");
         } else {
-            extra.extend(["grad", "param", "step"]);
+            extra.extend(["grad", "param", "step", "loss"]);
         }
         extra.extend(Builtin::ALL.iter().map(|(n, _, _)| *n));
         if self.kind != DefKind::Schedule && name.name == "count" {

@@ -221,6 +221,7 @@ impl<'p> Fused<'p> {
             &params.iter().map(|p| p.len()).collect::<Vec<_>>(),
             &grads.iter().map(|g| g.len()).collect::<Vec<_>>(),
         )?;
+        st.take_loss(&self.interp.recipe, oracle.as_deref_mut())?;
         let nt = self.interp.sizes.len();
         if let Code::Device(d) = &mut self.code {
             d.begin_step();

@@ -196,6 +196,7 @@ impl StageCx<'_, '_> {
                 Val::E(self.b.e(Elem::Load(Buf::CallOut(k))))
             }
             Expr::Rademacher => Val::E(self.b.e(Elem::Load(Buf::Noise(stage)))),
+            Expr::Loss => Val::H(self.b.h(Host::Loss)),
             Expr::ScheduleAt(..) | Expr::SchedCall(..) | Expr::List(..) | Expr::Metric => {
                 return Err(self.unsupported("a schedule-only expression"))
             }
