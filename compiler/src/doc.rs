@@ -177,12 +177,17 @@ fn sample(prm: &HyperParam) -> String {
     }
 }
 
-/// A whole recipe using `d`, with its required arguments filled in.
+/// A whole recipe using `d`, with its required arguments filled in (and, where `d`
+/// `requires` something of its arguments, the optional ones that default to `none`).
 fn example(d: &Def) -> String {
+    let is_none = |v: &crate::ir::HyperValue| v.as_f64().is_some_and(f64::is_nan);
     let args: Vec<String> = d
         .params
         .iter()
-        .filter(|p| p.default.is_none())
+        .filter(|p| match &p.default {
+            None => true,
+            Some(v) => !d.requires.is_empty() && is_none(v),
+        })
         .map(|p| format!("{}: {}", p.name, sample(p)))
         .collect();
     let call = format!("{}({})", d.name, args.join(", "));

@@ -97,7 +97,7 @@ impl StepState {
             seed: 0,
             builtins,
             last_skipped: false,
-            loss: f64::NAN,
+            loss: 0.0,
         }
     }
 
@@ -118,7 +118,7 @@ impl StepState {
             metrics,
             seed,
             last_skipped: false,
-            loss: f64::NAN,
+            loss: 0.0,
         }
     }
 
@@ -169,7 +169,8 @@ impl StepState {
         self.last_skipped
     }
 
-    /// The loss this step was given (`loss` in a body); NaN before any.
+    /// The loss this step was given (`loss` in a body); 0 before any (not NaN: states
+    /// compare equal across back ends).
     pub fn loss(&self) -> f64 {
         self.loss
     }

@@ -54,8 +54,11 @@ fn the_reference_is_current() {
     );
 }
 
-/// L = ½ Σ x²: the gradient is x and the Hessian the identity.
-struct Bowl;
+/// L = ½ Σ x²: the gradient is x and the Hessian the identity; `loss` is L at the
+/// step's parameters.
+struct Bowl {
+    loss: f64,
+}
 
 impl Oracle for Bowl {
     fn grad_at(
@@ -81,6 +84,9 @@ impl Oracle for Bowl {
             .map(|x| 0.5 * f64::from(*x) * f64::from(*x))
             .sum();
         Ok((loss, params.to_vec()))
+    }
+    fn loss(&mut self) -> Result<f64, anneal_compiler::error::Error> {
+        Ok(self.loss)
     }
 }
 
@@ -113,8 +119,9 @@ fn run(src: &str, steps: usize, stop: Option<usize>) -> (Vec<Vec<f32>>, Vec<f64>
         if k == 7 {
             grads[1][0] = f32::INFINITY;
         }
+        let (loss, _) = Bowl { loss: 0.0 }.loss_at(&params).unwrap();
         interp
-            .step_with(&mut st, &mut params, &grads, Some(&mut Bowl))
+            .step_with(&mut st, &mut params, &grads, Some(&mut Bowl { loss }))
             .unwrap();
         // A metric that improves, stalls and improves again, for ReduceLROnPlateau.
         st.observe(1.0 / (1.0 + (k / 4) as f64));
