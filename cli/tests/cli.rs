@@ -764,3 +764,47 @@ fn run_follows_the_training_loss_with_reduce_lr_on_plateau() {
         "cranelift and the interpreter trained differently"
     );
 }
+
+#[test]
+fn run_gives_polyak_sgd_the_training_loss() {
+    // polyak_sgd reads `loss`: the run provides each step's training loss, and the step
+    // size (loss − f_min)/‖g‖², capped at max_learning_rate, takes the loss down.
+    let recipe = temp(
+        "polyak.anneal",
+        "import std.optax.{polyak_sgd}\nrecipe polyak {\n  steps 60\n  model = mlp(layers: [64, 16, 10], activation: \"tanh\")\n  data = csv(file: \"EXAMPLES/data/digits.csv\", standardize: true, batch: 32, test_fraction: 0.2)\n  update = polyak_sgd(max_learning_rate: 0.5)\n}\n"
+            .replace("EXAMPLES", root().join("examples").to_str().unwrap())
+            .as_str(),
+    );
+    let mut runs = Vec::new();
+    for backend in ["interp", "cranelift"] {
+        let metrics = recipe.with_file_name(format!("polyak-{backend}.jsonl"));
+        let o = anneal(&[
+            "run",
+            recipe.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--json",
+            "--metrics",
+            metrics.to_str().unwrap(),
+        ]);
+        json_output(&o);
+        let loss: Vec<f64> = std::fs::read_to_string(&metrics)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(loss.len(), 60);
+        let head: f64 = loss[..10].iter().sum::<f64>() / 10.0;
+        let tail: f64 = loss[50..].iter().sum::<f64>() / 10.0;
+        assert!(tail < 0.5 * head, "{backend}: loss {head} -> {tail}");
+        runs.push(loss);
+    }
+    assert_eq!(
+        runs[0], runs[1],
+        "cranelift and the interpreter trained differently"
+    );
+}
