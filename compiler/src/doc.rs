@@ -129,14 +129,15 @@ fn doc_comment(text: &str, offset: usize) -> String {
     lines.join(" ")
 }
 
-/// A value inside a parameter's range for the generated example.
-fn sample(prm: &HyperParam) -> String {
+/// A value inside a parameter's range for the generated example; `int` is the sample of
+/// a whole-number parameter before its range is applied.
+fn sample(prm: &HyperParam, int_sample: f64) -> String {
     if let Some(cs) = &prm.choices {
         return format!("\"{}\"", cs.first().map(String::as_str).unwrap_or(""));
     }
     let pick = |lo: f64, int: bool| -> String {
         let r = prm.range.unwrap_or(ValueRange { lo: None, hi: None });
-        let mut v = if int { 10.0 } else { lo };
+        let mut v = if int { int_sample } else { lo };
         if !r.contains(v) {
             if let Some((hi, _)) = r.hi {
                 v = if int { hi.floor() } else { hi / 2.0 };
@@ -165,7 +166,7 @@ fn sample(prm: &HyperParam) -> String {
         }
     };
     match &prm.ty {
-        TypeExpr::Scalar(crate::ast::ScalarType::Int) => pick(10.0, true),
+        TypeExpr::Scalar(crate::ast::ScalarType::Int) => pick(int_sample, true),
         TypeExpr::Scalar(crate::ast::ScalarType::Bool) => "false".into(),
         TypeExpr::Scalar(crate::ast::ScalarType::Schedule) => "0.001".into(),
         TypeExpr::Scalar(crate::ast::ScalarType::Chain) => "sgd(learning_rate: 0.1)".into(),
@@ -177,18 +178,67 @@ fn sample(prm: &HyperParam) -> String {
     }
 }
 
-/// A whole recipe using `d`, with its required arguments filled in (and, where `d`
-/// `requires` something of its arguments, the optional ones that default to `none`).
+/// A whole recipe using `d`, with its required arguments filled in. Where `d` `requires`
+/// something of its arguments, the first of these that compiles: the optional arguments
+/// that default to `none` given too, or one of them, or none; whole numbers 10 each, or
+/// 10, 20, 30, … (a warmup shorter than the run).
 fn example(d: &Def) -> String {
-    let is_none = |v: &crate::ir::HyperValue| v.as_f64().is_some_and(f64::is_nan);
+    let first = example_with(d, Optional::All, false);
+    if d.requires.is_empty() {
+        return first;
+    }
+    let mut choices = vec![Optional::All];
+    choices.extend(
+        d.params
+            .iter()
+            .filter(|p| is_none_default(p))
+            .map(|p| Optional::Only(p.name.as_str())),
+    );
+    choices.push(Optional::Neither);
+    for rising in [false, true] {
+        for &given in &choices {
+            let text = example_with(d, given, rising);
+            if !crate::compile("example.anneal", &text).has_errors() {
+                return text;
+            }
+        }
+    }
+    first
+}
+
+/// Which of the optional arguments that default to `none` an example gives.
+#[derive(Clone, Copy)]
+enum Optional<'a> {
+    All,
+    Only(&'a str),
+    Neither,
+}
+
+fn is_none_default(p: &HyperParam) -> bool {
+    p.default
+        .as_ref()
+        .is_some_and(|v| v.as_f64().is_some_and(f64::is_nan))
+}
+
+/// The example recipe with the required arguments and the optional ones `given` picks.
+fn example_with(d: &Def, given: Optional, rising: bool) -> String {
+    let given = |p: &HyperParam| match given {
+        Optional::All => is_none_default(p),
+        Optional::Only(name) => p.name == name,
+        Optional::Neither => false,
+    };
+    let mut ints = 0.0;
     let args: Vec<String> = d
         .params
         .iter()
-        .filter(|p| match &p.default {
-            None => true,
-            Some(v) => !d.requires.is_empty() && is_none(v),
+        .filter(|p| p.default.is_none() || (!d.requires.is_empty() && given(p)))
+        .map(|p| {
+            if p.ty == TypeExpr::Scalar(crate::ast::ScalarType::Int) {
+                ints += 1.0;
+            }
+            let int_sample = if rising { 10.0 * ints } else { 10.0 };
+            format!("{}: {}", p.name, sample(p, int_sample))
         })
-        .map(|p| format!("{}: {}", p.name, sample(p)))
         .collect();
     let call = format!("{}({})", d.name, args.join(", "));
     let item = if d.kind == DefKind::Schedule {

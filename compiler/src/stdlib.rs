@@ -25,6 +25,11 @@ pub const MODULES: &[(&str, &str, &str)] = &[
         include_str!("../../stdlib/formula.anneal"),
     ),
     (
+        "std.hf",
+        "stdlib/hf.anneal",
+        include_str!("../../stdlib/hf.anneal"),
+    ),
+    (
         "std.research",
         "stdlib/research.anneal",
         include_str!("../../stdlib/research.anneal"),

@@ -3,7 +3,7 @@
 //! when a recipe is elaborated, never per element.
 
 use super::{join_ticked, type_name, Checker, Scope};
-use crate::ast::{self, DefKind, ExprKind, MapKey, ScalarType, TypeExpr, UnOp};
+use crate::ast::{self, BinOp, CmpOp, DefKind, ExprKind, MapKey, ScalarType, TypeExpr, UnOp};
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::ir::{fmt_num, ChainCall, DefId, HyperExpr, HyperParam, HyperValue, ValueRange};
 use crate::source::Span;
@@ -262,6 +262,27 @@ pub(crate) fn check_hyper(
                 return None;
             };
             Some((HyperExpr::Binary(*op, Box::new(ha), Box::new(hb)), t))
+        }
+        ExprKind::Call { callee, args } if callee.name == "is_none" && args.len() == 1 => {
+            // `requires is_none(min_lr) or ...`: `none` is NaN here as in bodies (where
+            // `is_none` is the NaN test), so x != x is the same test on a constant.
+            let (h, t) = check_hyper(cx, scope, names, &args[0].value)?;
+            if !matches!(strip_groups(&t), HType::Real | HType::Int | HType::None) {
+                cx.diags.push(
+                    Diagnostic::error(
+                        "E0120",
+                        args[0].value.span,
+                        format!("`is_none` tests a number, found {}", t.name()),
+                    )
+                    .with_label("not a number"),
+                );
+                return None;
+            }
+            let ne = BinOp::Cmp(CmpOp::Ne);
+            Some((
+                HyperExpr::Binary(ne, Box::new(h.clone()), Box::new(h)),
+                HType::Bool,
+            ))
         }
         ExprKind::Call { callee, args } => {
             let id = cx.lookup_def(scope, callee)?;
