@@ -317,6 +317,13 @@ pub enum RecipeItem {
         entries: Vec<(Ident, Expr)>,
         span: Span,
     },
+    /// A line that is no recipe item (`accumulate 8`, `fp16 = true`): its first word and
+    /// the rest of it, kept for the checker to name the anneal spelling.
+    Unknown {
+        name: Ident,
+        rest: String,
+        span: Span,
+    },
 }
 
 #[derive(Debug, Clone)]

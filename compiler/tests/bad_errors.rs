@@ -186,3 +186,72 @@ fn negative_scale_in_a_map_is_out_of_range() {
     assert_eq!(at, "{4: -0.5}");
     assert!(d.message.contains("-0.5"), "{}", d.message);
 }
+
+/// `ITEM` in a recipe that otherwise compiles, as its only error.
+fn foreign_item(item: &str) -> (Diagnostic, String) {
+    only_error(&format!(
+        "import std.torch.{{AdamW}}\nrecipe r {{\n  {item}\n  update = AdamW(lr: 1e-3)\n}}\n"
+    ))
+}
+
+#[test]
+fn settings_of_other_tools_name_the_anneal_spelling() {
+    for (item, wanted) in [
+        ("accumulate 8", "MultiSteps(every_k_schedule: 8)"),
+        (
+            "gradient_accumulation_steps: 4",
+            "MultiSteps(every_k_schedule: 4)",
+        ),
+        ("clip 1.0", "clip_grad_norm_(max_norm: 1.0)"),
+        ("max_grad_norm = 0.5", "clip_grad_norm_(max_norm: 0.5)"),
+        ("warmup 500", "warmup_steps: 500"),
+        ("fp16", "precision { params: f16"),
+        ("bf16 = true", "precision { params: bf16"),
+        ("lr = 3e-4", "AdamW(lr: 3e-4)"),
+        ("weight_decay 0.1", "weight_decay: 0.1"),
+        ("epochs 3", "steps 10_000"),
+        ("batch_size: 64", "batch: 64"),
+        ("seed 7", "--seed"),
+    ] {
+        let (d, at) = foreign_item(item);
+        assert_eq!(d.code, "E0169", "{item}");
+        assert_eq!(at, item, "{item}: the whole line is marked");
+        assert!(
+            d.message.contains("is not a recipe item"),
+            "{item}: {}",
+            d.message
+        );
+        let help = d.help.as_deref().unwrap_or_default();
+        assert!(help.contains(wanted), "{item}: {help}");
+    }
+}
+
+#[test]
+fn a_misspelt_recipe_item_suggests_the_item() {
+    let (d, at) = foreign_item("modle = mlp(layers: [4, 2])");
+    assert_eq!(d.code, "E0169");
+    assert_eq!(at, "modle = mlp(layers: [4, 2])");
+    assert!(d
+        .help
+        .as_deref()
+        .unwrap_or_default()
+        .contains("did you mean `model`?"));
+}
+
+#[test]
+fn foreign_items_do_not_hide_the_other_mistakes() {
+    // The lines after `accumulate 8` are still checked: the typo in the chain is reported.
+    let errs = errors(
+        "import std.torch.{AdamW}\nrecipe r {\n  accumulate 8\n  update = AdamW(lr: 1e-3, betas: [0.9, 1.5])\n  fp16\n}\n",
+    );
+    let codes: Vec<&str> = errs.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["E0169", "E0121", "E0169"]);
+}
+
+#[test]
+fn a_single_line_recipe_ends_the_foreign_item_at_its_brace() {
+    let (d, at) =
+        only_error("import std.torch.{AdamW}\nrecipe r { update = AdamW(lr: 1e-3) fp16 }\n");
+    assert_eq!(d.code, "E0169");
+    assert_eq!(at, "fp16");
+}

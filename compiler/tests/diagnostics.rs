@@ -236,3 +236,15 @@ case!(
     requirement_that_is_not_a_condition,
     "schedule warm(total: int > 0 = 10)\n  requires total + 1 else \"never\" = 0.1\n"
 );
+case!(
+    settings_from_other_tools_as_recipe_items,
+    "import std.torch.{AdamW}\nrecipe r {\n  accumulate 8\n  clip = 1.0\n  warmup: 500\n  fp16\n  update = AdamW(lr: 1e-3)\n}\n"
+);
+case!(
+    misspelt_recipe_item,
+    "import std.torch.{AdamW}\nrecipe r {\n  updat = AdamW(lr: 1e-3)\n}\n"
+);
+case!(
+    recipe_item_broken_at_its_first_word,
+    "import std.torch.{AdamW}\nrecipe r {\n  model: mlp(layers: [4, 2])\n  update = AdamW(lr: 1e-3)\n}\n"
+);

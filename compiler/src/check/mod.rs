@@ -6,6 +6,7 @@
 mod args;
 mod body;
 mod curriculum;
+mod foreign;
 mod hyper;
 mod parallel;
 mod recipe;

@@ -70,6 +70,11 @@ pub(crate) fn check_recipe(
     for item in &r.items {
         match item {
             RecipeItem::Groups(..) | RecipeItem::Curriculum { .. } => {}
+            RecipeItem::Unknown { name, rest, span } => {
+                cx.diags
+                    .push(super::foreign::unknown_item(name, rest, *span));
+                ok = false;
+            }
             RecipeItem::Parallel(entries, span) => {
                 if once(cx, "parallel", *span) {
                     parallel_block = Some((entries, *span));

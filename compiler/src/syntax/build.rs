@@ -282,8 +282,31 @@ impl Builder<'_> {
         for q in parts {
             let s = self.span(&q);
             let rule = q.as_rule();
+            let text = q.as_str();
             let inner: Vec<Pair<Rule>> = q.into_inner().collect();
             match rule {
+                Rule::unknown_item => {
+                    let mut parts = inner.into_iter();
+                    let Some(name) = parts.next().map(|n| self.ident(n)) else {
+                        continue;
+                    };
+                    let rest = parts.next().map_or("", |t| t.as_str()).trim().to_string();
+                    match item_rule(&name.name) {
+                        // A real item that did not parse as one: its own syntax error.
+                        Some((rule, form)) => self.errors.push(super::item_syntax_error(
+                            self.file,
+                            (s.start, text),
+                            rule,
+                            form,
+                        )),
+                        None => items.push(RecipeItem::Unknown {
+                            name,
+                            rest,
+                            // The line without the blanks before a `}` or a comment.
+                            span: Span::new(self.file, s.start..s.start + text.trim_end().len()),
+                        }),
+                    }
+                }
                 Rule::steps_item => items.push(RecipeItem::Steps(self.expr(inner[0].clone()), s)),
                 Rule::model_item => items.push(RecipeItem::Model(self.expr(inner[0].clone()), s)),
                 Rule::precision_item => {
@@ -642,4 +665,17 @@ pub fn parse_number(text: &str) -> (f64, bool) {
     let clean: String = text.chars().filter(|c| *c != '_').collect();
     let is_int = !clean.contains(['.', 'e', 'E']);
     (clean.parse::<f64>().unwrap_or(f64::NAN), is_int)
+}
+
+/// The rule of a recipe item whose leading word is not a keyword (so a broken one reaches
+/// `unknown_item`), by that word, with the item's form for the message.
+fn item_rule(word: &str) -> Option<(Rule, &'static str)> {
+    Some(match word {
+        "model" => (Rule::model_item, "model = mlp(layers: [64, 128, 10])"),
+        "data" => (Rule::data_item, "data = csv(file: \"data/digits.csv\")"),
+        "precision" => (Rule::precision_item, "precision { params: bf16 }"),
+        "curriculum" => (Rule::curriculum_item, "curriculum { difficulty = loss }"),
+        "parallel" => (Rule::parallel_item, "parallel { data: 8, zero: 1 }"),
+        _ => return None,
+    })
 }

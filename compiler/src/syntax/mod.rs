@@ -88,6 +88,35 @@ fn parse_in_chunks(file: FileId, text: &str) -> (Ast, Vec<Diagnostic>) {
     (ast, errors)
 }
 
+/// The syntax error of a recipe item that failed to parse as `rule` (it was read as an
+/// unknown item so the rest of the recipe still parses); `at` is its offset in the file
+/// and `text` its text. Broken at its first word (`model: mlp(...)`), it is shown its form.
+pub(super) fn item_syntax_error(
+    file: FileId,
+    (at, text): (usize, &str),
+    rule: Rule,
+    form: &str,
+) -> Diagnostic {
+    let word = text
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or("");
+    match AnnealParser::parse(rule, text) {
+        Err(e) if !matches!(e.location, pest::error::InputLocation::Pos(0)) => {
+            syntax_error(file, at, text, &e)
+        }
+        // Only a prefix would parse (that cannot happen: the item parser tried it first) or
+        // the item is wrong from its start: show how it is written.
+        _ => Diagnostic::error(
+            "E0001",
+            Span::new(file, at..at + text.len()),
+            format!("syntax error: `{word}` is written `{form}`"),
+        )
+        .with_label(format!("not a `{word}` item"))
+        .with_help("see spec/syntax.md for the form of each recipe item"),
+    }
+}
+
 fn syntax_error(
     file: FileId,
     base: usize,
