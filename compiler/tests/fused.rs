@@ -550,6 +550,7 @@ fn model_calls_mid_step_agree_with_the_interpreter() {
         "sophia(learning_rate: 0.01, k: 1, weight_decay: 0.0)",
         "polyak_sgd(max_learning_rate: 0.5)",
         "clip_by_global_norm(max_norm: 1.0) |> polyak_sgd(scaling: 0.5, f_min: -1.0, variant: \"sps+\")",
+        "adam(learning_rate: 0.1) |> reduce_on_plateau(factor: 0.5, patience: 1, atol: 0.01, accumulation_size: 2)",
     ] {
         let src = format!("{IMPORTS}recipe r {{\n  update = {chain}\n}}\n");
         for sizes in [vec![5, 1023], vec![0, 3]] {

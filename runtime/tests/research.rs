@@ -293,3 +293,85 @@ fn polyak_sgd_steps_by_the_loss_gap_over_the_squared_gradient_norm() {
     );
     close(&capped[0], &[0.9, 0.6]);
 }
+
+/// A model whose loss follows a script and whose gradient is 1 everywhere, so a stage
+/// that reads `loss` can be walked through by hand.
+struct Scripted {
+    losses: Vec<f64>,
+    step: usize,
+}
+
+impl Oracle for Scripted {
+    fn grad_at(
+        &mut self,
+        params: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, anneal_compiler::error::Error> {
+        Ok(params.iter().map(|p| vec![1.0; p.len()]).collect())
+    }
+
+    fn hvp(
+        &mut self,
+        _params: &[Vec<f32>],
+        v: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, anneal_compiler::error::Error> {
+        Ok(v.to_vec())
+    }
+
+    fn loss(&mut self) -> Result<f64, anneal_compiler::error::Error> {
+        let l = self.losses[self.step];
+        self.step += 1;
+        Ok(l)
+    }
+}
+
+fn scripted(src: &str, losses: Vec<f64>) -> Vec<f32> {
+    let c = compile("test.anneal", src);
+    assert!(
+        !c.has_errors(),
+        "{}",
+        diagnostic::render(&c.diagnostics, &c.sources, false)
+    );
+    let recipe = &c.recipes()[0];
+    let names = vec!["x".to_string()];
+    let mut params = vec![vec![0.0f32]];
+    let (interp, mut st) = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
+    let steps = losses.len();
+    let mut model = Scripted { losses, step: 0 };
+    let mut trace = Vec::new();
+    for _ in 0..steps {
+        let g = model.grad_at(&params).unwrap();
+        interp
+            .step_with(&mut st, &mut params, &g, Some(&mut model))
+            .unwrap();
+        trace.push(params[0][0]);
+    }
+    trace
+}
+
+#[test]
+fn reduce_on_plateau_drops_the_scale_after_patience_flat_losses() {
+    // optax.contrib.reduce_on_plateau(factor 0.5, patience 2, cooldown 1) before SGD(1) on
+    // a gradient of 1: each step moves x by −scale. Losses 4 3 | 3 3: two averages without
+    // a 1e-4 relative gain → scale 0.5 at step 4; step 5 is cooldown; steps 6–7 flat → 0.25;
+    // step 8 improves (2) during cooldown; steps 9–10 flat → 0.125.
+    let x = scripted(
+        "import std.optax.*\nrecipe r { update = reduce_on_plateau(factor: 0.5, patience: 2, cooldown: 1) |> sgd(learning_rate: 1.0) }",
+        vec![4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 2.0, 2.0, 2.0],
+    );
+    let scales = [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.125];
+    let want: Vec<f32> = scales
+        .iter()
+        .scan(0.0f32, |x, s| {
+            *x -= s;
+            Some(*x)
+        })
+        .collect();
+    assert_eq!(x, want);
+    // accumulation_size 2, patience 1: the averages are 3, 3, 3 (of 4 2, 3 3, 5 1); the
+    // second and third do not improve, each dropping the scale at once.
+    let x = scripted(
+        "import std.optax.*\nrecipe r { update = reduce_on_plateau(factor: 0.5, patience: 1, accumulation_size: 2) |> sgd(learning_rate: 1.0) }",
+        vec![4.0, 2.0, 3.0, 3.0, 5.0, 1.0],
+    );
+    assert_eq!(x, [-1.0, -2.0, -3.0, -3.5, -4.0, -4.25]);
+}
