@@ -21,3 +21,25 @@ def test_the_readme_training_loop_trains_the_digits_mlp():
     assert last < first
     accuracy = float(lines[-1].rsplit(" ", 1)[1])
     assert accuracy > 0.9, out.stdout
+
+
+def test_the_modern_comparison_runs_every_recipe(tmp_path):
+    # A short run of examples/modern/compare.py: every recipe trains through `anneal run`,
+    # one table row each, and the plot is written.
+    from conftest import anneal_binary
+
+    out = subprocess.run(
+        [sys.executable, "examples/modern/compare.py", "--seeds", "2", "--steps", "120", "--out", str(tmp_path)]
+        + ["--anneal", anneal_binary()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == ["adamw_cosine", "schedule_free_adamw", "prodigy", "adopt", "ademamix"]
+    for row in rows:
+        accuracy = float(row.split("|")[2].split("±")[0])
+        assert accuracy > 0.8, row
+    assert (tmp_path / "loss.png").stat().st_size > 0
