@@ -375,3 +375,44 @@ fn reduce_on_plateau_drops_the_scale_after_patience_flat_losses() {
     );
     assert_eq!(x, [-1.0, -2.0, -3.0, -3.5, -4.0, -4.25]);
 }
+
+#[test]
+fn ademamix_warms_up_alpha_and_beta3_as_the_paper_does() {
+    // Pagliardini et al. 2024, the paper's own schedulers (linear α; β₃ linear in the
+    // half-life ln ½/ln(β + 1e-8) − 1), evaluated with its reference code for warmup 4:
+    // α 0, 1.25, 2.5, 3.75, 5, 5; β₃ from 0.9 to 0.999.
+    let c = compile(
+        "test.anneal",
+        "import std.formula.*\nimport std.optax.{ademamix}\nrecipe r {\n  schedule a = ademamix_alpha(alpha: 5, warmup: 4)\n  schedule b = ademamix_beta3(beta_end: 0.999, beta_start: 0.9, warmup: 4)\n  update = ademamix(learning_rate: 0.1, alpha: a, b3: b)\n}\n",
+    );
+    assert!(
+        !c.has_errors(),
+        "{}",
+        diagnostic::render(&c.diagnostics, &c.sources, false)
+    );
+    let curves = anneal_runtime::schedule::curves(&c.program, &c.recipes()[0], 6).unwrap();
+    let alpha = [0.0, 1.25, 2.5, 3.75, 5.0, 5.0];
+    let beta3 = [
+        0.900_000_010_000_000_1,
+        0.996_116_447_851_021,
+        0.998_019_804_861_612_3,
+        0.998_671_105_800_539_3,
+        0.999,
+        0.999,
+    ];
+    for (got, want) in curves[0].values.iter().zip(alpha) {
+        assert!((got - want).abs() < 1e-12, "{:?}", curves[0].values);
+    }
+    for (got, want) in curves[1].values.iter().zip(beta3) {
+        assert!((got - want).abs() < 1e-12, "{:?}", curves[1].values);
+    }
+    // The optimizer takes them step by step: at step 1, α = 0 and the update is Adam's
+    // first step, lr·g/(|g| + eps) = 0.1 on x = 1 (g = a·x = 1), so x = 0.9.
+    let trace = run(
+        "import std.formula.*\nimport std.optax.{ademamix}\nrecipe r { update = ademamix(learning_rate: 0.1, alpha: ademamix_alpha(alpha: 5, warmup: 4), b3: 0.999) }",
+        vec![1.0],
+        vec![1.0],
+        1,
+    );
+    close(&trace[0], &[0.9]);
+}
