@@ -317,6 +317,28 @@ fn optimizer() -> impl Strategy<Value = String> {
             .prop_map(|(l, w)| format!("adan(learning_rate: {l}, weight_decay: {w})")),
         (lr.clone(), 0.0f64..8.0)
             .prop_map(|(l, a)| format!("ademamix(learning_rate: {l}, alpha: {a})")),
+        (lr.clone(), 0.0f64..8.0, 0i64..6).prop_map(|(l, a, w)| format!(
+            "ademamix(learning_rate: {l}, alpha: ademamix_alpha(alpha: {a}, warmup: {w}), \
+             b3: ademamix_beta3(beta_end: 0.999, beta_start: 0.9, warmup: {w}))"
+        )),
+        (
+            lr.clone(),
+            0i64..4,
+            4i64..9,
+            prop_oneof![
+                Just("get_cosine_schedule_with_warmup"),
+                Just("get_linear_schedule_with_warmup"),
+                Just("get_cosine_with_hard_restarts_schedule_with_warmup"),
+                Just("get_polynomial_decay_schedule_with_warmup"),
+            ]
+        )
+            .prop_map(|(l, w, t, f)| format!(
+                "AdamW(lr: {f}(base_lr: {l}, num_warmup_steps: {w}, num_training_steps: {t}))"
+            )),
+        (lr.clone(), 0i64..4, 1i64..4).prop_map(|(l, w, d)| format!(
+            "SGD(lr: get_wsd_schedule(base_lr: {l}, num_warmup_steps: {w}, num_decay_steps: {d}, \
+             num_stable_steps: 2, decay_type: \"1-sqrt\"), momentum: 0.9)"
+        )),
         (lr.clone(), 0.0f64..3.0)
             .prop_map(|(l, a)| format!("simplified_ademamix(learning_rate: {l}, alpha: {a})")),
         (lr.clone(), any::<bool>(), any::<bool>()).prop_map(|(l, n, c)| format!(
@@ -442,7 +464,7 @@ fn validate_wgsl(src: &str) {
     }
 }
 
-const IMPORTS: &str = "import std.optax.*\nimport std.torch.*\nimport std.research.*\nimport std.pytorch_optimizer.*\n";
+const IMPORTS: &str = "import std.optax.*\nimport std.torch.*\nimport std.research.*\nimport std.pytorch_optimizer.*\nimport std.formula.*\nimport std.hf.*\n";
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
