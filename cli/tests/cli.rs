@@ -704,6 +704,33 @@ fn plateau_rates(
     out
 }
 
+/// `anneal run RECIPE --metrics` on the interpreter and on Cranelift: each back end's
+/// metrics lines.
+fn metrics_on_two_back_ends(recipe: &Path) -> Vec<(&'static str, Vec<serde_json::Value>)> {
+    ["interp", "cranelift"]
+        .into_iter()
+        .map(|backend| {
+            let metrics = recipe.with_extension(format!("{backend}.jsonl"));
+            let o = anneal(&[
+                "run",
+                recipe.to_str().unwrap(),
+                "--backend",
+                backend,
+                "--json",
+                "--metrics",
+                metrics.to_str().unwrap(),
+            ]);
+            json_output(&o);
+            let lines = std::fs::read_to_string(&metrics)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            (backend, lines)
+        })
+        .collect()
+}
+
 #[test]
 fn run_follows_the_training_loss_with_reduce_lr_on_plateau() {
     let recipe = temp(
@@ -713,23 +740,7 @@ fn run_follows_the_training_loss_with_reduce_lr_on_plateau() {
             .as_str(),
     );
     let mut runs = Vec::new();
-    for backend in ["interp", "cranelift"] {
-        let metrics = recipe.with_file_name(format!("plateau-{backend}.jsonl"));
-        let o = anneal(&[
-            "run",
-            recipe.to_str().unwrap(),
-            "--backend",
-            backend,
-            "--json",
-            "--metrics",
-            metrics.to_str().unwrap(),
-        ]);
-        json_output(&o);
-        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&metrics)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+    for (backend, lines) in metrics_on_two_back_ends(&recipe) {
         let series = |key: &str| -> Vec<f64> {
             lines
                 .iter()
@@ -776,27 +787,8 @@ fn run_gives_polyak_sgd_the_training_loss() {
             .as_str(),
     );
     let mut runs = Vec::new();
-    for backend in ["interp", "cranelift"] {
-        let metrics = recipe.with_file_name(format!("polyak-{backend}.jsonl"));
-        let o = anneal(&[
-            "run",
-            recipe.to_str().unwrap(),
-            "--backend",
-            backend,
-            "--json",
-            "--metrics",
-            metrics.to_str().unwrap(),
-        ]);
-        json_output(&o);
-        let loss: Vec<f64> = std::fs::read_to_string(&metrics)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                    .as_f64()
-                    .unwrap()
-            })
-            .collect();
+    for (backend, lines) in metrics_on_two_back_ends(&recipe) {
+        let loss: Vec<f64> = lines.iter().map(|l| l["loss"].as_f64().unwrap()).collect();
         assert_eq!(loss.len(), 60);
         let head: f64 = loss[..10].iter().sum::<f64>() / 10.0;
         let tail: f64 = loss[50..].iter().sum::<f64>() / 10.0;

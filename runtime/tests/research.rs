@@ -43,13 +43,19 @@ impl Oracle for Quadratic {
     }
 }
 
-fn run(src: &str, a: Vec<f32>, x: Vec<f32>, steps: usize) -> Vec<Vec<f32>> {
-    let c = compile("test.anneal", src);
+/// The compilation of `src`, which must have no errors.
+fn compiled(name: &str, src: &str) -> anneal_compiler::Compilation {
+    let c = compile(name, src);
     assert!(
         !c.has_errors(),
         "{}",
         diagnostic::render(&c.diagnostics, &c.sources, false)
     );
+    c
+}
+
+fn run(src: &str, a: Vec<f32>, x: Vec<f32>, steps: usize) -> Vec<Vec<f32>> {
+    let c = compiled("test.anneal", src);
     let recipe = &c.recipes()[0];
     let names = vec!["x".to_string()];
     let mut params = vec![x];
@@ -96,7 +102,7 @@ fn sam_takes_the_gradient_at_the_perturbed_point() {
 
 #[test]
 fn sam_without_the_capability_is_refused() {
-    let c = compile(
+    let c = compiled(
         "t.anneal",
         "import std.torch.*\nrecipe r { update = SAM() |> SGD(lr: 0.1) }",
     );
@@ -122,11 +128,6 @@ fn adabound_clips_the_adam_step_into_its_bounds() {
     let c = compile(
         "t.anneal",
         "import std.research.*\nrecipe r { update = adabound(learning_rate: 1e-3) }",
-    );
-    assert!(
-        !c.has_errors(),
-        "{}",
-        diagnostic::render(&c.diagnostics, &c.sources, false)
     );
     let names = vec!["w".to_string()];
     let mut params = vec![vec![1.0f32]];
@@ -160,12 +161,7 @@ fn sophia_preconditions_with_a_hutchinson_hessian_estimate() {
 }
 
 fn schedule_values(src: &str, n: usize) -> Vec<f64> {
-    let c = compile("t.anneal", src);
-    assert!(
-        !c.has_errors(),
-        "{}",
-        diagnostic::render(&c.diagnostics, &c.sources, false)
-    );
+    let c = compiled("t.anneal", src);
     let (_, s, _) = &c.recipes()[0].schedules[0];
     (0..n)
         .map(|k| eval_sched(&c.program, s, k as f64, 0).unwrap())
@@ -325,12 +321,7 @@ impl Oracle for Scripted {
 }
 
 fn scripted(src: &str, losses: Vec<f64>) -> Vec<f32> {
-    let c = compile("test.anneal", src);
-    assert!(
-        !c.has_errors(),
-        "{}",
-        diagnostic::render(&c.diagnostics, &c.sources, false)
-    );
+    let c = compiled("test.anneal", src);
     let recipe = &c.recipes()[0];
     let names = vec!["x".to_string()];
     let mut params = vec![vec![0.0f32]];
@@ -381,14 +372,9 @@ fn ademamix_warms_up_alpha_and_beta3_as_the_paper_does() {
     // Pagliardini et al. 2024, the paper's own schedulers (linear α; β₃ linear in the
     // half-life ln ½/ln(β + 1e-8) − 1), evaluated with its reference code for warmup 4:
     // α 0, 1.25, 2.5, 3.75, 5, 5; β₃ from 0.9 to 0.999.
-    let c = compile(
+    let c = compiled(
         "test.anneal",
         "import std.formula.*\nimport std.optax.{ademamix}\nrecipe r {\n  schedule a = ademamix_alpha(alpha: 5, warmup: 4)\n  schedule b = ademamix_beta3(beta_end: 0.999, beta_start: 0.9, warmup: 4)\n  update = ademamix(learning_rate: 0.1, alpha: a, b3: b)\n}\n",
-    );
-    assert!(
-        !c.has_errors(),
-        "{}",
-        diagnostic::render(&c.diagnostics, &c.sources, false)
     );
     let curves = anneal_runtime::schedule::curves(&c.program, &c.recipes()[0], 6).unwrap();
     let alpha = [0.0, 1.25, 2.5, 3.75, 5.0, 5.0];
