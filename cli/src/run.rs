@@ -563,6 +563,9 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     let every = (steps / 10).max(1);
     let start = std::time::Instant::now();
     let mut evals: Vec<(usize, f64)> = Vec::new();
+    // The parameters the run is judged at: the stages' evaluation view (`eval param`,
+    // schedule-free's average x) when one is declared, after the last step.
+    let mut final_view: Option<Vec<Vec<f32>>> = None;
     let mut on_step =
         |t: usize, tr: &Trace, params: &[Vec<f32>], interp: &anneal_compiler::backends::Stepper| {
             if let Some(path) = &ck_path {
@@ -583,10 +586,16 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             }
             if let (Some(every), Some(m)) = (args.eval_every, &mlp) {
                 if (t + 1).is_multiple_of(every) || t + 1 == steps {
-                    if let Some(a) = test_accuracy(m, data, test_rows, params) {
+                    let view = interp.eval_params(params)?;
+                    if let Some(a) =
+                        test_accuracy(m, data, test_rows, view.as_deref().unwrap_or(params))
+                    {
                         evals.push((t, a));
                     }
                 }
+            }
+            if t + 1 == steps {
+                final_view = interp.eval_params(params)?;
             }
             let loss = tr.loss.last().copied().unwrap_or(f32::NAN);
             let lr = tr
@@ -622,7 +631,12 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
             eprintln!("note: the update step ran on the GPU `{gpu}`");
         }
     }
-    let (acc, mse) = setup.test_quality(&params);
+    if final_view.is_some() && !args.json {
+        eprintln!(
+            "note: tested at the recipe's evaluation view (`eval param`), not the training iterate"
+        );
+    }
+    let (acc, mse) = setup.test_quality(final_view.as_deref().unwrap_or(&params));
     if let Some(path) = &args.metrics {
         write_metrics(path, &trace, &evals)?;
     }

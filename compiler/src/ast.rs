@@ -187,6 +187,8 @@ pub enum Stmt {
     },
     /// `skip if cond`
     Skip { cond: Expr, span: Span },
+    /// `eval param = expr`: the evaluation view of the parameters.
+    Eval { value: Expr, span: Span },
     /// `observe { ... }` in a schedule.
     Observe { stmts: Vec<Stmt>, span: Span },
     /// A bare expression: the value of a schedule block (its last line).

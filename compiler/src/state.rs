@@ -245,6 +245,11 @@ impl StepState {
         std::mem::take(&mut self.states[stage])
     }
 
+    /// Stage `stage`'s states, read in place.
+    pub(crate) fn stage_states(&self, stage: usize) -> &[StateValue] {
+        &self.states[stage]
+    }
+
     pub(crate) fn put_stage(&mut self, stage: usize, states: Vec<StateValue>) {
         self.states[stage] = states;
     }

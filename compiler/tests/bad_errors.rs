@@ -255,3 +255,13 @@ fn a_single_line_recipe_ends_the_foreign_item_at_its_brace() {
     assert_eq!(d.code, "E0169");
     assert_eq!(at, "fp16");
 }
+
+#[test]
+fn an_evaluation_view_cannot_read_the_step_s_gradient() {
+    let (d, at) = only_error(
+        "import std.optax.{sgd}\ntransform avg() {\n  state z = param\n  z = z + grad\n  eval param = param - grad\n}\nrecipe r { update = avg() |> sgd(learning_rate: 0.1) }\n",
+    );
+    assert_eq!(d.code, "E0147");
+    assert_eq!(at, "grad");
+    assert!(d.message.contains("between steps"), "{}", d.message);
+}

@@ -402,3 +402,44 @@ fn ademamix_warms_up_alpha_and_beta3_as_the_paper_does() {
     );
     close(&trace[0], &[0.9]);
 }
+
+#[test]
+fn schedule_free_evaluates_at_the_average_of_the_z_sequence() {
+    // Defazio et al. 2024, eq. (1): x_t = (1 − c_t) x_{t−1} + c_t z_t with c_t = γ²/Σγ²,
+    // which for a constant rate is 1/t: x_t is the mean of z_1..z_t. The stage's
+    // `eval param` recovers x from y and z instead, (y − (1 − β) z)/β (optax's
+    // schedule_free_eval_params); the two must agree at every step.
+    let c = compiled(
+        "test.anneal",
+        "import std.optax.*\nrecipe r { update = schedule_free_sgd(learning_rate: 0.3, b1: 0.8) }",
+    );
+    let recipe = &c.recipes()[0];
+    let names = vec!["x".to_string()];
+    let mut params = vec![vec![1.0f32, -2.0, 0.5]];
+    let (interp, mut st) = Interpreter::new(&c.program, recipe, &names, &params).unwrap();
+    assert_eq!(
+        interp.eval_params(&st, &params).unwrap(),
+        Some(params.clone())
+    );
+    let a = [1.0f32, 4.0, 0.25];
+    let mut z_sum = [0.0f64; 3];
+    for t in 1..=6 {
+        let g: Vec<f32> = params[0].iter().zip(a).map(|(x, a)| a * x).collect();
+        interp.step(&mut st, &mut params, &[g]).unwrap();
+        let Some(anneal_compiler::state::StateValue::Element(z)) =
+            interp.state(&st, "schedule_free", "z")
+        else {
+            panic!("no z state");
+        };
+        for (s, z) in z_sum.iter_mut().zip(&z[0]) {
+            *s += f64::from(*z);
+        }
+        let x = interp.eval_params(&st, &params).unwrap().unwrap();
+        let mean: Vec<f64> = z_sum.iter().map(|s| s / f64::from(t)).collect();
+        close(&x[0], &mean);
+        // y = β x + (1 − β) z: the same point at the first step (x_1 = z_1), apart after.
+        if t > 1 {
+            assert_ne!(x[0], params[0], "x differs from y");
+        }
+    }
+}

@@ -136,6 +136,12 @@ impl<'p> Stepper<'p> {
         &self.state
     }
 
+    /// The parameters to evaluate after the steps so far (the stages' `eval param = ...`,
+    /// schedule-free's average); `None` when they are `params` themselves.
+    pub fn eval_params(&self, params: &[Vec<f32>]) -> Result<Option<Vec<Vec<f32>>>> {
+        self.interp().eval_params(&self.state, params)
+    }
+
     /// One update, with the model's oracle for recipes that call the model mid-step.
     pub fn step_with(
         &mut self,

@@ -17,6 +17,7 @@ use crate::ir::{
 use crate::math::{arith, builtin};
 use crate::value::eval_hyper;
 
+mod eval;
 pub mod lbfgs;
 mod sam;
 mod sched;

@@ -591,6 +591,9 @@ pub struct Body {
     pub result: Option<ExprId>,
     /// A schedule's `observe` block: run after each step with that step's metric.
     pub observe: Vec<Stmt>,
+    /// `eval param = ...`: the parameters to evaluate, from the parameters and the states
+    /// between steps (schedule-free's average x); none when they are the parameters.
+    pub eval: Option<ExprId>,
 }
 
 impl Body {

@@ -247,6 +247,10 @@ impl Builder<'_> {
                 cond: self.expr(parts[0].clone()),
                 span,
             },
+            Rule::eval_stmt => Stmt::Eval {
+                value: self.expr(parts[0].clone()),
+                span,
+            },
             Rule::let_stmt => Stmt::Let {
                 name: self.ident(parts[0].clone()),
                 value: self.expr(parts[1].clone()),

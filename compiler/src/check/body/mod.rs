@@ -15,6 +15,7 @@ use crate::ir::{
 use crate::source::Span;
 
 mod call;
+mod eval;
 mod expr;
 
 const REDUCTIONS: [(&str, ReduceOp); 6] = [
@@ -127,6 +128,11 @@ pub(crate) fn check_schedule(
                 Diagnostic::error("E0143", *span, "a schedule's states change only in its `observe` block")
                     .with_label("assignment outside `observe`")
                     .with_help("move it into `observe { ... }`, which runs after each step with that step's `metric`"),
+            ),
+            ast::Stmt::Eval { span, .. } => b.cx.diags.push(
+                Diagnostic::error("E0143", *span, "a schedule has no parameters to evaluate")
+                    .with_label("not allowed in a schedule")
+                    .with_help("`eval param = ...` belongs in a transform or optimizer"),
             ),
             ast::Stmt::Skip { span, .. } => b.cx.diags.push(
                 Diagnostic::error("E0143", *span, "a schedule cannot skip a step")
@@ -245,6 +251,7 @@ impl BodyCx<'_> {
             }
             ast::Stmt::Let { name, value, .. } => self.let_stmt(name, value),
             ast::Stmt::Assign { target, op, value, span } => self.assign(target, *op, value, *span),
+            ast::Stmt::Eval { value, span } => self.eval_view(value, *span),
             ast::Stmt::Skip { cond, .. } => {
                 let c = self.expr(cond);
                 let t = self.body.types[c];
@@ -356,6 +363,7 @@ impl BodyCx<'_> {
                     let span = match other {
                         ast::Stmt::State { span, .. }
                         | ast::Stmt::Skip { span, .. }
+                        | ast::Stmt::Eval { span, .. }
                         | ast::Stmt::Observe { span, .. } => *span,
                         ast::Stmt::Expr(e) => e.span,
                         _ => span,
