@@ -129,7 +129,7 @@ fn doc_comment(text: &str, offset: usize) -> String {
     lines.join(" ")
 }
 
-/// A value inside a parameter's range for the generated example; `int` is the sample of
+/// A value inside a parameter's range for the generated example; `int_sample` is the value of
 /// a whole-number parameter before its range is applied.
 fn sample(prm: &HyperParam, int_sample: f64) -> String {
     if let Some(cs) = &prm.choices {
