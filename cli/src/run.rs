@@ -584,18 +584,23 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
                     )?;
                 }
             }
-            if let (Some(every), Some(m)) = (args.eval_every, &mlp) {
-                if (t + 1).is_multiple_of(every) || t + 1 == steps {
-                    let view = interp.eval_params(params)?;
+            let last = t + 1 == steps;
+            let test_now = mlp.is_some()
+                && args
+                    .eval_every
+                    .is_some_and(|every| (t + 1).is_multiple_of(every) || last);
+            if test_now || last {
+                let view = interp.eval_params(params)?;
+                if let (true, Some(m)) = (test_now, &mlp) {
                     if let Some(a) =
                         test_accuracy(m, data, test_rows, view.as_deref().unwrap_or(params))
                     {
                         evals.push((t, a));
                     }
                 }
-            }
-            if t + 1 == steps {
-                final_view = interp.eval_params(params)?;
+                if last {
+                    final_view = view;
+                }
             }
             let loss = tr.loss.last().copied().unwrap_or(f32::NAN);
             let lr = tr
