@@ -105,6 +105,21 @@ fn what_the_config_cannot_carry_is_listed_not_dropped() {
         &[],
     );
     assert!(err(&o).contains("the stage `scale_by_lion`"), "{}", err(&o));
+    // A scheduled beta or weight decay has no place in DeepSpeed's config: named, not
+    // exported as its first value.
+    let (o, v) = export(
+        "import std.optax.{adamw, linear_schedule}\nrecipe r {\n  update = adamw(learning_rate: 1e-3, b1: linear_schedule(init_value: 0.5, end_value: 0.9, transition_steps: 100), weight_decay: 0.1 * linear_schedule(init_value: 1, end_value: 0, transition_steps: 100))\n}\n",
+        "scheduled_betas",
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(v.is_none());
+    for item in [
+        "`scale_by_adam`'s `b1` follows a schedule",
+        "`add_decayed_weights`'s `weight_decay` follows a schedule",
+    ] {
+        assert!(err(&o).contains(item), "{item}: {}", err(&o));
+    }
 }
 
 #[test]

@@ -206,6 +206,8 @@ fn exported_steps_match_the_interpreter_across_the_library() {
         "GradScaler(init_scale: 2, growth_interval: 3) |> AdamW(lr: 0.01)",
         "ema(decay: 0.9) |> rprop(learning_rate: 0.01)",
         "adabound(learning_rate: 0.01)",
+        // One stage holding mars's b1 and Adam's: two fields.
+        "cautious(optimizer: mars(b1: 0.8, optimizer: adamw(learning_rate: 0.01)))",
     ];
     for (k, chain) in chains.iter().enumerate() {
         let dir = out_dir(&format!("lib{k}"));

@@ -187,6 +187,8 @@ pub enum Stmt {
     },
     /// `skip if cond`
     Skip { cond: Expr, span: Span },
+    /// `run NAME`: a chain parameter's stages, inlined here when the recipe is elaborated.
+    Run { chain: Ident, span: Span },
     /// `eval param = expr`: the evaluation view of the parameters.
     Eval { value: Expr, span: Span },
     /// `observe { ... }` in a schedule.

@@ -248,19 +248,19 @@ fn example_with(d: &Def, given: Optional, rising: bool) -> String {
     };
     // A chain argument's sample stage is Optax's sgd.
     let chain = TypeExpr::Scalar(crate::ast::ScalarType::Chain);
-    let names = if d
+    let imports = match d
         .params
         .iter()
         .any(|p| p.default.is_none() && p.ty == chain)
     {
-        format!("{}, sgd", d.name)
-    } else {
-        d.name.clone()
+        true if d.module == "std.optax" => format!("import std.optax.{{{}, sgd}}\n", d.name),
+        true => format!(
+            "import {}.{{{}}}\nimport std.optax.{{sgd}}\n",
+            d.module, d.name
+        ),
+        false => format!("import {}.{{{}}}\n", d.module, d.name),
     };
-    format!(
-        "import {}.{{{names}}}\n\nrecipe example {{\n  steps 100\n  {item}\n}}\n",
-        d.module
-    )
+    format!("{imports}\nrecipe example {{\n  steps 100\n  {item}\n}}\n")
 }
 
 /// One entry as terminal text.

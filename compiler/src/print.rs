@@ -122,6 +122,7 @@ fn print_def(p: &Program, id: DefId, out: &mut String) {
             Stmt::SetGrad(e) => writeln!(out, "  grad <- %{e}"),
             Stmt::SetParam(e) => writeln!(out, "  param <- %{e}"),
             Stmt::Skip(e) => writeln!(out, "  skip if %{e}"),
+            Stmt::Run(i) => writeln!(out, "  run ${i}"),
         };
     }
     if !body.observe.is_empty() {

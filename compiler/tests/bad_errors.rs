@@ -265,3 +265,71 @@ fn an_evaluation_view_cannot_read_the_step_s_gradient() {
     assert_eq!(at, "grad");
     assert!(d.message.contains("between steps"), "{}", d.message);
 }
+
+#[test]
+fn a_scheduled_beta_is_checked_over_the_run_and_names_the_step() {
+    let src = |steps: u32| {
+        format!(
+            "import std.optax.*\nrecipe r {{\n  steps {steps}\n  update = adamw(learning_rate: 1e-3, \
+             b1: linear_schedule(init_value: 0.5, end_value: 1.2, transition_steps: 50), \
+             weight_decay: cosine_decay_schedule(init_value: 0.1, decay_steps: 60))\n}}\n"
+        )
+    };
+    // 0.5 + 0.7·k/50 reaches 1 at count 36 (step 37); a 36-step run never gets there.
+    assert!(errors(&src(36)).is_empty(), "{:#?}", errors(&src(36)));
+    let (d, _) = only_error(&src(37));
+    assert_eq!(d.code, "E0121");
+    assert!(
+        d.message.contains(
+            "`b1` of `scale_by_adam` must be in [0, 1), but its schedule is 1.004 at step 37"
+        ),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn a_schedules_own_parameters_take_numbers_not_schedules() {
+    let (d, _) = only_error(
+        "import std.optax.*\nrecipe r {\n  update = sgd(learning_rate: linear_schedule(init_value: \
+         cosine_decay_schedule(init_value: 1, decay_steps: 10), end_value: 0, transition_steps: 10))\n}\n",
+    );
+    assert_eq!(d.code, "E0120");
+    assert!(
+        d.help
+            .as_deref()
+            .unwrap_or("")
+            .contains("a schedule's parameters are fixed numbers"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_wrapper_refuses_an_optimizer_that_assigns_param_itself() {
+    // torch's AdamW writes `param`, so cautious's mask after `run` would see no update.
+    let (d, _) = only_error(
+        "import std.research.{cautious}\nimport std.torch.{AdamW}\nrecipe r {\n  update = cautious(optimizer: AdamW(lr: 1e-3))\n}\n",
+    );
+    assert_eq!(d.code, "E0148");
+    assert!(
+        d.message
+            .contains("`cautious` cannot wrap these stages: `Adam` assigns `param`"),
+        "{}",
+        d.message
+    );
+    // mars runs its optimizer last, so the same optimizer is fine there.
+    assert!(errors(
+        "import std.research.{mars}\nimport std.torch.{AdamW}\nrecipe r {\n  update = mars(optimizer: AdamW(lr: 1e-3))\n}\n"
+    )
+    .is_empty());
+}
+
+#[test]
+fn run_names_a_chain_parameter() {
+    let (d, at) = only_error(
+        "transform w(optimizer: chain, scale: real = 1) {\n  run scale\n  grad = grad * scale\n}\n",
+    );
+    assert_eq!(d.code, "E0120");
+    assert_eq!(at, "scale");
+    assert_eq!(d.help.as_deref(), Some("write `run optimizer`"));
+}

@@ -248,3 +248,7 @@ case!(
     recipe_item_broken_at_its_first_word,
     "import std.torch.{AdamW}\nrecipe r {\n  model: mlp(layers: [4, 2])\n  update = AdamW(lr: 1e-3)\n}\n"
 );
+case!(
+    scheduled_beta_leaves_its_range,
+    "import std.optax.{adam, linear_schedule}\nrecipe r {\n  steps 100\n  update = adam(learning_rate: 1e-3, b1: linear_schedule(init_value: 0.5, end_value: 1.5, transition_steps: 100))\n}\n"
+);

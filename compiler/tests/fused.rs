@@ -295,7 +295,29 @@ fn optimizer() -> impl Strategy<Value = String> {
             .prop_map(|(l, b1, b2)| format!("adam(learning_rate: {l}, b1: {b1}, b2: {b2})")),
         (lr.clone(), 0.0f64..0.3)
             .prop_map(|(l, w)| format!("adamw(learning_rate: {l}, weight_decay: {w})")),
+        // Schedules on β₁, β₂ and the weight decay, read at the stage's count.
+        (lr.clone(), 0.0f64..0.9, 1i64..4, 0.0f64..0.3).prop_map(|(l, b, t, w)| format!(
+            "adamw(learning_rate: {l}, \
+             b1: linear_schedule(init_value: {b}, end_value: 0.9, transition_steps: {t}), \
+             b2: 0.999 - linear_schedule(init_value: 0.2, end_value: 0, transition_steps: {t}), \
+             weight_decay: cosine_decay_schedule(init_value: {w}, decay_steps: {t}))"
+        )),
+        (lr.clone(), 0.0f64..0.9, 1i64..4, 0.0f64..0.1).prop_map(|(l, b, t, w)| format!(
+            "Adam(lr: {l}, betas: [linear_schedule(init_value: {b}, end_value: 0.95, \
+             transition_steps: {t}), 0.99], weight_decay: {w} * exponential_decay(init_value: 1, \
+             transition_steps: 1, decay_rate: 0.5))"
+        )),
         lr.clone().prop_map(|l| format!("lion(learning_rate: {l})")),
+        // Wrappers, each spliced into one stage around the optimizer it runs.
+        (lr.clone(), wrapped())
+            .prop_map(|(l, o)| format!("cautious(optimizer: {o}(learning_rate: {l}))")),
+        (lr.clone(), 0.0f64..0.1, 0.5f64..0.99, wrapped()).prop_map(|(l, g, b, o)| format!(
+            "mars(gamma: {g}, b1: {b}, optimizer: {o}(learning_rate: {l}))"
+        )),
+        (lr.clone(), 0.0f64..0.1).prop_map(|(l, g)| format!(
+            "cautious(optimizer: clip_by_global_norm(max_norm: 1.0) \
+             |> mars(gamma: {g}, optimizer: adamw(learning_rate: {l})))"
+        )),
         lr.clone().prop_map(|l| format!("lamb(learning_rate: {l})")),
         lr.clone().prop_map(|l| format!("lars(learning_rate: {l})")),
         lr.clone()
@@ -419,6 +441,21 @@ fn optimizer() -> impl Strategy<Value = String> {
         (lr, 0.01f64..0.5).prop_map(|(l, c)| format!(
             "adaptive_grad_clip(clipping: {c}) |> sgd(learning_rate: {l})"
         )),
+    ]
+}
+
+/// Optimizers a wrapper may run: their stages add to `grad` (none assigns `param`).
+fn wrapped() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        Just("sgd"),
+        Just("adam"),
+        Just("adamw"),
+        Just("lion"),
+        Just("adagrad"),
+        Just("nadamw"),
+        Just("adan"),
+        Just("lamb"),
+        Just("adafactor"),
     ]
 }
 
@@ -581,6 +618,42 @@ fn model_calls_mid_step_agree_with_the_interpreter() {
                 let fused = run_model(&src, backend, &sizes, 7);
                 assert_close(&fused, &reference, &format!("{} {src}", backend.name()));
             }
+        }
+    }
+}
+
+#[test]
+fn wrappers_agree_with_the_interpreter_on_every_optimizer_they_can_run() {
+    let shapes = [vec![7], vec![5, 9], vec![3, 4, 6]];
+    let mut recipes = Vec::new();
+    for inner in [
+        "sgd",
+        "adam",
+        "adamw",
+        "lion",
+        "adagrad",
+        "nadamw",
+        "adan",
+        "lamb",
+        "adafactor",
+    ] {
+        recipes.push(format!("cautious(optimizer: {inner}(learning_rate: 0.01))"));
+        recipes.push(format!(
+            "mars(gamma: 0.05, b1: 0.9, optimizer: {inner}(learning_rate: 0.01))"
+        ));
+        recipes.push(format!(
+            "cautious(optimizer: mars(optimizer: {inner}(learning_rate: 0.01)))"
+        ));
+    }
+    // A torch optimizer writes `param` itself: mars runs it last.
+    recipes.push("mars(optimizer: AdamW(lr: 0.01, weight_decay: 0.1))".into());
+    for wrapper in recipes {
+        let src = format!("{IMPORTS}recipe r {{\n  update = {wrapper}\n}}\n");
+        let reference = run_shapes(&src, Backend::Interp, 1, &shapes, 4);
+        validate_wgsl(&src);
+        for backend in compiled_backends() {
+            let fused = run_shapes(&src, backend, 2, &shapes, 4);
+            assert_close(&fused, &reference, &format!("{} {src}", backend.name()));
         }
     }
 }

@@ -140,6 +140,11 @@ fn tensors_split_over_several_bindings_agree_with_the_interpreter() {
     for src in [
         CLIP_ADAMW,
         "import std.optax.{lamb}\nrecipe r { update = lamb(learning_rate: 0.01) }",
+        // A wrapper's per-tensor mask count and norm, and schedules on β₁ and the decay.
+        "import std.research.{cautious, mars}\nimport std.optax.{adamw, linear_schedule}\n\
+         recipe r { update = cautious(optimizer: mars(optimizer: adamw(learning_rate: 0.01, \
+         b1: linear_schedule(init_value: 0.5, end_value: 0.9, transition_steps: 2), \
+         weight_decay: 0.1 * linear_schedule(init_value: 1, end_value: 0, transition_steps: 3)))) }",
     ] {
         assert_eq!(agree(src, &[5000, 7, 2048], 3, 2048), [3, 1, 1]);
     }

@@ -202,6 +202,17 @@ pub fn config(program: &Program, recipe: &Recipe) -> (Value, Vec<String>) {
     let mut accumulate: Option<u64> = None;
     let mut scaler: Option<&Call> = None;
     let mut optimizer: Option<Value> = None;
+    // DeepSpeed schedules only the learning rate; its betas and weight decay are numbers.
+    for c in &calls {
+        for (name, v) in &c.args {
+            if !matches!(*name, "lr" | "learning_rate") && v.varies() {
+                lost.push(format!(
+                    "`{}`'s `{name}` follows a schedule (DeepSpeed's config holds it constant)",
+                    c.name
+                ));
+            }
+        }
+    }
     let mut i = 0;
     while i < calls.len() {
         let c = &calls[i];

@@ -52,7 +52,17 @@ impl Cx<'_> {
 
     fn hyper_field(&self, stage: usize, index: usize) -> String {
         let def = &self.program.defs[self.recipe.stages[stage].def];
-        format!("s{stage}_{}", c_name(&def.params[index].name))
+        let name = &def.params[index].name;
+        // A wrapper's stage holds its own parameters and its optimizer's, which may share
+        // a name (mars's `b1` and Adam's): later ones are numbered.
+        match def.params[..index]
+            .iter()
+            .filter(|p| p.name == *name)
+            .count()
+        {
+            0 => format!("s{stage}_{}", c_name(name)),
+            k => format!("s{stage}_{}_{}", c_name(name), k + 1),
+        }
     }
 
     fn state_field(&self, stage: usize, state: usize) -> String {
@@ -395,7 +405,7 @@ pub fn header(program: &Program, recipe: &Recipe, kernel: &Kernel, prefix: &str)
                 }
                 other => {
                     let x = value_at_start(program, other)?;
-                    let sched = matches!(other, HyperValue::Schedule(crate::ir::Sched::Call(..)));
+                    let sched = other.varies();
                     let _ = writeln!(
                         w,
                         "  double {field}; /* {}.{}{} */",

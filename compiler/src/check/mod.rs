@@ -8,6 +8,7 @@ mod body;
 mod curriculum;
 mod foreign;
 mod hyper;
+mod inline;
 mod parallel;
 mod recipe;
 

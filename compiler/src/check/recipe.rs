@@ -4,10 +4,11 @@
 
 use super::args::named_args;
 use super::hyper::{self, HType, HyperNames};
+use super::inline;
 use super::{Checker, Scope};
 use crate::ast::{self, ExprKind, RecipeItem};
 use crate::diagnostic::Diagnostic;
-use crate::ir::{self, DefBody, DefId, Group, HyperValue, StageInst};
+use crate::ir::{self, DefBody, DefId, Group, HyperValue, StageInst, Stmt};
 use crate::source::Span;
 use crate::value::{as_sched, eval_hyper};
 use std::collections::HashMap;
@@ -251,6 +252,9 @@ pub(crate) fn check_recipe(
         }
     }
     ok &= check_stage_order(cx, &stages);
+    if let (true, Some(n)) = (ok, steps) {
+        ok &= hyper::check_scheduled_ranges(&cx.program, &stages, n, &mut cx.diags);
+    }
     // A recipe without `update` studies its schedules: nothing to warn about.
     if warn_unused && seen.contains_key("update") {
         for (name, span, used) in &binding_spans {
@@ -552,7 +556,7 @@ fn collect_names(e: &ast::Expr, out: &mut Vec<String>) {
 
 /// Flattens a call into stage instances, evaluating chain definitions' arguments and
 /// checking every inner definition's ranges against the values it receives.
-fn expand(
+pub(super) fn expand(
     cx: &mut Checker,
     def: DefId,
     args: Vec<HyperValue>,
@@ -602,6 +606,9 @@ fn expand(
                 ok &= expand(cx, c.def, inner, span, depth + 1, out);
             }
         }
+        DefBody::Stage(body) if body.stmts.iter().any(|s| matches!(s, Stmt::Run(_))) => {
+            ok &= inline::expand_wrapper(cx, def, &args, span, depth, out);
+        }
         DefBody::Stage(body) => {
             for h in body.step_uniform_params() {
                 if let (Some(p), Some(HyperValue::PerGroup(_))) = (d.params.get(h), args.get(h)) {
@@ -650,7 +657,7 @@ fn expand(
 
 /// A stage after one that updated the parameters would see an update nobody applies.
 /// A builtin optimizer evaluates the model itself, so it must be the whole chain.
-fn check_stage_order(cx: &mut Checker, stages: &[StageInst]) -> bool {
+pub(super) fn check_stage_order(cx: &mut Checker, stages: &[StageInst]) -> bool {
     if stages.len() > 1 {
         if let Some(b) = stages
             .iter()

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::glob::assign_groups;
 use crate::ir::{
     Body, DefBody, Expr, ExprId, Extent, HyperValue, ListOp, Program, Recipe, ReduceOp, Sched,
-    Scope, ShapeInfo, Stmt,
+    Scope, ShapeInfo, StageInst, Stmt,
 };
 use crate::math::{arith, builtin};
 use crate::value::eval_hyper;
@@ -313,12 +313,37 @@ impl<'p> Interpreter<'p> {
                 let per = (0..groups)
                     .map(|g| hyper_scalar(self.env(st), v, count, g))
                     .collect::<Result<Vec<_>, _>>()?;
+                if v.varies() {
+                    self.check_range(stage, out.len(), &per, count)?;
+                }
                 out.push(Some(per));
             } else {
                 out.push(None);
             }
         }
         Ok(out)
+    }
+
+    /// A scheduled hyperparameter must stay in its declared range at every step; the
+    /// checker tries the recipe's steps ahead of time, this catches the rest (schedules
+    /// that follow a metric, runs longer than the recipe says).
+    fn check_range(&self, stage: &StageInst, i: usize, values: &[f64], count: f64) -> Result<()> {
+        let def = &self.program.defs[stage.def];
+        let Some(p) = def.params.get(i) else {
+            return Ok(());
+        };
+        let Some(r) = &p.range else { return Ok(()) };
+        match values.iter().find(|x| !x.is_nan() && !r.contains(**x)) {
+            Some(x) => Err(Error::user(format!(
+                "at step {}, `{}` of `{}` follows a schedule to {}, outside its range {}",
+                count + 1.0,
+                p.name,
+                def.name,
+                crate::ir::fmt_num(*x),
+                r.describe()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// One update of `st`: `grads` in, `params` updated in place.

@@ -28,6 +28,9 @@ impl StepCx<'_, '_, '_> {
         let mut skip = false;
         for s in &self.body.stmts {
             match s {
+                Stmt::Run(_) => {
+                    return Err(Error::internal("a `run` statement was not inlined"));
+                }
                 Stmt::Skip(e) => {
                     if let V::U(c) = self.eval(*e)? {
                         skip |= c != 0.0;

@@ -204,6 +204,16 @@ impl HyperValue {
         }
     }
 
+    /// Whether the value changes from step to step: a schedule other than a constant,
+    /// alone, per group or in a list.
+    pub fn varies(&self) -> bool {
+        match self {
+            HyperValue::Schedule(s) => !matches!(s, Sched::Const(_)),
+            HyperValue::List(vs) | HyperValue::PerGroup(vs) => vs.iter().any(HyperValue::varies),
+            _ => false,
+        }
+    }
+
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             HyperValue::Real(v) => Some(*v),
@@ -576,6 +586,9 @@ pub enum Stmt {
     SetParam(ExprId),
     /// `skip if cond`: when true, the step changes no parameter and later stages do not run.
     Skip(ExprId),
+    /// `run NAME`: the stages of chain parameter NAME run here. Elaborating a recipe inlines
+    /// them (`check::inline`), so no stage a back end sees holds one.
+    Run(usize),
 }
 
 /// A checked body: the expression arena, its side tables, and the statements in order.

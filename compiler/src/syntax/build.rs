@@ -247,6 +247,11 @@ impl Builder<'_> {
                 cond: self.expr(parts[0].clone()),
                 span,
             },
+            Rule::run_stmt => Stmt::Run {
+                // parts: the `run` keyword, then the chain's name.
+                chain: self.ident(parts[parts.len() - 1].clone()),
+                span,
+            },
             Rule::eval_stmt => Stmt::Eval {
                 value: self.expr(parts[0].clone()),
                 span,

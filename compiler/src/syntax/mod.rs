@@ -279,6 +279,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::state_decl => "`state`",
         Rule::let_stmt => "`let`",
         Rule::skip_stmt => "`skip if`",
+        Rule::run_stmt | Rule::run_kw => "`run`",
         Rule::builtin_body => "`builtin \"name\"`",
         Rule::observe_block => "`observe { ... }`",
         Rule::assign | Rule::assign_op => "an assignment",

@@ -239,10 +239,15 @@ pub fn manifest(program: &Program, recipe: &Recipe, kernel: &Kernel) -> Result<V
                 HyperValue::List(xs) => (
                     Value::Array(
                         xs.iter()
-                            .map(|x| x.as_f64().map(number).unwrap_or(Value::Null))
-                            .collect(),
+                            .map(|x| match x {
+                                HyperValue::Schedule(s) => {
+                                    crate::interp::eval_sched(program, s, 0.0, 0).map(number)
+                                }
+                                other => Ok(other.as_f64().map(number).unwrap_or(Value::Null)),
+                            })
+                            .collect::<Result<_, _>>()?,
                     ),
-                    false,
+                    v.varies(),
                 ),
                 other => (other.as_f64().map(number).unwrap_or(Value::Null), false),
             };

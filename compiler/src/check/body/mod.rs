@@ -134,6 +134,11 @@ pub(crate) fn check_schedule(
                     .with_label("not allowed in a schedule")
                     .with_help("`eval param = ...` belongs in a transform or optimizer"),
             ),
+            ast::Stmt::Run { span, .. } => b.cx.diags.push(
+                Diagnostic::error("E0143", *span, "a schedule cannot run a chain")
+                    .with_label("not allowed in a schedule")
+                    .with_help("`run` belongs in a transform that wraps an optimizer"),
+            ),
             ast::Stmt::Skip { span, .. } => b.cx.diags.push(
                 Diagnostic::error("E0143", *span, "a schedule cannot skip a step")
                     .with_label("not allowed in a schedule")
@@ -270,6 +275,7 @@ impl BodyCx<'_> {
                 }
                 self.body.stmts.push(Stmt::Skip(c));
             }
+            ast::Stmt::Run { chain, .. } => self.run_stmt(chain),
             ast::Stmt::Expr(e) => self.cx.diags.push(
                 Diagnostic::error("E0143", e.span, "an expression on its own does nothing here")
                     .with_label("value is discarded")
@@ -280,6 +286,46 @@ impl BodyCx<'_> {
                     .with_label("`observe` in a transform")
                     .with_help("a schedule that follows a metric (like ReduceLROnPlateau) declares `observe { ... }`"),
             ),
+        }
+    }
+
+    /// `run NAME`: NAME must be one of the definition's `chain` parameters.
+    fn run_stmt(&mut self, chain: &ast::Ident) {
+        let found = self.params().iter().position(|p| p.name == chain.name);
+        match found {
+            Some(i) if self.params()[i].ty == TypeExpr::Scalar(ScalarType::Chain) => {
+                self.body.stmts.push(Stmt::Run(i));
+            }
+            _ => {
+                let chains: Vec<&str> = self
+                    .params()
+                    .iter()
+                    .filter(|p| p.ty == TypeExpr::Scalar(ScalarType::Chain))
+                    .map(|p| p.name.as_str())
+                    .collect();
+                let help = match chains.first() {
+                    Some(c) => format!("write `run {c}`"),
+                    None => format!(
+                        "declare a parameter `{}: chain` and pass it stages: `{}({}: adamw(...))`",
+                        chain.name,
+                        self.def_name(),
+                        chain.name
+                    ),
+                };
+                self.cx.diags.push(
+                    Diagnostic::error(
+                        "E0120",
+                        chain.span,
+                        format!(
+                            "`{}` is not a chain parameter of `{}`",
+                            chain.name,
+                            self.def_name()
+                        ),
+                    )
+                    .with_label("`run` takes a chain parameter")
+                    .with_help(help),
+                );
+            }
         }
     }
 
@@ -363,6 +409,7 @@ impl BodyCx<'_> {
                     let span = match other {
                         ast::Stmt::State { span, .. }
                         | ast::Stmt::Skip { span, .. }
+                        | ast::Stmt::Run { span, .. }
                         | ast::Stmt::Eval { span, .. }
                         | ast::Stmt::Observe { span, .. } => *span,
                         ast::Stmt::Expr(e) => e.span,

@@ -178,9 +178,17 @@ pub(crate) fn check_call_args(
             continue;
         };
         let want = HType::of_type(&params[pi].ty);
-        if !assignable(&t, &want) {
-            cx.diags
-                .push(type_mismatch(a.value.span, &params[pi].name, &want, &t));
+        let stage = cx.program.defs[def].kind != DefKind::Schedule;
+        let fits = assignable(&t, &want) || (stage && schedule_fits(&t, &want));
+        if !fits {
+            let mut d = type_mismatch(a.value.span, &params[pi].name, &want, &t);
+            if !stage && schedule_fits(&t, &want) {
+                d = d.with_help(format!(
+                    "a schedule's parameters are fixed numbers; a schedule may follow another \
+                     by arithmetic (`0.5 * {def_name}(...)`) or `join_schedules`"
+                ));
+            }
+            cx.diags.push(d);
             ok = false;
             continue;
         }
@@ -228,6 +236,18 @@ pub(crate) fn check_call_args(
         ok = check_requires(cx, def, &out, callee);
     }
     ok.then_some(out)
+}
+
+/// Whether a schedule may stand where `to` is declared: a transform's or optimizer's
+/// `real` parameter (or list of them) is read once per step, so any step-uniform value
+/// fits, and a schedule is evaluated at the stage's count (as optax's `inject_hyperparams`
+/// and a torch `param_group` written every step).
+fn schedule_fits(from: &HType, to: &HType) -> bool {
+    match (strip_groups(from), to) {
+        (HType::Schedule, HType::Real) => true,
+        (HType::List(a), HType::List(b)) => schedule_fits(a, b) || assignable(a, b),
+        _ => false,
+    }
 }
 
 /// Refuses a call whose constant arguments break one of the definition's `requires`; a

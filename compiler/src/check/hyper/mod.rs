@@ -11,9 +11,11 @@ use crate::value::eval_hyper;
 use std::collections::HashMap;
 
 mod call;
+mod steps;
 pub(crate) use call::{
     check_call_args, check_chain_def, check_choice, check_range, check_stage_call,
 };
+pub(crate) use steps::check_scheduled_ranges;
 
 /// The type of a hyperparameter expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -392,7 +394,7 @@ fn article(word: &str) -> &'static str {
     }
 }
 
-fn strip_groups(t: &HType) -> &HType {
+pub(super) fn strip_groups(t: &HType) -> &HType {
     match t {
         HType::Groups(inner) => inner,
         other => other,

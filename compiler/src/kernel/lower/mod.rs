@@ -269,6 +269,12 @@ impl Builder {
                         cx.param = cx.b.lift(v);
                         param_written = true;
                     }
+                    Stmt::Run(_) => {
+                        return Err(Unsupported(format!(
+                            "`{}`: a `run` statement that was not inlined",
+                            def.name
+                        )))
+                    }
                     Stmt::Skip(e) => match cx.expr(*e)? {
                         Val::H(h) => out.skips.push((si, h)),
                         Val::E(_) => {
