@@ -568,8 +568,18 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
     let mut final_view: Option<Vec<Vec<f32>>> = None;
     let mut on_step =
         |t: usize, tr: &Trace, params: &[Vec<f32>], interp: &anneal_compiler::backends::Stepper| {
+            let last = t + 1 == steps;
+            let test_now = mlp.is_some()
+                && args
+                    .eval_every
+                    .is_some_and(|every| (t + 1).is_multiple_of(every) || last);
+            let save_now = ck_path.is_some() && ((t + 1).is_multiple_of(ck_every) || last);
+            let view = match test_now || last || save_now {
+                true => interp.eval_params(params)?,
+                false => None,
+            };
             if let Some(path) = &ck_path {
-                if (t + 1).is_multiple_of(ck_every) || t + 1 == steps {
+                if save_now {
                     checkpoint::save(
                         path,
                         &Checkpoint {
@@ -578,19 +588,14 @@ pub fn run(file: &Path, args: &RunArgs) -> Result<Summary, String> {
                             names: names.clone(),
                             shapes: shapes.clone(),
                             params: params.to_vec(),
+                            eval_params: view.clone(),
                             snapshot: interp.snapshot(),
                             curriculum: sampler.as_ref().map(|s| s.borrow().save()),
                         },
                     )?;
                 }
             }
-            let last = t + 1 == steps;
-            let test_now = mlp.is_some()
-                && args
-                    .eval_every
-                    .is_some_and(|every| (t + 1).is_multiple_of(every) || last);
             if test_now || last {
-                let view = interp.eval_params(params)?;
                 if let (true, Some(m)) = (test_now, &mlp) {
                     if let Some(a) =
                         test_accuracy(m, data, test_rows, view.as_deref().unwrap_or(params))

@@ -273,6 +273,8 @@ class Optimizer(torch.optim.Optimizer):
         super().__init__([g for g in groups if g["params"]] or groups[:1], {})
         self._building = False
         self._group_index = [names.index(g["name"]) for g in self.param_groups]
+        # The training iterate (schedule-free's y) while eval() has the evaluation view.
+        self._training_params: Optional[List[torch.Tensor]] = None
         self._refresh_groups()
 
     # -- torch.optim.Optimizer's interface -------------------------------------------
@@ -308,6 +310,11 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self._training_params is not None:
+            raise RuntimeError(
+                "the parameters are at the recipe's evaluation view (opt.eval()); call "
+                "opt.train() before step(), as with schedulefree's optimizers"
+            )
         grads, frozen = self._gradients()
         if all(frozen):
             return loss
@@ -326,6 +333,33 @@ class Optimizer(torch.optim.Optimizer):
         self._refresh_groups()
         self._record(grads, used)
         return loss
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Moves the parameters to the recipe's evaluation view, for evaluating or saving
+        the model: ``eval param = ...`` (schedule-free's average ``x``, where gradients
+        are taken at ``y``), as ``schedulefree``'s ``optimizer.eval()`` does. A recipe
+        without one leaves them as they are. :meth:`train` moves them back; ``step``
+        refuses to run in between."""
+        if self._training_params is not None:
+            return
+        view = self._session.eval_params(self._master_views())
+        if view is None:
+            return
+        self._training_params = [m.detach().clone() for m in self._masters]
+        for p, x in zip(self._params, view):
+            p.copy_(torch.from_numpy(x).view(p.shape))
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Moves the parameters back to the training iterate after :meth:`eval`, exactly."""
+        saved, self._training_params = self._training_params, None
+        if saved is None:
+            return
+        for p, m, y in zip(self._params, self._masters, saved):
+            m.copy_(y)
+            if p is not m:
+                p.copy_(m)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         super().zero_grad(set_to_none=set_to_none)

@@ -329,6 +329,19 @@ impl PySession {
         })
     }
 
+    /// The recipe's evaluation view of `params` (schedule-free's x), or None.
+    fn eval_params<'py>(
+        &self,
+        py: Python<'py>,
+        params: Vec<Bound<'py, PyArrayDyn<f32>>>,
+    ) -> PyResult<Option<Vec<Bound<'py, PyArray1<f32>>>>> {
+        guard(|| {
+            let owned: Vec<Vec<f32>> = params.iter().map(to_vec).collect();
+            let view = self.session()?.eval_params(&owned).map_err(step_err)?;
+            Ok(view.map(|ts| to_arrays(py, &ts)))
+        })
+    }
+
     fn observe(&mut self, metric: f64) -> PyResult<()> {
         if !metric.is_finite() {
             return Err(PyValueError::new_err(format!(

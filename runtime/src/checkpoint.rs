@@ -6,7 +6,8 @@
 //!
 //! Layout: `ANNEALCK`, format version (u32), header length (u32), the header as JSON
 //! (recipe hash, step, tensor names and shapes, state layout), the payload (little-endian
-//! numbers), and an FNV-1a 64 checksum of everything before it.
+//! numbers: the parameters, the evaluation view when the recipe has one, the progress),
+//! and an FNV-1a 64 checksum of everything before it.
 
 use crate::curriculum::SamplerState;
 use anneal_compiler::error::{Error, Result};
@@ -28,6 +29,10 @@ pub struct Checkpoint {
     pub names: Vec<String>,
     pub shapes: Vec<Vec<usize>>,
     pub params: Vec<Vec<f32>>,
+    /// The parameters to evaluate and export, when the recipe's evaluation view (`eval
+    /// param`, schedule-free's average x) differs from `params`, the iterate a resumed run
+    /// continues from.
+    pub eval_params: Option<Vec<Vec<f32>>>,
     pub snapshot: StepState,
     /// The curriculum sampler's progress, for recipes with a curriculum.
     pub curriculum: Option<SamplerState>,
@@ -47,6 +52,9 @@ struct Header {
     /// Absent in checkpoints of runs without a curriculum (and in older files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     curriculum: Option<SamplerState>,
+    /// Whether the evaluation view follows the parameters in the payload (absent: no).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    eval: bool,
 }
 
 /// FNV-1a, 64 bits: enough to detect damaged or truncated files.
@@ -99,6 +107,7 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
         stages: ck.snapshot.stage_counts().len(),
         metrics: ck.snapshot.metrics().len(),
         curriculum: ck.curriculum.clone(),
+        eval: ck.eval_params.is_some(),
     };
     let header = serde_json::to_vec(&header)
         .map_err(|e| Error::internal(format!("cannot encode the checkpoint header: {e}")))?;
@@ -107,7 +116,7 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
     buf.extend_from_slice(&VERSION.to_le_bytes());
     buf.extend_from_slice(&(header.len() as u32).to_le_bytes());
     buf.extend_from_slice(&header);
-    for p in &ck.params {
+    for p in ck.params.iter().chain(ck.eval_params.iter().flatten()) {
         p.iter()
             .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
     }
@@ -237,6 +246,16 @@ pub fn load(
         for s in &header.shapes {
             params.push(r.f32s(s.iter().product())?);
         }
+        let eval_params = match header.eval {
+            true => Some(
+                header
+                    .shapes
+                    .iter()
+                    .map(|s| r.f32s(s.iter().product()))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            false => None,
+        };
         let count = r.u64()?;
         let seed = r.u64()?;
         let mut runs = Vec::new();
@@ -260,6 +279,7 @@ pub fn load(
                             "row" => Slice::Row,
                             "col" => Slice::Col,
                             "unit" => Slice::Unit,
+                            "lead" => Slice::Lead,
                             other => {
                                 return Err(Error::user(format!("unknown state kind `{other}`")))
                             }
@@ -282,6 +302,7 @@ pub fn load(
             names: header.names.clone(),
             shapes: header.shapes.clone(),
             params,
+            eval_params,
             snapshot: StepState::resumed(count, runs, states, metrics, seed),
             curriculum: header.curriculum.clone(),
         })

@@ -308,6 +308,23 @@ impl Session {
         }
     }
 
+    /// The parameters to evaluate after the steps so far, given the current ones: the
+    /// recipe's evaluation view (`eval param = ...`, schedule-free's average x), or `None`
+    /// when the parameters are what to evaluate.
+    pub fn eval_params(&self, params: &[Vec<f32>]) -> Result<Option<Vec<Vec<f32>>>> {
+        for (i, shape) in self.shapes.iter().enumerate() {
+            let n: usize = shape.iter().product();
+            if params.get(i).map(Vec::len) != Some(n) || params.len() != self.shapes.len() {
+                return Err(Error::user(format!(
+                    "the evaluation view needs the {} parameters the session was built with (`{}` has {n} values)",
+                    self.names.len(),
+                    self.names[i]
+                )));
+            }
+        }
+        self.bound.with_dependent(|_, s| s.eval_params(params))
+    }
+
     pub fn observe(&mut self, metric: f64) {
         self.bound.with_dependent_mut(|_, s| s.observe(metric));
     }
