@@ -10,6 +10,7 @@
 use crate::error::Result;
 use crate::interp::lbfgs::LbfgsState;
 use crate::interp::view::Slice;
+use crate::interp::Replays;
 
 /// One declared state of a stage: its buffers.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -81,6 +82,10 @@ pub struct StepState {
     /// the model when the step begins; an input of that step, not carried by a checkpoint.
     #[serde(skip)]
     loss: f64,
+    /// Metric-following schedules' replays of `metrics` so far: a memo, not carried by a
+    /// checkpoint (a state read back replays once, then goes on from there).
+    #[serde(skip)]
+    replays: Replays,
 }
 
 impl StepState {
@@ -98,6 +103,7 @@ impl StepState {
             builtins,
             last_skipped: false,
             loss: 0.0,
+            replays: Replays::default(),
         }
     }
 
@@ -119,6 +125,7 @@ impl StepState {
             seed,
             last_skipped: false,
             loss: 0.0,
+            replays: Replays::default(),
         }
     }
 
@@ -146,6 +153,11 @@ impl StepState {
     /// The metrics observed so far (`observe`), oldest first.
     pub fn metrics(&self) -> &[f64] {
         &self.metrics
+    }
+
+    /// The memo of metric-following schedules' replays over `metrics`.
+    pub fn replays(&self) -> &Replays {
+        &self.replays
     }
 
     /// Records the metric observed at the step just taken (e.g. a validation loss), for

@@ -181,6 +181,7 @@ pub fn optimizer_values(
     let env = Env {
         program,
         metrics: stepper.state().metrics(),
+        replays: Some(stepper.state().replays()),
     };
     Some(
         (0..recipe.groups.len().max(1))

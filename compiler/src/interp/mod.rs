@@ -19,10 +19,12 @@ use crate::value::eval_hyper;
 
 mod eval;
 pub mod lbfgs;
+mod replay;
 mod sam;
 mod sched;
 mod stage;
 pub(crate) mod view;
+pub use replay::Replays;
 pub(crate) use sched::str_value;
 pub use sched::{eval_sched, eval_sched_observed, Env};
 use sched::{hyper_list, hyper_scalar};
@@ -518,6 +520,7 @@ impl<'p> Interpreter<'p> {
         Env {
             program: self.program,
             metrics: st.metrics(),
+            replays: Some(st.replays()),
         }
     }
 

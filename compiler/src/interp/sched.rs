@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 pub struct Env<'a> {
     pub program: &'a Program,
     pub metrics: &'a [f64],
+    /// Where replays of `observe` blocks over `metrics` are kept between evaluations
+    /// (the memo of the state that observed them); `None` replays from the start.
+    pub replays: Option<&'a Replays>,
 }
 
 /// Evaluates a schedule at `count` (updates already made) for parameter group `group`.
@@ -19,6 +22,7 @@ pub fn eval_sched(program: &Program, s: &Sched, count: f64, group: usize) -> Res
         Env {
             program,
             metrics: &[],
+            replays: None,
         },
         s,
         count,
@@ -81,10 +85,23 @@ pub fn eval_sched_observed(env: Env, s: &Sched, count: f64, group: usize) -> Res
                         env.metrics.len()
                     )));
                 }
-                for (k, m) in env.metrics[..steps].iter().enumerate() {
+                let from = match env
+                    .replays
+                    .and_then(|r| r.resume(*def, group, args, env.metrics, steps))
+                {
+                    Some((k, states)) if states.len() == cx.states.len() => {
+                        cx.states = states;
+                        k
+                    }
+                    _ => 0,
+                };
+                for (k, m) in env.metrics[..steps].iter().enumerate().skip(from) {
                     cx.count = k as f64;
                     cx.metric = *m;
                     cx.run(&body.observe)?;
+                }
+                if let (Some(r), true) = (env.replays, from < steps) {
+                    r.keep(*def, group, args, env.metrics, steps, &cx.states);
                 }
             }
             cx.count = count;

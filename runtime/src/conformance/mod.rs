@@ -237,6 +237,7 @@ pub fn run_case_on(case: &Case, lib: &Program, backend: Backend) -> Result<()> {
                 let env = Env {
                     program: &c.program,
                     metrics: &metrics[..k.min(metrics.len())],
+                    replays: None,
                 };
                 let got = eval_sched_observed(env, sched, k as f64, 0)?;
                 check_value(case, want, got, || format!("step {k}"))?;
