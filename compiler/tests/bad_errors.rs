@@ -277,12 +277,13 @@ fn a_scheduled_beta_is_checked_over_the_run_and_names_the_step() {
     };
     // 0.5 + 0.7·k/50 reaches 1 at count 36 (step 37); a 36-step run never gets there.
     assert!(errors(&src(36)).is_empty(), "{:#?}", errors(&src(36)));
-    let (d, _) = only_error(&src(37));
+    let (d, at) = only_error(&src(37));
     assert_eq!(d.code, "E0121");
+    // At the argument the recipe wrote, under the name it called.
+    assert!(at.starts_with("linear_schedule(init_value: 0.5"), "{at}");
     assert!(
-        d.message.contains(
-            "`b1` of `scale_by_adam` must be in [0, 1), but its schedule is 1.004 at step 37"
-        ),
+        d.message
+            .contains("`b1` of `adamw` must be in [0, 1), but its schedule is 1.004 at step 37"),
         "{}",
         d.message
     );

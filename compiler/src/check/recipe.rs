@@ -60,6 +60,7 @@ pub(crate) fn check_recipe(
     }
     let group_names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
     let mut steps = None;
+    let mut origins: Vec<hyper::Origin> = Vec::new();
     let mut model = None;
     let mut data = None;
     let mut param_dtype = ir::Dtype::F32;
@@ -245,7 +246,20 @@ pub(crate) fn check_recipe(
                         }
                     }
                     if args.len() == call.args.len() {
+                        let first = stages.len();
                         ok &= expand(cx, call.def, args, call.span, 0, &mut stages);
+                        if let ExprKind::Call { callee, args } = &c.kind {
+                            origins.push(hyper::Origin {
+                                stages: first..stages.len(),
+                                callee: callee.name.clone(),
+                                args: args
+                                    .iter()
+                                    .filter_map(|a| {
+                                        Some((a.name.as_ref()?.name.clone(), a.value.span))
+                                    })
+                                    .collect(),
+                            });
+                        }
                     }
                 }
             }
@@ -253,7 +267,7 @@ pub(crate) fn check_recipe(
     }
     ok &= check_stage_order(cx, &stages);
     if let (true, Some(n)) = (ok, steps) {
-        ok &= hyper::check_scheduled_ranges(&cx.program, &stages, n, &mut cx.diags);
+        ok &= hyper::check_scheduled_ranges(&cx.program, &stages, &origins, n, &mut cx.diags);
     }
     // A recipe without `update` studies its schedules: nothing to warn about.
     if warn_unused && seen.contains_key("update") {

@@ -15,7 +15,7 @@ mod steps;
 pub(crate) use call::{
     check_call_args, check_chain_def, check_choice, check_range, check_stage_call,
 };
-pub(crate) use steps::check_scheduled_ranges;
+pub(crate) use steps::{check_scheduled_ranges, Origin};
 
 /// The type of a hyperparameter expression.
 #[derive(Debug, Clone, PartialEq)]

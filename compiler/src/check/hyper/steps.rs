@@ -6,6 +6,18 @@
 use super::call::range_help;
 use crate::diagnostic::Diagnostic;
 use crate::ir::{fmt_num, HyperValue, Program, Sched, StageInst, ValueRange};
+use crate::source::Span;
+use std::ops::Range;
+
+/// A call in the recipe's `update` and the stages it expanded into, so that a scheduled
+/// argument is reported where the user wrote it, under the name they called
+/// (`adamw(b1: ...)`, not the `scale_by_adam` it reaches).
+pub(crate) struct Origin {
+    pub stages: Range<usize>,
+    pub callee: String,
+    /// The call's keyword arguments and their spans.
+    pub args: Vec<(String, Span)>,
+}
 
 /// Counts evaluated at most per schedule; longer runs are sampled evenly, and the
 /// runtime's own check (`Interp::hypers`) covers the counts between samples.
@@ -51,15 +63,17 @@ fn first_outside(
 pub(crate) fn check_scheduled_ranges(
     program: &Program,
     stages: &[StageInst],
+    origins: &[Origin],
     steps: u64,
     diags: &mut Vec<Diagnostic>,
 ) -> bool {
     let mut ok = true;
-    for s in stages {
+    for (si, s) in stages.iter().enumerate() {
         let def = &program.defs[s.def];
+        let origin = origins.iter().find(|o| o.stages.contains(&si));
         for (p, v) in def.params.iter().zip(&s.args) {
             if let HyperValue::Chain(inner) = v {
-                ok &= check_scheduled_ranges(program, inner, steps, diags);
+                ok &= check_scheduled_ranges(program, inner, &[], steps, diags);
                 continue;
             }
             let Some(r) = &p.range else { continue };
@@ -67,14 +81,21 @@ pub(crate) fn check_scheduled_ranges(
                 continue;
             }
             if let Some((k, x)) = first_outside(program, v, r, steps) {
+                // The argument of the same name in the user's call, when there is one.
+                let (name, span) = origin
+                    .and_then(|o| {
+                        let (_, at) = o.args.iter().find(|(n, _)| *n == p.name)?;
+                        Some((o.callee.as_str(), *at))
+                    })
+                    .unwrap_or((def.name.as_str(), s.span));
                 diags.push(
                     Diagnostic::error(
                         "E0121",
-                        s.span,
+                        span,
                         format!(
                             "`{}` of `{}` must be in {}, but its schedule is {} at step {}",
                             p.name,
-                            def.name,
+                            name,
                             r.describe(),
                             fmt_num(x),
                             k + 1
