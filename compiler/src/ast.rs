@@ -193,6 +193,12 @@ pub enum Stmt {
     Eval { value: Expr, span: Span },
     /// `observe { ... }` in a schedule.
     Observe { stmts: Vec<Stmt>, span: Span },
+    /// `repeat n { ... }`: `let`s and one matrix value updated, n times.
+    Repeat {
+        count: Expr,
+        stmts: Vec<Stmt>,
+        span: Span,
+    },
     /// A bare expression: the value of a schedule block (its last line).
     Expr(Expr),
 }

@@ -16,6 +16,7 @@ pub mod interp;
 pub mod ir;
 pub mod kernel;
 pub mod math;
+pub mod matrix;
 pub mod print;
 pub mod source;
 pub mod state;

@@ -173,6 +173,16 @@ fn expr_text(p: &Program, d: &Def, b: &Body, e: &Expr) -> String {
         Expr::ScheduleAt(i, x) => format!("{}(%{x})", hp(i)),
         Expr::List(op, i, xs) => format!("{op:?}({}, {})", hp(i), ids(xs)),
         Expr::SchedCall(def, _, at) => format!("{}(...) at %{at}", p.defs[*def].name),
+        Expr::Mat(op, xs) => format!("{}({})", op.name(), ids(xs)),
+        Expr::Fold {
+            init,
+            count,
+            var,
+            step,
+        } => format!(
+            "repeat %{count} from %{init}: {} = %{step}",
+            b.locals.get(*var).map(String::as_str).unwrap_or("?")
+        ),
     }
 }
 

@@ -96,6 +96,16 @@ fn to_fn(addr: usize) -> PassFn {
 /// What every exported step (C, WGSL) needs of a kernel: no model to call mid-step, no
 /// noise to draw, one parameter group; the reason otherwise.
 pub(crate) fn exportable(recipe: &Recipe, kernel: &Kernel) -> Result<()> {
+    if kernel
+        .calls
+        .iter()
+        .any(|c| matches!(c.kind, crate::kernel::CallKind::Matrix(_)))
+    {
+        return Err(
+            "the step has matrix values (`matrix(...)`, `@`: Muon's Newton–Schulz), which an exported step does not carry yet"
+                .into(),
+        );
+    }
     if !kernel.calls.is_empty() {
         return Err(
             "the step calls the model mid-step (`grad_at`, `hvp`); an exported step has no model"

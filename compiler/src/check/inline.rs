@@ -285,6 +285,18 @@ fn remap(e: &Expr, at: &Placed) -> Result<Expr, String> {
         Expr::List(op, i, args) => Expr::List(*op, hyper(at, *i)?, xs(args)),
         Expr::GradAt(a) => Expr::GradAt(x(a)),
         Expr::Hvp(a) => Expr::Hvp(x(a)),
+        Expr::Mat(op, args) => Expr::Mat(*op, xs(args)),
+        Expr::Fold {
+            init,
+            count,
+            var,
+            step,
+        } => Expr::Fold {
+            init: x(init),
+            count: x(count),
+            var: var + at.locals,
+            step: x(step),
+        },
         Expr::SchedCall(d, hs, a) => Expr::SchedCall(
             *d,
             hs.iter()

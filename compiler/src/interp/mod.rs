@@ -11,10 +11,11 @@ use crate::ast::{BinOp, UnOp};
 use crate::error::{Error, Result};
 use crate::glob::assign_groups;
 use crate::ir::{
-    Body, DefBody, Expr, ExprId, Extent, HyperValue, ListOp, Program, Recipe, ReduceOp, Sched,
-    Scope, ShapeInfo, StageInst, Stmt,
+    Body, DefBody, Expr, ExprId, Extent, HyperValue, ListOp, MatOp, Program, Recipe, ReduceOp,
+    Sched, Scope, ShapeInfo, StageInst, Stmt,
 };
 use crate::math::{arith, builtin};
+use crate::matrix;
 use crate::value::eval_hyper;
 
 mod eval;
@@ -279,6 +280,11 @@ impl<'p> Interpreter<'p> {
             at += n;
         }
         Ok(out)
+    }
+
+    /// Tensor t's name, as the caller gave it.
+    pub(crate) fn tensor_name(&self, t: usize) -> &str {
+        self.names.get(t).map(String::as_str).unwrap_or("?")
     }
 
     pub(crate) fn stage_body(&self, si: usize) -> Result<&'p Body> {

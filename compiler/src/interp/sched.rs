@@ -249,6 +249,8 @@ impl SchedCx<'_> {
             | Expr::Reduce(..)
             | Expr::GradAt(_)
             | Expr::Hvp(_)
+            | Expr::Mat(..)
+            | Expr::Fold { .. }
             | Expr::Rademacher
             | Expr::Loss => return Err(Error::internal("per-step tensor value inside a schedule")),
         })

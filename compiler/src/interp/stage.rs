@@ -36,6 +36,9 @@ impl StepCx<'_, '_, '_> {
                         skip |= c != 0.0;
                     }
                 }
+                // A matrix `let` is a definition: `crate::matrix` evaluates it where
+                // `elements(...)` reads it.
+                Stmt::Let(_, e) if self.body.types[*e].extent == Extent::Matrix => {}
                 Stmt::Let(l, e) => self.locals[*l] = self.eval(*e)?,
                 Stmt::SetState(id, e) => {
                     let v = self.eval(*e)?;
@@ -121,7 +124,7 @@ impl StepCx<'_, '_, '_> {
 
     pub(super) fn to_state(&self, v: V, extent: Extent) -> StateValue {
         match extent {
-            Extent::Element => StateValue::Element(self.elements(v)),
+            Extent::Element | Extent::Matrix => StateValue::Element(self.elements(v)),
             Extent::Tensor | Extent::Group => StateValue::Tensor(self.per_tensor(&v)),
             Extent::Outer | Extent::Row | Extent::Col | Extent::Unit | Extent::Lead => {
                 let k = slice_of_extent(extent).unwrap_or(Slice::Outer);
@@ -252,6 +255,12 @@ impl StepCx<'_, '_, '_> {
                     "hvp",
                 )?)
             }
+            Expr::Mat(MatOp::ToElements, xs) if xs.len() == 1 => self.mat_elements(xs[0])?,
+            Expr::Mat(..) | Expr::Fold { .. } => {
+                return Err(Error::internal(
+                    "a matrix value read outside `elements(...)`",
+                ))
+            }
             Expr::Shape(info) => V::T(
                 self.it
                     .views
@@ -260,6 +269,8 @@ impl StepCx<'_, '_, '_> {
                         ShapeInfo::Rank => v.rank as f64,
                         ShapeInfo::Numel => v.numel as f64,
                         ShapeInfo::FactorDim => v.factor_dim as f64,
+                        ShapeInfo::Rows => v.mat_rows as f64,
+                        ShapeInfo::Cols => v.mat_cols as f64,
                     })
                     .collect(),
             ),
@@ -538,5 +549,40 @@ pub(super) fn map1(x: V, f: impl Fn(f64) -> f64, g: impl Fn(f32) -> f32) -> V {
                 .map(|t| t.into_iter().map(&g).collect())
                 .collect(),
         ),
+    }
+}
+
+impl StepCx<'_, '_, '_> {
+    /// `elements(M)`: matrix expression `m` for every tensor (`crate::matrix`), each the
+    /// shape of its tensor's matrix view, back as one value per element.
+    fn mat_elements(&self, m: ExprId) -> Result<V> {
+        let leaves = matrix::leaves(self.body, m);
+        let mut elems: Vec<(ExprId, Vec<Vec<f32>>)> = Vec::new();
+        let mut scalars: Vec<(ExprId, Vec<f64>)> = Vec::new();
+        for (id, kind) in leaves {
+            let v = self.eval(id)?;
+            match kind {
+                matrix::LeafKind::Elements => elems.push((id, self.elements(v))),
+                matrix::LeafKind::Scalar => scalars.push((id, self.per_tensor(&v))),
+            }
+        }
+        let mut out = Vec::with_capacity(self.ntensors());
+        for (t, view) in self.it.views.iter().enumerate() {
+            let mut leaf = |id: ExprId| -> Result<matrix::Leaf<'_>> {
+                if let Some((_, v)) = elems.iter().find(|(e, _)| *e == id) {
+                    return Ok(matrix::Leaf::Elements(&v[t]));
+                }
+                match scalars.iter().find(|(e, _)| *e == id) {
+                    Some((_, v)) => v
+                        .get(t)
+                        .map(|x| matrix::Leaf::Scalar(*x))
+                        .ok_or_else(|| Error::internal("a matrix leaf varies within a tensor")),
+                    None => Err(Error::internal("a matrix leaf was not computed")),
+                }
+            };
+            let r = matrix::eval(self.body, m, view.mat_rows, view.mat_cols, &mut leaf)?;
+            out.push(matrix::into_elements(r, view, self.it.tensor_name(t))?);
+        }
+        Ok(V::E(out))
     }
 }

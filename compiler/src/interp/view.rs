@@ -30,6 +30,11 @@ pub struct TensorView {
     pub rank: usize,
     /// The size of d1, the second-largest dimension (0 below rank 2).
     pub factor_dim: usize,
+    /// The tensor as a matrix (`matrix(x)`): the last dimension is the columns, the
+    /// leading ones flattened into rows (optax's `MuonDimensionNumbers` default); a
+    /// vector is one row, a scalar 1 × 1.
+    pub mat_rows: usize,
+    pub mat_cols: usize,
     /// Per slicing: the slot of each element.
     maps: [Vec<u32>; 5],
     counts: [usize; 5],
@@ -107,6 +112,11 @@ impl TensorView {
             numel,
             rank,
             factor_dim: d1.map(|a| shape[a]).unwrap_or(0),
+            mat_cols: shape.last().copied().unwrap_or(1),
+            mat_rows: match shape.split_last() {
+                Some((_, lead)) => lead.iter().product(),
+                None => 1,
+            },
             maps,
             counts,
             row_outer,

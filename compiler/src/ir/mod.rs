@@ -7,7 +7,9 @@ pub use crate::ast::{BinOp, CmpOp, DefKind, ScalarType, StateExtent, TypeExpr, U
 use crate::source::Span;
 
 mod plan;
+mod types;
 pub use plan::*;
+pub use types::*;
 
 pub type DefId = usize;
 pub type ExprId = usize;
@@ -245,139 +247,6 @@ pub enum Sched {
 /// tensors have one row, and a column per element. The extents form a lattice;
 /// `join` gives an operation's result extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Extent {
-    Uniform,
-    Group,
-    Tensor,
-    Outer,
-    Row,
-    Col,
-    Unit,
-    Lead,
-    Element,
-}
-
-impl Extent {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Extent::Uniform => "step-uniform",
-            Extent::Group => "per-group",
-            Extent::Tensor => "per-tensor",
-            Extent::Outer => "per-outer-slice",
-            Extent::Row => "per-row",
-            Extent::Col => "per-column",
-            Extent::Unit => "per-unit",
-            Extent::Lead => "per-leading-index",
-            Extent::Element => "per-element",
-        }
-    }
-
-    fn rank(self) -> u8 {
-        match self {
-            Extent::Uniform => 0,
-            Extent::Group => 1,
-            Extent::Tensor => 2,
-            Extent::Outer => 3,
-            Extent::Row | Extent::Col | Extent::Unit | Extent::Lead => 4,
-            Extent::Element => 5,
-        }
-    }
-
-    /// Whether a value of this extent can be held where `other` is expected (it varies
-    /// no more finely).
-    pub fn fits_in(self, other: Extent) -> bool {
-        if self == other || other == Extent::Element {
-            return true;
-        }
-        match (self, other) {
-            (Extent::Outer, Extent::Row | Extent::Col) => true,
-            (a, b) if a.rank() <= 2 => a.rank() <= b.rank(),
-            _ => false,
-        }
-    }
-
-    /// The extent of a result combining both.
-    pub fn join(self, other: Extent) -> Extent {
-        if self.fits_in(other) {
-            other
-        } else if other.fits_in(self) {
-            self
-        } else {
-            Extent::Element
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ValueKind {
-    Real,
-    Int,
-    Bool,
-}
-
-impl ValueKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ValueKind::Real => "real",
-            ValueKind::Int => "int",
-            ValueKind::Bool => "bool",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Type {
-    pub kind: ValueKind,
-    pub extent: Extent,
-}
-
-/// The scope a reduction sums over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    Tensor,
-    Group,
-    Global,
-    /// Over d0 (the largest dimension): one value per row.
-    Row,
-    /// Over d1: one value per column.
-    Col,
-    /// Over d0 and d1: one value per outer slice.
-    Outer,
-    /// Optax's unitwise-norm axes.
-    Unit,
-    /// Over every axis but the first: one value per leading index.
-    Lead,
-}
-
-impl Scope {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Tensor => "tensor",
-            Scope::Group => "group",
-            Scope::Global => "global",
-            Scope::Row => "row",
-            Scope::Col => "col",
-            Scope::Outer => "outer",
-            Scope::Unit => "unit",
-            Scope::Lead => "lead",
-        }
-    }
-
-    pub fn extent(self) -> Extent {
-        match self {
-            Scope::Tensor => Extent::Tensor,
-            Scope::Group => Extent::Group,
-            Scope::Global => Extent::Uniform,
-            Scope::Row => Extent::Row,
-            Scope::Col => Extent::Col,
-            Scope::Outer => Extent::Outer,
-            Scope::Unit => Extent::Unit,
-            Scope::Lead => Extent::Lead,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
     /// Euclidean norm: sqrt of the sum of squares.
     Norm,
@@ -478,6 +347,42 @@ pub enum ShapeInfo {
     Rank,
     Numel,
     FactorDim,
+    /// Rows and columns of the tensor viewed as a matrix (`matrix(x)`): leading
+    /// dimensions flattened into rows; a vector is one row, a scalar 1 × 1.
+    Rows,
+    Cols,
+}
+
+/// Operations on matrices (`Extent::Matrix`), evaluated by `crate::matrix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatOp {
+    /// `matrix(x)`: a per-element value as its tensor's matrix.
+    FromElements,
+    /// `elements(M)`: a matrix of the tensor's shape back as a per-element value.
+    ToElements,
+    /// `A @ B`
+    MatMul,
+    Transpose,
+    /// `eye(n)`: the n × n identity.
+    Eye,
+}
+
+impl MatOp {
+    pub const ALL: [(&'static str, MatOp, usize); 5] = [
+        ("matrix", MatOp::FromElements, 1),
+        ("elements", MatOp::ToElements, 1),
+        ("matmul", MatOp::MatMul, 2),
+        ("transpose", MatOp::Transpose, 1),
+        ("eye", MatOp::Eye, 1),
+    ];
+
+    pub fn name(self) -> &'static str {
+        MatOp::ALL
+            .iter()
+            .find(|(_, m, _)| *m == self)
+            .map(|(n, _, _)| *n)
+            .unwrap_or("?")
+    }
 }
 
 /// Schedule-body functions over list- and map-valued hyperparameters.
@@ -549,6 +454,16 @@ pub enum Expr {
     /// In schedules: another schedule, called with arguments over this one's parameters,
     /// evaluated at a count (`at(s(...), x)`; the current count when written plainly).
     SchedCall(DefId, Vec<HyperExpr>, ExprId),
+    /// A matrix operation (a matrix value, except `elements(M)`, which is per element).
+    Mat(MatOp, Vec<ExprId>),
+    /// `repeat count { ...; X = step }`: `init` updated `count` times, `Local(var)` being
+    /// the value of the round before inside `step` (a matrix).
+    Fold {
+        init: ExprId,
+        count: ExprId,
+        var: LocalId,
+        step: ExprId,
+    },
 }
 
 impl Expr {
@@ -563,7 +478,10 @@ impl Expr {
             | Expr::Hvp(a) => vec![*a],
             Expr::Binary(_, a, b) => vec![*a, *b],
             Expr::Select(c, a, b) => vec![*c, *a, *b],
-            Expr::Call(_, xs) | Expr::List(_, _, xs) => xs.clone(),
+            Expr::Call(_, xs) | Expr::List(_, _, xs) | Expr::Mat(_, xs) => xs.clone(),
+            Expr::Fold {
+                init, count, step, ..
+            } => vec![*init, *count, *step],
             _ => Vec::new(),
         }
     }
@@ -632,6 +550,15 @@ impl Body {
             }
         }
         out
+    }
+
+    /// The expression `let` local `l` is bound to (matrix values are evaluated from their
+    /// definitions, `crate::matrix`).
+    pub fn let_def(&self, l: LocalId) -> Option<ExprId> {
+        self.stmts.iter().find_map(|s| match s {
+            Stmt::Let(k, e) if *k == l => Some(*e),
+            _ => None,
+        })
     }
 
     pub fn writes_param(&self) -> bool {

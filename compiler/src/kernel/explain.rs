@@ -48,6 +48,7 @@ pub fn buf_name(program: &Program, recipe: &Recipe, b: Buf) -> String {
         Buf::Noise(s) => format!("rademacher{s}"),
         Buf::Spread(h) => format!("spread{h}"),
         Buf::SliceIn(s) => format!("slice{s}.input"),
+        Buf::MatIn(k, i) => format!("call{k}.input{i}"),
         Buf::State { stage, state } => {
             let def = &program.defs[recipe.stages[stage].def];
             let name = match &def.body {

@@ -298,6 +298,8 @@ impl<'a, 'p> HostEval<'a, 'p> {
                     ShapeInfo::Rank => v.rank as f64,
                     ShapeInfo::Numel => v.numel as f64,
                     ShapeInfo::FactorDim => v.factor_dim as f64,
+                    ShapeInfo::Rows => v.mat_rows as f64,
+                    ShapeInfo::Cols => v.mat_cols as f64,
                 },
                 None => f64::NAN,
             }),

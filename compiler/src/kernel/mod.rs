@@ -63,6 +63,8 @@ pub enum Buf {
     Spread(HId),
     /// The element value sliced reduction s reduces, written by a prepare pass.
     SliceIn(usize),
+    /// Input i ≥ 1 of matrix call k (input 0 is `CallArg(k)`), written by a prepare pass.
+    MatIn(usize, usize),
 }
 
 impl Buf {
@@ -76,6 +78,7 @@ impl Buf {
                 | Buf::Noise(_)
                 | Buf::Spread(_)
                 | Buf::SliceIn(_)
+                | Buf::MatIn(..)
         )
     }
 }
@@ -87,6 +90,9 @@ pub enum CallKind {
     GradAt,
     /// `hvp(v)`: the Hessian at the current parameters times v.
     Hvp,
+    /// `elements(M)`: matrix expression `Kernel::matrices[m]`, evaluated on the host by
+    /// `crate::matrix` from the per-element inputs the prepare pass wrote.
+    Matrix(usize),
 }
 
 /// A model call: its argument is written to `CallArg(k)` by a prepare pass (and, for an
@@ -97,9 +103,41 @@ pub struct ModelCall {
     pub kind: CallKind,
     pub arg: EId,
     pub point: Option<EId>,
+    /// A matrix call's further per-element inputs, written to `MatIn(k, 1..)`.
+    pub more: Vec<EId>,
     pub stage: usize,
     /// The round it runs in, as a reduction's level.
     pub level: usize,
+}
+
+/// A matrix expression under `elements(...)`: stage `stage`'s body expression `root`,
+/// whose leaves are the call's per-element inputs (in order: `CallArg`, then `MatIn`) and
+/// per-tensor host values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatCall {
+    pub stage: usize,
+    pub root: crate::ir::ExprId,
+    pub leaves: Vec<(crate::ir::ExprId, MatLeaf)>,
+}
+
+impl MatCall {
+    /// The host values the matrix reads.
+    pub fn scalars(&self) -> Vec<HId> {
+        self.leaves
+            .iter()
+            .filter_map(|(_, l)| match l {
+                MatLeaf::Scalar(h) => Some(*h),
+                MatLeaf::Input(_) => None,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MatLeaf {
+    /// Input i of the call (0: `CallArg(k)`, i ≥ 1: `MatIn(k, i)`).
+    Input(usize),
+    Scalar(HId),
 }
 
 /// A host value: evaluated in f64 once per tensor per step, as the interpreter evaluates
@@ -257,6 +295,8 @@ pub struct Kernel {
     /// prepare passes' (model-call arguments, temporary buffers).
     pub stores: Vec<Store>,
     pub calls: Vec<ModelCall>,
+    /// The matrix expressions `CallKind::Matrix` calls evaluate.
+    pub matrices: Vec<MatCall>,
     pub slice_reds: Vec<SliceRed>,
     /// Per host value: its slicing, when it is one value per row/column/outer/unit.
     pub host_slice: Vec<Option<Slice>>,

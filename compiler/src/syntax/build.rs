@@ -243,6 +243,19 @@ impl Builder<'_> {
                 stmts: parts.into_iter().map(|q| self.statement(q)).collect(),
                 span,
             },
+            Rule::repeat_block => {
+                // parts: the `repeat` keyword, the count, then the statements.
+                let mut rest = parts.into_iter().skip(1);
+                let count = match rest.next() {
+                    Some(c) => self.expr(c),
+                    None => number(0.0, span),
+                };
+                Stmt::Repeat {
+                    count,
+                    stmts: rest.map(|q| self.statement(q)).collect(),
+                    span,
+                }
+            }
             Rule::skip_stmt => Stmt::Skip {
                 cond: self.expr(parts[0].clone()),
                 span,
@@ -577,6 +590,25 @@ impl Builder<'_> {
                     "+" => BinOp::Add,
                     "-" => BinOp::Sub,
                     "*" => BinOp::Mul,
+                    "@" => {
+                        // `a @ b` is `matmul(a, b)`: a matrix function, not an operator on
+                        // numbers.
+                        let rhs = self.operand(rhs);
+                        let span = acc.span.to(rhs.span);
+                        let callee = Ident {
+                            name: "matmul".into(),
+                            span: self.span(&op),
+                        };
+                        let args = [acc, rhs]
+                            .into_iter()
+                            .map(|value| Arg { name: None, value })
+                            .collect();
+                        acc = Expr {
+                            kind: ExprKind::Call { callee, args },
+                            span,
+                        };
+                        continue;
+                    }
                     _ => BinOp::Div,
                 },
             };

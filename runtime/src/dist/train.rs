@@ -47,7 +47,7 @@ pub fn shard_refusal(program: &Program, recipe: &Recipe) -> Option<String> {
         return Some("it reduces over tensors (a norm, clip or trust ratio)".into());
     }
     if !k.calls.is_empty() || !k.slice_reds.is_empty() {
-        return Some("it calls the model or works on rows and columns".into());
+        return Some("it calls the model, works on rows and columns, or on matrices".into());
     }
     if k.host
         .iter()

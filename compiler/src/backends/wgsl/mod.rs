@@ -529,5 +529,6 @@ pub fn buf_name(b: Buf) -> String {
         Buf::Noise(s) => format!("noise of stage {s}"),
         Buf::Spread(h) => format!("spread host value {h}"),
         Buf::SliceIn(s) => format!("sliced reduction {s} input"),
+        Buf::MatIn(k, i) => format!("matrix call {k} input {i}"),
     }
 }

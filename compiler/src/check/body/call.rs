@@ -30,6 +30,9 @@ impl BodyCx<'_> {
                 return self.error_expr(span);
             }
         }
+        if let Some((_, op, arity)) = crate::ir::MatOp::ALL.iter().find(|(n, _, _)| *n == name) {
+            return self.mat_call(*op, *arity, callee, args, span);
+        }
         if let Some((_, b, arity)) = Builtin::ALL.iter().find(|(n, _, _)| *n == name) {
             return self.builtin(*b, *arity, callee, args, span);
         }
@@ -40,6 +43,8 @@ impl BodyCx<'_> {
             "rank" => Some(ShapeInfo::Rank),
             "numel" => Some(ShapeInfo::Numel),
             "factor_dim" => Some(ShapeInfo::FactorDim),
+            "rows" => Some(ShapeInfo::Rows),
+            "cols" => Some(ShapeInfo::Cols),
             _ => None,
         };
         if let (Some(info), false) = (shape, self.kind == DefKind::Schedule) {
@@ -288,6 +293,7 @@ impl BodyCx<'_> {
                 );
             }
         }
+        self.no_matrix_mix(&xs, span);
         let kind = match b {
             Builtin::IsFinite | Builtin::IsNone => ValueKind::Bool,
             Builtin::Abs | Builtin::Min | Builtin::Max | Builtin::Clamp | Builtin::Sign

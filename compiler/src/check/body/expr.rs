@@ -65,6 +65,7 @@ impl BodyCx<'_> {
                 let x = self.expr(a);
                 let y = self.expr(b);
                 let (tx, ty) = (self.body.types[x], self.body.types[y]);
+                self.no_matrix_mix(&[x, y], e.span);
                 let extent = tx.extent.join(ty.extent);
                 let kind = match op {
                     BinOp::And | BinOp::Or => {
@@ -104,6 +105,7 @@ impl BodyCx<'_> {
                 let x = self.expr(a);
                 let y = self.expr(b);
                 let (tc, tx, ty) = (self.body.types[c], self.body.types[x], self.body.types[y]);
+                self.no_matrix_mix(&[c, x, y], e.span);
                 if tc.kind != ValueKind::Bool {
                     let span = self.body.spans[c];
                     self.cx.diags.push(
@@ -415,7 +417,12 @@ impl BodyCx<'_> {
                 }
             }
         }
-        Self::ty(ValueKind::Real, Extent::Uniform)
+        let extent = if self.loop_vars.contains(&id) {
+            Extent::Matrix
+        } else {
+            Extent::Uniform
+        };
+        Self::ty(ValueKind::Real, extent)
     }
 
     pub(super) fn index(&mut self, base: &ast::Expr, idx: &ast::Expr, span: Span) -> ExprId {

@@ -17,6 +17,7 @@ use crate::source::Span;
 mod call;
 mod eval;
 mod expr;
+mod matrix;
 
 const REDUCTIONS: [(&str, ReduceOp); 6] = [
     ("norm", ReduceOp::Norm),
@@ -58,6 +59,8 @@ struct BodyCx<'a> {
     in_state_init: bool,
     /// Inside a schedule's `observe` block: `metric` is available.
     in_observe: bool,
+    /// The loop values of `repeat` blocks (matrices; they have no `let` statement).
+    loop_vars: Vec<usize>,
 }
 
 pub(crate) fn check_stage(
@@ -77,6 +80,7 @@ pub(crate) fn check_stage(
         names: Vec::new(),
         in_state_init: false,
         in_observe: false,
+        loop_vars: Vec::new(),
     };
     for s in stmts {
         b.stage_stmt(s);
@@ -104,6 +108,7 @@ pub(crate) fn check_schedule(
         names: Vec::new(),
         in_state_init: false,
         in_observe: false,
+        loop_vars: Vec::new(),
     };
     let def_span = b.cx.program.defs[def].span;
     let mut result = None;
@@ -133,6 +138,11 @@ pub(crate) fn check_schedule(
                 Diagnostic::error("E0143", *span, "a schedule has no parameters to evaluate")
                     .with_label("not allowed in a schedule")
                     .with_help("`eval param = ...` belongs in a transform or optimizer"),
+            ),
+            ast::Stmt::Repeat { span, .. } => b.cx.diags.push(
+                Diagnostic::error("E0143", *span, "a schedule has no matrices to repeat over")
+                    .with_label("not allowed in a schedule")
+                    .with_help("`repeat` belongs in a transform or optimizer, over matrix values"),
             ),
             ast::Stmt::Run { span, .. } => b.cx.diags.push(
                 Diagnostic::error("E0143", *span, "a schedule cannot run a chain")
@@ -276,6 +286,11 @@ impl BodyCx<'_> {
                 self.body.stmts.push(Stmt::Skip(c));
             }
             ast::Stmt::Run { chain, .. } => self.run_stmt(chain),
+            ast::Stmt::Repeat {
+                count,
+                stmts,
+                span,
+            } => self.repeat(count, stmts, *span),
             ast::Stmt::Expr(e) => self.cx.diags.push(
                 Diagnostic::error("E0143", e.span, "an expression on its own does nothing here")
                     .with_label("value is discarded")
@@ -411,6 +426,7 @@ impl BodyCx<'_> {
                         | ast::Stmt::Skip { span, .. }
                         | ast::Stmt::Run { span, .. }
                         | ast::Stmt::Eval { span, .. }
+                        | ast::Stmt::Repeat { span, .. }
                         | ast::Stmt::Observe { span, .. } => *span,
                         ast::Stmt::Expr(e) => e.span,
                         _ => span,
@@ -496,6 +512,9 @@ impl BodyCx<'_> {
         };
         match name {
             "grad" => {
+                if !self.no_matrix_store(rhs, "grad") {
+                    return;
+                }
                 let cur = read(self, Expr::Grad, elem);
                 let v = combine(self, cur, rhs);
                 self.require_number(v, "grad");
@@ -513,6 +532,9 @@ impl BodyCx<'_> {
                     );
                     return;
                 }
+                if !self.no_matrix_store(rhs, "param") {
+                    return;
+                }
                 let cur = read(self, Expr::Param, elem);
                 let v = combine(self, cur, rhs);
                 self.require_number(v, "param");
@@ -526,6 +548,9 @@ impl BodyCx<'_> {
                     .map(|(_, b, s, _)| (*b, *s));
                 match found {
                     Some((Binding::State(id), _)) => {
+                        if !self.no_matrix_store(rhs, name) {
+                            return;
+                        }
                         let st = self.body.states[id].clone();
                         let cur = read(
                             self,

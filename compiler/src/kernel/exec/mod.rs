@@ -19,6 +19,7 @@
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 
+mod matrix;
 mod passes;
 
 use super::host::HostEval;
@@ -154,7 +155,12 @@ impl<'p> Fused<'p> {
             .map(|c| {
                 let mut roots = vec![c.arg];
                 roots.extend(c.point);
-                host_deps(&kernel, &roots)
+                roots.extend(&c.more);
+                let mut hs = host_deps(&kernel, &roots);
+                if let CallKind::Matrix(m) = c.kind {
+                    hs.extend(kernel.matrices[m].scalars());
+                }
+                hs
             })
             .collect();
         let slice_scalars = kernel
@@ -357,6 +363,7 @@ impl<'p> Fused<'p> {
             }
             let tables = self.tables_for_reductions(&mut ev, &runnable)?;
             let prepares = self.tables_for_calls(&mut ev, &ready, &ready_s)?;
+            let numbers = self.matrix_numbers(&mut ev, &ready)?;
             let mut spreads = Vec::new();
             for p in tables
                 .iter()
@@ -377,7 +384,10 @@ impl<'p> Fused<'p> {
                 self.run_pass(st, p, &table, params, grads, 0)?;
             }
             for k in ready {
-                self.call_model(k, params, oracle.as_deref_mut())?;
+                match self.kernel.calls[k].kind {
+                    CallKind::Matrix(m) => self.call_matrix(k, m, &numbers)?,
+                    _ => self.call_model(k, params, oracle.as_deref_mut())?,
+                }
                 called[k] = true;
             }
             for sr in ready_s {
@@ -549,6 +559,7 @@ impl<'p> Fused<'p> {
         let c = &self.kernel.calls[k];
         let mut roots = vec![c.arg];
         roots.extend(c.point);
+        roots.extend(&c.more);
         roots
     }
 
@@ -570,6 +581,9 @@ impl<'p> Fused<'p> {
                 let o =
                     oracle.ok_or("`grad_at` needs a model that computes gradients at a point")?;
                 o.grad_at(&arg)
+            }
+            CallKind::Matrix(_) => {
+                return Err(Error::internal("a matrix call made as a model call"))
             }
             CallKind::Hvp => {
                 let o =

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use super::{
-    graph_uses, slice_of_scope, Buf, CallKind, EId, Elem, HId, Host, Kernel, ModelCall, Pass,
-    PassKind, RId, Reduction, SliceRed, Store, Unsupported,
+    graph_uses, slice_of_scope, Buf, CallKind, EId, Elem, HId, Host, Kernel, MatCall, MatLeaf,
+    ModelCall, Pass, PassKind, RId, Reduction, SliceRed, Store, Unsupported,
 };
 use crate::ast::{BinOp, ScalarType, TypeExpr, UnOp};
 use crate::interp::{str_value, Slice};
@@ -54,6 +54,7 @@ struct Builder {
     elems: Vec<Elem>,
     reductions: Vec<Reduction>,
     calls: Vec<ModelCall>,
+    matrices: Vec<MatCall>,
     slice_reds: Vec<SliceRed>,
     host_slice: Vec<Option<Slice>>,
     host_ids: HashMap<String, HId>,
@@ -242,6 +243,9 @@ impl Builder {
             }
             for s in &body.stmts {
                 match s {
+                    // A matrix `let` is a definition, lowered where `elements(...)` reads
+                    // it (`StageCx::matrix`).
+                    Stmt::Let(_, e) if body.types[*e].extent == Extent::Matrix => {}
                     Stmt::Let(l, e) => {
                         let v = cx.expr(*e)?;
                         cx.locals[*l] = Some(v);
@@ -398,6 +402,9 @@ impl Builder {
                     let c = &self.calls[k];
                     writes.push((Buf::CallArg(k), c.arg, c.stage));
                     writes.extend(c.point.map(|p| (Buf::CallPoint(k), p, c.stage)));
+                    for (i, &e) in c.more.iter().enumerate() {
+                        writes.push((Buf::MatIn(k, i + 1), e, c.stage));
+                    }
                 }
                 for &sr in &slice_reds {
                     let r = &self.slice_reds[sr];
@@ -449,6 +456,7 @@ impl Builder {
             elems: self.elems,
             reductions: self.reductions,
             calls: self.calls,
+            matrices: self.matrices,
             slice_reds: self.slice_reds,
             host_slice: self.host_slice,
             stores,
@@ -523,12 +531,12 @@ impl Builder {
         let red_deps: Vec<Deps> = self
             .reductions
             .iter()
-            .map(|r| self.deps(&[r.input]))
+            .map(|r| self.deps(&[r.input], &[]))
             .collect();
         let slice_deps: Vec<Deps> = self
             .slice_reds
             .iter()
-            .map(|r| self.deps(&[r.input]))
+            .map(|r| self.deps(&[r.input], &[]))
             .collect();
         let call_deps: Vec<Deps> = self
             .calls
@@ -536,7 +544,13 @@ impl Builder {
             .map(|c| {
                 let mut roots = vec![c.arg];
                 roots.extend(c.point);
-                self.deps(&roots)
+                roots.extend(&c.more);
+                // A matrix call also waits on the per-tensor numbers it reads (a norm).
+                let hosts = match c.kind {
+                    CallKind::Matrix(m) => self.matrices[m].scalars(),
+                    _ => Vec::new(),
+                };
+                self.deps(&roots, &hosts)
             })
             .collect();
         for _ in 0..=self.reductions.len() + self.calls.len() + self.slice_reds.len() {
@@ -564,8 +578,9 @@ impl Builder {
     /// What element values under `roots` wait on: reductions and sliced reductions
     /// (through their host operands, spread or not) and model calls (through their
     /// results).
-    fn deps(&self, roots: &[EId]) -> Deps {
+    fn deps(&self, roots: &[EId], extra: &[HId]) -> Deps {
         let (bufs, mut hosts) = self.uses(roots);
+        hosts.extend(extra);
         let mut d = Deps::default();
         for b in bufs {
             match b {

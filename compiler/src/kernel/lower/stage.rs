@@ -2,6 +2,7 @@
 //! model calls and sliced values, against the builder's graph.
 
 use super::*;
+use crate::ir::MatOp;
 
 /// Lowering one stage's body.
 pub(super) struct StageCx<'a, 'p> {
@@ -190,10 +191,15 @@ impl StageCx<'_, '_> {
                     kind,
                     arg,
                     point,
+                    more: Vec::new(),
                     stage,
                     level: 0,
                 });
                 Val::E(self.b.e(Elem::Load(Buf::CallOut(k))))
+            }
+            Expr::Mat(MatOp::ToElements, xs) if xs.len() == 1 => self.matrix(xs[0])?,
+            Expr::Mat(..) | Expr::Fold { .. } => {
+                return Err(self.unsupported("a matrix value outside `elements(...)`"))
             }
             Expr::Rademacher => Val::E(self.b.e(Elem::Load(Buf::Noise(stage)))),
             Expr::Loss => Val::H(self.b.h(Host::Loss)),
@@ -201,5 +207,56 @@ impl StageCx<'_, '_> {
                 return Err(self.unsupported("a schedule-only expression"))
             }
         })
+    }
+}
+
+impl StageCx<'_, '_> {
+    /// `elements(M)`: a round of its own, like a model call. A prepare pass writes the
+    /// per-element values `matrix(x)` reads; the host evaluates `m` per tensor
+    /// (`crate::matrix`, as the interpreter does) with the per-tensor numbers it reads;
+    /// the result is one more buffer.
+    fn matrix(&mut self, m: ExprId) -> Result<Val, Unsupported> {
+        let mut inputs = Vec::new();
+        let mut leaves = Vec::new();
+        for (id, kind) in crate::matrix::leaves(self.body, m) {
+            let v = self.expr(id)?;
+            match kind {
+                crate::matrix::LeafKind::Elements => {
+                    leaves.push((id, MatLeaf::Input(inputs.len())));
+                    inputs.push(self.b.lift(v));
+                }
+                crate::matrix::LeafKind::Scalar => match v {
+                    Val::H(h) => leaves.push((id, MatLeaf::Scalar(h))),
+                    Val::E(_) => {
+                        return Err(self.unsupported("a per-element number inside a matrix"))
+                    }
+                },
+            }
+        }
+        let arg = match inputs.first() {
+            Some(&e) => e,
+            // A matrix built from numbers alone (`eye(rows())`): the prepare pass writes a
+            // zero it never reads.
+            None => {
+                let zero = self.b.h(Host::Const(0.0));
+                self.b.e(Elem::Scalar(zero))
+            }
+        };
+        let mi = self.b.matrices.len();
+        self.b.matrices.push(MatCall {
+            stage: self.stage,
+            root: m,
+            leaves,
+        });
+        let k = self.b.calls.len();
+        self.b.calls.push(ModelCall {
+            kind: CallKind::Matrix(mi),
+            arg,
+            point: None,
+            more: inputs.into_iter().skip(1).collect(),
+            stage: self.stage,
+            level: 0,
+        });
+        Ok(Val::E(self.b.e(Elem::Load(Buf::CallOut(k)))))
     }
 }

@@ -1,0 +1,94 @@
+//! Matrix calls of a fused step (`CallKind::Matrix`): once the prepare pass has written
+//! their per-element inputs, the host evaluates each tensor's matrix with
+//! `crate::matrix` — the interpreter's own evaluator — and the result is the call's output
+//! buffer, which the later passes read like a model call's.
+
+use std::collections::BTreeMap;
+
+use super::Fused;
+use crate::error::{Error, Result};
+use crate::kernel::host::HostEval;
+use crate::kernel::{Buf, CallKind, MatLeaf};
+use crate::matrix;
+
+/// For each matrix call about to run: its per-tensor numbers (by leaf, then tensor), in
+/// `MatCall::scalars` order.
+pub(super) type Numbers = BTreeMap<usize, Vec<Vec<f64>>>;
+
+impl Fused<'_> {
+    /// The per-tensor numbers the `ready` matrix calls read, while the host values are at
+    /// hand.
+    pub(super) fn matrix_numbers(&self, ev: &mut HostEval, ready: &[usize]) -> Result<Numbers> {
+        let nt = self.interp.sizes.len();
+        let mut out = BTreeMap::new();
+        for &k in ready {
+            let CallKind::Matrix(m) = self.kernel.calls[k].kind else {
+                continue;
+            };
+            let mut per_leaf = Vec::new();
+            for h in self.kernel.matrices[m].scalars() {
+                let mut v = Vec::with_capacity(nt);
+                for t in 0..nt {
+                    v.push(ev.eval(h, t)?.ok_or_else(|| {
+                        Error::internal("a matrix call runs before a number it reads is known")
+                    })?);
+                }
+                per_leaf.push(v);
+            }
+            out.insert(k, per_leaf);
+        }
+        Ok(out)
+    }
+
+    /// Matrix call `k` (matrix expression `m`) on the inputs its prepare pass wrote.
+    pub(super) fn call_matrix(&mut self, k: usize, m: usize, numbers: &Numbers) -> Result<()> {
+        let call = &self.kernel.matrices[m];
+        let body = self.interp.stage_body(call.stage)?;
+        let nums = numbers
+            .get(&k)
+            .ok_or_else(|| Error::internal("a matrix call without its numbers"))?;
+        let ninputs = 1 + self.kernel.calls[k].more.len();
+        let mut inputs = Vec::with_capacity(ninputs);
+        for i in 0..ninputs {
+            let buf = if i == 0 {
+                Buf::CallArg(k)
+            } else {
+                Buf::MatIn(k, i)
+            };
+            inputs.push(self.temps.get(&buf).ok_or_else(|| {
+                Error::internal(format!(
+                    "matrix call {k} runs before its input {i} is written"
+                ))
+            })?);
+        }
+        let mut out = Vec::with_capacity(self.interp.views.len());
+        for (t, view) in self.interp.views.iter().enumerate() {
+            let mut leaf = |id| -> Result<matrix::Leaf<'_>> {
+                let mut scalar = 0;
+                for (e, l) in &call.leaves {
+                    match l {
+                        MatLeaf::Input(i) if *e == id => {
+                            let v = inputs.get(*i).and_then(|b| b.get(t));
+                            return v.map(|v| matrix::Leaf::Elements(v)).ok_or_else(|| {
+                                Error::internal("a matrix input buffer is missing a tensor")
+                            });
+                        }
+                        MatLeaf::Scalar(_) if *e == id => {
+                            let v = nums.get(scalar).and_then(|v| v.get(t));
+                            return v.map(|v| matrix::Leaf::Scalar(*v)).ok_or_else(|| {
+                                Error::internal("a matrix number is missing a tensor")
+                            });
+                        }
+                        MatLeaf::Scalar(_) => scalar += 1,
+                        MatLeaf::Input(_) => {}
+                    }
+                }
+                Err(Error::internal("a matrix leaf the kernel does not know"))
+            };
+            let r = matrix::eval(body, call.root, view.mat_rows, view.mat_cols, &mut leaf)?;
+            out.push(matrix::into_elements(r, view, self.interp.tensor_name(t))?);
+        }
+        self.temps.insert(Buf::CallOut(k), out);
+        Ok(())
+    }
+}

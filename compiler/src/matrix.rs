@@ -1,0 +1,403 @@
+//! Matrix values: what `Extent::Matrix` expressions mean — `matrix(x)`, `A @ B`,
+//! `transpose(A)`, `eye(n)`, arithmetic and builtins entry by entry (numbers per tensor
+//! broadcast), `if` on a per-tensor condition, and `repeat` — evaluated for one tensor at
+//! a time. Entry points: `leaves` (what an expression reads from outside the matrix world)
+//! and `eval`.
+//!
+//! The interpreter and the fused executor both call `eval` (the executor after a prepare
+//! pass has written the per-element inputs), so every back end computes a matrix value
+//! with the same operations in the same order. Entries are f32, as per-element values
+//! are; numbers are rounded to f32 where they meet a matrix, as `Elem::Scalar` does;
+//! products run through `matrixmultiply`'s single-threaded `sgemm` (f32 accumulation,
+//! a fixed order for given shapes, so results do not depend on the thread count).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::error::{Error, Result};
+use crate::interp::TensorView;
+use crate::ir::{Body, Expr, ExprId, Extent, LocalId, MatOp, UnOp};
+use crate::math::{arith, builtin};
+
+/// The largest `repeat` count and `eye` size accepted: beyond them a recipe is mistaken.
+const MAX_REPEAT: f64 = 100_000.0;
+const MAX_EYE: f64 = 65_536.0;
+
+/// A row-major matrix of f32 entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mat {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl Mat {
+    fn filled(rows: usize, cols: usize, v: f32) -> Mat {
+        Mat {
+            rows,
+            cols,
+            data: vec![v; rows * cols],
+        }
+    }
+
+    fn shape(&self) -> String {
+        format!("{}×{}", self.rows, self.cols)
+    }
+
+    fn transpose(&self) -> Mat {
+        let mut data = vec![0f32; self.data.len()];
+        for i in 0..self.rows {
+            for j in 0..self.cols {
+                data[j * self.rows + i] = self.data[i * self.cols + j];
+            }
+        }
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            data,
+        }
+    }
+
+    fn matmul(&self, b: &Mat) -> Result<Mat> {
+        if self.cols != b.rows {
+            return Err(Error::user(format!(
+                "`@` of a {} and a {} matrix: the first has {} columns, the second {} rows",
+                self.shape(),
+                b.shape(),
+                self.cols,
+                b.rows
+            )));
+        }
+        let (m, k, n) = (self.rows, self.cols, b.cols);
+        let mut c = vec![0f32; m * n];
+        if m > 0 && n > 0 && k > 0 {
+            // SAFETY: `a` is m×k, `b` k×n and `c` m×n, all row-major and contiguous, so
+            // every index sgemm forms from these strides lies inside its slice.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    self.data.as_ptr(),
+                    k as isize,
+                    1,
+                    b.data.as_ptr(),
+                    n as isize,
+                    1,
+                    0.0,
+                    c.as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
+        }
+        Ok(Mat {
+            rows: m,
+            cols: n,
+            data: c,
+        })
+    }
+}
+
+/// What a matrix expression reads from outside the matrix world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafKind {
+    /// The argument of `matrix(x)`: per element.
+    Elements,
+    /// A number per tensor (or coarser): a hyperparameter, `rows()`, a reduction.
+    Scalar,
+}
+
+/// A leaf's value for the tensor being evaluated.
+#[derive(Debug, Clone, Copy)]
+pub enum Leaf<'a> {
+    Elements(&'a [f32]),
+    Scalar(f64),
+}
+
+/// The leaves under matrix expression `root`, each once, in first-use order: what the
+/// caller must compute (per element or per tensor) before `eval`.
+pub fn leaves(body: &Body, root: ExprId) -> Vec<(ExprId, LeafKind)> {
+    let mut out = Vec::new();
+    let mut seen = vec![false; body.exprs.len()];
+    collect(body, root, &mut seen, &mut out);
+    out
+}
+
+fn collect(body: &Body, id: ExprId, seen: &mut [bool], out: &mut Vec<(ExprId, LeafKind)>) {
+    if std::mem::replace(&mut seen[id], true) {
+        return;
+    }
+    if body.types[id].extent != Extent::Matrix {
+        out.push((id, LeafKind::Scalar));
+        return;
+    }
+    match &body.exprs[id] {
+        Expr::Mat(MatOp::FromElements, xs) => {
+            for &x in xs {
+                if !std::mem::replace(&mut seen[x], true) {
+                    out.push((x, LeafKind::Elements));
+                }
+            }
+        }
+        Expr::Local(l) => {
+            if let Some(def) = body.let_def(*l) {
+                collect(body, def, seen, out);
+            }
+        }
+        e => {
+            for x in e.operands() {
+                collect(body, x, seen, out);
+            }
+        }
+    }
+}
+
+/// Matrix expression `root` for one tensor whose matrix view is `rows × cols`; `leaf`
+/// gives the value of each of `leaves(body, root)` for that tensor.
+pub fn eval<'l>(
+    body: &Body,
+    root: ExprId,
+    rows: usize,
+    cols: usize,
+    leaf: &mut dyn FnMut(ExprId) -> Result<Leaf<'l>>,
+) -> Result<Mat> {
+    let mut ev = Ev {
+        body,
+        rows,
+        cols,
+        leaf,
+        memo: HashMap::new(),
+        vars: HashMap::new(),
+    };
+    ev.mat(root).map(|m| (*m).clone())
+}
+
+/// `elements(M)` for a tensor: M must be the tensor's matrix view's shape.
+pub fn into_elements(m: Mat, view: &TensorView, name: &str) -> Result<Vec<f32>> {
+    if (m.rows, m.cols) != (view.mat_rows, view.mat_cols) {
+        let hint = if (m.cols, m.rows) == (view.mat_rows, view.mat_cols) {
+            " (transpose it back)"
+        } else {
+            ""
+        };
+        return Err(Error::user(format!(
+            "`elements(...)` of a {} matrix for tensor `{name}`, whose matrix is {}×{}{hint}",
+            m.shape(),
+            view.mat_rows,
+            view.mat_cols
+        )));
+    }
+    Ok(m.data)
+}
+
+/// An operand of an entry-wise operation: a matrix, or a number broadcast over one.
+enum Operand {
+    M(Rc<Mat>),
+    S(f32),
+}
+
+struct Ev<'a, 'l> {
+    body: &'a Body,
+    rows: usize,
+    cols: usize,
+    leaf: &'a mut dyn FnMut(ExprId) -> Result<Leaf<'l>>,
+    /// Values computed in the current round of every enclosing `repeat` (cleared when a
+    /// round begins, so a value that depends on the loop is never stale).
+    memo: HashMap<ExprId, Rc<Mat>>,
+    /// The loop values of the `repeat`s being evaluated.
+    vars: HashMap<LocalId, Rc<Mat>>,
+}
+
+impl Ev<'_, '_> {
+    fn scalar(&mut self, id: ExprId) -> Result<f64> {
+        match (self.leaf)(id)? {
+            Leaf::Scalar(v) => Ok(v),
+            Leaf::Elements(_) => Err(Error::internal("a matrix leaf read as a number")),
+        }
+    }
+
+    fn operand(&mut self, id: ExprId) -> Result<Operand> {
+        if self.body.types[id].extent == Extent::Matrix {
+            Ok(Operand::M(self.mat(id)?))
+        } else {
+            Ok(Operand::S(self.scalar(id)? as f32))
+        }
+    }
+
+    fn whole(&mut self, id: ExprId, what: &str) -> Result<usize> {
+        let v = self.scalar(id)?;
+        let limit = if what == "eye" { MAX_EYE } else { MAX_REPEAT };
+        if !(v >= 0.0 && v <= limit && v.fract() == 0.0) {
+            return Err(Error::user(format!(
+                "`{what}` needs a whole number from 0 to {limit}, got {v}"
+            )));
+        }
+        Ok(v as usize)
+    }
+
+    fn mat(&mut self, id: ExprId) -> Result<Rc<Mat>> {
+        if let Some(m) = self.memo.get(&id) {
+            return Ok(m.clone());
+        }
+        if let Expr::Local(l) = &self.body.exprs[id] {
+            if let Some(m) = self.vars.get(l) {
+                return Ok(m.clone());
+            }
+        }
+        let m = Rc::new(self.compute(id)?);
+        self.memo.insert(id, m.clone());
+        Ok(m)
+    }
+
+    fn compute(&mut self, id: ExprId) -> Result<Mat> {
+        let body = self.body;
+        Ok(match &body.exprs[id] {
+            Expr::Mat(MatOp::FromElements, xs) => {
+                let x = *xs
+                    .first()
+                    .ok_or_else(|| Error::internal("matrix() without x"))?;
+                match (self.leaf)(x)? {
+                    Leaf::Elements(v) if v.len() == self.rows * self.cols => Mat {
+                        rows: self.rows,
+                        cols: self.cols,
+                        data: v.to_vec(),
+                    },
+                    Leaf::Elements(_) => {
+                        return Err(Error::internal("a tensor's matrix view has another size"))
+                    }
+                    Leaf::Scalar(v) => Mat::filled(self.rows, self.cols, v as f32),
+                }
+            }
+            Expr::Mat(MatOp::MatMul, xs) if xs.len() == 2 => {
+                let (a, b) = (self.mat(xs[0])?, self.mat(xs[1])?);
+                a.matmul(&b)?
+            }
+            Expr::Mat(MatOp::Transpose, xs) if xs.len() == 1 => self.mat(xs[0])?.transpose(),
+            Expr::Mat(MatOp::Eye, xs) if xs.len() == 1 => {
+                let n = self.whole(xs[0], "eye")?;
+                let mut m = Mat::filled(n, n, 0.0);
+                for i in 0..n {
+                    m.data[i * n + i] = 1.0;
+                }
+                m
+            }
+            Expr::Local(l) => {
+                let def = body
+                    .let_def(*l)
+                    .ok_or_else(|| Error::internal("a matrix local without a definition"))?;
+                (*self.mat(def)?).clone()
+            }
+            Expr::Unary(op, a) => {
+                let mut m = (*self.mat(*a)?).clone();
+                for v in &mut m.data {
+                    *v = match op {
+                        UnOp::Neg => -*v,
+                        UnOp::Not => f32::from(u8::from(*v == 0.0)),
+                    };
+                }
+                m
+            }
+            Expr::Binary(op, a, b) => {
+                let xs = [self.operand(*a)?, self.operand(*b)?];
+                let op = *op;
+                self.entrywise(&xs, |v| arith(op, v[0], v[1]))?
+            }
+            Expr::Call(f, args) => {
+                let xs = args
+                    .iter()
+                    .map(|a| self.operand(*a))
+                    .collect::<Result<Vec<_>>>()?;
+                let f = *f;
+                self.entrywise(&xs, |v| builtin(f, v))?
+            }
+            Expr::Select(c, a, b) if body.types[*c].extent != Extent::Matrix => {
+                // A per-tensor condition picks one branch; only that one is computed.
+                let pick = if self.scalar(*c)? != 0.0 { *a } else { *b };
+                match self.operand(pick)? {
+                    Operand::M(m) => (*m).clone(),
+                    Operand::S(v) => Mat::filled(self.rows, self.cols, v),
+                }
+            }
+            Expr::Select(c, a, b) => {
+                let xs = [self.operand(*c)?, self.operand(*a)?, self.operand(*b)?];
+                self.entrywise(&xs, |v| if v[0] != 0.0 { v[1] } else { v[2] })?
+            }
+            Expr::Fold {
+                init,
+                count,
+                var,
+                step,
+            } => {
+                let n = self.whole(*count, "repeat")?;
+                let mut x = self.mat(*init)?;
+                let outer = std::mem::take(&mut self.memo);
+                for _ in 0..n {
+                    self.memo.clear();
+                    self.vars.insert(*var, x);
+                    x = self.mat(*step)?;
+                }
+                self.vars.remove(var);
+                self.memo = outer;
+                (*x).clone()
+            }
+            other => {
+                return Err(Error::internal(format!(
+                    "{other:?} is not a matrix expression"
+                )))
+            }
+        })
+    }
+
+    /// `f` entry by entry over matrices of one shape, numbers broadcast.
+    fn entrywise(&self, xs: &[Operand], f: impl Fn(&[f32]) -> f32) -> Result<Mat> {
+        let mut shape: Option<(usize, usize)> = None;
+        for x in xs {
+            if let Operand::M(m) = x {
+                match shape {
+                    None => shape = Some((m.rows, m.cols)),
+                    Some((r, c)) if (r, c) != (m.rows, m.cols) => {
+                        return Err(Error::user(format!(
+                            "entry-wise operation on a {r}×{c} and a {} matrix: the shapes must match",
+                            m.shape()
+                        )))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        let (rows, cols) = shape.unwrap_or((self.rows, self.cols));
+        let mut out = Mat::filled(rows, cols, 0.0);
+        let mut args = vec![0f32; xs.len()];
+        for (i, o) in out.data.iter_mut().enumerate() {
+            for (a, x) in args.iter_mut().zip(xs) {
+                *a = match x {
+                    Operand::M(m) => m.data[i],
+                    Operand::S(v) => *v,
+                };
+            }
+            *o = f(&args);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_product_and_a_transpose_match_the_definitions() {
+        let a = Mat {
+            rows: 2,
+            cols: 3,
+            data: vec![1., 2., 3., 4., 5., 6.],
+        };
+        let p = a.matmul(&a.transpose()).expect("shapes fit");
+        assert_eq!((p.rows, p.cols), (2, 2));
+        // [1 2 3; 4 5 6] [1 4; 2 5; 3 6] = [14 32; 32 77]
+        assert_eq!(p.data, vec![14., 32., 32., 77.]);
+        assert!(a.matmul(&a).is_err());
+    }
+}
