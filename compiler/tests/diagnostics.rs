@@ -252,3 +252,11 @@ case!(
     scheduled_beta_leaves_its_range,
     "import std.optax.{adam, linear_schedule}\nrecipe r {\n  steps 100\n  update = adam(learning_rate: 1e-3, b1: linear_schedule(init_value: 0.5, end_value: 1.5, transition_steps: 100))\n}\n"
 );
+case!(
+    matrix_meets_per_element_value,
+    "transform t() {\n  let m = matrix(grad) * grad\n  grad = elements(m)\n}\n"
+);
+case!(
+    repeat_without_a_matrix_update,
+    "transform t() {\n  let x = matrix(grad)\n  repeat 3 {\n    let a = x @ x\n  }\n  grad = elements(x)\n}\n"
+);

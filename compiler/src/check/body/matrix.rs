@@ -103,7 +103,7 @@ impl BodyCx<'_> {
             }
             let s = self.body.spans[x];
             self.cx.diags.push(
-                Diagnostic::error("E0133", s, format!("a matrix and {} value meet here", e.describe()))
+                Diagnostic::error("E0133", s, format!("a matrix and a {} value meet here", e.describe()))
                     .with_label(format!("this is {}", e.describe()))
                     .with_secondary(span, "in this operation")
                     .with_help("convert one side: `matrix(x)` views a per-element value as its tensor's matrix, `elements(M)` turns a matrix back into one value per element"),
