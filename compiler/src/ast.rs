@@ -203,6 +203,23 @@ pub enum Stmt {
     Expr(Expr),
 }
 
+impl Stmt {
+    /// Where the statement is written.
+    pub fn span(&self) -> Span {
+        match self {
+            Stmt::State { span, .. }
+            | Stmt::Let { span, .. }
+            | Stmt::Assign { span, .. }
+            | Stmt::Skip { span, .. }
+            | Stmt::Run { span, .. }
+            | Stmt::Eval { span, .. }
+            | Stmt::Observe { span, .. }
+            | Stmt::Repeat { span, .. } => *span,
+            Stmt::Expr(e) => e.span,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
     Lt,

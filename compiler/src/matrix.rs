@@ -174,8 +174,43 @@ pub fn eval<'l>(
     ev.mat(root).map(|m| (*m).clone())
 }
 
+/// A leaf's values for every tensor.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    Elements(&'a [Vec<f32>]),
+    Scalars(&'a [f64]),
+}
+
+/// `elements(M)` for every tensor: `root` evaluated per tensor from `leaves` (the values
+/// of each of `leaves(body, root)`), each result checked against its tensor's view.
+pub fn elements(
+    body: &Body,
+    root: ExprId,
+    views: &[TensorView],
+    name: &dyn Fn(usize) -> String,
+    leaves: &[(ExprId, Source<'_>)],
+) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(views.len());
+    for (t, view) in views.iter().enumerate() {
+        let mut leaf = |id: ExprId| -> Result<Leaf<'_>> {
+            let (_, src) = leaves
+                .iter()
+                .find(|(e, _)| *e == id)
+                .ok_or_else(|| Error::internal("a matrix leaf was not computed"))?;
+            let v = match src {
+                Source::Elements(v) => v.get(t).map(|v| Leaf::Elements(v)),
+                Source::Scalars(v) => v.get(t).map(|v| Leaf::Scalar(*v)),
+            };
+            v.ok_or_else(|| Error::internal("a matrix leaf is missing a tensor"))
+        };
+        let r = eval(body, root, view.mat_rows, view.mat_cols, &mut leaf)?;
+        out.push(into_elements(r, view, &name(t))?);
+    }
+    Ok(out)
+}
+
 /// `elements(M)` for a tensor: M must be the tensor's matrix view's shape.
-pub fn into_elements(m: Mat, view: &TensorView, name: &str) -> Result<Vec<f32>> {
+fn into_elements(m: Mat, view: &TensorView, name: &str) -> Result<Vec<f32>> {
     if (m.rows, m.cols) != (view.mat_rows, view.mat_cols) {
         let hint = if (m.cols, m.rows) == (view.mat_rows, view.mat_cols) {
             " (transpose it back)"
@@ -226,9 +261,8 @@ impl Ev<'_, '_> {
         }
     }
 
-    fn whole(&mut self, id: ExprId, what: &str) -> Result<usize> {
+    fn whole(&mut self, id: ExprId, what: &str, limit: f64) -> Result<usize> {
         let v = self.scalar(id)?;
-        let limit = if what == "eye" { MAX_EYE } else { MAX_REPEAT };
         if !(v >= 0.0 && v <= limit && v.fract() == 0.0) {
             return Err(Error::user(format!(
                 "`{what}` needs a whole number from 0 to {limit}, got {v}"
@@ -242,9 +276,15 @@ impl Ev<'_, '_> {
             return Ok(m.clone());
         }
         if let Expr::Local(l) = &self.body.exprs[id] {
+            // A loop value, or a `let`: its definition's matrix, shared, not copied.
             if let Some(m) = self.vars.get(l) {
                 return Ok(m.clone());
             }
+            let def = self
+                .body
+                .let_def(*l)
+                .ok_or_else(|| Error::internal("a matrix local without a definition"))?;
+            return self.mat(def);
         }
         let m = Rc::new(self.compute(id)?);
         self.memo.insert(id, m.clone());
@@ -276,18 +316,12 @@ impl Ev<'_, '_> {
             }
             Expr::Mat(MatOp::Transpose, xs) if xs.len() == 1 => self.mat(xs[0])?.transpose(),
             Expr::Mat(MatOp::Eye, xs) if xs.len() == 1 => {
-                let n = self.whole(xs[0], "eye")?;
+                let n = self.whole(xs[0], "eye", MAX_EYE)?;
                 let mut m = Mat::filled(n, n, 0.0);
                 for i in 0..n {
                     m.data[i * n + i] = 1.0;
                 }
                 m
-            }
-            Expr::Local(l) => {
-                let def = body
-                    .let_def(*l)
-                    .ok_or_else(|| Error::internal("a matrix local without a definition"))?;
-                (*self.mat(def)?).clone()
             }
             Expr::Unary(op, a) => {
                 let mut m = (*self.mat(*a)?).clone();
@@ -330,7 +364,7 @@ impl Ev<'_, '_> {
                 var,
                 step,
             } => {
-                let n = self.whole(*count, "repeat")?;
+                let n = self.whole(*count, "repeat", MAX_REPEAT)?;
                 let mut x = self.mat(*init)?;
                 let outer = std::mem::take(&mut self.memo);
                 for _ in 0..n {

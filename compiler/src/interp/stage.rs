@@ -566,23 +566,19 @@ impl StepCx<'_, '_, '_> {
                 matrix::LeafKind::Scalar => scalars.push((id, self.per_tensor(&v))),
             }
         }
-        let mut out = Vec::with_capacity(self.ntensors());
-        for (t, view) in self.it.views.iter().enumerate() {
-            let mut leaf = |id: ExprId| -> Result<matrix::Leaf<'_>> {
-                if let Some((_, v)) = elems.iter().find(|(e, _)| *e == id) {
-                    return Ok(matrix::Leaf::Elements(&v[t]));
-                }
-                match scalars.iter().find(|(e, _)| *e == id) {
-                    Some((_, v)) => v
-                        .get(t)
-                        .map(|x| matrix::Leaf::Scalar(*x))
-                        .ok_or_else(|| Error::internal("a matrix leaf varies within a tensor")),
-                    None => Err(Error::internal("a matrix leaf was not computed")),
-                }
-            };
-            let r = matrix::eval(self.body, m, view.mat_rows, view.mat_cols, &mut leaf)?;
-            out.push(matrix::into_elements(r, view, self.it.tensor_name(t))?);
-        }
+        let mut sources: Vec<(ExprId, matrix::Source)> = Vec::new();
+        sources.extend(
+            elems
+                .iter()
+                .map(|(id, v)| (*id, matrix::Source::Elements(v))),
+        );
+        sources.extend(
+            scalars
+                .iter()
+                .map(|(id, v)| (*id, matrix::Source::Scalars(v))),
+        );
+        let name = |t: usize| self.it.tensor_name(t).to_string();
+        let out = matrix::elements(self.body, m, &self.it.views, &name, &sources)?;
         Ok(V::E(out))
     }
 }

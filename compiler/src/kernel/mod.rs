@@ -110,6 +110,17 @@ pub struct ModelCall {
     pub level: usize,
 }
 
+impl ModelCall {
+    /// The element values the call is made with, in buffer order: `CallArg`, `CallPoint`
+    /// (an `hvp`'s point) or `MatIn(k, 1..)` (a matrix call's further inputs).
+    pub fn inputs(&self) -> Vec<EId> {
+        let mut roots = vec![self.arg];
+        roots.extend(self.point);
+        roots.extend(&self.more);
+        roots
+    }
+}
+
 /// A matrix expression under `elements(...)`: stage `stage`'s body expression `root`,
 /// whose leaves are the call's per-element inputs (in order: `CallArg`, then `MatIn`) and
 /// per-tensor host values.

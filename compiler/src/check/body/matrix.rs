@@ -211,10 +211,9 @@ impl BodyCx<'_> {
                     *span,
                     "a `repeat` block updates one matrix, in its last line",
                 ),
-                other => self.repeat_error(
-                    stmt_span(other),
-                    "a `repeat` block holds `let`s and one update",
-                ),
+                other => {
+                    self.repeat_error(other.span(), "a `repeat` block holds `let`s and one update")
+                }
             }
         }
         let step = self.expr(value);
@@ -266,19 +265,5 @@ impl BodyCx<'_> {
                 .with_label("in this `repeat`")
                 .with_help("write `repeat n { let A = X @ transpose(X)  X = a * X + A @ X }` with `X` a matrix `let` bound before"),
         );
-    }
-}
-
-fn stmt_span(s: &ast::Stmt) -> Span {
-    match s {
-        ast::Stmt::State { span, .. }
-        | ast::Stmt::Let { span, .. }
-        | ast::Stmt::Assign { span, .. }
-        | ast::Stmt::Skip { span, .. }
-        | ast::Stmt::Run { span, .. }
-        | ast::Stmt::Eval { span, .. }
-        | ast::Stmt::Observe { span, .. }
-        | ast::Stmt::Repeat { span, .. } => *span,
-        ast::Stmt::Expr(e) => e.span,
     }
 }

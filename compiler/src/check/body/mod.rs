@@ -421,16 +421,7 @@ impl BodyCx<'_> {
                     }
                 }
                 other => {
-                    let span = match other {
-                        ast::Stmt::State { span, .. }
-                        | ast::Stmt::Skip { span, .. }
-                        | ast::Stmt::Run { span, .. }
-                        | ast::Stmt::Eval { span, .. }
-                        | ast::Stmt::Repeat { span, .. }
-                        | ast::Stmt::Observe { span, .. } => *span,
-                        ast::Stmt::Expr(e) => e.span,
-                        _ => span,
-                    };
+                    let span = other.span();
                     self.cx.diags.push(
                         Diagnostic::error("E0143", span, "`observe` holds `let`s and state updates")
                             .with_label("not allowed in `observe`")

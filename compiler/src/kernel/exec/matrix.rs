@@ -61,33 +61,27 @@ impl Fused<'_> {
                 ))
             })?);
         }
-        let mut out = Vec::with_capacity(self.interp.views.len());
-        for (t, view) in self.interp.views.iter().enumerate() {
-            let mut leaf = |id| -> Result<matrix::Leaf<'_>> {
-                let mut scalar = 0;
-                for (e, l) in &call.leaves {
-                    match l {
-                        MatLeaf::Input(i) if *e == id => {
-                            let v = inputs.get(*i).and_then(|b| b.get(t));
-                            return v.map(|v| matrix::Leaf::Elements(v)).ok_or_else(|| {
-                                Error::internal("a matrix input buffer is missing a tensor")
-                            });
-                        }
-                        MatLeaf::Scalar(_) if *e == id => {
-                            let v = nums.get(scalar).and_then(|v| v.get(t));
-                            return v.map(|v| matrix::Leaf::Scalar(*v)).ok_or_else(|| {
-                                Error::internal("a matrix number is missing a tensor")
-                            });
-                        }
-                        MatLeaf::Scalar(_) => scalar += 1,
-                        MatLeaf::Input(_) => {}
+        let mut sources = Vec::with_capacity(call.leaves.len());
+        let mut scalar = 0;
+        for (id, l) in &call.leaves {
+            let src =
+                match l {
+                    MatLeaf::Input(i) => {
+                        matrix::Source::Elements(inputs.get(*i).ok_or_else(|| {
+                            Error::internal("a matrix input the call does not have")
+                        })?)
                     }
-                }
-                Err(Error::internal("a matrix leaf the kernel does not know"))
-            };
-            let r = matrix::eval(body, call.root, view.mat_rows, view.mat_cols, &mut leaf)?;
-            out.push(matrix::into_elements(r, view, self.interp.tensor_name(t))?);
+                    MatLeaf::Scalar(_) => {
+                        scalar += 1;
+                        matrix::Source::Scalars(nums.get(scalar - 1).ok_or_else(|| {
+                            Error::internal("a matrix number the call does not have")
+                        })?)
+                    }
+                };
+            sources.push((*id, src));
         }
+        let name = |t: usize| self.interp.tensor_name(t).to_string();
+        let out = matrix::elements(body, call.root, &self.interp.views, &name, &sources)?;
         self.temps.insert(Buf::CallOut(k), out);
         Ok(())
     }

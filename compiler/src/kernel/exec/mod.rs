@@ -153,10 +153,7 @@ impl<'p> Fused<'p> {
             .calls
             .iter()
             .map(|c| {
-                let mut roots = vec![c.arg];
-                roots.extend(c.point);
-                roots.extend(&c.more);
-                let mut hs = host_deps(&kernel, &roots);
+                let mut hs = host_deps(&kernel, &c.inputs());
                 if let CallKind::Matrix(m) = c.kind {
                     hs.extend(kernel.matrices[m].scalars());
                 }
@@ -556,11 +553,7 @@ impl<'p> Fused<'p> {
 
     /// The element values model call `k` is made with.
     fn call_roots(&self, k: usize) -> Vec<EId> {
-        let c = &self.kernel.calls[k];
-        let mut roots = vec![c.arg];
-        roots.extend(c.point);
-        roots.extend(&c.more);
-        roots
+        self.kernel.calls[k].inputs()
     }
 
     /// Calls the model for call `k` on the arguments its prepare pass wrote.

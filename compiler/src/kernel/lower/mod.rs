@@ -542,9 +542,7 @@ impl Builder {
             .calls
             .iter()
             .map(|c| {
-                let mut roots = vec![c.arg];
-                roots.extend(c.point);
-                roots.extend(&c.more);
+                let roots = c.inputs();
                 // A matrix call also waits on the per-tensor numbers it reads (a norm).
                 let hosts = match c.kind {
                     CallKind::Matrix(m) => self.matrices[m].scalars(),
