@@ -155,6 +155,16 @@ pub enum StateExtent {
     Scalar,
     Row,
     Col,
+    /// `matrix(rows, cols)`: one matrix per tensor, each side the length of the tensor's
+    /// matrix view's rows or columns.
+    Matrix(MatDim, MatDim),
+}
+
+/// One side of a matrix state: the tensor's matrix view's rows or its columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatDim {
+    Rows,
+    Cols,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +209,12 @@ pub enum Stmt {
         stmts: Vec<Stmt>,
         span: Span,
     },
+    /// `every k steps { ... }`: assignments that take effect at steps k, 2k, …
+    Every {
+        period: Expr,
+        stmts: Vec<Stmt>,
+        span: Span,
+    },
     /// A bare expression: the value of a schedule block (its last line).
     Expr(Expr),
 }
@@ -214,7 +230,8 @@ impl Stmt {
             | Stmt::Run { span, .. }
             | Stmt::Eval { span, .. }
             | Stmt::Observe { span, .. }
-            | Stmt::Repeat { span, .. } => *span,
+            | Stmt::Repeat { span, .. }
+            | Stmt::Every { span, .. } => *span,
             Stmt::Expr(e) => e.span,
         }
     }

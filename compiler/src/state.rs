@@ -20,13 +20,17 @@ pub enum StateValue {
     Slice(Slice, Vec<Vec<f64>>),
     Tensor(Vec<f64>),
     Scalar(f64),
+    /// One matrix per tensor (`state L: matrix(rows, rows)`), row-major, its sides from
+    /// the declaration and the tensor's matrix view.
+    Matrix(Vec<Vec<f32>>),
 }
 
 impl StateValue {
     /// Same kind and sizes (values may differ).
     pub fn same_layout(&self, other: &StateValue) -> bool {
         match (self, other) {
-            (StateValue::Element(a), StateValue::Element(b)) => {
+            (StateValue::Element(a), StateValue::Element(b))
+            | (StateValue::Matrix(a), StateValue::Matrix(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.len() == y.len())
             }
             (StateValue::Tensor(a), StateValue::Tensor(b)) => a.len() == b.len(),

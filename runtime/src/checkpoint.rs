@@ -80,6 +80,7 @@ fn slice_name(s: Slice) -> &'static str {
 fn layout(v: &StateValue) -> (String, Vec<usize>) {
     match v {
         StateValue::Element(t) => ("element".into(), t.iter().map(Vec::len).collect()),
+        StateValue::Matrix(t) => ("matrix".into(), t.iter().map(Vec::len).collect()),
         StateValue::Slice(k, t) => (slice_name(*k).into(), t.iter().map(Vec::len).collect()),
         StateValue::Tensor(t) => ("tensor".into(), vec![t.len()]),
         StateValue::Scalar(_) => ("scalar".into(), vec![1]),
@@ -133,7 +134,7 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
     for stage in ck.snapshot.states() {
         for st in stage {
             match st {
-                StateValue::Element(t) => t
+                StateValue::Element(t) | StateValue::Matrix(t) => t
                     .iter()
                     .flatten()
                     .for_each(|x| buf.extend_from_slice(&x.to_le_bytes())),
@@ -269,6 +270,9 @@ pub fn load(
             for (kind, sizes) in stage {
                 out.push(match kind.as_str() {
                     "element" => StateValue::Element(
+                        sizes.iter().map(|&n| r.f32s(n)).collect::<Result<_, _>>()?,
+                    ),
+                    "matrix" => StateValue::Matrix(
                         sizes.iter().map(|&n| r.f32s(n)).collect::<Result<_, _>>()?,
                     ),
                     "tensor" => StateValue::Tensor(r.f64s(sizes.first().copied().unwrap_or(0))?),

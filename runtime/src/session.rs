@@ -283,7 +283,8 @@ impl Session {
             for (vb, va) in sb.iter().zip(sa.iter_mut()) {
                 for (t, _) in frozen.iter().enumerate().filter(|(_, f)| **f) {
                     match (vb, &mut *va) {
-                        (StateValue::Element(b), StateValue::Element(a)) => a[t].clone_from(&b[t]),
+                        (StateValue::Element(b), StateValue::Element(a))
+                        | (StateValue::Matrix(b), StateValue::Matrix(a)) => a[t].clone_from(&b[t]),
                         (StateValue::Slice(_, b), StateValue::Slice(_, a)) => {
                             a[t].clone_from(&b[t])
                         }

@@ -151,12 +151,10 @@ fn every_case_the_interpreter_passes_passes_on_llvm() {
 }
 
 /// The modern set (`../shared/conformance/modern`, FORMAT-MODERN.md): every case passes,
-/// on the interpreter and on every compiled back end — Muon's (optax `contrib.muon`, torch
-/// `Muon`) included — but Shampoo's, which fail only because the function is missing
-/// (issue #19: it needs matrix states and inverse roots).
+/// on the interpreter and on every compiled back end — the matrix optimizers (optax
+/// `contrib.muon`, torch `Muon`, pytorch_optimizer `Shampoo`) included.
 #[test]
-fn modern_cases_pass_on_every_back_end_but_shampoo() {
-    const MISSING: &[&str] = &["Shampoo"];
+fn modern_cases_pass_on_every_back_end() {
     let lib = library();
     let files = collect_cases(&[cases_dir().join("../modern")]).unwrap();
     assert!(
@@ -180,13 +178,7 @@ fn modern_cases_pass_on_every_back_end_but_shampoo() {
                     }
                 }
             }
-            Err(m) => {
-                let m = m.to_string();
-                let missing = MISSING.iter().any(|f| m == format!("not implemented: {f}"));
-                if !missing {
-                    failures.push(format!("{}: {m}", case.name));
-                }
-            }
+            Err(m) => failures.push(format!("{}: {m}", case.name)),
         }
     }
     assert!(
@@ -195,7 +187,7 @@ fn modern_cases_pass_on_every_back_end_but_shampoo() {
         failures.len(),
         failures.join("\n")
     );
-    assert!(passed >= 46, "only {passed} modern cases passed");
+    assert!(passed >= 48, "only {passed} modern cases passed");
 }
 
 /// On lavapipe in CI; skipped (said on stderr) only where there is no GPU and no `CI`.

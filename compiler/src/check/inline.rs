@@ -56,6 +56,7 @@ impl Merge {
             self.body.states.push(StateDecl {
                 name: format!("{prefix}{}", s.name),
                 extent: s.extent,
+                shape: s.shape,
                 init: s.init + at.exprs,
                 span: s.span,
             });

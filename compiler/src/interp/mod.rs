@@ -191,9 +191,13 @@ impl<'p> Interpreter<'p> {
                 oracle: std::cell::RefCell::new(None),
             };
             let mut states = Vec::new();
-            for st in &body.states {
-                let v = cx.eval(st.init)?;
-                let sv = cx.to_state(v, st.extent);
+            for (id, st) in body.states.iter().enumerate() {
+                let sv = if st.extent == Extent::Matrix {
+                    cx.mat_init(id)?
+                } else {
+                    let v = cx.eval(st.init)?;
+                    cx.to_state(v, st.extent)
+                };
                 cx.states.push(sv.clone());
                 states.push(sv);
             }

@@ -26,6 +26,9 @@ impl StepCx<'_, '_, '_> {
     /// Runs the body; true when a `skip if` fired.
     pub(super) fn run(&mut self) -> Result<bool> {
         let mut skip = false;
+        // Matrix states are written when the stage ends: until then a matrix expression
+        // that reads one (wherever it is evaluated) sees the value the stage began with.
+        let mut matrices = Vec::new();
         for s in &self.body.stmts {
             match s {
                 Stmt::Run(_) => {
@@ -40,6 +43,14 @@ impl StepCx<'_, '_, '_> {
                 // `elements(...)` reads it.
                 Stmt::Let(_, e) if self.body.types[*e].extent == Extent::Matrix => {}
                 Stmt::Let(l, e) => self.locals[*l] = self.eval(*e)?,
+                Stmt::SetState(id, e) if self.body.states[*id].extent == Extent::Matrix => {
+                    let st = &self.body.states[*id];
+                    let shape = st
+                        .shape
+                        .ok_or_else(|| Error::internal("a matrix state without a shape"))?;
+                    let v = self.mat_values(*e, matrix::Sink::State(&st.name, shape))?;
+                    matrices.push((*id, v));
+                }
                 Stmt::SetState(id, e) => {
                     let v = self.eval(*e)?;
                     let extent = self.body.states[*id].extent;
@@ -54,6 +65,9 @@ impl StepCx<'_, '_, '_> {
                     self.params = self.elements(v);
                 }
             }
+        }
+        for (id, v) in matrices {
+            self.states[id] = StateValue::Matrix(v);
         }
         Ok(skip)
     }
@@ -150,6 +164,9 @@ impl StepCx<'_, '_, '_> {
                 StateValue::Slice(k, s) => V::S(*k, s.clone()),
                 StateValue::Tensor(t) => V::T(t.clone()),
                 StateValue::Scalar(x) => V::U(*x),
+                StateValue::Matrix(_) => {
+                    return Err(Error::internal("a matrix state read outside a matrix"))
+                }
             },
             Expr::Hyper(i) => {
                 let per_group = self
@@ -556,17 +573,32 @@ impl StepCx<'_, '_, '_> {
     /// `elements(M)`: matrix expression `m` for every tensor (`crate::matrix`), each the
     /// shape of its tensor's matrix view, back as one value per element.
     fn mat_elements(&self, m: ExprId) -> Result<V> {
+        Ok(V::E(self.mat_values(m, matrix::Sink::Elements)?))
+    }
+
+    /// Matrix expression `m` for every tensor, into `sink`'s shape.
+    pub(super) fn mat_values(&self, m: ExprId, sink: matrix::Sink<'_>) -> Result<Vec<Vec<f32>>> {
         let leaves = matrix::leaves(self.body, m);
         let mut elems: Vec<(ExprId, Vec<Vec<f32>>)> = Vec::new();
         let mut scalars: Vec<(ExprId, Vec<f64>)> = Vec::new();
+        let mut sources: Vec<(ExprId, matrix::Source)> = Vec::new();
         for (id, kind) in leaves {
+            if let matrix::LeafKind::State(s) = kind {
+                let (StateValue::Matrix(v), Some(shape)) =
+                    (&self.states[s], self.body.states[s].shape)
+                else {
+                    return Err(Error::internal("a matrix state that holds no matrices"));
+                };
+                sources.push((id, matrix::Source::Matrices(v, shape)));
+                continue;
+            }
             let v = self.eval(id)?;
             match kind {
                 matrix::LeafKind::Elements => elems.push((id, self.elements(v))),
                 matrix::LeafKind::Scalar => scalars.push((id, self.per_tensor(&v))),
+                matrix::LeafKind::State(_) => {}
             }
         }
-        let mut sources: Vec<(ExprId, matrix::Source)> = Vec::new();
         sources.extend(
             elems
                 .iter()
@@ -578,7 +610,26 @@ impl StepCx<'_, '_, '_> {
                 .map(|(id, v)| (*id, matrix::Source::Scalars(v))),
         );
         let name = |t: usize| self.it.tensor_name(t).to_string();
-        let out = matrix::elements(self.body, m, &self.it.views, &name, &sources)?;
-        Ok(V::E(out))
+        matrix::evaluate(self.body, m, &self.it.views, &name, &sources, sink)
+    }
+
+    /// A matrix state's first value: its initial matrix, or its initial number in every
+    /// entry.
+    pub(super) fn mat_init(&self, id: crate::ir::StateId) -> Result<StateValue> {
+        let st = &self.body.states[id];
+        let shape = st
+            .shape
+            .ok_or_else(|| Error::internal("a matrix state without a shape"))?;
+        if self.body.types[st.init].extent == Extent::Matrix {
+            let v = self.mat_values(st.init, matrix::Sink::State(&st.name, shape))?;
+            return Ok(StateValue::Matrix(v));
+        }
+        let per = self.per_tensor(&self.eval(st.init)?);
+        let mut out = Vec::with_capacity(self.it.views.len());
+        for (t, view) in self.it.views.iter().enumerate() {
+            let (r, c) = matrix::sides(view, shape);
+            out.push(vec![per.get(t).copied().unwrap_or(f64::NAN) as f32; r * c]);
+        }
+        Ok(StateValue::Matrix(out))
     }
 }

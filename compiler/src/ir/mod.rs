@@ -3,7 +3,7 @@
 //! arena (`Body::exprs`) addressed by `ExprId`, with types and spans in side tables of the
 //! same length. Nothing here can be ill-typed: the checker only builds what it validated.
 
-pub use crate::ast::{BinOp, CmpOp, DefKind, ScalarType, StateExtent, TypeExpr, UnOp};
+pub use crate::ast::{BinOp, CmpOp, DefKind, MatDim, ScalarType, StateExtent, TypeExpr, UnOp};
 use crate::source::Span;
 
 mod plan;
@@ -365,15 +365,24 @@ pub enum MatOp {
     Transpose,
     /// `eye(n)`: the n × n identity.
     Eye,
+    /// `inverse_root(A, p, eps)`: (A + eps·I)^(−1/p) of a symmetric matrix (Shampoo).
+    InverseRoot,
+    /// `eigh(A)`: a symmetric matrix's eigenvectors, as columns, eigenvalues ascending.
+    Eigh,
+    /// `qr(A)`: the orthonormal factor of A = QR (SOAP's refresh by power iteration).
+    Qr,
 }
 
 impl MatOp {
-    pub const ALL: [(&'static str, MatOp, usize); 5] = [
+    pub const ALL: [(&'static str, MatOp, usize); 8] = [
         ("matrix", MatOp::FromElements, 1),
         ("elements", MatOp::ToElements, 1),
         ("matmul", MatOp::MatMul, 2),
         ("transpose", MatOp::Transpose, 1),
         ("eye", MatOp::Eye, 1),
+        ("inverse_root", MatOp::InverseRoot, 3),
+        ("eigh", MatOp::Eigh, 1),
+        ("qr", MatOp::Qr, 1),
     ];
 
     pub fn name(self) -> &'static str {
@@ -491,6 +500,9 @@ impl Expr {
 pub struct StateDecl {
     pub name: String,
     pub extent: Extent,
+    /// A matrix state's sides (`extent` is `Matrix`): per tensor, rows or columns of its
+    /// matrix view.
+    pub shape: Option<(MatDim, MatDim)>,
     /// Evaluated once, when the state is created (may read `param` and hyperparameters).
     pub init: ExprId,
     pub span: Span,

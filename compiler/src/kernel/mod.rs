@@ -129,6 +129,10 @@ pub struct MatCall {
     pub stage: usize,
     pub root: crate::ir::ExprId,
     pub leaves: Vec<(crate::ir::ExprId, MatLeaf)>,
+    /// The matrix state of `stage` the value is assigned to; none for `elements(M)`. A
+    /// store's result is written to the state when the step's map pass has run, if its
+    /// stage ran (as host states are).
+    pub store: Option<crate::ir::StateId>,
 }
 
 impl MatCall {
@@ -138,7 +142,7 @@ impl MatCall {
             .iter()
             .filter_map(|(_, l)| match l {
                 MatLeaf::Scalar(h) => Some(*h),
-                MatLeaf::Input(_) => None,
+                MatLeaf::Input(_) | MatLeaf::State(_) => None,
             })
             .collect()
     }
@@ -149,6 +153,8 @@ pub enum MatLeaf {
     /// Input i of the call (0: `CallArg(k)`, i ≥ 1: `MatIn(k, i)`).
     Input(usize),
     Scalar(HId),
+    /// Matrix state `id` of the call's stage, as the step began.
+    State(crate::ir::StateId),
 }
 
 /// A host value: evaluated in f64 once per tensor per step, as the interpreter evaluates

@@ -221,7 +221,18 @@ impl Builder<'_> {
             Rule::state_decl => {
                 let name = self.ident(parts[0].clone());
                 let (extent, init) = if parts.len() == 3 {
+                    let dim = |d: &Pair<Rule>| match d.as_str() {
+                        "cols" => MatDim::Cols,
+                        _ => MatDim::Rows,
+                    };
                     let e = match parts[1].as_str() {
+                        _ if parts[1].as_rule() == Rule::matrix_shape => {
+                            let dims: Vec<Pair<Rule>> = parts[1].clone().into_inner().collect();
+                            match dims.as_slice() {
+                                [a, b] => StateExtent::Matrix(dim(a), dim(b)),
+                                _ => StateExtent::Element,
+                            }
+                        }
                         "tensor" => StateExtent::Tensor,
                         "scalar" => StateExtent::Scalar,
                         "row" => StateExtent::Row,
@@ -253,6 +264,20 @@ impl Builder<'_> {
                 Stmt::Repeat {
                     count,
                     stmts: rest.map(|q| self.statement(q)).collect(),
+                    span,
+                }
+            }
+            Rule::every_block => {
+                // parts: the `every` keyword, the period, the `steps` keyword, then the
+                // statements.
+                let mut rest = parts.into_iter().skip(1);
+                let period = match rest.next() {
+                    Some(c) => self.expr(c),
+                    None => number(0.0, span),
+                };
+                Stmt::Every {
+                    period,
+                    stmts: rest.skip(1).map(|q| self.statement(q)).collect(),
                     span,
                 }
             }

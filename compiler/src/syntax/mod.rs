@@ -282,6 +282,8 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::run_stmt | Rule::run_kw => "`run`",
         Rule::builtin_body => "`builtin \"name\"`",
         Rule::observe_block => "`observe { ... }`",
+        Rule::every_block | Rule::every_kw | Rule::steps_kw => "`every k steps { ... }`",
+        Rule::matrix_shape | Rule::matrix_dim => "a matrix shape such as `matrix(rows, rows)`",
         Rule::assign | Rule::assign_op => "an assignment",
         Rule::result_expr => "an expression",
         Rule::steps_item => "`steps`",

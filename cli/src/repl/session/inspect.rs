@@ -111,6 +111,18 @@ impl Session {
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),
+            StateValue::Matrix(ts) => ts
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    summary(
+                        &format!("{label}[{}] (matrix)", t.names[i]),
+                        &[v.len()],
+                        v.iter().map(|x| f64::from(*x)),
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
             StateValue::Slice(_, ts) => ts
                 .iter()
                 .enumerate()

@@ -2,7 +2,7 @@
 //! `eye`, the per-element/matrix boundary (E0133) and `repeat` blocks (E0134).
 
 use super::*;
-use crate::ir::MatOp;
+use crate::ir::{MatDim, MatOp};
 
 impl BodyCx<'_> {
     /// A matrix function: `matrix`, `elements`, `matmul` (`@`), `transpose`, `eye`.
@@ -14,7 +14,7 @@ impl BodyCx<'_> {
         args: &[ast::Arg],
         span: Span,
     ) -> ExprId {
-        if self.kind == DefKind::Schedule || self.in_state_init {
+        if self.kind == DefKind::Schedule || (self.in_state_init && !self.matrix_init) {
             let name = if op == MatOp::MatMul { "@" } else { op.name() };
             self.cx.diags.push(
                 Diagnostic::error("E0132", span, format!("`{name}` is only available in a transform's body"))
@@ -44,11 +44,12 @@ impl BodyCx<'_> {
             MatOp::ToElements => Extent::Element,
             _ => Extent::Matrix,
         };
-        for &x in &xs {
+        for (i, &x) in xs.iter().enumerate() {
             let e = self.body.types[x].extent;
             let ok = match op {
                 MatOp::FromElements => e != Extent::Matrix,
                 MatOp::Eye => e.fits_in(Extent::Tensor),
+                MatOp::InverseRoot if i > 0 => e.fits_in(Extent::Tensor),
                 _ => e == Extent::Matrix,
             };
             if ok {
@@ -67,6 +68,14 @@ impl BodyCx<'_> {
                         e.describe()
                     ),
                     "write e.g. `eye(rows())`".to_string(),
+                ),
+                MatOp::InverseRoot if i > 0 => (
+                    format!(
+                        "`inverse_root(A, p, eps)` takes a number per tensor for `{}`, but this is {}",
+                        if i == 1 { "p" } else { "eps" },
+                        e.describe()
+                    ),
+                    "e.g. `inverse_root(L, 4, 0)` for L^(-1/4)".to_string(),
                 ),
                 _ => (
                     format!(
@@ -265,5 +274,116 @@ impl BodyCx<'_> {
                 .with_label("in this `repeat`")
                 .with_help("write `repeat n { let A = X @ transpose(X)  X = a * X + A @ X }` with `X` a matrix `let` bound before"),
         );
+    }
+}
+
+impl BodyCx<'_> {
+    /// `state NAME: matrix(a, b) = init`: one matrix per tensor, `a × b` from its matrix
+    /// view's sides. `init` is a matrix (matrix functions are available in it, `grad` is
+    /// not) or one number per tensor, which fills every entry.
+    pub(super) fn matrix_state(
+        &mut self,
+        name: &ast::Ident,
+        shape: (MatDim, MatDim),
+        init: &ast::Expr,
+    ) {
+        self.in_state_init = true;
+        self.matrix_init = true;
+        let e = self.expr(init);
+        self.in_state_init = false;
+        self.matrix_init = false;
+        let t = self.body.types[e];
+        let fits = t.extent == Extent::Matrix || t.extent.fits_in(Extent::Tensor);
+        if !fits || t.kind == ValueKind::Bool {
+            let what = if t.kind == ValueKind::Bool {
+                "a condition".to_string()
+            } else {
+                format!("{} value", t.extent.describe())
+            };
+            self.cx.diags.push(
+                Diagnostic::error(
+                    "E0136",
+                    init.span,
+                    format!(
+                        "matrix state `{}` starts from a matrix or one number per tensor, but this is {what}",
+                        name.name
+                    ),
+                )
+                .with_label("its initial value")
+                .with_help("e.g. `state L: matrix(rows, rows) = eps * eye(rows())`, or `= 0`"),
+            );
+        }
+        let id = self.body.states.len();
+        if self.declare(name, Binding::State(id)) {
+            self.body.states.push(StateDecl {
+                name: name.name.clone(),
+                extent: Extent::Matrix,
+                shape: Some(shape),
+                init: e,
+                span: name.span,
+            });
+        }
+    }
+
+    /// `L = M` (or `L += M`, ...) for matrix state `L`: the new value is bound to a hidden
+    /// `let`, which later reads in this body see; the state is written with it when the
+    /// stage ends, so reads before the assignment keep seeing the old value wherever
+    /// `crate::matrix` evaluates them.
+    pub(super) fn matrix_state_assign(
+        &mut self,
+        id: usize,
+        target: &ast::Ident,
+        op: AssignOp,
+        rhs: ExprId,
+        span: Span,
+    ) {
+        let mt = Self::ty(ValueKind::Real, Extent::Matrix);
+        let t = self.body.types[rhs];
+        if t.extent != Extent::Matrix || t.kind == ValueKind::Bool {
+            let s = self.body.spans[rhs];
+            self.cx.diags.push(
+                Diagnostic::error(
+                    "E0136",
+                    s,
+                    format!(
+                        "`{}` is a matrix state, but this is {}",
+                        target.name,
+                        if t.kind == ValueKind::Bool {
+                            "a condition"
+                        } else {
+                            t.extent.describe()
+                        }
+                    ),
+                )
+                .with_label("not a matrix")
+                .with_help(
+                    "assign a matrix: `matrix(x)` views a per-element value as its tensor's matrix",
+                ),
+            );
+            return;
+        }
+        let cur = match self.mat_alias.iter().rev().find(|(s, _)| *s == id) {
+            Some(&(_, l)) => self.body.push(Expr::Local(l), mt, target.span),
+            None => self.body.push(Expr::State(id), mt, target.span),
+        };
+        let v = match op {
+            AssignOp::Set => rhs,
+            AssignOp::Add | AssignOp::Sub | AssignOp::Mul | AssignOp::Div => {
+                let bop = match op {
+                    AssignOp::Add => BinOp::Add,
+                    AssignOp::Sub => BinOp::Sub,
+                    AssignOp::Mul => BinOp::Mul,
+                    _ => BinOp::Div,
+                };
+                self.body.push(Expr::Binary(bop, cur, rhs), mt, span)
+            }
+        };
+        let v = self.every_select(v, cur);
+        let local = self.body.locals.len();
+        self.body.locals.push(target.name.clone());
+        self.body.stmts.push(Stmt::Let(local, v));
+        let read = self.body.push(Expr::Local(local), mt, span);
+        self.body.stmts.push(Stmt::SetState(id, read));
+        self.mat_alias.push((id, local));
     }
 }

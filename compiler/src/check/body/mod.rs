@@ -16,6 +16,7 @@ use crate::source::Span;
 
 mod call;
 mod eval;
+mod every;
 mod expr;
 mod matrix;
 
@@ -61,6 +62,13 @@ struct BodyCx<'a> {
     in_observe: bool,
     /// The loop values of `repeat` blocks (matrices; they have no `let` statement).
     loop_vars: Vec<usize>,
+    /// Inside a matrix state's initial value: matrix functions are available.
+    matrix_init: bool,
+    /// Per matrix state assigned so far: the hidden `let` its later reads see (its value
+    /// as of this point; the state itself is written when the stage ends).
+    mat_alias: Vec<(usize, usize)>,
+    /// Inside `every k steps { ... }`: the condition its assignments wait on.
+    every: Option<ExprId>,
 }
 
 pub(crate) fn check_stage(
@@ -81,6 +89,9 @@ pub(crate) fn check_stage(
         in_state_init: false,
         in_observe: false,
         loop_vars: Vec::new(),
+        matrix_init: false,
+        mat_alias: Vec::new(),
+        every: None,
     };
     for s in stmts {
         b.stage_stmt(s);
@@ -109,6 +120,9 @@ pub(crate) fn check_schedule(
         in_state_init: false,
         in_observe: false,
         loop_vars: Vec::new(),
+        matrix_init: false,
+        mat_alias: Vec::new(),
+        every: None,
     };
     let def_span = b.cx.program.defs[def].span;
     let mut result = None;
@@ -138,6 +152,11 @@ pub(crate) fn check_schedule(
                 Diagnostic::error("E0143", *span, "a schedule has no parameters to evaluate")
                     .with_label("not allowed in a schedule")
                     .with_help("`eval param = ...` belongs in a transform or optimizer"),
+            ),
+            ast::Stmt::Every { span, .. } => b.cx.diags.push(
+                Diagnostic::error("E0143", *span, "a schedule's value is a function of `count` already")
+                    .with_label("not allowed in a schedule")
+                    .with_help("`every k steps { ... }` belongs in a transform or optimizer"),
             ),
             ast::Stmt::Repeat { span, .. } => b.cx.diags.push(
                 Diagnostic::error("E0143", *span, "a schedule has no matrices to repeat over")
@@ -242,6 +261,12 @@ impl BodyCx<'_> {
 
     fn stage_stmt(&mut self, s: &ast::Stmt) {
         match s {
+            ast::Stmt::State {
+                name,
+                extent: Some((StateExtent::Matrix(a, b), _)),
+                init,
+                ..
+            } => self.matrix_state(name, (*a, *b), init),
             ast::Stmt::State { name, extent, init, .. } => {
                 self.in_state_init = true;
                 let e = self.expr(init);
@@ -252,6 +277,7 @@ impl BodyCx<'_> {
                     Some(StateExtent::Scalar) => Extent::Uniform,
                     Some(StateExtent::Row) => Extent::Row,
                     Some(StateExtent::Col) => Extent::Col,
+                    Some(StateExtent::Matrix(..)) => Extent::Matrix,
                 };
                 self.check_fits(e, declared, &name.name);
                 let id = self.body.states.len();
@@ -259,6 +285,7 @@ impl BodyCx<'_> {
                     self.body.states.push(StateDecl {
                         name: name.name.clone(),
                         extent: declared,
+                        shape: None,
                         init: e,
                         span: name.span,
                     });
@@ -291,6 +318,11 @@ impl BodyCx<'_> {
                 stmts,
                 span,
             } => self.repeat(count, stmts, *span),
+            ast::Stmt::Every {
+                period,
+                stmts,
+                span,
+            } => self.every(period, stmts, *span),
             ast::Stmt::Expr(e) => self.cx.diags.push(
                 Diagnostic::error("E0143", e.span, "an expression on its own does nothing here")
                     .with_label("value is discarded")
@@ -372,6 +404,7 @@ impl BodyCx<'_> {
             self.body.states.push(StateDecl {
                 name: name.name.clone(),
                 extent: Extent::Uniform,
+                shape: None,
                 init: e,
                 span: name.span,
             });
@@ -508,6 +541,7 @@ impl BodyCx<'_> {
                 }
                 let cur = read(self, Expr::Grad, elem);
                 let v = combine(self, cur, rhs);
+                let v = self.every_select(v, cur);
                 self.require_number(v, "grad");
                 self.body.stmts.push(Stmt::SetGrad(v));
             }
@@ -528,6 +562,7 @@ impl BodyCx<'_> {
                 }
                 let cur = read(self, Expr::Param, elem);
                 let v = combine(self, cur, rhs);
+                let v = self.every_select(v, cur);
                 self.require_number(v, "param");
                 self.body.stmts.push(Stmt::SetParam(v));
             }
@@ -538,6 +573,11 @@ impl BodyCx<'_> {
                     .find(|(n, ..)| n == name)
                     .map(|(_, b, s, _)| (*b, *s));
                 match found {
+                    Some((Binding::State(id), _))
+                        if self.body.states[id].extent == Extent::Matrix =>
+                    {
+                        self.matrix_state_assign(id, target, op, rhs, span)
+                    }
                     Some((Binding::State(id), _)) => {
                         if !self.no_matrix_store(rhs, name) {
                             return;
@@ -552,6 +592,7 @@ impl BodyCx<'_> {
                             },
                         );
                         let v = combine(self, cur, rhs);
+                        let v = self.every_select(v, cur);
                         self.check_fits(v, st.extent, &st.name);
                         self.body.stmts.push(Stmt::SetState(id, v));
                     }

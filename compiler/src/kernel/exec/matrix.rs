@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::kernel::host::HostEval;
 use crate::kernel::{Buf, CallKind, MatLeaf};
 use crate::matrix;
+use crate::state::{StateValue, StepState};
 
 /// For each matrix call about to run: its per-tensor numbers (by leaf, then tensor), in
 /// `MatCall::scalars` order.
@@ -40,8 +41,15 @@ impl Fused<'_> {
         Ok(out)
     }
 
-    /// Matrix call `k` (matrix expression `m`) on the inputs its prepare pass wrote.
-    pub(super) fn call_matrix(&mut self, k: usize, m: usize, numbers: &Numbers) -> Result<()> {
+    /// Matrix call `k` (matrix expression `m`) on the inputs its prepare pass wrote and
+    /// the matrix states in `st` (as the step began); the result is `CallOut(k)`.
+    pub(super) fn call_matrix(
+        &mut self,
+        st: &StepState,
+        k: usize,
+        m: usize,
+        numbers: &Numbers,
+    ) -> Result<()> {
         let call = &self.kernel.matrices[m];
         let body = self.interp.stage_body(call.stage)?;
         let nums = numbers
@@ -64,25 +72,74 @@ impl Fused<'_> {
         let mut sources = Vec::with_capacity(call.leaves.len());
         let mut scalar = 0;
         for (id, l) in &call.leaves {
-            let src =
-                match l {
-                    MatLeaf::Input(i) => {
-                        matrix::Source::Elements(inputs.get(*i).ok_or_else(|| {
-                            Error::internal("a matrix input the call does not have")
-                        })?)
+            let src = match l {
+                MatLeaf::Input(i) => matrix::Source::Elements(
+                    inputs
+                        .get(*i)
+                        .ok_or_else(|| Error::internal("a matrix input the call does not have"))?,
+                ),
+                MatLeaf::State(s) => {
+                    let shape = body.states.get(*s).and_then(|d| d.shape);
+                    match (st.value(call.stage, *s), shape) {
+                        (StateValue::Matrix(v), Some(shape)) => matrix::Source::Matrices(v, shape),
+                        _ => return Err(Error::internal("a matrix state that holds no matrices")),
                     }
-                    MatLeaf::Scalar(_) => {
-                        scalar += 1;
-                        matrix::Source::Scalars(nums.get(scalar - 1).ok_or_else(|| {
+                }
+                MatLeaf::Scalar(_) => {
+                    scalar += 1;
+                    matrix::Source::Scalars(
+                        nums.get(scalar - 1).ok_or_else(|| {
                             Error::internal("a matrix number the call does not have")
-                        })?)
-                    }
-                };
+                        })?,
+                    )
+                }
+            };
             sources.push((*id, src));
         }
         let name = |t: usize| self.interp.tensor_name(t).to_string();
-        let out = matrix::elements(body, call.root, &self.interp.views, &name, &sources)?;
+        let sink = match call.store {
+            Some(s) => {
+                let d = body
+                    .states
+                    .get(s)
+                    .ok_or_else(|| Error::internal("a matrix store of no state"))?;
+                let shape = d
+                    .shape
+                    .ok_or_else(|| Error::internal("a matrix state without a shape"))?;
+                matrix::Sink::State(&d.name, shape)
+            }
+            None => matrix::Sink::Elements,
+        };
+        let out = matrix::evaluate(body, call.root, &self.interp.views, &name, &sources, sink)?;
         self.temps.insert(Buf::CallOut(k), out);
+        Ok(())
+    }
+
+    /// The matrix-state stores (call index, stage, state).
+    pub(super) fn matrix_stores(&self) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        for (k, c) in self.kernel.calls.iter().enumerate() {
+            if let CallKind::Matrix(m) = c.kind {
+                if let Some(s) = self.kernel.matrices[m].store {
+                    out.push((k, c.stage, s));
+                }
+            }
+        }
+        out
+    }
+
+    /// After the map pass: each store whose stage ran writes its matrix state.
+    pub(super) fn commit_matrices(&mut self, st: &mut StepState, active: usize) -> Result<()> {
+        for (k, stage, s) in self.matrix_stores() {
+            if stage >= active {
+                continue;
+            }
+            let v = self
+                .temps
+                .remove(&Buf::CallOut(k))
+                .ok_or_else(|| Error::internal("a matrix store that did not run"))?;
+            *st.value_mut(stage, s) = StateValue::Matrix(v);
+        }
         Ok(())
     }
 }

@@ -278,6 +278,12 @@ impl<'p> Fused<'p> {
             // host values) and model calls (through their results).
             let mut calls = BTreeSet::new();
             ev.calls_under(&roots, &mut calls)?;
+            // A matrix state's store is live like its stage's other stores.
+            for (k, stage, _) in self.matrix_stores() {
+                if stage < upto {
+                    calls.insert(k);
+                }
+            }
             let (mut seen_r, mut seen_c, mut seen_s) =
                 (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
             loop {
@@ -382,7 +388,7 @@ impl<'p> Fused<'p> {
             }
             for k in ready {
                 match self.kernel.calls[k].kind {
-                    CallKind::Matrix(m) => self.call_matrix(k, m, &numbers)?,
+                    CallKind::Matrix(m) => self.call_matrix(st, k, m, &numbers)?,
                     _ => self.call_model(k, params, oracle.as_deref_mut())?,
                 }
                 called[k] = true;
@@ -465,6 +471,7 @@ impl<'p> Fused<'p> {
         for (stage, state, new) in finals {
             *st.value_mut(stage, state) = new;
         }
+        self.commit_matrices(st, active)?;
         for s in 0..active {
             st.stage_ran(s);
         }

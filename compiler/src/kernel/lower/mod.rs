@@ -217,6 +217,9 @@ impl Builder {
             };
             for (id, st) in body.states.iter().enumerate() {
                 let v = match st.extent {
+                    // Read only inside matrix expressions (`MatLeaf::State`), stored by
+                    // a matrix call: never a value of the passes.
+                    Extent::Matrix => Val::H(cx.b.h(Host::Const(f64::NAN))),
                     Extent::Element => Val::E(cx.b.e(Elem::Load(Buf::State {
                         stage: si,
                         state: id,
@@ -249,6 +252,9 @@ impl Builder {
                     Stmt::Let(l, e) => {
                         let v = cx.expr(*e)?;
                         cx.locals[*l] = Some(v);
+                    }
+                    Stmt::SetState(id, e) if body.states[*id].extent == Extent::Matrix => {
+                        cx.matrix_call(*e, Some(*id))?;
                     }
                     Stmt::SetState(id, e) => {
                         let v = cx.expr(*e)?;
@@ -295,6 +301,7 @@ impl Builder {
             param = p;
             for (id, v) in states.into_iter().enumerate() {
                 match v {
+                    _ if body.states[id].extent == Extent::Matrix => {}
                     Val::E(e) => {
                         let buf = Buf::State {
                             stage: si,

@@ -216,11 +216,27 @@ impl StageCx<'_, '_> {
     /// (`crate::matrix`, as the interpreter does) with the per-tensor numbers it reads;
     /// the result is one more buffer.
     fn matrix(&mut self, m: ExprId) -> Result<Val, Unsupported> {
+        let k = self.matrix_call(m, None)?;
+        Ok(Val::E(self.b.e(Elem::Load(Buf::CallOut(k)))))
+    }
+
+    /// The call that evaluates matrix expression `m` into `elements(M)` (no `store`) or
+    /// into matrix state `store`; its index among the kernel's calls.
+    pub(super) fn matrix_call(
+        &mut self,
+        m: ExprId,
+        store: Option<crate::ir::StateId>,
+    ) -> Result<usize, Unsupported> {
         let mut inputs = Vec::new();
         let mut leaves = Vec::new();
         for (id, kind) in crate::matrix::leaves(self.body, m) {
+            if let crate::matrix::LeafKind::State(s) = kind {
+                leaves.push((id, MatLeaf::State(s)));
+                continue;
+            }
             let v = self.expr(id)?;
             match kind {
+                crate::matrix::LeafKind::State(_) => {}
                 crate::matrix::LeafKind::Elements => {
                     leaves.push((id, MatLeaf::Input(inputs.len())));
                     inputs.push(self.b.lift(v));
@@ -247,6 +263,7 @@ impl StageCx<'_, '_> {
             stage: self.stage,
             root: m,
             leaves,
+            store,
         });
         let k = self.b.calls.len();
         self.b.calls.push(ModelCall {
@@ -257,6 +274,6 @@ impl StageCx<'_, '_> {
             stage: self.stage,
             level: 0,
         });
-        Ok(Val::E(self.b.e(Elem::Load(Buf::CallOut(k)))))
+        Ok(k)
     }
 }

@@ -1,8 +1,9 @@
 //! Matrix values: what `Extent::Matrix` expressions mean — `matrix(x)`, `A @ B`,
-//! `transpose(A)`, `eye(n)`, arithmetic and builtins entry by entry (numbers per tensor
-//! broadcast), `if` on a per-tensor condition, and `repeat` — evaluated for one tensor at
-//! a time. Entry points: `leaves` (what an expression reads from outside the matrix world)
-//! and `eval`.
+//! `transpose(A)`, `eye(n)`, the decompositions of `linalg`, matrix states, arithmetic and
+//! builtins entry by entry (numbers per tensor broadcast), `if` on a per-tensor condition,
+//! and `repeat` — evaluated for one tensor at a time. Entry points: `leaves` (what an
+//! expression reads from outside the matrix world), `eval` (one tensor) and `evaluate`
+//! (every tensor, into `elements(M)` or a matrix state).
 //!
 //! The interpreter and the fused executor both call `eval` (the executor after a prepare
 //! pass has written the per-element inputs), so every back end computes a matrix value
@@ -11,12 +12,14 @@
 //! products run through `matrixmultiply`'s single-threaded `sgemm` (f32 accumulation,
 //! a fixed order for given shapes, so results do not depend on the thread count).
 
+mod linalg;
+
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::interp::TensorView;
-use crate::ir::{Body, Expr, ExprId, Extent, LocalId, MatOp, UnOp};
+use crate::ir::{Body, Expr, ExprId, Extent, LocalId, MatDim, MatOp, StateId, UnOp};
 use crate::math::{arith, builtin};
 
 /// The largest `repeat` count and `eye` size accepted: beyond them a recipe is mistaken.
@@ -107,6 +110,9 @@ pub enum LeafKind {
     Elements,
     /// A number per tensor (or coarser): a hyperparameter, `rows()`, a reduction.
     Scalar,
+    /// A matrix state, as it was when the stage began (a stage writes its matrix states
+    /// when it ends; reads after an assignment see the assigned value instead).
+    State(StateId),
 }
 
 /// A leaf's value for the tensor being evaluated.
@@ -114,6 +120,17 @@ pub enum LeafKind {
 pub enum Leaf<'a> {
     Elements(&'a [f32]),
     Scalar(f64),
+    /// A matrix state: rows, columns, row-major entries.
+    Matrix(usize, usize, &'a [f32]),
+}
+
+/// The sides of a matrix state declared `matrix(a, b)` for a tensor with matrix view `view`.
+pub fn sides(view: &TensorView, (a, b): (MatDim, MatDim)) -> (usize, usize) {
+    let side = |d| match d {
+        MatDim::Rows => view.mat_rows,
+        MatDim::Cols => view.mat_cols,
+    };
+    (side(a), side(b))
 }
 
 /// The leaves under matrix expression `root`, each once, in first-use order: what the
@@ -141,6 +158,7 @@ fn collect(body: &Body, id: ExprId, seen: &mut [bool], out: &mut Vec<(ExprId, Le
                 }
             }
         }
+        Expr::State(s) => out.push((id, LeafKind::State(*s))),
         Expr::Local(l) => {
             if let Some(def) = body.let_def(*l) {
                 collect(body, def, seen, out);
@@ -179,16 +197,28 @@ pub fn eval<'l>(
 pub enum Source<'a> {
     Elements(&'a [Vec<f32>]),
     Scalars(&'a [f64]),
+    /// A matrix state's entries per tensor, declared with these sides.
+    Matrices(&'a [Vec<f32>], (MatDim, MatDim)),
 }
 
-/// `elements(M)` for every tensor: `root` evaluated per tensor from `leaves` (the values
-/// of each of `leaves(body, root)`), each result checked against its tensor's view.
-pub fn elements(
+/// Where a matrix value goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Sink<'a> {
+    /// `elements(M)`: the tensor's matrix view's shape, back as one value per element.
+    Elements,
+    /// Matrix state `name`, declared with these sides.
+    State(&'a str, (MatDim, MatDim)),
+}
+
+/// `root` for every tensor from `leaves` (the values of each of `leaves(body, root)`),
+/// each result checked against the shape `sink` wants; row-major entries per tensor.
+pub fn evaluate(
     body: &Body,
     root: ExprId,
     views: &[TensorView],
     name: &dyn Fn(usize) -> String,
     leaves: &[(ExprId, Source<'_>)],
+    sink: Sink<'_>,
 ) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(views.len());
     for (t, view) in views.iter().enumerate() {
@@ -200,13 +230,39 @@ pub fn elements(
             let v = match src {
                 Source::Elements(v) => v.get(t).map(|v| Leaf::Elements(v)),
                 Source::Scalars(v) => v.get(t).map(|v| Leaf::Scalar(*v)),
+                Source::Matrices(v, shape) => {
+                    let (r, c) = sides(view, *shape);
+                    match v.get(t) {
+                        Some(d) if d.len() == r * c => Some(Leaf::Matrix(r, c, d)),
+                        Some(_) => {
+                            return Err(Error::internal(
+                                "a matrix state does not have its declared size",
+                            ))
+                        }
+                        None => None,
+                    }
+                }
             };
             v.ok_or_else(|| Error::internal("a matrix leaf is missing a tensor"))
         };
         let r = eval(body, root, view.mat_rows, view.mat_cols, &mut leaf)?;
-        out.push(into_elements(r, view, &name(t))?);
+        out.push(match sink {
+            Sink::Elements => into_elements(r, view, &name(t))?,
+            Sink::State(state, shape) => into_state(r, sides(view, shape), state, &name(t))?,
+        });
     }
     Ok(out)
+}
+
+/// A matrix state's new value must have the state's declared shape.
+fn into_state(m: Mat, (r, c): (usize, usize), state: &str, name: &str) -> Result<Vec<f32>> {
+    if (m.rows, m.cols) != (r, c) {
+        return Err(Error::user(format!(
+            "matrix state `{state}` is {r}×{c} for tensor `{name}`, but the value assigned to it is {}",
+            m.shape()
+        )));
+    }
+    Ok(m.data)
 }
 
 /// `elements(M)` for a tensor: M must be the tensor's matrix view's shape.
@@ -249,7 +305,9 @@ impl Ev<'_, '_> {
     fn scalar(&mut self, id: ExprId) -> Result<f64> {
         match (self.leaf)(id)? {
             Leaf::Scalar(v) => Ok(v),
-            Leaf::Elements(_) => Err(Error::internal("a matrix leaf read as a number")),
+            Leaf::Elements(_) | Leaf::Matrix(..) => {
+                Err(Error::internal("a matrix leaf read as a number"))
+            }
         }
     }
 
@@ -308,6 +366,7 @@ impl Ev<'_, '_> {
                         return Err(Error::internal("a tensor's matrix view has another size"))
                     }
                     Leaf::Scalar(v) => Mat::filled(self.rows, self.cols, v as f32),
+                    Leaf::Matrix(..) => return Err(Error::internal("matrix() of a matrix state")),
                 }
             }
             Expr::Mat(MatOp::MatMul, xs) if xs.len() == 2 => {
@@ -315,6 +374,21 @@ impl Ev<'_, '_> {
                 a.matmul(&b)?
             }
             Expr::Mat(MatOp::Transpose, xs) if xs.len() == 1 => self.mat(xs[0])?.transpose(),
+            Expr::Mat(MatOp::InverseRoot, xs) if xs.len() == 3 => {
+                let a = self.mat(xs[0])?;
+                let (p, eps) = (self.scalar(xs[1])?, self.scalar(xs[2])?);
+                linalg::inverse_root(&a, p, eps)?
+            }
+            Expr::Mat(MatOp::Eigh, xs) if xs.len() == 1 => linalg::eigh(&*self.mat(xs[0])?)?,
+            Expr::Mat(MatOp::Qr, xs) if xs.len() == 1 => linalg::qr(&*self.mat(xs[0])?)?,
+            Expr::State(_) => match (self.leaf)(id)? {
+                Leaf::Matrix(rows, cols, data) => Mat {
+                    rows,
+                    cols,
+                    data: data.to_vec(),
+                },
+                _ => return Err(Error::internal("a matrix state read as a number")),
+            },
             Expr::Mat(MatOp::Eye, xs) if xs.len() == 1 => {
                 let n = self.whole(xs[0], "eye", MAX_EYE)?;
                 let mut m = Mat::filled(n, n, 0.0);

@@ -1,0 +1,183 @@
+//! The decompositions matrix values use — `inverse_root(A, p, eps)`, `eigh(A)`, `qr(A)`
+//! — through faer, in f64 on the f32 entries and rounded back, sequentially (faer is
+//! built without rayon), so a result depends only on its input.
+//!
+//! Conventions are fixed here so that every back end, and a reader with NumPy, gets the
+//! same matrix: symmetric inputs are symmetrized ((A + Aᵀ)/2) first; eigenvalues ascend;
+//! each eigenvector's largest-magnitude entry is positive; Q of a QR is the thin one with
+//! R's diagonal non-negative. A matrix with a NaN or an infinity gives a matrix of NaN,
+//! as arithmetic on it would.
+
+use faer::Side;
+
+use super::Mat;
+use crate::error::{Error, Result};
+
+fn square(a: &Mat, what: &str) -> Result<()> {
+    if a.rows != a.cols {
+        return Err(Error::user(format!(
+            "`{what}` needs a square matrix, got {}",
+            a.shape()
+        )));
+    }
+    Ok(())
+}
+
+fn finite(a: &Mat) -> bool {
+    a.data.iter().all(|v| v.is_finite())
+}
+
+fn nan(rows: usize, cols: usize) -> Mat {
+    Mat::filled(rows, cols, f32::NAN)
+}
+
+/// (A + Aᵀ)/2 in f64.
+fn symmetric(a: &Mat) -> faer::Mat<f64> {
+    let n = a.rows;
+    faer::Mat::from_fn(n, n, |i, j| {
+        0.5 * (f64::from(a.data[i * n + j]) + f64::from(a.data[j * n + i]))
+    })
+}
+
+/// The eigenvalues (ascending) and eigenvectors (columns, signs fixed) of symmetric `a`.
+fn eigen(a: &Mat, what: &str) -> Result<(Vec<f64>, faer::Mat<f64>)> {
+    let s = symmetric(a);
+    let e = s.self_adjoint_eigen(Side::Lower).map_err(|_| {
+        Error::user(format!(
+            "`{what}`: the eigendecomposition of a {} matrix did not converge",
+            a.shape()
+        ))
+    })?;
+    let n = a.rows;
+    let vals: Vec<f64> = (0..n).map(|i| e.S().column_vector()[i]).collect();
+    let u = e.U();
+    let mut vecs = faer::Mat::from_fn(n, n, |i, j| u[(i, j)]);
+    for j in 0..n {
+        let mut big = 0.0f64;
+        for i in 0..n {
+            if vecs[(i, j)].abs() > big.abs() {
+                big = vecs[(i, j)];
+            }
+        }
+        if big < 0.0 {
+            for i in 0..n {
+                vecs[(i, j)] = -vecs[(i, j)];
+            }
+        }
+    }
+    Ok((vals, vecs))
+}
+
+fn to_mat(m: &faer::Mat<f64>) -> Mat {
+    let (rows, cols) = (m.nrows(), m.ncols());
+    let mut data = Vec::with_capacity(rows * cols);
+    for i in 0..rows {
+        for j in 0..cols {
+            data.push(m[(i, j)] as f32);
+        }
+    }
+    Mat { rows, cols, data }
+}
+
+/// `inverse_root(A, p, eps)`: (A + eps·I)^(−1/p) for symmetric A, as V diag(f(λ)) Vᵀ with
+/// f(μ) = sign(μ)·|μ|^(−1/p) — what an inverse root through the singular value
+/// decomposition gives (pytorch_optimizer's `compute_power_svd`), for which a negative
+/// eigenvalue's singular value is |μ| and its singular vectors differ in sign.
+pub(super) fn inverse_root(a: &Mat, p: f64, eps: f64) -> Result<Mat> {
+    square(a, "inverse_root")?;
+    if !(p.is_finite() && p > 0.0) {
+        return Err(Error::user(format!(
+            "`inverse_root(A, p, eps)` needs p > 0, got {p}"
+        )));
+    }
+    let n = a.rows;
+    if !finite(a) || !eps.is_finite() {
+        return Ok(nan(n, n));
+    }
+    let (vals, v) = eigen(a, "inverse_root")?;
+    let f: Vec<f64> = vals
+        .iter()
+        .map(|&l| {
+            let mu = l + eps;
+            mu.signum() * mu.abs().powf(-1.0 / p)
+        })
+        .collect();
+    let mut out = faer::Mat::<f64>::zeros(n, n);
+    for i in 0..n {
+        for j in 0..n {
+            let mut s = 0.0;
+            for (k, fk) in f.iter().enumerate() {
+                s += v[(i, k)] * fk * v[(j, k)];
+            }
+            out[(i, j)] = s;
+        }
+    }
+    Ok(to_mat(&out))
+}
+
+/// `eigh(A)`: the eigenvectors of symmetric A as columns, eigenvalues ascending.
+pub(super) fn eigh(a: &Mat) -> Result<Mat> {
+    square(a, "eigh")?;
+    if !finite(a) {
+        return Ok(nan(a.rows, a.cols));
+    }
+    let (_, v) = eigen(a, "eigh")?;
+    Ok(to_mat(&v))
+}
+
+/// `qr(A)`: the thin Q of A = QR (rows × min(rows, cols), orthonormal columns), signed
+/// so that R's diagonal is non-negative.
+pub(super) fn qr(a: &Mat) -> Result<Mat> {
+    let (m, n) = (a.rows, a.cols);
+    if !finite(a) {
+        return Ok(nan(m, m.min(n)));
+    }
+    let x = faer::Mat::from_fn(m, n, |i, j| f64::from(a.data[i * n + j]));
+    let d = x.qr();
+    let mut q = d.compute_thin_Q();
+    let r = d.thin_R();
+    for j in 0..q.ncols() {
+        if r[(j, j)] < 0.0 {
+            for i in 0..m {
+                q[(i, j)] = -q[(i, j)];
+            }
+        }
+    }
+    Ok(to_mat(&q))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mat(rows: usize, cols: usize, data: &[f32]) -> Mat {
+        Mat {
+            rows,
+            cols,
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn an_inverse_square_root_squared_inverts_the_matrix() {
+        // [[4, 1], [1, 3]]: X = A^(-1/2) satisfies X·A·X = I.
+        let a = mat(2, 2, &[4.0, 1.0, 1.0, 3.0]);
+        let x = inverse_root(&a, 2.0, 0.0).expect("square");
+        let xax = x.matmul(&a).and_then(|m| m.matmul(&x)).expect("shapes");
+        for (i, v) in xax.data.iter().enumerate() {
+            let want = if i % 3 == 0 { 1.0 } else { 0.0 };
+            assert!((v - want).abs() < 1e-5, "{xax:?}");
+        }
+    }
+
+    #[test]
+    fn eigenvectors_and_q_follow_the_stated_conventions() {
+        // diag(2, 1) has eigenvalues 1, 2: eigenvectors e2, e1 with positive entries.
+        let v = eigh(&mat(2, 2, &[2.0, 0.0, 0.0, 1.0])).expect("square");
+        assert_eq!(v.data, vec![0.0, 1.0, 1.0, 0.0]);
+        // -I = (-I)·I is its QR with R's diagonal non-negative.
+        let q = qr(&mat(2, 2, &[-1.0, 0.0, 0.0, -1.0])).expect("qr");
+        assert_eq!(q.data, vec![-1.0, 0.0, 0.0, -1.0]);
+        assert!(eigh(&mat(1, 2, &[1.0, 2.0])).is_err());
+    }
+}
