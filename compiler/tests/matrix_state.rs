@@ -193,3 +193,23 @@ fn eigenvectors_and_q_factors_are_orthonormal() {
         }
     }
 }
+
+#[test]
+fn a_matrix_let_keeps_the_values_it_was_written_with() {
+    // M reads `grad` where it is bound; `grad` changes before `elements(M)` is read, and
+    // the update must still be the first gradient (as for any `let`), so the parameters
+    // after step s hold the sum of the gradients so far.
+    let src = "transform t() {\n  let M = matrix(grad) * norm(grad, tensor) / norm(grad, tensor)\n  grad = grad * 0\n  grad = elements(M)\n}\nrecipe r {\n  update = t()\n}\n";
+    let gs = grads(6, 2);
+    for b in CPU {
+        let got = run(src, b, &[2, 3], &gs).unwrap();
+        for (i, v) in got[1].iter().enumerate() {
+            let want = gs[0][i] + gs[1][i];
+            assert!(
+                (v - want).abs() < 1e-6,
+                "{}: entry {i} is {v}, not {want}",
+                b.name()
+            );
+        }
+    }
+}

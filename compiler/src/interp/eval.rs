@@ -39,6 +39,7 @@ impl Interpreter<'_> {
                 step: runs,
                 stage: si,
                 oracle: std::cell::RefCell::new(None),
+                matrices: Default::default(),
             };
             let v = cx.eval(view)?;
             ps = Some(cx.elements(v));

@@ -189,6 +189,7 @@ impl<'p> Interpreter<'p> {
                 step: 0.0,
                 stage: si,
                 oracle: std::cell::RefCell::new(None),
+                matrices: Default::default(),
             };
             let mut states = Vec::new();
             for (id, st) in body.states.iter().enumerate() {
@@ -477,6 +478,7 @@ impl<'p> Interpreter<'p> {
                 oracle: std::cell::RefCell::new(
                     oracle.as_mut().map(|o| &mut **o as &mut dyn Oracle),
                 ),
+                matrices: Default::default(),
             };
             let skip = cx.run()?;
             let StepCx {

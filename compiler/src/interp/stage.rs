@@ -20,6 +20,8 @@ pub(super) struct StepCx<'a, 'p, 'o> {
     /// Which stage runs, for the random stream of `rademacher()`.
     pub(super) stage: usize,
     pub(super) oracle: std::cell::RefCell<Option<&'o mut dyn Oracle>>,
+    /// The matrix values this run of the stage has computed (`matrix::Shared`).
+    pub(super) matrices: std::cell::RefCell<matrix::Shared>,
 }
 
 impl StepCx<'_, '_, '_> {
@@ -610,7 +612,16 @@ impl StepCx<'_, '_, '_> {
                 .map(|(id, v)| (*id, matrix::Source::Scalars(v))),
         );
         let name = |t: usize| self.it.tensor_name(t).to_string();
-        matrix::evaluate(self.body, m, &self.it.views, &name, &sources, sink)
+        let mut shared = self.matrices.borrow_mut();
+        matrix::evaluate(
+            self.body,
+            m,
+            &self.it.views,
+            &name,
+            &sources,
+            sink,
+            &mut shared,
+        )
     }
 
     /// A matrix state's first value: its initial matrix, or its initial number in every

@@ -15,7 +15,7 @@
 mod linalg;
 
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::interp::TensorView;
@@ -172,14 +172,34 @@ fn collect(body: &Body, id: ExprId, seen: &mut [bool], out: &mut Vec<(ExprId, Le
     }
 }
 
+/// Matrix values already computed in one run of a stage, per tensor, for expressions
+/// whose leaves no statement changes (`let`s, matrix states, hyperparameters, shapes): a
+/// later evaluation in the same run takes them instead of computing them again (Shampoo's
+/// inverse roots, stored in a state and used by the update). Start one per stage run.
+#[derive(Debug, Default)]
+pub struct Shared {
+    per_tensor: Vec<HashMap<ExprId, Arc<Mat>>>,
+}
+
+impl Shared {
+    fn tensor(&mut self, t: usize) -> &mut HashMap<ExprId, Arc<Mat>> {
+        if self.per_tensor.len() <= t {
+            self.per_tensor.resize_with(t + 1, HashMap::new);
+        }
+        &mut self.per_tensor[t]
+    }
+}
+
 /// Matrix expression `root` for one tensor whose matrix view is `rows × cols`; `leaf`
-/// gives the value of each of `leaves(body, root)` for that tensor.
+/// gives the value of each of `leaves(body, root)` for that tensor; `shared`, the values
+/// the stage's run has computed for it so far.
 pub fn eval<'l>(
     body: &Body,
     root: ExprId,
     rows: usize,
     cols: usize,
     leaf: &mut dyn FnMut(ExprId) -> Result<Leaf<'l>>,
+    shared: Option<&mut HashMap<ExprId, Arc<Mat>>>,
 ) -> Result<Mat> {
     let mut ev = Ev {
         body,
@@ -188,8 +208,34 @@ pub fn eval<'l>(
         leaf,
         memo: HashMap::new(),
         vars: HashMap::new(),
+        shared,
+        pure: HashMap::new(),
     };
     ev.mat(root).map(|m| (*m).clone())
+}
+
+/// Whether `id` reads only what no statement of a body changes: `let` values (bound
+/// once), constants, hyperparameters, shapes. Model calls, `grad`, `param`, states and
+/// matrices computed elsewhere are not.
+pub fn pure(body: &Body, id: ExprId, memo: &mut HashMap<ExprId, bool>) -> bool {
+    if let Some(&p) = memo.get(&id) {
+        return p;
+    }
+    let p = match &body.exprs[id] {
+        Expr::Local(_) => true,
+        Expr::Grad
+        | Expr::Param
+        | Expr::State(_)
+        | Expr::GradAt(_)
+        | Expr::Hvp(_)
+        | Expr::Rademacher
+        | Expr::Loss
+        | Expr::Mat(..)
+        | Expr::Fold { .. } => false,
+        e => e.operands().into_iter().all(|x| pure(body, x, memo)),
+    };
+    memo.insert(id, p);
+    p
 }
 
 /// A leaf's values for every tensor.
@@ -219,6 +265,7 @@ pub fn evaluate(
     name: &dyn Fn(usize) -> String,
     leaves: &[(ExprId, Source<'_>)],
     sink: Sink<'_>,
+    shared: &mut Shared,
 ) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(views.len());
     for (t, view) in views.iter().enumerate() {
@@ -245,7 +292,14 @@ pub fn evaluate(
             };
             v.ok_or_else(|| Error::internal("a matrix leaf is missing a tensor"))
         };
-        let r = eval(body, root, view.mat_rows, view.mat_cols, &mut leaf)?;
+        let r = eval(
+            body,
+            root,
+            view.mat_rows,
+            view.mat_cols,
+            &mut leaf,
+            Some(shared.tensor(t)),
+        )?;
         out.push(match sink {
             Sink::Elements => into_elements(r, view, &name(t))?,
             Sink::State(state, shape) => into_state(r, sides(view, shape), state, &name(t))?,
@@ -285,7 +339,7 @@ fn into_elements(m: Mat, view: &TensorView, name: &str) -> Result<Vec<f32>> {
 
 /// An operand of an entry-wise operation: a matrix, or a number broadcast over one.
 enum Operand {
-    M(Rc<Mat>),
+    M(Arc<Mat>),
     S(f32),
 }
 
@@ -296,9 +350,13 @@ struct Ev<'a, 'l> {
     leaf: &'a mut dyn FnMut(ExprId) -> Result<Leaf<'l>>,
     /// Values computed in the current round of every enclosing `repeat` (cleared when a
     /// round begins, so a value that depends on the loop is never stale).
-    memo: HashMap<ExprId, Rc<Mat>>,
+    memo: HashMap<ExprId, Arc<Mat>>,
     /// The loop values of the `repeat`s being evaluated.
-    vars: HashMap<LocalId, Rc<Mat>>,
+    vars: HashMap<LocalId, Arc<Mat>>,
+    /// The stage run's values for this tensor (`Shared`), outside every `repeat`.
+    shared: Option<&'a mut HashMap<ExprId, Arc<Mat>>>,
+    /// `pure` of the leaves seen so far.
+    pure: HashMap<ExprId, bool>,
 }
 
 impl Ev<'_, '_> {
@@ -329,7 +387,7 @@ impl Ev<'_, '_> {
         Ok(v as usize)
     }
 
-    fn mat(&mut self, id: ExprId) -> Result<Rc<Mat>> {
+    fn mat(&mut self, id: ExprId) -> Result<Arc<Mat>> {
         if let Some(m) = self.memo.get(&id) {
             return Ok(m.clone());
         }
@@ -344,9 +402,30 @@ impl Ev<'_, '_> {
                 .ok_or_else(|| Error::internal("a matrix local without a definition"))?;
             return self.mat(def);
         }
-        let m = Rc::new(self.compute(id)?);
+        let share = self.shared.is_some() && self.vars.is_empty() && self.shareable(id);
+        if share {
+            if let Some(m) = self.shared.as_ref().and_then(|s| s.get(&id)) {
+                return Ok(m.clone());
+            }
+        }
+        let m = Arc::new(self.compute(id)?);
         self.memo.insert(id, m.clone());
+        if share {
+            if let Some(s) = self.shared.as_mut() {
+                s.insert(id, m.clone());
+            }
+        }
         Ok(m)
+    }
+
+    /// Whether matrix `id`'s value is the same wherever the stage evaluates it: every
+    /// leaf is a matrix state (as the stage began) or `pure`.
+    fn shareable(&mut self, id: ExprId) -> bool {
+        let body = self.body;
+        leaves(body, id).into_iter().all(|(l, kind)| match kind {
+            LeafKind::State(_) => true,
+            LeafKind::Elements | LeafKind::Scalar => pure(body, l, &mut self.pure),
+        })
     }
 
     fn compute(&mut self, id: ExprId) -> Result<Mat> {

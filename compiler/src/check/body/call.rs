@@ -293,7 +293,8 @@ impl BodyCx<'_> {
                 );
             }
         }
-        self.no_matrix_mix(&xs, span);
+        let mut xs = xs;
+        self.no_matrix_mix(&mut xs, span);
         let kind = match b {
             Builtin::IsFinite | Builtin::IsNone => ValueKind::Bool,
             Builtin::Abs | Builtin::Min | Builtin::Max | Builtin::Clamp | Builtin::Sign

@@ -64,8 +64,10 @@ impl BodyCx<'_> {
             ExprKind::Binary(op, a, b) => {
                 let x = self.expr(a);
                 let y = self.expr(b);
+                let mut xy = [x, y];
+                self.no_matrix_mix(&mut xy, e.span);
+                let [x, y] = xy;
                 let (tx, ty) = (self.body.types[x], self.body.types[y]);
-                self.no_matrix_mix(&[x, y], e.span);
                 let extent = tx.extent.join(ty.extent);
                 let kind = match op {
                     BinOp::And | BinOp::Or => {
@@ -104,8 +106,10 @@ impl BodyCx<'_> {
                 let c = self.expr(c);
                 let x = self.expr(a);
                 let y = self.expr(b);
+                let mut cxy = [c, x, y];
+                self.no_matrix_mix(&mut cxy, e.span);
+                let [c, x, y] = cxy;
                 let (tc, tx, ty) = (self.body.types[c], self.body.types[x], self.body.types[y]);
-                self.no_matrix_mix(&[c, x, y], e.span);
                 if tc.kind != ValueKind::Bool {
                     let span = self.body.spans[c];
                     self.cx.diags.push(

@@ -44,6 +44,14 @@ impl BodyCx<'_> {
             MatOp::ToElements => Extent::Element,
             _ => Extent::Matrix,
         };
+        let mut xs = xs;
+        if result == Extent::Matrix {
+            for x in xs.iter_mut() {
+                if self.body.types[*x].extent != Extent::Matrix {
+                    *x = self.pin(*x);
+                }
+            }
+        }
         for (i, &x) in xs.iter().enumerate() {
             let e = self.body.types[x].extent;
             let ok = match op {
@@ -97,15 +105,20 @@ impl BodyCx<'_> {
     }
 
     /// A matrix and a per-element (or per-slice) value cannot meet in one operation: E0133,
-    /// pointing at the finer one.
-    pub(super) fn no_matrix_mix(&mut self, xs: &[ExprId], span: Span) {
+    /// pointing at the finer one. The numbers that do meet a matrix are `pin`ned.
+    pub(super) fn no_matrix_mix(&mut self, xs: &mut [ExprId], span: Span) {
         let has_matrix = xs
             .iter()
             .any(|&x| self.body.types[x].extent == Extent::Matrix);
         if !has_matrix {
             return;
         }
-        for &x in xs {
+        for x in xs.iter_mut() {
+            if self.body.types[*x].extent != Extent::Matrix {
+                *x = self.pin(*x);
+            }
+        }
+        for &x in xs.iter() {
             let e = self.body.types[x].extent;
             if !e.clashes(Extent::Matrix) {
                 continue;
@@ -278,6 +291,21 @@ impl BodyCx<'_> {
 }
 
 impl BodyCx<'_> {
+    /// A number or per-element value `x` read inside a matrix expression, bound here to a
+    /// hidden `let` when it reads what a later statement may change (`grad`, `param`, a
+    /// state, the model): a matrix is evaluated where `elements(...)` or a state reads it,
+    /// and this keeps the value it had where it was written, as a `let` would.
+    fn pin(&mut self, x: ExprId) -> ExprId {
+        if self.in_state_init || crate::matrix::pure(&self.body, x, &mut Default::default()) {
+            return x;
+        }
+        let l = self.body.locals.len();
+        self.body.locals.push("matrix input".to_string());
+        self.body.stmts.push(Stmt::Let(l, x));
+        let (ty, span) = (self.body.types[x], self.body.spans[x]);
+        self.body.push(Expr::Local(l), ty, span)
+    }
+
     /// `state NAME: matrix(a, b) = init`: one matrix per tensor, `a × b` from its matrix
     /// view's sides. `init` is a matrix (matrix functions are available in it, `grad` is
     /// not) or one number per tensor, which fills every entry.

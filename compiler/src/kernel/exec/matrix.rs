@@ -110,7 +110,16 @@ impl Fused<'_> {
             }
             None => matrix::Sink::Elements,
         };
-        let out = matrix::evaluate(body, call.root, &self.interp.views, &name, &sources, sink)?;
+        let shared = self.matrices.entry(call.stage).or_default();
+        let out = matrix::evaluate(
+            body,
+            call.root,
+            &self.interp.views,
+            &name,
+            &sources,
+            sink,
+            shared,
+        )?;
         self.temps.insert(Buf::CallOut(k), out);
         Ok(())
     }

@@ -93,6 +93,8 @@ pub struct Fused<'p> {
     slice_scalars: Vec<Vec<usize>>,
     /// The step's own buffers (model-call arguments and results, noise), per tensor.
     temps: BTreeMap<Buf, Vec<Vec<f32>>>,
+    /// Per stage, the matrix values this step has computed (`matrix::Shared`).
+    matrices: BTreeMap<usize, crate::matrix::Shared>,
 }
 
 /// What runs the passes: compiled functions (one per pass) on a pool of threads, or a
@@ -174,6 +176,7 @@ impl<'p> Fused<'p> {
             call_scalars,
             slice_scalars,
             temps: BTreeMap::new(),
+            matrices: BTreeMap::new(),
         }
     }
 
@@ -234,6 +237,7 @@ impl<'p> Fused<'p> {
         let mut reduced: Vec<Option<Vec<f64>>> = vec![None; self.kernel.reductions.len()];
         self.fill_noise(st);
         let mut called = vec![false; self.kernel.calls.len()];
+        self.matrices.clear();
         // Spread buffers filled this step (several passes may read one).
         let mut spread = BTreeSet::new();
         let mut sliced: Vec<Option<Vec<Vec<f64>>>> = vec![None; self.kernel.slice_reds.len()];
