@@ -46,11 +46,7 @@ impl StepCx<'_, '_, '_> {
                 Stmt::Let(_, e) if self.body.types[*e].extent == Extent::Matrix => {}
                 Stmt::Let(l, e) => self.locals[*l] = self.eval(*e)?,
                 Stmt::SetState(id, e) if self.body.states[*id].extent == Extent::Matrix => {
-                    let st = &self.body.states[*id];
-                    let shape = st
-                        .shape
-                        .ok_or_else(|| Error::internal("a matrix state without a shape"))?;
-                    let v = self.mat_values(*e, matrix::Sink::State(&st.name, shape))?;
+                    let v = self.mat_values(*e, matrix::Sink::state(self.body, *id)?)?;
                     matrices.push((*id, v));
                 }
                 Stmt::SetState(id, e) => {
@@ -585,20 +581,18 @@ impl StepCx<'_, '_, '_> {
         let mut scalars: Vec<(ExprId, Vec<f64>)> = Vec::new();
         let mut sources: Vec<(ExprId, matrix::Source)> = Vec::new();
         for (id, kind) in leaves {
-            if let matrix::LeafKind::State(s) = kind {
-                let (StateValue::Matrix(v), Some(shape)) =
-                    (&self.states[s], self.body.states[s].shape)
-                else {
-                    return Err(Error::internal("a matrix state that holds no matrices"));
-                };
-                sources.push((id, matrix::Source::Matrices(v, shape)));
-                continue;
-            }
-            let v = self.eval(id)?;
             match kind {
-                matrix::LeafKind::Elements => elems.push((id, self.elements(v))),
-                matrix::LeafKind::Scalar => scalars.push((id, self.per_tensor(&v))),
-                matrix::LeafKind::State(_) => {}
+                matrix::LeafKind::State(s) => {
+                    sources.push((id, matrix::Source::state(self.body, s, &self.states[s])?))
+                }
+                matrix::LeafKind::Elements => {
+                    let v = self.eval(id)?;
+                    elems.push((id, self.elements(v)));
+                }
+                matrix::LeafKind::Scalar => {
+                    let v = self.eval(id)?;
+                    scalars.push((id, self.per_tensor(&v)));
+                }
             }
         }
         sources.extend(
@@ -628,13 +622,13 @@ impl StepCx<'_, '_, '_> {
     /// entry.
     pub(super) fn mat_init(&self, id: crate::ir::StateId) -> Result<StateValue> {
         let st = &self.body.states[id];
-        let shape = st
-            .shape
-            .ok_or_else(|| Error::internal("a matrix state without a shape"))?;
+        let sink = matrix::Sink::state(self.body, id)?;
         if self.body.types[st.init].extent == Extent::Matrix {
-            let v = self.mat_values(st.init, matrix::Sink::State(&st.name, shape))?;
-            return Ok(StateValue::Matrix(v));
+            return Ok(StateValue::Matrix(self.mat_values(st.init, sink)?));
         }
+        let matrix::Sink::State(_, shape) = sink else {
+            return Err(Error::internal("a matrix state without a shape"));
+        };
         let per = self.per_tensor(&self.eval(st.init)?);
         let mut out = Vec::with_capacity(self.it.views.len());
         for (t, view) in self.it.views.iter().enumerate() {

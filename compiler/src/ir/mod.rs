@@ -385,6 +385,15 @@ impl MatOp {
         ("qr", MatOp::Qr, 1),
     ];
 
+    /// How a diagnostic names it: `@` for `matmul`, else its function name.
+    pub fn symbol(self) -> &'static str {
+        if self == MatOp::MatMul {
+            "@"
+        } else {
+            self.name()
+        }
+    }
+
     pub fn name(self) -> &'static str {
         MatOp::ALL
             .iter()

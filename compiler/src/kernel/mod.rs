@@ -90,8 +90,9 @@ pub enum CallKind {
     GradAt,
     /// `hvp(v)`: the Hessian at the current parameters times v.
     Hvp,
-    /// `elements(M)`: matrix expression `Kernel::matrices[m]`, evaluated on the host by
-    /// `crate::matrix` from the per-element inputs the prepare pass wrote.
+    /// `elements(M)` or an assignment to a matrix state: matrix expression
+    /// `Kernel::matrices[m]`, evaluated on the host by `crate::matrix` from the per-element
+    /// inputs the prepare pass wrote.
     Matrix(usize),
 }
 

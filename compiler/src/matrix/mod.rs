@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::interp::TensorView;
 use crate::ir::{Body, Expr, ExprId, Extent, LocalId, MatDim, MatOp, StateId, UnOp};
 use crate::math::{arith, builtin};
+use crate::state::StateValue;
 
 /// The largest `repeat` count and `eye` size accepted: beyond them a recipe is mistaken.
 const MAX_REPEAT: f64 = 100_000.0;
@@ -247,6 +248,16 @@ pub enum Source<'a> {
     Matrices(&'a [Vec<f32>], (MatDim, MatDim)),
 }
 
+impl<'a> Source<'a> {
+    /// Matrix state `id` of `body`, holding `value`.
+    pub fn state(body: &Body, id: StateId, value: &'a StateValue) -> Result<Source<'a>> {
+        match (value, body.states.get(id).and_then(|d| d.shape)) {
+            (StateValue::Matrix(v), Some(shape)) => Ok(Source::Matrices(v, shape)),
+            _ => Err(Error::internal("a matrix state that holds no matrices")),
+        }
+    }
+}
+
 /// Where a matrix value goes.
 #[derive(Debug, Clone, Copy)]
 pub enum Sink<'a> {
@@ -254,6 +265,19 @@ pub enum Sink<'a> {
     Elements,
     /// Matrix state `name`, declared with these sides.
     State(&'a str, (MatDim, MatDim)),
+}
+
+impl<'a> Sink<'a> {
+    /// Matrix state `id` of `body`.
+    pub fn state(body: &'a Body, id: StateId) -> Result<Sink<'a>> {
+        match body.states.get(id) {
+            Some(d) => match d.shape {
+                Some(shape) => Ok(Sink::State(&d.name, shape)),
+                None => Err(Error::internal("a matrix state without a shape")),
+            },
+            None => Err(Error::internal("a matrix store of no state")),
+        }
+    }
 }
 
 /// `root` for every tensor from `leaves` (the values of each of `leaves(body, root)`),

@@ -280,13 +280,8 @@ impl BodyCx<'_> {
                 }
                 Binding::State(id) => {
                     let extent = self.body.states[id].extent;
-                    if let Some(&(_, l)) = self.mat_alias.iter().rev().find(|(s, _)| *s == id) {
-                        // A matrix state already assigned in this body: its new value.
-                        return self.body.push(
-                            Expr::Local(l),
-                            Self::ty(ValueKind::Real, extent),
-                            span,
-                        );
+                    if extent == Extent::Matrix {
+                        return self.matrix_state_read(id, span);
                     }
                     self.body
                         .push(Expr::State(id), Self::ty(ValueKind::Real, extent), span)

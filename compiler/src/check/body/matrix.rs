@@ -15,7 +15,7 @@ impl BodyCx<'_> {
         span: Span,
     ) -> ExprId {
         if self.kind == DefKind::Schedule || (self.in_state_init && !self.matrix_init) {
-            let name = if op == MatOp::MatMul { "@" } else { op.name() };
+            let name = op.symbol();
             self.cx.diags.push(
                 Diagnostic::error("E0132", span, format!("`{name}` is only available in a transform's body"))
                     .with_label("matrix value here")
@@ -46,11 +46,7 @@ impl BodyCx<'_> {
         };
         let mut xs = xs;
         if result == Extent::Matrix {
-            for x in xs.iter_mut() {
-                if self.body.types[*x].extent != Extent::Matrix {
-                    *x = self.pin(*x);
-                }
-            }
+            self.pin_numbers(&mut xs);
         }
         for (i, &x) in xs.iter().enumerate() {
             let e = self.body.types[x].extent;
@@ -88,7 +84,7 @@ impl BodyCx<'_> {
                 _ => (
                     format!(
                         "`{}` works on matrices, but this is {}",
-                        if op == MatOp::MatMul { "@" } else { op.name() },
+                        op.symbol(),
                         e.describe()
                     ),
                     "view a per-element value as its tensor's matrix with `matrix(x)`".to_string(),
@@ -113,11 +109,7 @@ impl BodyCx<'_> {
         if !has_matrix {
             return;
         }
-        for x in xs.iter_mut() {
-            if self.body.types[*x].extent != Extent::Matrix {
-                *x = self.pin(*x);
-            }
-        }
+        self.pin_numbers(xs);
         for &x in xs.iter() {
             let e = self.body.types[x].extent;
             if !e.clashes(Extent::Matrix) {
@@ -295,6 +287,14 @@ impl BodyCx<'_> {
     /// hidden `let` when it reads what a later statement may change (`grad`, `param`, a
     /// state, the model): a matrix is evaluated where `elements(...)` or a state reads it,
     /// and this keeps the value it had where it was written, as a `let` would.
+    fn pin_numbers(&mut self, xs: &mut [ExprId]) {
+        for x in xs.iter_mut() {
+            if self.body.types[*x].extent != Extent::Matrix {
+                *x = self.pin(*x);
+            }
+        }
+    }
+
     fn pin(&mut self, x: ExprId) -> ExprId {
         if self.in_state_init || crate::matrix::pure(&self.body, x, &mut Default::default()) {
             return x;
@@ -353,6 +353,16 @@ impl BodyCx<'_> {
         }
     }
 
+    /// A read of matrix state `id`: the value an earlier assignment in this body bound,
+    /// else the state as the step began.
+    pub(super) fn matrix_state_read(&mut self, id: usize, span: Span) -> ExprId {
+        let mt = Self::ty(ValueKind::Real, Extent::Matrix);
+        match self.mat_alias.iter().rev().find(|(s, _)| *s == id) {
+            Some(&(_, l)) => self.body.push(Expr::Local(l), mt, span),
+            None => self.body.push(Expr::State(id), mt, span),
+        }
+    }
+
     /// `L = M` (or `L += M`, ...) for matrix state `L`: the new value is bound to a hidden
     /// `let`, which later reads in this body see; the state is written with it when the
     /// stage ends, so reads before the assignment keep seeing the old value wherever
@@ -390,22 +400,8 @@ impl BodyCx<'_> {
             );
             return;
         }
-        let cur = match self.mat_alias.iter().rev().find(|(s, _)| *s == id) {
-            Some(&(_, l)) => self.body.push(Expr::Local(l), mt, target.span),
-            None => self.body.push(Expr::State(id), mt, target.span),
-        };
-        let v = match op {
-            AssignOp::Set => rhs,
-            AssignOp::Add | AssignOp::Sub | AssignOp::Mul | AssignOp::Div => {
-                let bop = match op {
-                    AssignOp::Add => BinOp::Add,
-                    AssignOp::Sub => BinOp::Sub,
-                    AssignOp::Mul => BinOp::Mul,
-                    _ => BinOp::Div,
-                };
-                self.body.push(Expr::Binary(bop, cur, rhs), mt, span)
-            }
-        };
+        let cur = self.matrix_state_read(id, target.span);
+        let v = self.compound(op, cur, rhs, span);
         let v = self.every_select(v, cur);
         let local = self.body.locals.len();
         self.body.locals.push(target.name.clone());

@@ -510,26 +510,30 @@ impl BodyCx<'_> {
         }
     }
 
+    /// The value `op` assigns, from the current value `cur`: `rhs` for `=`, `cur + rhs`
+    /// for `+=`, and so on.
+    fn compound(&mut self, op: AssignOp, cur: ExprId, rhs: ExprId, span: Span) -> ExprId {
+        let bop = match op {
+            AssignOp::Set => return rhs,
+            AssignOp::Add => BinOp::Add,
+            AssignOp::Sub => BinOp::Sub,
+            AssignOp::Mul => BinOp::Mul,
+            AssignOp::Div => BinOp::Div,
+        };
+        let ta = self.body.types[cur];
+        let tb = self.body.types[rhs];
+        let ty = Type {
+            kind: ValueKind::Real,
+            extent: ta.extent.join(tb.extent),
+        };
+        self.body.push(Expr::Binary(bop, cur, rhs), ty, span)
+    }
+
     fn assign(&mut self, target: &ast::Ident, op: AssignOp, value: &ast::Expr, span: Span) {
         let rhs = self.expr(value);
         let name = target.name.as_str();
         let read = |b: &mut Self, e: Expr, ty: Type| b.body.push(e, ty, target.span);
-        let combine = |b: &mut Self, cur: ExprId, rhs: ExprId| -> ExprId {
-            let bop = match op {
-                AssignOp::Set => return rhs,
-                AssignOp::Add => BinOp::Add,
-                AssignOp::Sub => BinOp::Sub,
-                AssignOp::Mul => BinOp::Mul,
-                AssignOp::Div => BinOp::Div,
-            };
-            let ta = b.body.types[cur];
-            let tb = b.body.types[rhs];
-            let ty = Type {
-                kind: ValueKind::Real,
-                extent: ta.extent.join(tb.extent),
-            };
-            b.body.push(Expr::Binary(bop, cur, rhs), ty, span)
-        };
+        let combine = |b: &mut Self, cur: ExprId, rhs: ExprId| b.compound(op, cur, rhs, span);
         let elem = Type {
             kind: ValueKind::Real,
             extent: Extent::Element,

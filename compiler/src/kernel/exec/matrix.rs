@@ -72,42 +72,26 @@ impl Fused<'_> {
         let mut sources = Vec::with_capacity(call.leaves.len());
         let mut scalar = 0;
         for (id, l) in &call.leaves {
-            let src = match l {
-                MatLeaf::Input(i) => matrix::Source::Elements(
-                    inputs
-                        .get(*i)
-                        .ok_or_else(|| Error::internal("a matrix input the call does not have"))?,
-                ),
-                MatLeaf::State(s) => {
-                    let shape = body.states.get(*s).and_then(|d| d.shape);
-                    match (st.value(call.stage, *s), shape) {
-                        (StateValue::Matrix(v), Some(shape)) => matrix::Source::Matrices(v, shape),
-                        _ => return Err(Error::internal("a matrix state that holds no matrices")),
+            let src =
+                match l {
+                    MatLeaf::Input(i) => {
+                        matrix::Source::Elements(inputs.get(*i).ok_or_else(|| {
+                            Error::internal("a matrix input the call does not have")
+                        })?)
                     }
-                }
-                MatLeaf::Scalar(_) => {
-                    scalar += 1;
-                    matrix::Source::Scalars(
-                        nums.get(scalar - 1).ok_or_else(|| {
+                    MatLeaf::State(s) => matrix::Source::state(body, *s, st.value(call.stage, *s))?,
+                    MatLeaf::Scalar(_) => {
+                        scalar += 1;
+                        matrix::Source::Scalars(nums.get(scalar - 1).ok_or_else(|| {
                             Error::internal("a matrix number the call does not have")
-                        })?,
-                    )
-                }
-            };
+                        })?)
+                    }
+                };
             sources.push((*id, src));
         }
         let name = |t: usize| self.interp.tensor_name(t).to_string();
         let sink = match call.store {
-            Some(s) => {
-                let d = body
-                    .states
-                    .get(s)
-                    .ok_or_else(|| Error::internal("a matrix store of no state"))?;
-                let shape = d
-                    .shape
-                    .ok_or_else(|| Error::internal("a matrix state without a shape"))?;
-                matrix::Sink::State(&d.name, shape)
-            }
+            Some(s) => matrix::Sink::state(body, s)?,
             None => matrix::Sink::Elements,
         };
         let shared = self.matrices.entry(call.stage).or_default();

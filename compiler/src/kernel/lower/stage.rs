@@ -230,18 +230,14 @@ impl StageCx<'_, '_> {
         let mut inputs = Vec::new();
         let mut leaves = Vec::new();
         for (id, kind) in crate::matrix::leaves(self.body, m) {
-            if let crate::matrix::LeafKind::State(s) = kind {
-                leaves.push((id, MatLeaf::State(s)));
-                continue;
-            }
-            let v = self.expr(id)?;
             match kind {
-                crate::matrix::LeafKind::State(_) => {}
+                crate::matrix::LeafKind::State(s) => leaves.push((id, MatLeaf::State(s))),
                 crate::matrix::LeafKind::Elements => {
+                    let v = self.expr(id)?;
                     leaves.push((id, MatLeaf::Input(inputs.len())));
                     inputs.push(self.b.lift(v));
                 }
-                crate::matrix::LeafKind::Scalar => match v {
+                crate::matrix::LeafKind::Scalar => match self.expr(id)? {
                     Val::H(h) => leaves.push((id, MatLeaf::Scalar(h))),
                     Val::E(_) => {
                         return Err(self.unsupported("a per-element number inside a matrix"))
