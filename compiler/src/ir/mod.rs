@@ -371,10 +371,12 @@ pub enum MatOp {
     Eigh,
     /// `qr(A)`: the orthonormal factor of A = QR (SOAP's refresh by power iteration).
     Qr,
+    /// `diagonal_order(A)`: the permutation matrix sorting A's diagonal descending (SOAP).
+    DiagonalOrder,
 }
 
 impl MatOp {
-    pub const ALL: [(&'static str, MatOp, usize); 8] = [
+    pub const ALL: [(&'static str, MatOp, usize); 9] = [
         ("matrix", MatOp::FromElements, 1),
         ("elements", MatOp::ToElements, 1),
         ("matmul", MatOp::MatMul, 2),
@@ -383,6 +385,7 @@ impl MatOp {
         ("inverse_root", MatOp::InverseRoot, 3),
         ("eigh", MatOp::Eigh, 1),
         ("qr", MatOp::Qr, 1),
+        ("diagonal_order", MatOp::DiagonalOrder, 1),
     ];
 
     /// How a diagnostic names it: `@` for `matmul`, else its function name.

@@ -1,6 +1,7 @@
 //! The decompositions matrix values use — `inverse_root(A, p, eps)`, `eigh(A)`, `qr(A)`
 //! — through faer, in f64 on the f32 entries and rounded back, sequentially (faer is
-//! built without rayon), so a result depends only on its input.
+//! built without rayon), so a result depends only on its input; and the permutation
+//! `diagonal_order(A)`.
 //!
 //! Conventions are fixed here so that every back end, and a reader with NumPy, gets the
 //! same matrix: symmetric inputs are symmetrized ((A + Aᵀ)/2) first; eigenvalues ascend;
@@ -146,6 +147,29 @@ pub(super) fn qr(a: &Mat) -> Result<Mat> {
     Ok(to_mat(&q))
 }
 
+/// `diagonal_order(A)`: the permutation matrix P for which Pᵀ A P has A's diagonal in
+/// descending order — column i of A P is column s(i) of A for the stable descending
+/// order s of the diagonal (equal entries keep their order; a NaN goes last). SOAP sorts
+/// its eigenbasis by the estimated eigenvalues diag(Qᵀ L Q) this way before refreshing it.
+pub(super) fn diagonal_order(a: &Mat) -> Result<Mat> {
+    square(a, "diagonal_order")?;
+    let n = a.rows;
+    let diag: Vec<f32> = (0..n).map(|i| a.data[i * n + i]).collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    // NaN sorts last: compare "is NaN" first, then the value, larger first.
+    order.sort_by(|&i, &j| {
+        let (x, y) = (diag[i], diag[j]);
+        x.is_nan()
+            .cmp(&y.is_nan())
+            .then(y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal))
+    });
+    let mut p = Mat::filled(n, n, 0.0);
+    for (i, &s) in order.iter().enumerate() {
+        p.data[s * n + i] = 1.0;
+    }
+    Ok(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +203,40 @@ mod tests {
         let q = qr(&mat(2, 2, &[-1.0, 0.0, 0.0, -1.0])).expect("qr");
         assert_eq!(q.data, vec![-1.0, 0.0, 0.0, -1.0]);
         assert!(eigh(&mat(1, 2, &[1.0, 2.0])).is_err());
+    }
+
+    #[test]
+    fn a_diagonal_order_sorts_the_diagonal_descending_and_stably() {
+        // diag(1, 3, NaN, 3): columns 1 and 3 (both 3, in order), then 0, then the NaN.
+        let a = mat(
+            4,
+            4,
+            &[
+                1.0,
+                9.0,
+                9.0,
+                9.0,
+                9.0,
+                3.0,
+                9.0,
+                9.0,
+                9.0,
+                9.0,
+                f32::NAN,
+                9.0,
+                9.0,
+                9.0,
+                9.0,
+                3.0,
+            ],
+        );
+        let p = diagonal_order(&a).expect("square");
+        let col = |i: usize| (0..4).position(|r| p.data[r * 4 + i] == 1.0);
+        assert_eq!(
+            (0..4).map(col).collect::<Vec<_>>(),
+            [Some(1), Some(3), Some(0), Some(2)]
+        );
+        assert_eq!(p.data.iter().filter(|v| **v == 1.0).count(), 4);
+        assert!(diagonal_order(&mat(1, 2, &[1.0, 2.0])).is_err());
     }
 }

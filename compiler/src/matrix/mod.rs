@@ -484,6 +484,9 @@ impl Ev<'_, '_> {
             }
             Expr::Mat(MatOp::Eigh, xs) if xs.len() == 1 => linalg::eigh(&*self.mat(xs[0])?)?,
             Expr::Mat(MatOp::Qr, xs) if xs.len() == 1 => linalg::qr(&*self.mat(xs[0])?)?,
+            Expr::Mat(MatOp::DiagonalOrder, xs) if xs.len() == 1 => {
+                linalg::diagonal_order(&*self.mat(xs[0])?)?
+            }
             Expr::State(_) => match (self.leaf)(id)? {
                 Leaf::Matrix(rows, cols, data) => Mat {
                     rows,
