@@ -167,3 +167,56 @@ fn newton_schulz_in_the_language_matches_the_iteration_on_every_back_end() {
         }
     }
 }
+
+#[test]
+fn matrix_values_do_not_depend_on_the_thread_count() {
+    // The fused step spreads the tensors' matrices over its threads, one tensor to a
+    // thread: Muon, Shampoo and SOAP on tensors of several shapes give the same bits on
+    // one thread and on three.
+    let recipes = [
+        "import std.torch.{Muon}\nrecipe r { update = Muon(lr: 0.02) }",
+        "import std.pytorch_optimizer.{Shampoo}\nrecipe r { update = Shampoo(lr: 0.01, matrix_eps: 1e-3) }",
+        "import std.research.{soap}\nrecipe r { update = soap(learning_rate: 0.01, precondition_frequency: 2) }",
+    ];
+    let shapes: Vec<Vec<usize>> = vec![vec![6, 4], vec![3, 9], vec![5], vec![2, 3, 4], vec![8, 8]];
+    let names: Vec<String> = (0..shapes.len()).map(|t| format!("t{t}")).collect();
+    let init: Vec<Vec<f32>> = shapes
+        .iter()
+        .enumerate()
+        .map(|(t, s)| {
+            let n: usize = s.iter().product();
+            (0..n)
+                .map(|i| ((i * 7 + t * 3) % 11) as f32 / 10.0 - 0.5)
+                .collect()
+        })
+        .collect();
+    let grads = |k: usize| -> Vec<Vec<f32>> {
+        init.iter()
+            .map(|p| {
+                (0..p.len())
+                    .map(|i| ((i * 13 + k * 5) % 17) as f32 / 8.0 - 1.0)
+                    .collect()
+            })
+            .collect()
+    };
+    for src in recipes {
+        let c = compile("t.anneal", src);
+        assert!(!c.has_errors(), "{:?}", c.diagnostics);
+        for b in [Backend::Cranelift, Backend::Llvm] {
+            let mut runs = Vec::new();
+            for threads in [1, 3] {
+                let recipe = &c.program.recipes[0];
+                let (mut s, _) =
+                    Stepper::new(b, &c.program, recipe, &names, &shapes, &init, threads).unwrap();
+                let mut p = init.clone();
+                for k in 0..6 {
+                    s.step(&mut p, &grads(k)).unwrap();
+                }
+                let products = s.matrix_products().expect("a fused step");
+                assert!(!products.is_empty(), "{src}: no products recorded");
+                runs.push((p, products));
+            }
+            assert_eq!(runs[0], runs[1], "{src} on {}", b.name());
+        }
+    }
+}

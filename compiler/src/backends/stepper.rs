@@ -233,6 +233,15 @@ impl<'p> Stepper<'p> {
         }
     }
 
+    /// The shapes (m, k, n) of the matrix products the last step computed, for a fused
+    /// step (`None` on the interpreter, which does not keep them).
+    pub fn matrix_products(&self) -> Option<Vec<crate::matrix::Product>> {
+        match &self.run {
+            Run::Fused(f, _) => Some(f.matrix_products()),
+            Run::Interp(_) => None,
+        }
+    }
+
     /// The back end that runs the step.
     pub fn backend(&self) -> &'static str {
         match &self.run {

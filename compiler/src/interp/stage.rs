@@ -615,6 +615,7 @@ impl StepCx<'_, '_, '_> {
             &sources,
             sink,
             &mut shared,
+            None,
         )
     }
 

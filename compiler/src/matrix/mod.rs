@@ -10,12 +10,15 @@
 //! with the same operations in the same order. Entries are f32, as per-element values
 //! are; numbers are rounded to f32 where they meet a matrix, as `Elem::Scalar` does;
 //! products run through `matrixmultiply`'s single-threaded `sgemm` (f32 accumulation,
-//! a fixed order for given shapes, so results do not depend on the thread count).
+//! a fixed order for given shapes). `evaluate` spreads the tensors over a thread pool
+//! when given one, each tensor on one thread: results do not depend on the thread count.
 
 mod linalg;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::interp::TensorView;
@@ -73,35 +76,43 @@ impl Mat {
             )));
         }
         let (m, k, n) = (self.rows, self.cols, b.cols);
-        let mut c = vec![0f32; m * n];
-        if m > 0 && n > 0 && k > 0 {
-            // SAFETY: `a` is m×k, `b` k×n and `c` m×n, all row-major and contiguous, so
-            // every index sgemm forms from these strides lies inside its slice.
-            unsafe {
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    self.data.as_ptr(),
-                    k as isize,
-                    1,
-                    b.data.as_ptr(),
-                    n as isize,
-                    1,
-                    0.0,
-                    c.as_mut_ptr(),
-                    n as isize,
-                    1,
-                );
-            }
-        }
+        let c = multiply((m, k, n), &self.data, &b.data);
         Ok(Mat {
             rows: m,
             cols: n,
             data: c,
         })
     }
+}
+
+/// The product of an m × k and a k × n row-major matrix, as `@` computes it (`anneal
+/// bench` times the step's products through this alone, for the GEMM library's peak).
+/// `a` and `b` must hold m·k and k·n entries.
+pub fn multiply((m, k, n): Product, a: &[f32], b: &[f32]) -> Vec<f32> {
+    let mut c = vec![0f32; m * n];
+    if m > 0 && n > 0 && k > 0 && a.len() >= m * k && b.len() >= k * n {
+        // SAFETY: `a` holds m×k entries, `b` k×n and `c` m×n (checked above), all row-major
+        // and contiguous, so every index sgemm forms from these strides lies inside them.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                k as isize,
+                1,
+                b.as_ptr(),
+                n as isize,
+                1,
+                0.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+    }
+    c
 }
 
 /// What a matrix expression reads from outside the matrix world.
@@ -180,14 +191,27 @@ fn collect(body: &Body, id: ExprId, seen: &mut [bool], out: &mut Vec<(ExprId, Le
 #[derive(Debug, Default)]
 pub struct Shared {
     per_tensor: Vec<HashMap<ExprId, Arc<Mat>>>,
+    /// Per tensor, the shapes (m, k, n) of the products `A @ B` the run computed (an
+    /// m × k by a k × n), in order: what `anneal bench` times the GEMM library on alone.
+    products: Vec<Vec<Product>>,
 }
 
+/// A product's shape: an m × k matrix by a k × n one (2·m·k·n floating-point operations).
+pub type Product = (usize, usize, usize);
+
 impl Shared {
-    fn tensor(&mut self, t: usize) -> &mut HashMap<ExprId, Arc<Mat>> {
-        if self.per_tensor.len() <= t {
-            self.per_tensor.resize_with(t + 1, HashMap::new);
+    fn reserve(&mut self, tensors: usize) {
+        if self.per_tensor.len() < tensors {
+            self.per_tensor.resize_with(tensors, HashMap::new);
         }
-        &mut self.per_tensor[t]
+        if self.products.len() < tensors {
+            self.products.resize_with(tensors, Vec::new);
+        }
+    }
+
+    /// The products this run computed, tensor by tensor.
+    pub fn products(&self) -> impl Iterator<Item = Product> + '_ {
+        self.products.iter().flatten().copied()
     }
 }
 
@@ -201,6 +225,7 @@ pub fn eval<'l>(
     cols: usize,
     leaf: &mut dyn FnMut(ExprId) -> Result<Leaf<'l>>,
     shared: Option<&mut HashMap<ExprId, Arc<Mat>>>,
+    products: &mut Vec<Product>,
 ) -> Result<Mat> {
     let mut ev = Ev {
         body,
@@ -211,6 +236,7 @@ pub fn eval<'l>(
         vars: HashMap::new(),
         shared,
         pure: HashMap::new(),
+        products,
     };
     ev.mat(root).map(|m| (*m).clone())
 }
@@ -282,6 +308,9 @@ impl<'a> Sink<'a> {
 
 /// `root` for every tensor from `leaves` (the values of each of `leaves(body, root)`),
 /// each result checked against the shape `sink` wants; row-major entries per tensor.
+/// With `pool`, the tensors are spread over its threads (one tensor, one thread); the
+/// first error in tensor order is the one reported.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     body: &Body,
     root: ExprId,
@@ -290,9 +319,50 @@ pub fn evaluate(
     leaves: &[(ExprId, Source<'_>)],
     sink: Sink<'_>,
     shared: &mut Shared,
+    pool: Option<&rayon::ThreadPool>,
 ) -> Result<Vec<Vec<f32>>> {
-    let mut out = Vec::with_capacity(views.len());
-    for (t, view) in views.iter().enumerate() {
+    let n = views.len();
+    shared.reserve(n);
+    let names: Vec<String> = (0..n).map(name).collect();
+    let one = |t: usize, memo: &mut HashMap<ExprId, Arc<Mat>>, products: &mut Vec<Product>| {
+        one_tensor(
+            body, root, &views[t], &names[t], t, leaves, sink, memo, products,
+        )
+    };
+    let (memos, products) = (&mut shared.per_tensor[..n], &mut shared.products[..n]);
+    let out: Vec<Result<Vec<f32>>> = match pool {
+        Some(pool) if n > 1 => pool.install(|| {
+            memos
+                .par_iter_mut()
+                .zip(products.par_iter_mut())
+                .enumerate()
+                .map(|(t, (m, p))| one(t, m, p))
+                .collect()
+        }),
+        _ => memos
+            .iter_mut()
+            .zip(products.iter_mut())
+            .enumerate()
+            .map(|(t, (m, p))| one(t, m, p))
+            .collect(),
+    };
+    out.into_iter().collect()
+}
+
+/// `evaluate` for tensor `t`.
+#[allow(clippy::too_many_arguments)]
+fn one_tensor(
+    body: &Body,
+    root: ExprId,
+    view: &TensorView,
+    name: &str,
+    t: usize,
+    leaves: &[(ExprId, Source<'_>)],
+    sink: Sink<'_>,
+    memo: &mut HashMap<ExprId, Arc<Mat>>,
+    products: &mut Vec<Product>,
+) -> Result<Vec<f32>> {
+    {
         let mut leaf = |id: ExprId| -> Result<Leaf<'_>> {
             let (_, src) = leaves
                 .iter()
@@ -322,14 +392,14 @@ pub fn evaluate(
             view.mat_rows,
             view.mat_cols,
             &mut leaf,
-            Some(shared.tensor(t)),
+            Some(memo),
+            products,
         )?;
-        out.push(match sink {
-            Sink::Elements => into_elements(r, view, &name(t))?,
-            Sink::State(state, shape) => into_state(r, sides(view, shape), state, &name(t))?,
-        });
+        match sink {
+            Sink::Elements => into_elements(r, view, name),
+            Sink::State(state, shape) => into_state(r, sides(view, shape), state, name),
+        }
     }
-    Ok(out)
 }
 
 /// A matrix state's new value must have the state's declared shape.
@@ -381,6 +451,8 @@ struct Ev<'a, 'l> {
     shared: Option<&'a mut HashMap<ExprId, Arc<Mat>>>,
     /// `pure` of the leaves seen so far.
     pure: HashMap<ExprId, bool>,
+    /// The shapes of the products computed, in order.
+    products: &'a mut Vec<Product>,
 }
 
 impl Ev<'_, '_> {
@@ -474,6 +546,7 @@ impl Ev<'_, '_> {
             }
             Expr::Mat(MatOp::MatMul, xs) if xs.len() == 2 => {
                 let (a, b) = (self.mat(xs[0])?, self.mat(xs[1])?);
+                self.products.push((a.rows, a.cols, b.cols));
                 a.matmul(&b)?
             }
             Expr::Mat(MatOp::Transpose, xs) if xs.len() == 1 => self.mat(xs[0])?.transpose(),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Fused;
+use super::{Code, Fused};
 use crate::error::{Error, Result};
 use crate::kernel::host::HostEval;
 use crate::kernel::{Buf, CallKind, MatLeaf};
@@ -95,6 +95,10 @@ impl Fused<'_> {
             None => matrix::Sink::Elements,
         };
         let shared = self.matrices.entry(call.stage).or_default();
+        let pool = match &self.code {
+            Code::Cpu { pool, .. } => pool.as_ref(),
+            Code::Device(_) => None,
+        };
         let out = matrix::evaluate(
             body,
             call.root,
@@ -103,9 +107,15 @@ impl Fused<'_> {
             &sources,
             sink,
             shared,
+            pool,
         )?;
         self.temps.insert(Buf::CallOut(k), out);
         Ok(())
+    }
+
+    /// The shapes of the matrix products the last step computed, stage by stage.
+    pub fn matrix_products(&self) -> Vec<matrix::Product> {
+        self.matrices.values().flat_map(|s| s.products()).collect()
     }
 
     /// The matrix-state stores (call index, stage, state).
