@@ -27,6 +27,18 @@ pub struct BenchArgs {
     /// Print one JSON object (an array of two with --compare).
     #[arg(long)]
     pub json: bool,
+    /// Matrix tensors instead of --params/--tensors: `gpt2-small` (12 layers of 768x768*4,
+    /// 768x3072, 3072x768) or a list like `768x768*4,768x3072`; the step is timed against
+    /// the GEMM library alone on the products it computed.
+    #[arg(long, conflicts_with_all = ["params", "tensors"])]
+    pub shapes: Option<String>,
+    /// With --shapes: how many times the list repeats (gpt2-small: 12).
+    #[arg(long, requires = "shapes")]
+    pub layers: Option<usize>,
+    /// With --shapes: steps timed together per run (a recipe's refresh period, so that
+    /// its refresh is counted once per period).
+    #[arg(long, requires = "shapes", default_value_t = 1)]
+    pub steps: usize,
 }
 
 pub fn bench(args: &BenchArgs) -> Result<(), String> {
@@ -43,6 +55,36 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
             args.file.display()
         )
     })?;
+    let backends = if args.compare {
+        vec![crate::Backend::Cranelift, crate::Backend::Llvm]
+    } else {
+        vec![args.backend]
+    };
+    if let Some(spec) = &args.shapes {
+        let shapes = anneal_runtime::matrix_bench::shapes(spec, args.layers)?;
+        let mut reports = Vec::new();
+        for backend in backends {
+            reports.push(anneal_runtime::matrix_bench::bench_matrices(
+                &c.program,
+                recipe,
+                backend,
+                &shapes,
+                args.threads,
+                args.steps,
+            )?);
+        }
+        if args.json {
+            let text = if args.compare {
+                serde_json::to_string(&reports)
+            } else {
+                serde_json::to_string(&reports[0])
+            };
+            outln!("{}", text.map_err(|e| e.to_string())?);
+        } else {
+            reports.iter().for_each(print_matrix_report);
+        }
+        return Ok(());
+    }
     if args.params == 0 || args.params > 1 << 31 {
         return Err(format!(
             "--params {} is out of range; give 1 to {}",
@@ -50,11 +92,6 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
             1u64 << 31
         ));
     }
-    let backends = if args.compare {
-        vec![crate::Backend::Cranelift, crate::Backend::Llvm]
-    } else {
-        vec![args.backend]
-    };
     let mut reports = Vec::new();
     for backend in backends {
         let mut r = run_bench(
@@ -85,6 +122,36 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         print_report(r);
     }
     Ok(())
+}
+
+fn print_matrix_report(r: &anneal_runtime::matrix_bench::MatrixBenchReport) {
+    outln!(
+        "{} on {}: {} params in {} matrices, {} thread{}{}",
+        r.recipe,
+        r.backend,
+        r.params,
+        r.tensors,
+        r.threads,
+        if r.threads == 1 { "" } else { "s" },
+        if r.steps_per_run == 1 {
+            String::new()
+        } else {
+            format!(", {} steps per run", r.steps_per_run)
+        }
+    );
+    outln!(
+        "  step         {:>9.2} ms  {:>6.1} GFLOP/s  ({} products, {:.2} GFLOP a step)",
+        r.step_ms,
+        r.step_gflops,
+        r.products,
+        r.gflop
+    );
+    outln!(
+        "  GEMM alone   {:>9.2} ms  {:>6.1} GFLOP/s  (the same products through the same GEMM, same threads)",
+        r.gemm_ms,
+        r.gemm_gflops
+    );
+    outln!("  ratio        {:>9.2}     of the GEMM peak", r.ratio);
 }
 
 fn print_report(r: &anneal_runtime::bench::BenchReport) {

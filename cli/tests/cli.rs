@@ -488,6 +488,37 @@ fn bench_json_has_the_documented_keys() {
 }
 
 #[test]
+fn bench_on_matrices_counts_the_products_of_newton_schulz() {
+    let v = json_output(&anneal(&[
+        "bench",
+        "benches/recipes/muon.anneal",
+        "--shapes",
+        "32x32*2,32x64",
+        "--threads",
+        "2",
+        "--json",
+    ]));
+    // Five Newton–Schulz rounds of X Xᵀ, A A and (b A + c A²) X for each matrix, the
+    // 32 × 64 one the wide way round: 2·m·k·n operations per product.
+    let round = |r: f64, c: f64| 2.0 * (r * c * r + r * r * r + r * r * c);
+    let want = 5.0 * (2.0 * round(32.0, 32.0) + round(32.0, 64.0)) / 1e9;
+    assert_eq!(v["products"], 45, "{v}");
+    assert!((v["gflop"].as_f64().unwrap() - want).abs() < 1e-12, "{v}");
+    assert_eq!((v["tensors"].as_u64(), v["params"].as_u64()), (Some(3), Some(4096)));
+    for key in ["step_ms", "gemm_ms", "step_gflops", "gemm_gflops", "ratio"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "`{key}` in {v}");
+    }
+    fails_with(
+        &anneal(&["bench", "benches/recipes/muon.anneal", "--shapes", "32x"]),
+        "is not a shape",
+    );
+    fails_with(
+        &anneal(&["bench", "benches/recipes/adamw.anneal", "--shapes", "8x8"]),
+        "computes no matrix products",
+    );
+}
+
+#[test]
 fn build_explain_lists_passes_and_refuses_what_does_not_fuse() {
     let v = json_output(&anneal(&[
         "build",

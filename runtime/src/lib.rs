@@ -11,6 +11,7 @@ pub mod data;
 pub mod deepspeed;
 pub mod dist;
 pub mod lr_range;
+pub mod matrix_bench;
 pub mod model;
 pub mod plan;
 pub mod schedule;

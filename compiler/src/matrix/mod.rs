@@ -16,13 +16,12 @@
 mod linalg;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::interp::TensorView;
-use crate::ir::{Body, Expr, ExprId, Extent, LocalId, MatDim, MatOp, StateId, UnOp};
+use crate::ir::{BinOp, Body, Expr, ExprId, Extent, LocalId, MatDim, MatOp, StateId, UnOp};
 use crate::math::{arith, builtin};
 use crate::state::StateValue;
 
@@ -65,18 +64,22 @@ impl Mat {
         }
     }
 
-    fn matmul(&self, b: &Mat) -> Result<Mat> {
-        if self.cols != b.rows {
+    /// `self @ b`, each operand transposed first where `ta` (`tb`) says so.
+    fn matmul(&self, ta: bool, b: &Mat, tb: bool) -> Result<Mat> {
+        let side = |x: &Mat, t: bool| {
+            if t {
+                (x.cols, x.rows)
+            } else {
+                (x.rows, x.cols)
+            }
+        };
+        let ((m, k), (k2, n)) = (side(self, ta), side(b, tb));
+        if k != k2 {
             return Err(Error::user(format!(
-                "`@` of a {} and a {} matrix: the first has {} columns, the second {} rows",
-                self.shape(),
-                b.shape(),
-                self.cols,
-                b.rows
+                "`@` of a {m}×{k} and a {k2}×{n} matrix: the first has {k} columns, the second {k2} rows"
             )));
         }
-        let (m, k, n) = (self.rows, self.cols, b.cols);
-        let c = multiply((m, k, n), &self.data, &b.data);
+        let c = multiply_strided((m, k, n), &self.data, ta, &b.data, tb);
         Ok(Mat {
             rows: m,
             cols: n,
@@ -88,11 +91,20 @@ impl Mat {
 /// The product of an m × k and a k × n row-major matrix, as `@` computes it (`anneal
 /// bench` times the step's products through this alone, for the GEMM library's peak).
 /// `a` and `b` must hold m·k and k·n entries.
-pub fn multiply((m, k, n): Product, a: &[f32], b: &[f32]) -> Vec<f32> {
+pub fn multiply(p: Product, a: &[f32], b: &[f32]) -> Vec<f32> {
+    multiply_strided(p, a, false, b, false)
+}
+
+/// `multiply` where `ta` (`tb`) says `a` (`b`) holds the transpose of the operand, row
+/// major: `transpose(X)` read in place, with the result the copy would give (the GEMM
+/// packs its operands the same way whatever their strides).
+fn multiply_strided((m, k, n): Product, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Vec<f32> {
     let mut c = vec![0f32; m * n];
+    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
     if m > 0 && n > 0 && k > 0 && a.len() >= m * k && b.len() >= k * n {
-        // SAFETY: `a` holds m×k entries, `b` k×n and `c` m×n (checked above), all row-major
-        // and contiguous, so every index sgemm forms from these strides lies inside them.
+        // SAFETY: `a` holds m×k entries, `b` k×n and `c` m×n (checked above), contiguous,
+        // row-major or (transposed) column-major: every index sgemm forms lies inside.
         unsafe {
             matrixmultiply::sgemm(
                 m,
@@ -100,11 +112,11 @@ pub fn multiply((m, k, n): Product, a: &[f32], b: &[f32]) -> Vec<f32> {
                 n,
                 1.0,
                 a.as_ptr(),
-                k as isize,
-                1,
+                rsa,
+                csa,
                 b.as_ptr(),
-                n as isize,
-                1,
+                rsb,
+                csb,
                 0.0,
                 c.as_mut_ptr(),
                 n as isize,
@@ -330,23 +342,41 @@ pub fn evaluate(
         )
     };
     let (memos, products) = (&mut shared.per_tensor[..n], &mut shared.products[..n]);
-    let out: Vec<Result<Vec<f32>>> = match pool {
-        Some(pool) if n > 1 => pool.install(|| {
-            memos
-                .par_iter_mut()
-                .zip(products.par_iter_mut())
-                .enumerate()
-                .map(|(t, (m, p))| one(t, m, p))
-                .collect()
-        }),
-        _ => memos
-            .iter_mut()
-            .zip(products.iter_mut())
-            .enumerate()
-            .map(|(t, (m, p))| one(t, m, p))
-            .collect(),
+    let Some(pool) = pool.filter(|_| n > 1) else {
+        let each = memos.iter_mut().zip(products.iter_mut()).enumerate();
+        return each.map(|(t, (m, p))| one(t, m, p)).collect();
     };
-    out.into_iter().collect()
+    // List scheduling, largest tensor first: each thread takes the next tensor in that
+    // order when it finishes one, so a few large matrices do not end up on one thread.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&t| std::cmp::Reverse(views[t].mat_rows * views[t].mat_cols));
+    let cells: Vec<Mutex<_>> = memos
+        .iter_mut()
+        .zip(products.iter_mut())
+        .map(Mutex::new)
+        .collect();
+    let results: Vec<Mutex<Option<Result<Vec<f32>>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    pool.scope(|s| {
+        for _ in 0..pool.current_num_threads().min(n) {
+            s.spawn(|_| {
+                while let Some(&t) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let mut cell = cells[t].lock().unwrap_or_else(|e| e.into_inner());
+                    let (memo, products) = &mut *cell;
+                    let r = one(t, memo, products);
+                    *results[t].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| Err(Error::internal("a tensor's matrix was not evaluated")))
+        })
+        .collect()
 }
 
 /// `evaluate` for tensor `t`.
@@ -514,6 +544,16 @@ impl Ev<'_, '_> {
         Ok(m)
     }
 
+    /// An operand of `@`: `transpose(Y)` (not computed yet) is Y read transposed, in place.
+    fn operand_of_product(&mut self, id: ExprId) -> Result<(Arc<Mat>, bool)> {
+        if let Expr::Mat(MatOp::Transpose, xs) = &self.body.exprs[id] {
+            if xs.len() == 1 && !self.memo.contains_key(&id) {
+                return Ok((self.mat(xs[0])?, true));
+            }
+        }
+        Ok((self.mat(id)?, false))
+    }
+
     /// Whether matrix `id`'s value is the same wherever the stage evaluates it: every
     /// leaf is a matrix state (as the stage began) or `pure`.
     fn shareable(&mut self, id: ExprId) -> bool {
@@ -545,9 +585,14 @@ impl Ev<'_, '_> {
                 }
             }
             Expr::Mat(MatOp::MatMul, xs) if xs.len() == 2 => {
-                let (a, b) = (self.mat(xs[0])?, self.mat(xs[1])?);
-                self.products.push((a.rows, a.cols, b.cols));
-                a.matmul(&b)?
+                let ((a, ta), (b, tb)) = (
+                    self.operand_of_product(xs[0])?,
+                    self.operand_of_product(xs[1])?,
+                );
+                let p = a.matmul(ta, &b, tb)?;
+                self.products
+                    .push((p.rows, if ta { a.rows } else { a.cols }, p.cols));
+                p
             }
             Expr::Mat(MatOp::Transpose, xs) if xs.len() == 1 => self.mat(xs[0])?.transpose(),
             Expr::Mat(MatOp::InverseRoot, xs) if xs.len() == 3 => {
@@ -587,9 +632,16 @@ impl Ev<'_, '_> {
                 m
             }
             Expr::Binary(op, a, b) => {
-                let xs = [self.operand(*a)?, self.operand(*b)?];
-                let op = *op;
-                self.entrywise(&xs, |v| arith(op, v[0], v[1]))?
+                let (x, y) = (self.operand(*a)?, self.operand(*b)?);
+                // One loop per arithmetic operator, so that it vectorizes; the same f32
+                // operations as `arith`.
+                match op {
+                    BinOp::Add => self.zip(&x, &y, |x, y| x + y)?,
+                    BinOp::Sub => self.zip(&x, &y, |x, y| x - y)?,
+                    BinOp::Mul => self.zip(&x, &y, |x, y| x * y)?,
+                    BinOp::Div => self.zip(&x, &y, |x, y| x / y)?,
+                    &op => self.zip(&x, &y, |x, y| arith(op, x, y))?,
+                }
             }
             Expr::Call(f, args) => {
                 let xs = args
@@ -638,6 +690,37 @@ impl Ev<'_, '_> {
     }
 
     /// `f` entry by entry over matrices of one shape, numbers broadcast.
+    /// `f` entry by entry on two operands (a number broadcast).
+    fn zip(&self, x: &Operand, y: &Operand, f: impl Fn(f32, f32) -> f32) -> Result<Mat> {
+        let data = match (x, y) {
+            (Operand::M(a), Operand::M(b)) => {
+                if (a.rows, a.cols) != (b.rows, b.cols) {
+                    return Err(Error::user(format!(
+                        "entry-wise operation on a {} and a {} matrix: the shapes must match",
+                        a.shape(),
+                        b.shape()
+                    )));
+                }
+                let data = a.data.iter().zip(&b.data).map(|(&p, &q)| f(p, q));
+                (a.rows, a.cols, data.collect())
+            }
+            (Operand::M(a), &Operand::S(q)) => {
+                (a.rows, a.cols, a.data.iter().map(|&p| f(p, q)).collect())
+            }
+            (&Operand::S(p), Operand::M(b)) => {
+                (b.rows, b.cols, b.data.iter().map(|&q| f(p, q)).collect())
+            }
+            (&Operand::S(p), &Operand::S(q)) => {
+                (self.rows, self.cols, vec![f(p, q); self.rows * self.cols])
+            }
+        };
+        Ok(Mat {
+            rows: data.0,
+            cols: data.1,
+            data: data.2,
+        })
+    }
+
     fn entrywise(&self, xs: &[Operand], f: impl Fn(&[f32]) -> f32) -> Result<Mat> {
         let mut shape: Option<(usize, usize)> = None;
         for x in xs {
@@ -681,10 +764,15 @@ mod tests {
             cols: 3,
             data: vec![1., 2., 3., 4., 5., 6.],
         };
-        let p = a.matmul(&a.transpose()).expect("shapes fit");
+        let p = a.matmul(false, &a.transpose(), false).expect("shapes fit");
         assert_eq!((p.rows, p.cols), (2, 2));
         // [1 2 3; 4 5 6] [1 4; 2 5; 3 6] = [14 32; 32 77]
         assert_eq!(p.data, vec![14., 32., 32., 77.]);
-        assert!(a.matmul(&a).is_err());
+        assert!(a.matmul(false, &a, false).is_err());
+        // Read transposed in place, either operand: the copy's result, bit for bit.
+        assert_eq!(a.matmul(false, &a, true).expect("shapes fit").data, p.data);
+        let q = a.transpose().matmul(false, &a, false).expect("shapes fit");
+        assert_eq!(a.matmul(true, &a, false).expect("shapes fit").data, q.data);
+        assert_eq!((q.rows, q.cols), (3, 3));
     }
 }
