@@ -504,7 +504,10 @@ fn bench_on_matrices_counts_the_products_of_newton_schulz() {
     let want = 5.0 * (2.0 * round(32.0, 32.0) + round(32.0, 64.0)) / 1e9;
     assert_eq!(v["products"], 45, "{v}");
     assert!((v["gflop"].as_f64().unwrap() - want).abs() < 1e-12, "{v}");
-    assert_eq!((v["tensors"].as_u64(), v["params"].as_u64()), (Some(3), Some(4096)));
+    assert_eq!(
+        (v["tensors"].as_u64(), v["params"].as_u64()),
+        (Some(3), Some(4096))
+    );
     for key in ["step_ms", "gemm_ms", "step_gflops", "gemm_gflops", "ratio"] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "`{key}` in {v}");
     }

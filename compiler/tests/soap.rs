@@ -251,3 +251,47 @@ fn soap_steps_a_rotated_problem_to_the_rotated_weights_and_adam_does_not() {
         );
     }
 }
+
+#[test]
+fn a_side_that_is_not_preconditioned_keeps_no_matrices() {
+    use anneal_compiler::state::StateValue;
+    // 6 × 3 with max_precondition_dim 4: the rows' side (6) is not preconditioned, the
+    // columns' (3) is; a vector has neither without precondition_1d.
+    let src = "import std.research.{soap}\nrecipe r { update = soap(max_precondition_dim: 4) }";
+    let tensors = [
+        Tensor {
+            name: "w".into(),
+            shape: vec![6, 3],
+            init: noise(18, 1),
+        },
+        Tensor {
+            name: "b".into(),
+            shape: vec![5],
+            init: noise(5, 2),
+        },
+    ];
+    let c = compile("t.anneal", src);
+    assert!(!c.has_errors(), "{:?}", c.diagnostics);
+    for b in backends() {
+        let names: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
+        let shapes: Vec<Vec<usize>> = tensors.iter().map(|t| t.shape.clone()).collect();
+        let mut p: Vec<Vec<f32>> = tensors.iter().map(|t| t.init.clone()).collect();
+        let (mut s, _) =
+            Stepper::new(b, &c.program, &c.program.recipes[0], &names, &shapes, &p, 1).unwrap();
+        for k in 0..4 {
+            s.step(&mut p, &[noise(18, 10 + k), noise(5, 20 + k)])
+                .unwrap();
+        }
+        let snap = s.snapshot();
+        let sizes: Vec<Vec<usize>> = snap.states()[0]
+            .iter()
+            .filter_map(|v| match v {
+                StateValue::Matrix(m) => Some(m.iter().map(Vec::len).collect()),
+                _ => None,
+            })
+            .collect();
+        // gg_rows, gg_cols, q_rows, q_cols; per tensor (w, b).
+        assert_eq!(sizes, [[0, 0], [9, 0], [0, 0], [9, 0]], "{}", b.name());
+        assert!(p.iter().flatten().all(|v| v.is_finite()));
+    }
+}

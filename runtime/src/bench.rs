@@ -56,13 +56,7 @@ pub fn bench(
     tensors: usize,
     threads: usize,
 ) -> Result<BenchReport> {
-    let threads = if threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        threads
-    };
+    let threads = threads_or_all(threads);
     let e = explain(program, recipe).map_err(|why| {
         format!(
             "recipe `{}` has no fused step to benchmark: {why}",
@@ -185,6 +179,17 @@ fn bench_gpu(
         baseline: format!("copy shader, same bytes, on {}", t.adapter),
         host_step_ms: Some(fastest(&host)),
     })
+}
+
+/// `threads`, or every core for 0 (`--threads 0`).
+pub fn threads_or_all(threads: usize) -> usize {
+    if threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        threads
+    }
 }
 
 fn fastest(xs: &[f64]) -> f64 {

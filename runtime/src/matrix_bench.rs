@@ -158,13 +158,7 @@ pub fn bench_matrices(
     threads: usize,
     steps: usize,
 ) -> Result<MatrixBenchReport> {
-    let threads = if threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        threads
-    };
+    let threads = crate::bench::threads_or_all(threads);
     if !(1..=1000).contains(&steps) {
         return Err(Error::user(format!(
             "--steps {steps} is out of range; give 1 to 1000"
@@ -223,7 +217,9 @@ pub fn bench_matrices(
             g.run();
             gemms = Some(g);
         }
-        let gemms = gemms.as_ref().ok_or_else(|| Error::internal("no products"))?;
+        let gemms = gemms
+            .as_ref()
+            .ok_or_else(|| Error::internal("no products"))?;
         let t = Instant::now();
         std::hint::black_box(gemms.run());
         peaks.push(t.elapsed().as_secs_f64() * 1e3 / steps as f64);

@@ -392,49 +392,51 @@ fn one_tensor(
     memo: &mut HashMap<ExprId, Arc<Mat>>,
     products: &mut Vec<Product>,
 ) -> Result<Vec<f32>> {
-    {
-        let mut leaf = |id: ExprId| -> Result<Leaf<'_>> {
-            let (_, src) = leaves
-                .iter()
-                .find(|(e, _)| *e == id)
-                .ok_or_else(|| Error::internal("a matrix leaf was not computed"))?;
-            let v = match src {
-                Source::Elements(v) => v.get(t).map(|v| Leaf::Elements(v)),
-                Source::Scalars(v) => v.get(t).map(|v| Leaf::Scalar(*v)),
-                Source::Matrices(v, shape) => {
-                    let (r, c) = sides(view, *shape);
-                    match v.get(t) {
-                        Some(d) if d.len() == r * c => Some(Leaf::Matrix(r, c, d)),
-                        Some(_) => {
-                            return Err(Error::internal(
-                                "a matrix state does not have its declared size",
-                            ))
-                        }
-                        None => None,
+    let mut leaf = |id: ExprId| -> Result<Leaf<'_>> {
+        let (_, src) = leaves
+            .iter()
+            .find(|(e, _)| *e == id)
+            .ok_or_else(|| Error::internal("a matrix leaf was not computed"))?;
+        let v = match src {
+            Source::Elements(v) => v.get(t).map(|v| Leaf::Elements(v)),
+            Source::Scalars(v) => v.get(t).map(|v| Leaf::Scalar(*v)),
+            Source::Matrices(v, shape) => {
+                let (r, c) = sides(view, *shape);
+                match v.get(t) {
+                    Some(d) if d.len() == r * c => Some(Leaf::Matrix(r, c, d)),
+                    // A state the tensor does not need holds nothing (0 × 0).
+                    Some(d) if d.is_empty() => Some(Leaf::Matrix(0, 0, d)),
+                    Some(_) => {
+                        return Err(Error::internal(
+                            "a matrix state does not have its declared size",
+                        ))
                     }
+                    None => None,
                 }
-            };
-            v.ok_or_else(|| Error::internal("a matrix leaf is missing a tensor"))
+            }
         };
-        let r = eval(
-            body,
-            root,
-            view.mat_rows,
-            view.mat_cols,
-            &mut leaf,
-            Some(memo),
-            products,
-        )?;
-        match sink {
-            Sink::Elements => into_elements(r, view, name),
-            Sink::State(state, shape) => into_state(r, sides(view, shape), state, name),
-        }
+        v.ok_or_else(|| Error::internal("a matrix leaf is missing a tensor"))
+    };
+    let r = eval(
+        body,
+        root,
+        view.mat_rows,
+        view.mat_cols,
+        &mut leaf,
+        Some(memo),
+        products,
+    )?;
+    match sink {
+        Sink::Elements => into_elements(r, view, name),
+        Sink::State(state, shape) => into_state(r, sides(view, shape), state, name),
     }
 }
 
-/// A matrix state's new value must have the state's declared shape.
+/// A matrix state's new value must have the state's declared shape, or be 0 × 0 (`eye(0)`:
+/// nothing, for a tensor that does not need the state — SOAP's sides beyond
+/// `max_precondition_dim`, whose `matrix(rows, rows)` would not fit in memory).
 fn into_state(m: Mat, (r, c): (usize, usize), state: &str, name: &str) -> Result<Vec<f32>> {
-    if (m.rows, m.cols) != (r, c) {
+    if (m.rows, m.cols) != (r, c) && (m.rows, m.cols) != (0, 0) {
         return Err(Error::user(format!(
             "matrix state `{state}` is {r}×{c} for tensor `{name}`, but the value assigned to it is {}",
             m.shape()
