@@ -73,17 +73,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
                 args.steps,
             )?);
         }
-        if args.json {
-            let text = if args.compare {
-                serde_json::to_string(&reports)
-            } else {
-                serde_json::to_string(&reports[0])
-            };
-            outln!("{}", text.map_err(|e| e.to_string())?);
-        } else {
-            reports.iter().for_each(print_matrix_report);
-        }
-        return Ok(());
+        return print_reports(&reports, args, print_matrix_report);
     }
     if args.params == 0 || args.params > 1 << 31 {
         return Err(format!(
@@ -109,18 +99,24 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         }
         reports.push(r);
     }
-    if args.json {
-        let text = if args.compare {
-            serde_json::to_string(&reports)
-        } else {
-            serde_json::to_string(&reports[0])
-        };
-        outln!("{}", text.unwrap_or_default());
+    print_reports(&reports, args, print_report)
+}
+
+/// `--json`: one object, or the array of two with `--compare`; else `text` for each.
+fn print_reports<T: serde::Serialize>(
+    reports: &[T],
+    args: &BenchArgs,
+    text: fn(&T),
+) -> Result<(), String> {
+    if !args.json {
+        reports.iter().for_each(text);
         return Ok(());
     }
-    for r in &reports {
-        print_report(r);
-    }
+    let json = match reports {
+        [one] if !args.compare => serde_json::to_string(one),
+        all => serde_json::to_string(all),
+    };
+    outln!("{}", json.map_err(|e| e.to_string())?);
     Ok(())
 }
 

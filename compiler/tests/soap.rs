@@ -24,14 +24,17 @@ struct Tensor {
     init: Vec<f32>,
 }
 
-/// The parameters after each step of `src`'s recipe, one gradient list per step.
-fn run(src: &str, b: Backend, tensors: &[Tensor], grads: &[Vec<Vec<f32>>]) -> Vec<Vec<Vec<f32>>> {
-    let c = compile("t.anneal", src);
-    assert!(!c.has_errors(), "{src}\n{:?}", c.diagnostics);
+/// `c`'s first recipe on `tensors` on back end `b`, and their starting values.
+fn stepper<'p>(
+    c: &'p anneal_compiler::Compilation,
+    b: Backend,
+    tensors: &[Tensor],
+) -> (Stepper<'p>, Vec<Vec<f32>>) {
+    assert!(!c.has_errors(), "{:?}", c.diagnostics);
     let names: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
     let shapes: Vec<Vec<usize>> = tensors.iter().map(|t| t.shape.clone()).collect();
-    let mut params: Vec<Vec<f32>> = tensors.iter().map(|t| t.init.clone()).collect();
-    let (mut s, _) = Stepper::new(
+    let params: Vec<Vec<f32>> = tensors.iter().map(|t| t.init.clone()).collect();
+    let (s, _) = Stepper::new(
         b,
         &c.program,
         &c.program.recipes[0],
@@ -41,6 +44,13 @@ fn run(src: &str, b: Backend, tensors: &[Tensor], grads: &[Vec<Vec<f32>>]) -> Ve
         1,
     )
     .unwrap_or_else(|e| panic!("{}: {e}", b.name()));
+    (s, params)
+}
+
+/// The parameters after each step of `src`'s recipe, one gradient list per step.
+fn run(src: &str, b: Backend, tensors: &[Tensor], grads: &[Vec<Vec<f32>>]) -> Vec<Vec<Vec<f32>>> {
+    let c = compile("t.anneal", src);
+    let (mut s, mut params) = stepper(&c, b, tensors);
     grads
         .iter()
         .map(|g| {
@@ -115,6 +125,15 @@ fn soap_follows_the_float64_transcription_of_the_paper_on_every_back_end() {
     }
 }
 
+/// A tensor of `shape` starting from `noise(numel, seed)`.
+fn tensor(name: &str, shape: &[usize], seed: u64) -> Tensor {
+    Tensor {
+        name: name.into(),
+        shape: shape.to_vec(),
+        init: noise(shape.iter().product(), seed),
+    }
+}
+
 /// A deterministic spread of values in [-1, 1).
 fn noise(n: usize, seed: u64) -> Vec<f32> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -133,18 +152,7 @@ fn with_no_side_preconditioned_soap_is_adam_one_step_late() {
     // max_precondition_dim 1 keeps every basis here the identity; the first step only starts
     // the (unused) preconditioner, so step k + 1 is Adam's step k on the same gradient.
     // eps 0: SOAP adds eps to √v, optax to √v̂.
-    let tensors = [
-        Tensor {
-            name: "w".into(),
-            shape: vec![3, 4],
-            init: noise(12, 1),
-        },
-        Tensor {
-            name: "b".into(),
-            shape: vec![5],
-            init: noise(5, 2),
-        },
-    ];
+    let tensors = [tensor("w", &[3, 4], 1), tensor("b", &[5], 2)];
     let grads: Vec<Vec<Vec<f32>>> = (0..9)
         .map(|s| vec![noise(12, 10 + s), noise(5, 30 + s)])
         .collect();
@@ -258,26 +266,10 @@ fn a_side_that_is_not_preconditioned_keeps_no_matrices() {
     // 6 × 3 with max_precondition_dim 4: the rows' side (6) is not preconditioned, the
     // columns' (3) is; a vector has neither without precondition_1d.
     let src = "import std.research.{soap}\nrecipe r { update = soap(max_precondition_dim: 4) }";
-    let tensors = [
-        Tensor {
-            name: "w".into(),
-            shape: vec![6, 3],
-            init: noise(18, 1),
-        },
-        Tensor {
-            name: "b".into(),
-            shape: vec![5],
-            init: noise(5, 2),
-        },
-    ];
+    let tensors = [tensor("w", &[6, 3], 1), tensor("b", &[5], 2)];
     let c = compile("t.anneal", src);
-    assert!(!c.has_errors(), "{:?}", c.diagnostics);
     for b in backends() {
-        let names: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
-        let shapes: Vec<Vec<usize>> = tensors.iter().map(|t| t.shape.clone()).collect();
-        let mut p: Vec<Vec<f32>> = tensors.iter().map(|t| t.init.clone()).collect();
-        let (mut s, _) =
-            Stepper::new(b, &c.program, &c.program.recipes[0], &names, &shapes, &p, 1).unwrap();
+        let (mut s, mut p) = stepper(&c, b, &tensors);
         for k in 0..4 {
             s.step(&mut p, &[noise(18, 10 + k), noise(5, 20 + k)])
                 .unwrap();
