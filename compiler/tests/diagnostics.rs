@@ -260,3 +260,11 @@ case!(
     repeat_without_a_matrix_update,
     "transform t() {\n  let x = matrix(grad)\n  repeat 3 {\n    let a = x @ x\n  }\n  grad = elements(x)\n}\n"
 );
+case!(
+    per_element_norm_of_a_matrix,
+    "transform t() {\n  let G = matrix(grad)\n  grad = grad / norm(G, tensor)\n}\n"
+);
+case!(
+    trace_of_a_matrix,
+    "transform t() {\n  let G = matrix(grad)\n  grad = grad / trace(G @ transpose(G))\n}\n"
+);

@@ -1,7 +1,8 @@
 """Matrix optimizers on a real `nn.Module`, against their own libraries run in the same
 test on the same batches: pytorch_optimizer 4.1's `Shampoo` (its keywords beyond the
 golden cases: refresh period, decoupled and fixed decay, maximize, momentum), on every
-CPU back end.
+CPU back end; and the numbers recipes compute from matrices (`spectral_norm`,
+`frobenius_norm`, `matrix_trace`) against `torch.linalg`.
 
 The reference runs in float64. Shampoo's roots of the smallest eigenvalues (≈ matrix_eps)
 amplify rounding, and momentum feeds the update back in: after 15 steps the package's own
@@ -68,3 +69,42 @@ def test_shampoo_matches_pytorch_optimizer(backend, kw):
         torch.testing.assert_close(pa, pb, rtol=1e-3, atol=3e-4, msg=lambda m, n=name: f"{n}: {m}")
         moved |= not torch.allclose(pb, p0, atol=1e-3)
     assert moved
+
+
+# Numbers from matrices in a recipe, against torch.linalg on the same matrices: each
+# update divides the gradient, viewed as a matrix (leading dimensions flattened; a bias is
+# one row), by one of them.
+MATRIX_NUMBERS = {
+    "spectral_norm(G)": lambda g: torch.linalg.matrix_norm(g, ord=2),
+    "frobenius_norm(G)": lambda g: torch.linalg.matrix_norm(g, ord="fro"),
+    "matrix_trace(G @ transpose(G))": lambda g: torch.trace(g @ g.T),
+}
+
+
+@pytest.mark.parametrize("backend", ["cranelift", "llvm", "interp"])
+@pytest.mark.parametrize("number", list(MATRIX_NUMBERS))
+def test_numbers_from_matrices_match_torch_linalg(backend, number):
+    src = (
+        "optimizer o(lr: schedule = 0.05) {\n"
+        "  let G = matrix(grad)\n"
+        f"  param -= lr * grad / {number}\n"
+        "}\n"
+        "recipe r { update = o() }"
+    )
+    ours, ref = net(), net().double()
+    opt = Optimizer(ours.named_parameters(), src, backend=backend)
+
+    class Reference(torch.optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, {})
+
+        @torch.no_grad()
+        def step(self):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    g = p.grad.reshape(1, -1) if p.grad.dim() < 2 else p.grad.flatten(0, -2)
+                    p -= 0.05 * p.grad / MATRIX_NUMBERS[number](g)
+
+    train(ours, opt, ref, Reference(ref.parameters()), steps=5)
+    for (name, a), b in zip(ours.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(a.detach().double(), b.detach(), rtol=1e-5, atol=1e-6, msg=name)

@@ -41,9 +41,9 @@ impl StepCx<'_, '_, '_> {
                         skip |= c != 0.0;
                     }
                 }
-                // A matrix `let` is a definition: `crate::matrix` evaluates it where
-                // `elements(...)` reads it.
-                Stmt::Let(_, e) if self.body.types[*e].extent == Extent::Matrix => {}
+                // A matrix `let` (or a number computed from a matrix) is a definition:
+                // `crate::matrix` evaluates it where it is read.
+                Stmt::Let(_, e) if matrix::deferred(self.body, *e) => {}
                 Stmt::Let(l, e) => self.locals[*l] = self.eval(*e)?,
                 Stmt::SetState(id, e) if self.body.states[*id].extent == Extent::Matrix => {
                     let v = self.mat_values(*e, matrix::Sink::state(self.body, *id)?)?;
@@ -156,7 +156,10 @@ impl StepCx<'_, '_, '_> {
             Expr::Count => V::U(self.step - 1.0),
             Expr::Grad => V::E(self.grad.clone()),
             Expr::Param => V::E(self.params.clone()),
-            Expr::Local(l) => self.locals[*l].clone(),
+            Expr::Local(l) => match self.body.let_def(*l) {
+                Some(def) if matrix::deferred(self.body, def) => self.eval(def)?,
+                _ => self.locals[*l].clone(),
+            },
             Expr::State(s) => match &self.states[*s] {
                 StateValue::Element(e) => V::E(e.clone()),
                 StateValue::Slice(k, s) => V::S(*k, s.clone()),
@@ -271,6 +274,13 @@ impl StepCx<'_, '_, '_> {
                 )?)
             }
             Expr::Mat(MatOp::ToElements, xs) if xs.len() == 1 => self.mat_elements(xs[0])?,
+            // A number per tensor: the one nonzero entry `Sink::Number` writes, summed.
+            Expr::Mat(op, _) if op.gives_number() => V::T(
+                self.mat_values(id, matrix::Sink::Number)?
+                    .iter()
+                    .map(|v| v.iter().map(|&x| f64::from(x)).sum())
+                    .collect(),
+            ),
             Expr::Mat(..) | Expr::Fold { .. } => {
                 return Err(Error::internal(
                     "a matrix value read outside `elements(...)`",

@@ -373,10 +373,16 @@ pub enum MatOp {
     Qr,
     /// `diagonal_order(A)`: the permutation matrix sorting A's diagonal descending (SOAP).
     DiagonalOrder,
+    /// `matrix_trace(A)`: the sum of A's main diagonal, a number per tensor.
+    Trace,
+    /// `frobenius_norm(A)`: sqrt of the sum of A's squared entries, a number per tensor.
+    FrobeniusNorm,
+    /// `spectral_norm(A)`: A's largest singular value, a number per tensor.
+    SpectralNorm,
 }
 
 impl MatOp {
-    pub const ALL: [(&'static str, MatOp, usize); 9] = [
+    pub const ALL: [(&'static str, MatOp, usize); 12] = [
         ("matrix", MatOp::FromElements, 1),
         ("elements", MatOp::ToElements, 1),
         ("matmul", MatOp::MatMul, 2),
@@ -386,7 +392,19 @@ impl MatOp {
         ("eigh", MatOp::Eigh, 1),
         ("qr", MatOp::Qr, 1),
         ("diagonal_order", MatOp::DiagonalOrder, 1),
+        ("matrix_trace", MatOp::Trace, 1),
+        ("frobenius_norm", MatOp::FrobeniusNorm, 1),
+        ("spectral_norm", MatOp::SpectralNorm, 1),
     ];
+
+    /// Whether it maps a matrix to a number per tensor (`trace`, the norms) rather than
+    /// giving a matrix (or, `elements`, a per-element value).
+    pub fn gives_number(self) -> bool {
+        matches!(
+            self,
+            MatOp::Trace | MatOp::FrobeniusNorm | MatOp::SpectralNorm
+        )
+    }
 
     /// How a diagnostic names it: `@` for `matmul`, else its function name.
     pub fn symbol(self) -> &'static str {

@@ -1,7 +1,7 @@
-//! The decompositions matrix values use — `inverse_root(A, p, eps)`, `eigh(A)`, `qr(A)`
-//! — through faer, in f64 on the f32 entries and rounded back, sequentially (faer is
+//! The decompositions matrix values use — `inverse_root(A, p, eps)`, `eigh(A)`, `qr(A)`,
+//! `spectral_norm(A)` — through faer, in f64 on the f32 entries and rounded back, sequentially (faer is
 //! built without rayon), so a result depends only on its input; and the permutation
-//! `diagonal_order(A)`.
+//! `diagonal_order(A)`; `matrix_trace` and `frobenius_norm`, summed in f64.
 //!
 //! Conventions are fixed here so that every back end, and a reader with NumPy, gets the
 //! same matrix: symmetric inputs are symmetrized ((A + Aᵀ)/2) first; eigenvalues ascend;
@@ -163,6 +163,44 @@ pub(super) fn diagonal_order(a: &Mat) -> Result<Mat> {
     Ok(p)
 }
 
+/// `matrix_trace(A)`: the sum of A's main diagonal (min(rows, cols) entries, as NumPy's
+/// and torch's `trace` take it), accumulated in f64.
+pub(super) fn trace(a: &Mat) -> f32 {
+    let d = a.rows.min(a.cols);
+    (0..d)
+        .map(|i| f64::from(a.data[i * a.cols + i]))
+        .sum::<f64>() as f32
+}
+
+/// `frobenius_norm(A)`: sqrt(Σ aᵢⱼ²), accumulated in f64 in row-major order.
+pub(super) fn frobenius_norm(a: &Mat) -> f32 {
+    a.data
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt() as f32
+}
+
+/// `spectral_norm(A)`: A's largest singular value (faer's SVD in f64), 0 for an empty
+/// matrix, NaN for one with a NaN or an infinity.
+pub(super) fn spectral_norm(a: &Mat) -> Result<f32> {
+    let (m, n) = (a.rows, a.cols);
+    if m == 0 || n == 0 {
+        return Ok(0.0);
+    }
+    if !finite(a) {
+        return Ok(f32::NAN);
+    }
+    let x = faer::Mat::from_fn(m, n, |i, j| f64::from(a.data[i * n + j]));
+    let s = x.singular_values().map_err(|_| {
+        Error::user(format!(
+            "`spectral_norm`: the singular value decomposition of a {} matrix did not converge",
+            a.shape()
+        ))
+    })?;
+    Ok(s.first().copied().unwrap_or(0.0) as f32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +237,24 @@ mod tests {
         let q = qr(&mat(2, 2, &[-1.0, 0.0, 0.0, -1.0])).expect("qr");
         assert_eq!(q.data, vec![-1.0, 0.0, 0.0, -1.0]);
         assert!(eigh(&mat(1, 2, &[1.0, 2.0])).is_err());
+    }
+
+    #[test]
+    fn the_norms_and_the_trace_match_their_definitions() {
+        // [[3, 0], [4, 0]] = u vᵀ with |u| = 5, |v| = 1: rank one, so the spectral norm is
+        // the Frobenius norm, 5; the trace is 3. A 2 × 3 matrix's trace takes 2 entries.
+        let a = mat(2, 2, &[3.0, 0.0, 4.0, 0.0]);
+        assert_eq!(frobenius_norm(&a), 5.0);
+        assert!((spectral_norm(&a).expect("svd") - 5.0).abs() < 1e-6);
+        assert_eq!(trace(&a), 3.0);
+        assert_eq!(trace(&mat(2, 3, &[1.0, 9.0, 9.0, 9.0, 2.0, 9.0])), 3.0);
+        // diag(1, -7, 2): singular values 7, 2, 1.
+        let d = mat(3, 3, &[1.0, 0.0, 0.0, 0.0, -7.0, 0.0, 0.0, 0.0, 2.0]);
+        assert!((spectral_norm(&d).expect("svd") - 7.0).abs() < 1e-6);
+        assert_eq!(spectral_norm(&mat(0, 0, &[])).expect("empty"), 0.0);
+        assert!(spectral_norm(&mat(1, 1, &[f32::INFINITY]))
+            .expect("inf")
+            .is_nan());
     }
 
     #[test]

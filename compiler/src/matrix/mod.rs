@@ -162,15 +162,21 @@ pub fn sides(view: &TensorView, (a, b): (MatDim, MatDim)) -> (usize, usize) {
 pub fn leaves(body: &Body, root: ExprId) -> Vec<(ExprId, LeafKind)> {
     let mut out = Vec::new();
     let mut seen = vec![false; body.exprs.len()];
-    collect(body, root, &mut seen, &mut out);
+    collect(body, root, &mut seen, &mut HashMap::new(), &mut out);
     out
 }
 
-fn collect(body: &Body, id: ExprId, seen: &mut [bool], out: &mut Vec<(ExprId, LeafKind)>) {
+fn collect(
+    body: &Body,
+    id: ExprId,
+    seen: &mut [bool],
+    memo: &mut HashMap<ExprId, bool>,
+    out: &mut Vec<(ExprId, LeafKind)>,
+) {
     if std::mem::replace(&mut seen[id], true) {
         return;
     }
-    if body.types[id].extent != Extent::Matrix {
+    if body.types[id].extent != Extent::Matrix && !derived(body, id, memo) {
         out.push((id, LeafKind::Scalar));
         return;
     }
@@ -185,15 +191,43 @@ fn collect(body: &Body, id: ExprId, seen: &mut [bool], out: &mut Vec<(ExprId, Le
         Expr::State(s) => out.push((id, LeafKind::State(*s))),
         Expr::Local(l) => {
             if let Some(def) = body.let_def(*l) {
-                collect(body, def, seen, out);
+                collect(body, def, seen, memo, out);
             }
         }
         e => {
             for x in e.operands() {
-                collect(body, x, seen, out);
+                collect(body, x, seen, memo, out);
             }
         }
     }
+}
+
+/// Whether number `id` is computed from a matrix (`frobenius_norm(X)`, `trace(A) / n`,
+/// a `let` of one): `crate::matrix` evaluates it where it is read, as it does a matrix,
+/// so it may read a `repeat`'s loop value. `elements(M)` and reductions of it are not: they
+/// are per-element values and what passes compute from them.
+pub fn derived(body: &Body, id: ExprId, memo: &mut HashMap<ExprId, bool>) -> bool {
+    if let Some(&d) = memo.get(&id) {
+        return d;
+    }
+    let d = body.types[id].extent != Extent::Matrix
+        && match &body.exprs[id] {
+            Expr::Mat(op, _) => op.gives_number(),
+            Expr::Local(l) => body.let_def(*l).is_some_and(|e| derived(body, e, memo)),
+            e @ (Expr::Unary(..) | Expr::Binary(..) | Expr::Select(..) | Expr::Call(..)) => {
+                e.operands().into_iter().any(|x| derived(body, x, memo))
+            }
+            _ => false,
+        };
+    memo.insert(id, d);
+    d
+}
+
+/// Whether `let` (or other statement) value `e` is a definition that `crate::matrix`
+/// evaluates where it is read — a matrix, or a number computed from one — rather than a
+/// statement the interpreter and the passes run in order.
+pub fn deferred(body: &Body, e: ExprId) -> bool {
+    body.types[e].extent == Extent::Matrix || derived(body, e, &mut HashMap::new())
 }
 
 /// Matrix values already computed in one run of a stage, per tensor, for expressions
@@ -248,6 +282,7 @@ pub fn eval<'l>(
         vars: HashMap::new(),
         shared,
         pure: HashMap::new(),
+        derived: HashMap::new(),
         products,
     };
     ev.mat(root).map(|m| (*m).clone())
@@ -301,6 +336,10 @@ impl<'a> Source<'a> {
 pub enum Sink<'a> {
     /// `elements(M)`: the tensor's matrix view's shape, back as one value per element.
     Elements,
+    /// A number computed from a matrix (`frobenius_norm(A)`), in the first of as many
+    /// entries as the tensor has, the rest 0: what a per-tensor sum of them gives back
+    /// exactly, so the passes read it as they read any reduction.
+    Number,
     /// Matrix state `name`, declared with these sides.
     State(&'a str, (MatDim, MatDim)),
 }
@@ -428,6 +467,13 @@ fn one_tensor(
     )?;
     match sink {
         Sink::Elements => into_elements(r, view, name),
+        Sink::Number => {
+            let mut out = vec![0f32; view.mat_rows * view.mat_cols];
+            if let (Some(o), Some(&v)) = (out.first_mut(), r.data.first()) {
+                *o = v;
+            }
+            Ok(out)
+        }
         Sink::State(state, shape) => into_state(r, sides(view, shape), state, name),
     }
 }
@@ -483,18 +529,56 @@ struct Ev<'a, 'l> {
     shared: Option<&'a mut HashMap<ExprId, Arc<Mat>>>,
     /// `pure` of the leaves seen so far.
     pure: HashMap<ExprId, bool>,
+    /// `derived` of the numbers seen so far.
+    derived: HashMap<ExprId, bool>,
     /// The shapes of the products computed, in order.
     products: &'a mut Vec<Product>,
 }
 
 impl Ev<'_, '_> {
     fn scalar(&mut self, id: ExprId) -> Result<f64> {
+        if derived(self.body, id, &mut self.derived) {
+            return self.number(id);
+        }
         match (self.leaf)(id)? {
             Leaf::Scalar(v) => Ok(v),
             Leaf::Elements(_) | Leaf::Matrix(..) => {
                 Err(Error::internal("a matrix leaf read as a number"))
             }
         }
+    }
+
+    /// A number computed from a matrix, with the host's f64 arithmetic on numbers.
+    fn number(&mut self, id: ExprId) -> Result<f64> {
+        let body = self.body;
+        Ok(match &body.exprs[id] {
+            Expr::Mat(op, _) if op.gives_number() => f64::from(self.mat(id)?.data[0]),
+            Expr::Local(l) => {
+                let def = body
+                    .let_def(*l)
+                    .ok_or_else(|| Error::internal("a number local without a definition"))?;
+                self.scalar(def)?
+            }
+            Expr::Unary(UnOp::Neg, a) => -self.scalar(*a)?,
+            Expr::Unary(UnOp::Not, a) => f64::from(u8::from(self.scalar(*a)? == 0.0)),
+            Expr::Binary(op, a, b) => arith(*op, self.scalar(*a)?, self.scalar(*b)?),
+            Expr::Select(c, a, b) => {
+                let pick = if self.scalar(*c)? != 0.0 { *a } else { *b };
+                self.scalar(pick)?
+            }
+            Expr::Call(f, args) => {
+                let xs = args
+                    .iter()
+                    .map(|a| self.scalar(*a))
+                    .collect::<Result<Vec<_>>>()?;
+                builtin(*f, &xs)
+            }
+            other => {
+                return Err(Error::internal(format!(
+                    "{other:?} is not a number computed from a matrix"
+                )))
+            }
+        })
     }
 
     fn operand(&mut self, id: ExprId) -> Result<Operand> {
@@ -606,6 +690,16 @@ impl Ev<'_, '_> {
             Expr::Mat(MatOp::Qr, xs) if xs.len() == 1 => linalg::qr(&*self.mat(xs[0])?)?,
             Expr::Mat(MatOp::DiagonalOrder, xs) if xs.len() == 1 => {
                 linalg::diagonal_order(&*self.mat(xs[0])?)?
+            }
+            // A number, kept as a 1 × 1 matrix so that the memos hold it.
+            Expr::Mat(op, xs) if op.gives_number() && xs.len() == 1 => {
+                let a = self.mat(xs[0])?;
+                let v = match op {
+                    MatOp::Trace => linalg::trace(&a),
+                    MatOp::FrobeniusNorm => linalg::frobenius_norm(&a),
+                    _ => linalg::spectral_norm(&a)?,
+                };
+                Mat::filled(1, 1, v)
             }
             Expr::State(_) => match (self.leaf)(id)? {
                 Leaf::Matrix(rows, cols, data) => Mat {

@@ -352,7 +352,21 @@ impl BodyCx<'_> {
                     | Extent::Outer
             ),
         };
-        if !reducible {
+        if !reducible && t.extent == Extent::Matrix {
+            let s = self.body.spans[x];
+            self.cx.diags.push(
+                Diagnostic::error(
+                    "E0132",
+                    s,
+                    format!("`{}(..., {})` reduces per-element values, and this is a matrix", op.name(), scope.name()),
+                )
+                .with_label("a matrix")
+                .with_help(
+                    "a matrix's norms are `frobenius_norm(A)` and `spectral_norm(A)`, its trace `matrix_trace(A)`; \
+                     `elements(A)` gives its entries as per-element values to reduce",
+                ),
+            );
+        } else if !reducible {
             let s = self.body.spans[x];
             self.cx.diags.push(
                 Diagnostic::error(

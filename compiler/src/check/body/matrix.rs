@@ -2,6 +2,8 @@
 //! `eye`, the per-element/matrix boundary (E0133) and `repeat` blocks (E0134).
 
 use super::*;
+use std::collections::HashMap;
+
 use crate::ir::{MatDim, MatOp};
 
 impl BodyCx<'_> {
@@ -42,6 +44,7 @@ impl BodyCx<'_> {
         }
         let result = match op {
             MatOp::ToElements => Extent::Element,
+            _ if op.gives_number() => Extent::Tensor,
             _ => Extent::Matrix,
         };
         let mut xs = xs;
@@ -107,6 +110,19 @@ impl BodyCx<'_> {
             .iter()
             .any(|&x| self.body.types[x].extent == Extent::Matrix);
         if !has_matrix {
+            // A number computed from a matrix (`frobenius_norm(X) + eps`) is evaluated
+            // where it is read, as a matrix is: the numbers beside it are pinned too.
+            let numbers = xs
+                .iter()
+                .all(|&x| self.body.types[x].extent.fits_in(Extent::Tensor));
+            let mut memo = HashMap::new();
+            if numbers
+                && xs
+                    .iter()
+                    .any(|&x| crate::matrix::derived(&self.body, x, &mut memo))
+            {
+                self.pin_numbers(xs);
+            }
             return;
         }
         self.pin_numbers(xs);
@@ -296,7 +312,12 @@ impl BodyCx<'_> {
     }
 
     fn pin(&mut self, x: ExprId) -> ExprId {
-        if self.in_state_init || crate::matrix::pure(&self.body, x, &mut Default::default()) {
+        // A number computed from a matrix had its own numbers pinned where it was built;
+        // it may read a `repeat`'s loop value, so it is no statement of its own.
+        if self.in_state_init
+            || crate::matrix::pure(&self.body, x, &mut Default::default())
+            || crate::matrix::derived(&self.body, x, &mut Default::default())
+        {
             return x;
         }
         let l = self.body.locals.len();

@@ -645,6 +645,14 @@ impl BodyCx<'_> {
             extra.extend(["grad", "param", "step", "loss"]);
         }
         extra.extend(Builtin::ALL.iter().map(|(n, _, _)| *n));
+        if self.kind != DefKind::Schedule {
+            extra.extend(crate::ir::MatOp::ALL.iter().map(|(n, _, _)| *n));
+        }
+        if self.kind != DefKind::Schedule && matches!(name.name.as_str(), "trace" | "tr") {
+            return Diagnostic::error("E0102", name.span, format!("unknown name `{}`", name.name))
+                .with_label("not a function of matrices")
+                .with_help("a matrix's trace is `matrix_trace(A)` (`trace` is optax's momentum transform, used in a chain)");
+        }
         if self.kind != DefKind::Schedule && name.name == "count" {
             return Diagnostic::error("E0102", name.span, "`count` is only defined in schedules")
                 .with_label("not defined in a transform")

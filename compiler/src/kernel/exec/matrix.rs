@@ -90,9 +90,10 @@ impl Fused<'_> {
             sources.push((*id, src));
         }
         let name = |t: usize| self.interp.tensor_name(t).to_string();
-        let sink = match call.store {
-            Some(s) => matrix::Sink::state(body, s)?,
-            None => matrix::Sink::Elements,
+        let sink = match (call.store, &body.exprs[call.root]) {
+            (Some(s), _) => matrix::Sink::state(body, s)?,
+            (None, crate::ir::Expr::Mat(op, _)) if op.gives_number() => matrix::Sink::Number,
+            (None, _) => matrix::Sink::Elements,
         };
         let shared = self.matrices.entry(call.stage).or_default();
         let pool = match &self.code {

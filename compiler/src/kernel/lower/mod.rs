@@ -246,9 +246,9 @@ impl Builder {
             }
             for s in &body.stmts {
                 match s {
-                    // A matrix `let` is a definition, lowered where `elements(...)` reads
-                    // it (`StageCx::matrix`).
-                    Stmt::Let(_, e) if body.types[*e].extent == Extent::Matrix => {}
+                    // A matrix `let` (or a number computed from a matrix) is a
+                    // definition, lowered where it is read (`StageCx::matrix`).
+                    Stmt::Let(_, e) if crate::matrix::deferred(body, *e) => {}
                     Stmt::Let(l, e) => {
                         let v = cx.expr(*e)?;
                         cx.locals[*l] = Some(v);

@@ -2,7 +2,7 @@
 //! model calls and sliced values, against the builder's graph.
 
 use super::*;
-use crate::ir::MatOp;
+use crate::ir::{MatOp, ReduceOp, Scope};
 
 /// Lowering one stage's body.
 pub(super) struct StageCx<'a, 'p> {
@@ -92,7 +92,18 @@ impl StageCx<'_, '_> {
             }
             Expr::Shape(info) => Val::H(self.b.h(Host::Shape(*info))),
             Expr::State(s) => self.states[*s],
-            Expr::Local(l) => self.locals[*l].ok_or_else(|| self.unsupported("an unset local"))?,
+            Expr::Local(l) => match self.locals[*l] {
+                Some(v) => v,
+                // A number computed from a matrix: a definition, lowered where it is read.
+                None => match self.body.let_def(*l) {
+                    Some(def) if crate::matrix::deferred(self.body, def) => {
+                        let v = self.expr(def)?;
+                        self.locals[*l] = Some(v);
+                        v
+                    }
+                    _ => return Err(self.unsupported("an unset local")),
+                },
+            },
             Expr::Grad => Val::E(self.grad),
             Expr::Param => Val::E(self.param),
             Expr::Unary(op, a) => match self.expr(*a)? {
@@ -198,6 +209,20 @@ impl StageCx<'_, '_> {
                 Val::E(self.b.e(Elem::Load(Buf::CallOut(k))))
             }
             Expr::Mat(MatOp::ToElements, xs) if xs.len() == 1 => self.matrix(xs[0])?,
+            // A number from a matrix: a matrix call writes it in its tensor's first entry
+            // (`Sink::Number`, the rest 0), and a per-tensor sum reads it back exactly.
+            Expr::Mat(op, _) if op.gives_number() => {
+                let k = self.matrix_call(id, None)?;
+                let input = self.b.e(Elem::Load(Buf::CallOut(k)));
+                let red = Reduction {
+                    op: ReduceOp::Sum,
+                    scope: Scope::Tensor,
+                    input,
+                    level: 0,
+                };
+                let r = intern(&mut self.b.reductions, red);
+                Val::H(self.b.h(Host::Reduce(r)))
+            }
             Expr::Mat(..) | Expr::Fold { .. } => {
                 return Err(self.unsupported("a matrix value outside `elements(...)`"))
             }
