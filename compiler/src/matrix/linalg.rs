@@ -1,7 +1,7 @@
 //! The decompositions matrix values use — `inverse_root(A, p, eps)`, `eigh(A)`, `qr(A)`,
-//! `spectral_norm(A)` — through faer, in f64 on the f32 entries and rounded back, sequentially (faer is
-//! built without rayon), so a result depends only on its input; and the permutation
-//! `diagonal_order(A)`; `matrix_trace` and `frobenius_norm`, summed in f64.
+//! `spectral_norm(A)` — through faer, in f64 on the f32 entries and rounded back,
+//! sequentially (faer is built without rayon), so a result depends only on its input; the
+//! permutation `diagonal_order(A)`; `matrix_trace` and `frobenius_norm`, summed in f64.
 //!
 //! Conventions are fixed here so that every back end, and a reader with NumPy, gets the
 //! same matrix: symmetric inputs are symmetrized ((A + Aᵀ)/2) first; eigenvalues ascend;
