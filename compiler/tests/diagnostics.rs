@@ -268,3 +268,7 @@ case!(
     trace_of_a_matrix,
     "transform t() {\n  let G = matrix(grad)\n  grad = grad / trace(G @ transpose(G))\n}\n"
 );
+case!(
+    matrix_shapes_that_hold_only_for_square_tensors,
+    "optimizer o(lr: real = 0.1) {\n  state L: matrix(rows, rows) = eye(rows())\n  let G = matrix(grad)\n  L = L + transpose(G) @ G\n  let X = G @ G\n  repeat 2 {\n    X = X @ transpose(G)\n  }\n  param -= lr * elements(transpose(X))\n}\n"
+);

@@ -220,3 +220,45 @@ fn matrix_values_do_not_depend_on_the_thread_count() {
         }
     }
 }
+
+#[test]
+fn the_library_writes_no_shape_that_holds_only_for_square_tensors() {
+    // Library modules are checked without warnings; each file is checked here as a
+    // user's, where W0020 would show.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../stdlib");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("stdlib/") {
+        let path = entry.expect("an entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("anneal") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("a stdlib file");
+        let src: String = text
+            .lines()
+            .filter(|l| !l.starts_with("module "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = compile("lib.anneal", &src);
+        let shapes: Vec<_> = c.diagnostics.iter().filter(|d| d.code == "W0020").collect();
+        assert!(shapes.is_empty(), "{}: {shapes:#?}", path.display());
+        assert!(!c.has_errors(), "{}: {:#?}", path.display(), c.diagnostics);
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} stdlib files");
+}
+
+#[test]
+fn a_shape_that_holds_only_for_square_tensors_is_a_warning_and_the_step_names_it() {
+    // `G @ G`: W0020 when checked (the recipe may be meant for square tensors only), and
+    // on a 2×3 tensor the step's error.
+    let src = "transform t() {\n  let G = matrix(grad)\n  grad = elements(G @ G)\n}\nrecipe r {\n  update = t()\n}\n";
+    let c = compile("t.anneal", src);
+    assert!(!c.has_errors(), "{:?}", c.diagnostics);
+    let w: Vec<_> = c.diagnostics.iter().filter(|d| d.code == "W0020").collect();
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(&src[w[0].span.start..w[0].span.end], "G @ G");
+    let square = step(src, Backend::Interp, &[2, 2], &[1.0, 2.0, 3.0, 4.0]).expect("2×2");
+    // [1 2; 3 4]² = [7 10; 15 22], added to zero parameters.
+    assert_eq!(square, vec![7.0, 10.0, 15.0, 22.0]);
+    assert!(step(src, Backend::Interp, &[2, 3], &[1.0; 6]).is_err());
+}

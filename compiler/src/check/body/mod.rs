@@ -19,6 +19,7 @@ mod eval;
 mod every;
 mod expr;
 mod matrix;
+mod shapes;
 
 const REDUCTIONS: [(&str, ReduceOp); 6] = [
     ("norm", ReduceOp::Norm),
@@ -98,6 +99,8 @@ pub(crate) fn check_stage(
     }
     if warn_unused {
         b.warn_unused();
+        let shapes = shapes::warn_shapes(&b.body);
+        b.cx.diags.extend(shapes);
     }
     b.body
 }
@@ -203,6 +206,8 @@ pub(crate) fn check_schedule(
     }
     if warn_unused {
         b.warn_unused();
+        let shapes = shapes::warn_shapes(&b.body);
+        b.cx.diags.extend(shapes);
     }
     b.body
 }
