@@ -626,6 +626,7 @@ impl StepCx<'_, '_, '_> {
             sink,
             &mut shared,
             None,
+            &matrix::HostGemm,
         )
     }
 

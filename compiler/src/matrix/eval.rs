@@ -1,18 +1,21 @@
 //! The evaluator of matrix expressions for one tensor (`eval`): matrices memoized per
 //! `repeat` round and, where their leaves cannot change, per stage run (`Shared`); numbers
-//! computed from matrices with the host's f64 arithmetic; products through `Mat::matmul`.
+//! computed from matrices with the host's f64 arithmetic; products through the caller's `Gemm`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{derived, leaves, linalg, pure, Leaf, LeafKind, Mat, Product, MAX_EYE, MAX_REPEAT};
+use super::{
+    derived, leaves, linalg, pure, Gemm, Leaf, LeafKind, Mat, Product, MAX_EYE, MAX_REPEAT,
+};
 use crate::error::{Error, Result};
 use crate::ir::{BinOp, Body, Expr, ExprId, Extent, LocalId, MatOp, UnOp};
 use crate::math::{arith, builtin};
 
 /// Matrix expression `root` for one tensor whose matrix view is `rows × cols`; `leaf`
 /// gives the value of each of `leaves(body, root)` for that tensor; `shared`, the values
-/// the stage's run has computed for it so far.
+/// the stage's run has computed for it so far; `gemm`, how `@` multiplies.
+#[allow(clippy::too_many_arguments)]
 pub fn eval<'l>(
     body: &Body,
     root: ExprId,
@@ -21,6 +24,7 @@ pub fn eval<'l>(
     leaf: &mut dyn FnMut(ExprId) -> Result<Leaf<'l>>,
     shared: Option<&mut HashMap<ExprId, Arc<Mat>>>,
     products: &mut Vec<Product>,
+    gemm: &dyn Gemm,
 ) -> Result<Mat> {
     let mut ev = Ev {
         body,
@@ -33,6 +37,7 @@ pub fn eval<'l>(
         pure: HashMap::new(),
         derived: HashMap::new(),
         products,
+        gemm,
     };
     ev.mat(root).map(|m| (*m).clone())
 }
@@ -61,6 +66,8 @@ struct Ev<'a, 'l> {
     derived: HashMap<ExprId, bool>,
     /// The shapes of the products computed, in order.
     products: &'a mut Vec<Product>,
+    /// How `@` multiplies.
+    gemm: &'a dyn Gemm,
 }
 
 impl Ev<'_, '_> {
@@ -203,7 +210,7 @@ impl Ev<'_, '_> {
                     self.operand_of_product(xs[0])?,
                     self.operand_of_product(xs[1])?,
                 );
-                let p = a.matmul(ta, &b, tb)?;
+                let p = a.matmul_with(self.gemm, ta, &b, tb)?;
                 self.products
                     .push((p.rows, if ta { a.rows } else { a.cols }, p.cols));
                 p

@@ -66,8 +66,14 @@ impl Mat {
         }
     }
 
-    /// `self @ b`, each operand transposed first where `ta` (`tb`) says so.
+    /// `self @ b` on the host, each operand transposed first where `ta` (`tb`) says so.
+    #[cfg(test)]
     fn matmul(&self, ta: bool, b: &Mat, tb: bool) -> Result<Mat> {
+        self.matmul_with(&HostGemm, ta, b, tb)
+    }
+
+    /// `self @ b` through `gemm`, each operand transposed first where `ta` (`tb`) says so.
+    fn matmul_with(&self, gemm: &dyn Gemm, ta: bool, b: &Mat, tb: bool) -> Result<Mat> {
         let side = |x: &Mat, t: bool| {
             if t {
                 (x.cols, x.rows)
@@ -81,12 +87,31 @@ impl Mat {
                 "`@` of a {m}×{k} and a {k2}×{n} matrix: the first has {k} columns, the second {k2} rows"
             )));
         }
-        let c = multiply_strided((m, k, n), &self.data, ta, &b.data, tb);
+        let c = gemm.multiply((m, k, n), &self.data, ta, &b.data, tb)?;
+        if c.len() != m * n {
+            return Err(Error::internal("a matrix product of the wrong size"));
+        }
         Ok(Mat {
             rows: m,
             cols: n,
             data: c,
         })
+    }
+}
+
+/// How `@` multiplies: `HostGemm` (sgemm, the interpreter's and the CPU back ends'), or
+/// a back end's device (`backends::gpu::DeviceGemm`). `a` holds the m × k operand row
+/// major, or its transpose where `ta` says so; `b` likewise; the result is m × n.
+pub trait Gemm: Sync {
+    fn multiply(&self, p: Product, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Result<Vec<f32>>;
+}
+
+/// Products on the host through `matrixmultiply`'s single-threaded sgemm.
+pub struct HostGemm;
+
+impl Gemm for HostGemm {
+    fn multiply(&self, p: Product, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Result<Vec<f32>> {
+        Ok(multiply_strided(p, a, ta, b, tb))
     }
 }
 
@@ -346,13 +371,14 @@ pub fn evaluate(
     sink: Sink<'_>,
     shared: &mut Shared,
     pool: Option<&rayon::ThreadPool>,
+    gemm: &dyn Gemm,
 ) -> Result<Vec<Vec<f32>>> {
     let n = views.len();
     shared.reserve(n);
     let names: Vec<String> = (0..n).map(name).collect();
     let one = |t: usize, memo: &mut HashMap<ExprId, Arc<Mat>>, products: &mut Vec<Product>| {
         one_tensor(
-            body, root, &views[t], &names[t], t, leaves, sink, memo, products,
+            body, root, &views[t], &names[t], t, leaves, sink, memo, products, gemm,
         )
     };
     let (memos, products) = (&mut shared.per_tensor[..n], &mut shared.products[..n]);
@@ -405,6 +431,7 @@ fn one_tensor(
     sink: Sink<'_>,
     memo: &mut HashMap<ExprId, Arc<Mat>>,
     products: &mut Vec<Product>,
+    gemm: &dyn Gemm,
 ) -> Result<Vec<f32>> {
     let mut leaf = |id: ExprId| -> Result<Leaf<'_>> {
         let (_, src) = leaves
@@ -439,6 +466,7 @@ fn one_tensor(
         &mut leaf,
         Some(memo),
         products,
+        gemm,
     )?;
     match sink {
         Sink::Elements => into_elements(r, view, name),

@@ -18,8 +18,10 @@
 //! reduction is combined in the same element order as an unsplit one.
 
 mod bench;
+mod matmul;
 
 pub use bench::{time_on_device, DeviceTiming};
+pub use matmul::{device_products, DeviceGemm};
 
 use crate::error::{Error, Result};
 use std::collections::{HashMap, HashSet};
@@ -241,6 +243,8 @@ pub struct GpuPasses {
     weights: Dtype,
     /// Parameter, gradient and state buffers whose device copy is the host's this step.
     fresh: HashSet<(Buf, usize)>,
+    /// The matrix values' products (`A @ B`).
+    gemm: DeviceGemm,
 }
 
 impl GpuPasses {
@@ -402,6 +406,7 @@ impl GpuPasses {
             stored: Vec::new(),
             weights,
             fresh: HashSet::new(),
+            gemm: DeviceGemm::new(ctx),
         })
     }
 
@@ -439,6 +444,10 @@ fn bytes(x: &[f32]) -> &[u8] {
 }
 
 impl PassDevice for GpuPasses {
+    fn gemm(&self) -> Option<&dyn crate::matrix::Gemm> {
+        Some(&self.gemm)
+    }
+
     fn begin_step(&mut self) {
         // The caller owns parameters and gradients and may change them between steps;
         // element states change only through steps (and `host_changed`), so the device

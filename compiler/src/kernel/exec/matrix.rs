@@ -96,9 +96,9 @@ impl Fused<'_> {
             (None, _) => matrix::Sink::Elements,
         };
         let shared = self.matrices.entry(call.stage).or_default();
-        let pool = match &self.code {
-            Code::Cpu { pool, .. } => pool.as_ref(),
-            Code::Device(_) => None,
+        let (pool, gemm) = match &self.code {
+            Code::Cpu { pool, .. } => (pool.as_ref(), None),
+            Code::Device(d) => (None, d.gemm()),
         };
         let out = matrix::evaluate(
             body,
@@ -109,6 +109,7 @@ impl Fused<'_> {
             sink,
             shared,
             pool,
+            gemm.unwrap_or(&matrix::HostGemm),
         )?;
         self.temps.insert(Buf::CallOut(k), out);
         Ok(())

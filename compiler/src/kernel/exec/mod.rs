@@ -37,6 +37,11 @@ pub trait PassDevice: Send {
     /// A step begins: buffers the host holds may have changed since the last one.
     fn begin_step(&mut self);
 
+    /// How the device multiplies matrix values (`A @ B`), if it does; else the host does.
+    fn gemm(&self) -> Option<&dyn crate::matrix::Gemm> {
+        None
+    }
+
     /// The host replaced states (a restored checkpoint): nothing on the device is current.
     fn host_changed(&mut self) {}
 
