@@ -41,6 +41,9 @@ pub enum DefKind {
     Transform,
     Optimizer,
     Schedule,
+    /// A function of values (`function newton_schulz(X: real, ...) { ... X }`), expanded
+    /// where a transform or optimizer calls it.
+    Function,
 }
 
 impl DefKind {
@@ -49,6 +52,7 @@ impl DefKind {
             DefKind::Transform => "transform",
             DefKind::Optimizer => "optimizer",
             DefKind::Schedule => "schedule",
+            DefKind::Function => "function",
         }
     }
 }

@@ -183,6 +183,9 @@ fn sample(prm: &HyperParam, int_sample: f64) -> String {
 /// that default to `none` given too, or one of them, or none; whole numbers 10 each, or
 /// 10, 20, 30, … (a warmup shorter than the run).
 fn example(d: &Def) -> String {
+    if d.kind == DefKind::Function {
+        return function_example(d);
+    }
     let first = example_with(d, Optional::All, false);
     if d.requires.is_empty() {
         return first;
@@ -204,6 +207,65 @@ fn example(d: &Def) -> String {
         }
     }
     first
+}
+
+/// A function's example: a transform that calls it on the gradient — as a matrix, or per
+/// element, whichever the function takes — with sample values for its other parameters (a
+/// list from a parameter of the transform).
+fn function_example(d: &Def) -> String {
+    use crate::ast::ScalarType;
+    let lists: Vec<&HyperParam> = d
+        .params
+        .iter()
+        .filter(|p| matches!(p.ty, TypeExpr::List(_)))
+        .collect();
+    let hypers: Vec<String> = lists
+        .iter()
+        .map(|p| format!("{}: [real] = [1.5, -0.5, 0.0]", p.name))
+        .collect();
+    let text = |value: &str, wrap: (&str, &str)| {
+        let args: Vec<String> = d
+            .params
+            .iter()
+            .map(|p| match &p.ty {
+                TypeExpr::List(_) => p.name.clone(),
+                TypeExpr::Scalar(ScalarType::Int) => "5".to_string(),
+                TypeExpr::Scalar(ScalarType::Bool) => "true".to_string(),
+                _ => value.to_string(),
+            })
+            .collect();
+        format!(
+            "import {}.{{{}}}
+
+transform uses_it({}) {{
+  grad = {}{}({}){}
+}}
+
+recipe example {{
+  steps 100
+  update = uses_it()
+}}
+",
+            d.module,
+            d.name,
+            hypers.join(", "),
+            wrap.0,
+            d.name,
+            args.join(", "),
+            wrap.1
+        )
+    };
+    let as_matrix = text(
+        "matrix(grad) / (norm(grad, tensor) + 1)",
+        ("elements(", ")"),
+    );
+    if crate::compile("example.anneal", &as_matrix)
+        .diagnostics
+        .is_empty()
+    {
+        return as_matrix;
+    }
+    text("grad", ("", ""))
 }
 
 /// Which of the optional arguments that default to `none` an example gives.

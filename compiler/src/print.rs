@@ -89,6 +89,10 @@ fn print_def(p: &Program, id: DefId, out: &mut String) {
             let _ = writeln!(out, "  builtin {name:?}");
             return;
         }
+        DefBody::Function => {
+            let _ = writeln!(out, "  function (expanded where it is called)");
+            return;
+        }
         DefBody::Chain(calls) => {
             for c in calls {
                 let _ = writeln!(out, "  chain {}", p.defs[c.def].name);

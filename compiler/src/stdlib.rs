@@ -35,6 +35,11 @@ pub const MODULES: &[(&str, &str, &str)] = &[
         include_str!("../../stdlib/research.anneal"),
     ),
     (
+        "std.linalg",
+        "stdlib/linalg.anneal",
+        include_str!("../../stdlib/linalg.anneal"),
+    ),
+    (
         "std.schedule",
         "stdlib/schedule.anneal",
         include_str!("../../stdlib/schedule.anneal"),

@@ -272,3 +272,11 @@ case!(
     matrix_shapes_that_hold_only_for_square_tensors,
     "optimizer o(lr: real = 0.1) {\n  state L: matrix(rows, rows) = eye(rows())\n  let G = matrix(grad)\n  L = L + transpose(G) @ G\n  let X = G @ G\n  repeat 2 {\n    X = X @ transpose(G)\n  }\n  param -= lr * elements(transpose(X))\n}\n"
 );
+case!(
+    function_reads_grad,
+    "function scaled(x: real) {\n  x * grad\n}\ntransform t() {\n  grad = scaled(grad)\n}\n"
+);
+case!(
+    function_as_a_stage,
+    "function scaled(x: real) {\n  2 * x\n}\nrecipe r {\n  update = scaled(x: 1)\n}\n"
+);

@@ -487,6 +487,7 @@ pub const KEYWORDS: &[&str] = &[
     "optimizer",
     "transform",
     "schedule",
+    "function",
     "recipe",
     "state",
     "let",

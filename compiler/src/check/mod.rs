@@ -35,7 +35,15 @@ pub fn check(modules: &[Module]) -> (Program, Vec<Diagnostic>) {
     cx.collect(modules);
     let scopes: Vec<Scope> = modules.iter().map(|m| cx.scope_of(m, modules)).collect();
     cx.signatures(modules, &scopes);
-    cx.bodies(modules, &scopes);
+    let functions: HashMap<DefId, (&ast::Def, usize)> = cx
+        .def_asts
+        .iter()
+        .enumerate()
+        .filter(|(_, (mi, di))| modules[*mi].ast.defs[*di].kind == DefKind::Function)
+        .map(|(id, &(mi, di))| (id, (&modules[mi].ast.defs[di], mi)))
+        .collect();
+    let fns = body::Functions::new(functions, &scopes);
+    cx.bodies(modules, &scopes, &fns);
     for (m, scope) in modules.iter().zip(&scopes) {
         for r in &m.ast.recipes {
             if let Some(recipe) = recipe::check_recipe(&mut cx, scope, r, !m.is_library) {
@@ -43,6 +51,24 @@ pub fn check(modules: &[Module]) -> (Program, Vec<Diagnostic>) {
             }
         }
     }
+    for (id, &(mi, di)) in cx.def_asts.iter().enumerate() {
+        let d = &modules[mi].ast.defs[di];
+        if d.kind == DefKind::Function && !modules[mi].is_library && !cx.called.contains(&id) {
+            cx.diags.push(
+                Diagnostic::warning(
+                    "W0004",
+                    d.name.span,
+                    format!("function `{}` is never called", d.name.name),
+                )
+                .with_label("never called, so its body is not checked")
+                .with_help("a function's body is checked where a transform or optimizer calls it, with the call's arguments"),
+            );
+        }
+    }
+    // A function's body is checked at each call: a mistake in it is said once.
+    let mut seen = std::collections::HashSet::new();
+    cx.diags
+        .retain(|d| seen.insert((d.code, d.span, d.message.clone())));
     (cx.program, cx.diags)
 }
 
@@ -61,6 +87,8 @@ pub(crate) struct Checker {
     pub modules: BTreeMap<String, BTreeMap<String, DefId>>,
     /// The AST of each definition, by `DefId`, for the later passes.
     def_asts: Vec<(usize, usize)>,
+    /// The functions some body calls (the others' bodies are never checked).
+    pub called: std::collections::HashSet<DefId>,
 }
 
 impl Checker {
@@ -352,21 +380,26 @@ impl Checker {
     }
 
     /// Pass 2: the body of every definition.
-    fn bodies(&mut self, modules: &[Module], scopes: &[Scope]) {
+    fn bodies(&mut self, modules: &[Module], scopes: &[Scope], fns: &body::Functions<'_>) {
         for id in 0..self.def_asts.len() {
             let (mi, di) = self.def_asts[id];
             let d = &modules[mi].ast.defs[di];
             let warn_unused = !modules[mi].is_library;
             let body = match (&d.body, d.kind) {
+                // Checked where a body calls it, with its arguments.
+                (ast::DefBody::Block(_) | ast::DefBody::Expr(_), DefKind::Function) => {
+                    DefBody::Function
+                }
                 (ast::DefBody::Block(stmts), DefKind::Schedule) => DefBody::Schedule(
-                    body::check_schedule(self, &scopes[mi], id, stmts, None, warn_unused),
+                    body::check_schedule(self, &scopes[mi], fns, id, stmts, None, warn_unused),
                 ),
                 (ast::DefBody::Expr(e), DefKind::Schedule) => DefBody::Schedule(
-                    body::check_schedule(self, &scopes[mi], id, &[], Some(e), warn_unused),
+                    body::check_schedule(self, &scopes[mi], fns, id, &[], Some(e), warn_unused),
                 ),
                 (ast::DefBody::Block(stmts), kind) => DefBody::Stage(body::check_stage(
                     self,
                     &scopes[mi],
+                    fns,
                     id,
                     kind,
                     stmts,

@@ -665,6 +665,8 @@ pub(super) fn expand(
             });
         }
         DefBody::Schedule(_) => out.push(StageInst { def, args, span }),
+        // Refused where the chain names it (E0144): a function is no stage.
+        DefBody::Function => ok = false,
     }
     ok
 }

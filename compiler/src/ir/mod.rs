@@ -142,6 +142,9 @@ pub enum DefBody {
     Schedule(Body),
     /// An optimizer the runtime supplies (`= builtin "lbfgs"`); see `interp::lbfgs`.
     Builtin(String),
+    /// A function: its statements are checked, and become part of the caller's body,
+    /// where a transform or optimizer calls it (`check::body::function`).
+    Function,
 }
 
 /// The builtin optimizers, by name, with what they need from the model.

@@ -80,6 +80,7 @@ impl Builder<'_> {
                     kind = match q.as_str() {
                         "optimizer" => DefKind::Optimizer,
                         "schedule" => DefKind::Schedule,
+                        "function" => DefKind::Function,
                         _ => DefKind::Transform,
                     }
                 }

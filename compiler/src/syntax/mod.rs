@@ -46,12 +46,13 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diagnostic>) {
     }
 }
 
-const TOP_LEVEL: [&str; 6] = [
+const TOP_LEVEL: [&str; 7] = [
     "module",
     "import",
     "transform",
     "optimizer",
     "schedule",
+    "function",
     "recipe",
 ];
 

@@ -104,6 +104,9 @@ impl BodyCx<'_> {
             }
         }
         if let Some(&def) = self.scope.names.get(name) {
+            if self.cx.program.defs[def].kind == DefKind::Function {
+                return self.function_call(def, callee, args, span);
+            }
             let kind = self.cx.program.defs[def].kind.keyword();
             self.cx.diags.push(
                 Diagnostic::error(

@@ -289,6 +289,13 @@ impl BodyCx<'_> {
             };
         }
         let stage = self.kind != DefKind::Schedule;
+        if self.frame.is_some() && !matches!(n, "inf" | "pi") {
+            let d = Diagnostic::error("E0102", span, format!("unknown name `{n}` in a function"))
+                .with_label("not a parameter or `let` of this function")
+                .with_help("a function sees only its parameters and its own `let`s: pass `grad`, `param`, `step`, states or hyperparameters to it as arguments");
+            self.cx.diags.push(d);
+            return self.error_expr(span);
+        }
         match n {
             "grad" if stage => {
                 if self.in_state_init {
@@ -445,7 +452,10 @@ impl BodyCx<'_> {
             );
             return self.error_expr(span);
         };
-        let pi = self.params().iter().position(|p| p.name == *n);
+        let pi = match &self.frame {
+            Some(f) => f.lists.iter().find(|(m, _)| m == n).map(|(_, h)| *h),
+            None => self.params().iter().position(|p| p.name == *n),
+        };
         let Some(pi) = pi.filter(|&i| matches!(self.params()[i].ty, TypeExpr::List(_))) else {
             self.cx.diags.push(
                 Diagnostic::error(

@@ -14,10 +14,13 @@ use crate::ir::{
 };
 use crate::source::Span;
 
+pub(crate) use function::Functions;
+
 mod call;
 mod eval;
 mod every;
 mod expr;
+mod function;
 mod matrix;
 mod shapes;
 
@@ -70,11 +73,18 @@ struct BodyCx<'a> {
     mat_alias: Vec<(usize, usize)>,
     /// Inside `every k steps { ... }`: the condition its assignments wait on.
     every: Option<ExprId>,
+    /// Every module's functions, for calls.
+    fns: &'a Functions<'a>,
+    /// Inside a function being expanded: its list parameters.
+    frame: Option<function::Frame>,
+    /// The functions being expanded, outermost first (a function cannot recurse).
+    expanding: Vec<DefId>,
 }
 
-pub(crate) fn check_stage(
-    cx: &mut Checker,
-    scope: &Scope,
+pub(crate) fn check_stage<'a>(
+    cx: &'a mut Checker,
+    scope: &'a Scope,
+    fns: &'a Functions<'a>,
     def: DefId,
     kind: DefKind,
     stmts: &[ast::Stmt],
@@ -93,6 +103,9 @@ pub(crate) fn check_stage(
         matrix_init: false,
         mat_alias: Vec::new(),
         every: None,
+        fns,
+        frame: None,
+        expanding: Vec::new(),
     };
     for s in stmts {
         b.stage_stmt(s);
@@ -105,9 +118,10 @@ pub(crate) fn check_stage(
     b.body
 }
 
-pub(crate) fn check_schedule(
-    cx: &mut Checker,
-    scope: &Scope,
+pub(crate) fn check_schedule<'a>(
+    cx: &'a mut Checker,
+    scope: &'a Scope,
+    fns: &'a Functions<'a>,
     def: DefId,
     stmts: &[ast::Stmt],
     expr: Option<&ast::Expr>,
@@ -126,6 +140,9 @@ pub(crate) fn check_schedule(
         matrix_init: false,
         mat_alias: Vec::new(),
         every: None,
+        fns,
+        frame: None,
+        expanding: Vec::new(),
     };
     let def_span = b.cx.program.defs[def].span;
     let mut result = None;
@@ -242,11 +259,16 @@ impl BodyCx<'_> {
             .iter()
             .find(|(n, ..)| *n == name.name)
             .map(|(_, _, s, _)| *s);
-        let param_clash = self
-            .params()
-            .iter()
-            .find(|p| p.name == name.name)
-            .map(|p| p.span);
+        // In a function, the caller's hyperparameters are out of sight.
+        let param_clash = match &self.frame {
+            Some(f) if f.lists.iter().any(|(n, _)| *n == name.name) => Some(name.span),
+            Some(_) => None,
+            None => self
+                .params()
+                .iter()
+                .find(|p| p.name == name.name)
+                .map(|p| p.span),
+        };
         if reserved || clash.is_some() || param_clash.is_some() {
             let mut d = Diagnostic::error("E0104", name.span, format!("`{}` is already defined", name.name))
                 .with_label("defined again here")

@@ -334,6 +334,23 @@ pub(crate) fn check_stage_call(
         }
     };
     let def = cx.lookup_def(scope, &callee)?;
+    if cx.program.defs[def].kind == DefKind::Function {
+        cx.diags.push(
+            Diagnostic::error(
+                "E0144",
+                callee.span,
+                format!(
+                    "`{}` is a function, not a stage of an update chain",
+                    callee.name
+                ),
+            )
+            .with_label("function used as a transform")
+            .with_help(
+                "call it inside a transform's or optimizer's body, on values: `let Y = f(X, ...)`",
+            ),
+        );
+        return None;
+    }
     if cx.program.defs[def].kind == DefKind::Schedule {
         cx.diags.push(
             Diagnostic::error(
