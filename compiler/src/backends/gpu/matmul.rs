@@ -13,11 +13,11 @@
 //! host instead.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use wgpu::util::DeviceExt;
 
-use super::{Context, Pipeline, PIPELINES};
+use super::{build_pipeline, Context, Pipeline};
 use crate::error::{Error, Result};
 use crate::matrix::{Gemm, Product};
 
@@ -80,7 +80,6 @@ pub fn device_products() -> usize {
 fn pipeline(ctx: &Context) -> Result<Pipeline> {
     let made = MATMUL.get_or_init(|| {
         super::wgsl::validate(SHADER).map_err(|e| format!("the matmul shader: {e}"))?;
-        let d = &ctx.device;
         let entry = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -92,34 +91,13 @@ fn pipeline(ctx: &Context) -> Result<Pipeline> {
             count: None,
         };
         let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
-        let layout = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("anneal matmul"),
-            entries: &[
-                entry(0, wgpu::BufferBindingType::Uniform),
-                entry(1, storage(true)),
-                entry(2, storage(true)),
-                entry(3, storage(false)),
-            ],
-        });
-        let pl = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("anneal matmul"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("anneal matmul"),
-            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
-        });
-        let pipe = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("anneal matmul"),
-            layout: Some(&pl),
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        PIPELINES.fetch_add(1, Ordering::Relaxed);
-        Ok((Arc::new(pipe), Arc::new(layout)))
+        let entries = [
+            entry(0, wgpu::BufferBindingType::Uniform),
+            entry(1, storage(true)),
+            entry(2, storage(true)),
+            entry(3, storage(false)),
+        ];
+        Ok(build_pipeline(ctx, "anneal matmul", SHADER, &entries))
     });
     made.clone().map_err(Error::internal)
 }

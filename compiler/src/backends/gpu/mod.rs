@@ -184,22 +184,35 @@ fn pipeline(ctx: &Context, shader: &Shader) -> Result<Pipeline> {
             shader.pass, ctx.adapter, ctx.max_storage_buffers
         )));
     }
+    let p = build_pipeline(ctx, "anneal pass", &shader.source, &entries);
+    cache.insert(shader.source.clone(), p.clone());
+    Ok(p)
+}
+
+/// A compute pipeline for WGSL `source` (validated already) whose `main` binds `entries`
+/// in group 0; counted in `pipelines_created`.
+fn build_pipeline(
+    ctx: &Context,
+    label: &str,
+    source: &str,
+    entries: &[wgpu::BindGroupLayoutEntry],
+) -> Pipeline {
     let d = &ctx.device;
     let layout = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-        label: Some("anneal pass"),
-        entries: &entries,
+        label: Some(label),
+        entries,
     });
     let pl = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-        label: Some("anneal pass"),
+        label: Some(label),
         bind_group_layouts: &[Some(&layout)],
         immediate_size: 0,
     });
     let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("anneal pass"),
-        source: wgpu::ShaderSource::Wgsl(shader.source.as_str().into()),
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
     });
     let pipe = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some("anneal pass"),
+        label: Some(label),
         layout: Some(&pl),
         module: &module,
         entry_point: Some("main"),
@@ -207,9 +220,7 @@ fn pipeline(ctx: &Context, shader: &Shader) -> Result<Pipeline> {
         cache: None,
     });
     PIPELINES.fetch_add(1, Ordering::Relaxed);
-    let p = (Arc::new(pipe), Arc::new(layout));
-    cache.insert(shader.source.clone(), p.clone());
-    Ok(p)
+    (Arc::new(pipe), Arc::new(layout))
 }
 
 /// One dispatch of one pass over one tensor segment.

@@ -117,8 +117,15 @@ pub(super) fn warn_shapes(body: &Body) -> Vec<Diagnostic> {
 }
 
 impl Shapes<'_> {
-    fn warn(&mut self, at: ExprId, message: String, label: String) -> Diagnostic {
-        Diagnostic::warning("W0020", self.body.spans[at], message).with_label(label)
+    /// W0020 at `at`, with `also` (an operand and its shape) as secondary labels.
+    fn warn(&mut self, at: ExprId, message: String, label: String, also: &[(ExprId, Shape)]) {
+        let mut d = Diagnostic::warning("W0020", self.body.spans[at], message)
+            .with_label(label)
+            .with_help(HELP_SQUARE);
+        for &(x, shape) in also {
+            d = d.with_secondary(self.body.spans[x], describe(shape));
+        }
+        self.diags.push(d);
     }
 
     /// A matrix state declared `want` given value `e`.
@@ -133,18 +140,12 @@ impl Shapes<'_> {
             at = def;
         }
         if got.0.clash(want.0) || got.1.clash(want.1) {
-            let d = self
-                .warn(
-                    at,
-                    format!(
-                        "matrix state `{name}` is {}, but this matrix is {}",
-                        describe(want),
-                        describe(got)
-                    ),
-                    describe(got),
-                )
-                .with_help(HELP_SQUARE);
-            self.diags.push(d);
+            let message = format!(
+                "matrix state `{name}` is {}, but this matrix is {}",
+                describe(want),
+                describe(got)
+            );
+            self.warn(at, message, describe(got), &[]);
         }
     }
 
@@ -175,17 +176,11 @@ impl Shapes<'_> {
                         } else {
                             ""
                         };
-                        let d = self
-                            .warn(
-                                *m,
-                                format!(
-                                    "`elements(...)` of a {} matrix, where the tensor's is rows × cols{hint}",
-                                    describe(got)
-                                ),
-                                describe(got),
-                            )
-                            .with_help(HELP_SQUARE);
-                        self.diags.push(d);
+                        let message = format!(
+                            "`elements(...)` of a {} matrix, where the tensor's is rows × cols{hint}",
+                            describe(got)
+                        );
+                        self.warn(*m, message, describe(got), &[]);
                     }
                     any
                 }
@@ -196,22 +191,15 @@ impl Shapes<'_> {
                 (MatOp::MatMul, [a, b]) => {
                     let (sa, sb) = (self.shape(*a), self.shape(*b));
                     if sa.1.clash(sb.0) {
-                        let d = self
-                            .warn(
-                                id,
-                                format!(
-                                    "`@` of a {} and a {} matrix: the first's columns are `{}()`, the second's rows `{}()`",
-                                    describe(sa),
-                                    describe(sb),
-                                    sa.1.name(),
-                                    sb.0.name()
-                                ),
-                                "the inner sides differ".to_string(),
-                            )
-                            .with_secondary(body.spans[*a], describe(sa))
-                            .with_secondary(body.spans[*b], describe(sb))
-                            .with_help(HELP_SQUARE);
-                        self.diags.push(d);
+                        let message = format!(
+                            "`@` of a {} and a {} matrix: the first's columns are `{}()`, the second's rows `{}()`",
+                            describe(sa),
+                            describe(sb),
+                            sa.1.name(),
+                            sb.0.name()
+                        );
+                        let label = "the inner sides differ".to_string();
+                        self.warn(id, message, label, &[(*a, sa), (*b, sb)]);
                     }
                     (sa.0, sb.1)
                 }
@@ -240,18 +228,12 @@ impl Shapes<'_> {
             Expr::Fold { init, step, .. } => {
                 let (a, b) = (self.shape(*init), self.shape(*step));
                 if a.0.clash(b.0) || a.1.clash(b.1) {
-                    let d = self
-                        .warn(
-                            *step,
-                            format!(
-                                "a `repeat` round turns its {} matrix into a {} one",
-                                describe(a),
-                                describe(b)
-                            ),
-                            describe(b),
-                        )
-                        .with_help(HELP_SQUARE);
-                    self.diags.push(d);
+                    let message = format!(
+                        "a `repeat` round turns its {} matrix into a {} one",
+                        describe(a),
+                        describe(b)
+                    );
+                    self.warn(*step, message, describe(b), &[]);
                 }
                 a
             }
@@ -285,19 +267,12 @@ impl Shapes<'_> {
             let s = self.shape(x);
             if let Some((fx, fs)) = first {
                 if s.0.clash(acc.0) || s.1.clash(acc.1) {
-                    let d = self
-                        .warn(
-                            x,
-                            format!(
-                                "an entry-wise operation on a {} and a {} matrix: the shapes differ",
-                                describe(fs),
-                                describe(s)
-                            ),
-                            describe(s),
-                        )
-                        .with_secondary(self.body.spans[fx], describe(fs))
-                        .with_help(HELP_SQUARE);
-                    self.diags.push(d);
+                    let message = format!(
+                        "an entry-wise operation on a {} and a {} matrix: the shapes differ",
+                        describe(fs),
+                        describe(s)
+                    );
+                    self.warn(x, message, describe(s), &[(fx, fs)]);
                     return acc;
                 }
             } else {
