@@ -1,4 +1,4 @@
-//! Functions (`function newton_schulz(X: real, steps: int, coefficients: [real]) { ... }`):
+//! Functions (`function newton_schulz(X: real, ns_steps: int, coefficients: [real]) {...}`):
 //! a call in a transform's or optimizer's body is expanded there, its statements checked
 //! in the caller's body with the arguments bound to its parameters — as `let`s for values,
 //! as the caller's own list hyperparameter for a list — so the function costs nothing at
@@ -51,7 +51,7 @@ impl BodyCx<'_> {
                 "E0144",
                 callee.span,
                 format!(
-                    "function `{}` is called in a transform's or optimizer's body",
+                    "function `{}` can only be called in a transform's or optimizer's body",
                     callee.name
                 ),
             )
@@ -86,18 +86,12 @@ impl BodyCx<'_> {
         self.expanding.push(def);
         let mut lists = Vec::new();
         for (p, arg) in params.iter().zip(bound) {
-            let name = ast::Ident {
-                name: p.name.clone(),
-                span: p.span,
-            };
             match arg {
                 Bound::Value(e) => {
                     let id = self.body.locals.len();
                     self.names
                         .push((p.name.clone(), Binding::Local(id), p.span, 1));
-                    self.body
-                        .locals
-                        .push(format!("{}.{}", callee.name, name.name));
+                    self.body.locals.push(format!("{}.{}", callee.name, p.name));
                     self.body.stmts.push(Stmt::Let(id, e));
                 }
                 Bound::List(hyper) => lists.push((p.name.clone(), hyper)),
