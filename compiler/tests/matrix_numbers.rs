@@ -222,3 +222,24 @@ fn numbers_from_matrices_in_states_skips_and_periodic_blocks_agree_with_the_inte
         }
     }
 }
+
+#[test]
+fn a_per_element_value_that_reads_a_matrix_number_keeps_the_value_it_had_where_written() {
+    // `u` reads `grad` before `grad` changes: it is a statement run where it is written,
+    // not a definition evaluated where it is read (only numbers from matrices are).
+    let (shapes, grads) = problem();
+    let body = "let G = matrix(grad)\n  let u = grad / frobenius_norm(G)\n  let v = matrix(grad / frobenius_norm(G))\n  grad = 0 * grad\n  param = u + elements(v)";
+    for b in backends() {
+        let got = step(body, b, &shapes, &grads);
+        for (p, g) in got.iter().zip(&grads) {
+            let n = frobenius(g);
+            for (x, y) in p.iter().zip(g) {
+                close(
+                    *x,
+                    2.0 * f64::from(*y) / n,
+                    &format!("`{body}` on {}", b.name()),
+                );
+            }
+        }
+    }
+}

@@ -237,7 +237,9 @@ pub fn derived(body: &Body, id: ExprId, memo: &mut HashMap<ExprId, bool>) -> boo
     if let Some(&d) = memo.get(&id) {
         return d;
     }
-    let d = body.types[id].extent != Extent::Matrix
+    // A number: a per-element value that reads one (`grad / frobenius_norm(G)`) is an
+    // ordinary value, computed where it is written, from the number's pinned leaves.
+    let d = body.types[id].extent.fits_in(Extent::Tensor)
         && match &body.exprs[id] {
             Expr::Mat(op, _) => op.gives_number(),
             Expr::Local(l) => body.let_def(*l).is_some_and(|e| derived(body, e, memo)),
