@@ -156,10 +156,15 @@ impl StepCx<'_, '_, '_> {
             Expr::Count => V::U(self.step - 1.0),
             Expr::Grad => V::E(self.grad.clone()),
             Expr::Param => V::E(self.params.clone()),
-            Expr::Local(l) => match self.body.let_def(*l) {
-                Some(def) if matrix::deferred(self.body, def) => self.eval(def)?,
-                _ => self.locals[*l].clone(),
-            },
+            // Only a number can be a definition evaluated where it is read (`deferred`):
+            // a per-element local skips the search for its `let`.
+            Expr::Local(l) if self.body.types[id].extent.fits_in(Extent::Tensor) => {
+                match self.body.let_def(*l) {
+                    Some(def) if matrix::deferred(self.body, def) => self.eval(def)?,
+                    _ => self.locals[*l].clone(),
+                }
+            }
+            Expr::Local(l) => self.locals[*l].clone(),
             Expr::State(s) => match &self.states[*s] {
                 StateValue::Element(e) => V::E(e.clone()),
                 StateValue::Slice(k, s) => V::S(*k, s.clone()),

@@ -400,7 +400,7 @@ impl MatOp {
         ("spectral_norm", MatOp::SpectralNorm, 1),
     ];
 
-    /// Whether it maps a matrix to a number per tensor (`trace`, the norms) rather than
+    /// Whether it maps a matrix to a number per tensor (`matrix_trace`, the norms) rather than
     /// giving a matrix (or, `elements`, a per-element value).
     pub fn gives_number(self) -> bool {
         matches!(

@@ -223,8 +223,6 @@ pub(crate) fn check_schedule<'a>(
     }
     if warn_unused {
         b.warn_unused();
-        let shapes = shapes::warn_shapes(&b.body);
-        b.cx.diags.extend(shapes);
     }
     b.body
 }
