@@ -155,6 +155,8 @@ enum Emit {
     Ir,
     /// The fused step's passes as LLVM IR, after the O3 pipeline for this CPU.
     LlvmIr,
+    /// The fused step's passes as a Python module of Triton kernels (`backend="triton"`).
+    Triton,
 }
 
 pub use anneal_compiler::backends::Backend;
@@ -421,13 +423,21 @@ fn cmd_build(file: &Path, emit: Emit, explain: bool, json: bool) -> ExitCode {
     }
     match emit {
         Emit::Ir => out!("{}", anneal_compiler::print::print_program(&c.program)),
-        Emit::LlvmIr => {
+        Emit::LlvmIr | Emit::Triton => {
             let Some(recipe) = c.recipes().first() else {
                 return fail(format!("{} has no recipe to compile", file.display()));
             };
             let ir = anneal_compiler::kernel::lower(&c.program, recipe)
                 .map_err(|why| format!("recipe `{}` has no fused step: {why}", recipe.name))
-                .and_then(|k| anneal_compiler::backends::llvm::ir(&k).map_err(String::from));
+                .and_then(|k| {
+                    let text = match emit {
+                        Emit::Triton => {
+                            anneal_compiler::backends::triton::module(&k).map(|m| m.source)
+                        }
+                        _ => anneal_compiler::backends::llvm::ir(&k),
+                    };
+                    text.map_err(String::from)
+                });
             match ir {
                 Ok(text) => out!("{text}"),
                 Err(e) => return fail(e),

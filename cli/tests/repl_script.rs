@@ -163,7 +163,7 @@ fn script_errors_name_the_fix() {
     let cases: &[(&str, &str)] = &[
         (":stpe 5\n", "did you mean `:step`?"),
         (":step 3\n", "no recipe yet"),
-        (":backend cuda\n", "choose auto, interp, cranelift, llvm or wgsl"),
+        (":backend cuda\n", "choose auto, interp, cranelift, llvm, wgsl or triton"),
         (":data no/such/file.csv\n", "no/such/file.csv"),
         ("recipe r {\n  steps 3\n", "never closed"),
         (":load no/such.anneal\n", "cannot read no/such.anneal"),

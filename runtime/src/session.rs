@@ -14,6 +14,7 @@ use anneal_compiler::diagnostic;
 use anneal_compiler::error::{Error, Result};
 use anneal_compiler::interp::Oracle;
 use anneal_compiler::ir::{Capability, Dtype, Recipe};
+use anneal_compiler::kernel::{exec::PassDevice, Kernel};
 use anneal_compiler::state::{StateValue, StepState};
 use anneal_compiler::{compile, Compilation};
 use serde::{Deserialize, Serialize};
@@ -115,6 +116,16 @@ impl CheckedRecipe {
             .collect()
     }
 
+    /// The recipe's fused kernel (what the compiling back ends run), or why it has none.
+    pub fn kernel(&self) -> Result<Kernel> {
+        anneal_compiler::kernel::lower(&self.compilation.program, self.recipe()).map_err(|why| {
+            Error::user(format!(
+                "recipe `{}` has no fused step: {why}",
+                self.recipe().name
+            ))
+        })
+    }
+
     /// The fused step's passes, buffers and bytes per parameter (`anneal build
     /// --explain`), or why the recipe runs on the interpreter.
     pub fn explain(&self) -> String {
@@ -189,11 +200,37 @@ impl Session {
         backend: Backend,
         threads: usize,
     ) -> Result<Session> {
+        Session::bind(recipe, names, shapes, |c, r| {
+            Stepper::new(backend, &c.program, r, names, shapes, params, threads)
+        })
+    }
+
+    /// As `new`, with the step's passes run by the device `make` builds for the recipe's
+    /// kernel, reported as back end `name` (`Stepper::on_device`).
+    pub fn on_device(
+        recipe: &CheckedRecipe,
+        names: &[String],
+        shapes: &[Vec<usize>],
+        params: &[Vec<f32>],
+        name: &'static str,
+        make: &mut dyn FnMut(&Kernel) -> Result<Box<dyn PassDevice>>,
+    ) -> Result<Session> {
+        Session::bind(recipe, names, shapes, |c, r| {
+            Stepper::on_device(name, &c.program, r, names, shapes, params, make)
+        })
+    }
+
+    fn bind(
+        recipe: &CheckedRecipe,
+        names: &[String],
+        shapes: &[Vec<usize>],
+        start: impl for<'a> FnOnce(&'a Compilation, &'a Recipe) -> Result<(Stepper<'a>, Choice)>,
+    ) -> Result<Session> {
         let index = recipe.index;
         let mut choice = None;
         let bound = Bound::try_new(recipe.compilation.clone(), |c| {
             let r = &c.program.recipes[index];
-            let (s, ch) = Stepper::new(backend, &c.program, r, names, shapes, params, threads)?;
+            let (s, ch) = start(c, r)?;
             choice = Some(ch);
             Ok::<_, Error>(s)
         })?;

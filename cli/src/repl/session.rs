@@ -37,7 +37,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     (":runs", "", "the runs so far: steps, final loss, test accuracy"),
     (":show", "NAME", "a parameter, a state buffer (`v` or `AdamW.v`) or a schedule"),
     (":explain", "", "the fused step's passes and bytes per parameter"),
-    (":backend", "NAME", "who runs the step: auto, interp, cranelift, llvm or wgsl (GPU)"),
+    (":backend", "NAME", "who runs the step: auto, interp, cranelift, llvm or wgsl (GPU); triton runs from Python"),
     (":plot", "loss|lr|gradnorm [FILE]", "a PNG of every run's curve, and a sparkline here"),
     (":list", "", "the definitions entered so far"),
     (":reset", "", "forget the weights, optimizer state and runs (definitions stay)"),

@@ -4,6 +4,8 @@
 //! `interp` is the reference interpreter; `cranelift` lowers the recipe to the fused
 //! kernel (`kernel::lower`) and JIT-compiles its passes (`llvm` the same through LLVM);
 //! `wgsl` writes the passes as WGSL compute shaders and runs them on a GPU through wgpu.
+//! `triton` writes them as Triton kernels, which `anneal.torch` launches on PyTorch's
+//! tensors (a `PassDevice` the Python package supplies: `Stepper::on_device`).
 //! `auto` takes Cranelift when the recipe lowers and says why when it falls back to the
 //! interpreter.
 
@@ -13,6 +15,7 @@ pub mod emit;
 pub mod gpu;
 pub mod llvm;
 mod stepper;
+pub mod triton;
 pub mod wgsl;
 
 pub use stepper::{Choice, Stepper};
@@ -146,6 +149,9 @@ pub enum Backend {
     Llvm,
     /// The fused kernel as WGSL compute shaders, run on a GPU through wgpu.
     Wgsl,
+    /// The fused kernel as Triton kernels, launched by the Python package on PyTorch's
+    /// tensors (a device it supplies); the CLI exports them.
+    Triton,
     /// Cranelift when the recipe lowers to a fused kernel, the interpreter otherwise.
     #[default]
     Auto,
@@ -163,7 +169,7 @@ pub struct Entry {
 
 /// Every back end, in the order help texts list them: the one list the CLI's
 /// `--backend`, the REPL's `:backend`, `bench`, `export` and the Python package read.
-pub const BACKENDS: [Entry; 5] = [
+pub const BACKENDS: [Entry; 6] = [
     Entry {
         backend: Backend::Auto,
         name: "auto",
@@ -194,15 +200,22 @@ pub const BACKENDS: [Entry; 5] = [
         about: "the fused step as WGSL compute shaders on a GPU, through wgpu",
         native: false,
     },
+    Entry {
+        backend: Backend::Triton,
+        name: "triton",
+        about: "the fused step as Triton kernels on PyTorch's tensors (anneal.torch; `anneal build --emit triton` prints them)",
+        native: false,
+    },
 ];
 
 impl Backend {
-    pub const NAMES: [&'static str; 5] = [
+    pub const NAMES: [&'static str; 6] = [
         BACKENDS[0].name,
         BACKENDS[1].name,
         BACKENDS[2].name,
         BACKENDS[3].name,
         BACKENDS[4].name,
+        BACKENDS[5].name,
     ];
 
     pub fn parse(s: &str) -> Option<Backend> {
@@ -278,6 +291,7 @@ mod tests {
             Backend::Cranelift,
             Backend::Llvm,
             Backend::Wgsl,
+            Backend::Triton,
             Backend::Auto,
         ] {
             let entries: Vec<&Entry> = BACKENDS.iter().filter(|e| e.backend == b).collect();

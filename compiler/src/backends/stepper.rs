@@ -8,7 +8,7 @@ use super::{compile, gpu, is_builtin, Backend};
 use crate::error::{Error, Result};
 use crate::interp::{Interpreter, Oracle};
 use crate::ir::{Program, Recipe};
-use crate::kernel::exec::Fused;
+use crate::kernel::exec::{Fused, PassDevice};
 use crate::kernel::lower;
 use crate::state::{StateValue, StepState};
 
@@ -73,6 +73,14 @@ impl<'p> Stepper<'p> {
             // searches, a history); it runs the same on every back end.
             return interpreted(interp, state, Choice::plain("builtin"));
         }
+        if backend == Backend::Triton {
+            return Err(Error::user(format!(
+                "the triton back end launches its kernels on PyTorch's tensors, so it runs \
+                 inside Python: `anneal.torch.Optimizer(..., backend=\"triton\")`; \
+                 `anneal build --emit triton` prints the kernels of recipe `{}`",
+                recipe.name
+            )));
+        }
         let kernel = match lower(program, recipe) {
             Ok(k) => k,
             Err(why) if backend == Backend::Auto => {
@@ -121,6 +129,40 @@ impl<'p> Stepper<'p> {
             ..Choice::plain(name)
         };
         Ok((stepper, choice))
+    }
+
+    /// Binds `recipe` to named tensors with its passes run by the device `make` builds
+    /// for the recipe's kernel (the Python package's Triton launcher), reported as
+    /// back end `name`. A recipe that has no fused kernel is refused with the reason, as
+    /// the other compiling back ends refuse it.
+    pub fn on_device(
+        name: &'static str,
+        program: &'p Program,
+        recipe: &Recipe,
+        names: &[String],
+        shapes: &[Vec<usize>],
+        params: &[Vec<f32>],
+        make: &mut dyn FnMut(&crate::kernel::Kernel) -> Result<Box<dyn PassDevice>>,
+    ) -> Result<(Stepper<'p>, Choice)> {
+        let (interp, state) = Interpreter::with_shapes(program, recipe, names, shapes, params)?;
+        if is_builtin(program, recipe) {
+            let run = Run::Interp(Box::new(interp));
+            return Ok((Stepper { state, run }, Choice::plain("builtin")));
+        }
+        let kernel = lower(program, recipe).map_err(|why| {
+            Error::user(format!(
+                "recipe `{}` cannot run on the {name} back end: {why}; run it with \
+                 backend `interp` (or `auto`)",
+                recipe.name
+            ))
+        })?;
+        let device = make(&kernel)?;
+        let fused = Fused::on_device(interp, kernel, device)?;
+        let stepper = Stepper {
+            state,
+            run: Run::Fused(Box::new(fused), name),
+        };
+        Ok((stepper, Choice::plain(name)))
     }
 
     /// The recipe bound to its tensors (names, groups, state names).
