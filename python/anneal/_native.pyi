@@ -1,6 +1,6 @@
 """Type stubs for anneal's pyo3 extension (python/src/lib.rs)."""
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,7 @@ class Recipe:
     @property
     def hash(self) -> str: ...
     def explain(self) -> str: ...
+    def triton_module(self) -> Tuple[str, List[Dict[str, Any]]]: ...
 
 def compile(source: str, file: str, name: Optional[str] = None) -> Recipe: ...
 def case_recipe(path: str) -> str: ...
@@ -40,6 +41,7 @@ class Session:
         params: Sequence[npt.NDArray[np.float32]],
         backend: str = "auto",
         threads: int = 0,
+        launcher: Optional[Callable[[str, List[Dict[str, Any]]], Any]] = None,
     ) -> None: ...
     def step(
         self,

@@ -24,7 +24,7 @@ except ImportError:  # torch < 2.1
     _increment_version = None
 
 _HALF = {"bf16": torch.bfloat16, "f16": torch.float16}
-_CPU_BACKENDS = "auto, interp, cranelift, llvm"
+_CPU_BACKENDS = "auto, interp, cranelift, llvm, triton"
 _STATE_FORMAT = 1
 
 
@@ -81,8 +81,9 @@ def _check_param(name: str, p: torch.Tensor, dtype: str) -> None:
     if p.device.type != "cpu":
         raise ValueError(
             f"parameter {name!r} is on {p.device}; anneal.torch steps CPU tensors (backends "
-            f"{_CPU_BACKENDS}); the Triton back end for CUDA tensors is not built yet, so "
-            "move the model to the CPU or use a torch optimizer there"
+            f"{_CPU_BACKENDS}; triton runs its kernels there under Triton's interpreter) and "
+            "does not step CUDA tensors yet, so move the model to the CPU or use a torch "
+            "optimizer there"
         )
     if p.layout != torch.strided:
         raise ValueError(f"parameter {name!r} is sparse ({p.layout}); anneal steps dense tensors")
@@ -207,6 +208,19 @@ class _Model:
         ]
 
 
+def _launcher_factory() -> Any:
+    try:
+        from . import triton as _triton
+    except ImportError as e:  # pragma: no cover - triton ships with torch on Linux
+        raise ValueError(f"the triton back end needs the `triton` package: {e}") from None
+
+    def make(source: str, passes: List[Dict[str, Any]]) -> Any:
+        # anneal.torch steps CPU tensors, so the kernels run under Triton's interpreter.
+        return _triton.Launcher(source, passes, interpret=True)
+
+    return make
+
+
 class Optimizer(torch.optim.Optimizer):
     """A recipe's fused update step as a torch optimizer.
 
@@ -214,7 +228,9 @@ class Optimizer(torch.optim.Optimizer):
     globs) or an iterable of tensors (named ``"0"``, ``"1"``, ...). ``recipe`` is an
     :class:`anneal.Recipe`, a path to a ``.anneal`` file, or recipe source text.
     ``backend`` is ``auto`` (the Cranelift JIT when the recipe fuses, else the
-    interpreter), ``cranelift``, ``llvm`` or ``interp``; ``threads`` 0 uses every core.
+    interpreter), ``cranelift``, ``llvm``, ``interp`` or ``triton`` (the step as Triton
+    kernels; on CPU tensors they run under Triton's interpreter, a check of semantics, not
+    speed); ``threads`` 0 uses every core.
     ``track_norms`` adds the gradients' global and per-tensor norms to ``metrics``.
     """
 
@@ -258,6 +274,7 @@ class Optimizer(torch.optim.Optimizer):
                 [_flat_f32(m) for m in self._masters],
                 backend,
                 threads,
+                _launcher_factory() if backend == "triton" else None,
             )
         except StepError as e:
             raise StepError(f"recipe `{self.recipe.name}` cannot take these parameters: {e}") from None

@@ -12,9 +12,11 @@ use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
+
+mod triton;
 
 create_exception!(
     _native,
@@ -115,6 +117,11 @@ impl PyRecipe {
 
     fn explain(&self) -> PyResult<String> {
         guard(|| Ok(self.inner.explain()))
+    }
+
+    /// The fused step as a Triton module: `(source, passes)`, one dict per kernel.
+    fn triton_module<'py>(&self, py: Python<'py>) -> PyResult<(String, Bound<'py, PyList>)> {
+        guard(|| triton::module_of(py, &self.inner).map_err(step_err))
     }
 }
 
@@ -239,7 +246,10 @@ fn backend(name: &str) -> PyResult<Backend> {
 #[pymethods]
 impl PySession {
     #[new]
-    #[pyo3(signature = (recipe, names, shapes, params, backend="auto", threads=0))]
+    /// `launcher` (backend `triton`): `launcher(source, passes)` loads the recipe's
+    /// Triton module and returns the object that launches its kernels.
+    #[pyo3(signature = (recipe, names, shapes, params, backend="auto", threads=0, launcher=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         recipe: &PyRecipe,
         names: Vec<String>,
@@ -247,11 +257,33 @@ impl PySession {
         params: Vec<Bound<'_, PyArrayDyn<f32>>>,
         backend: &str,
         threads: usize,
+        launcher: Option<Py<PyAny>>,
     ) -> PyResult<PySession> {
         let backend = self::backend(backend)?;
         guard(|| {
             let values: Vec<Vec<f32>> = params.iter().map(to_vec).collect();
-            let inner = Session::new(&recipe.inner, &names, &shapes, &values, backend, threads)
+            let inner =
+                match (backend, launcher) {
+                    (Backend::Triton, Some(factory)) => Session::on_device(
+                        &recipe.inner,
+                        &names,
+                        &shapes,
+                        &values,
+                        "triton",
+                        &mut |kernel| triton::device(&factory, kernel),
+                    ),
+                    (Backend::Triton, None) => return Err(PyValueError::new_err(
+                        "the triton back end needs a launcher (anneal.torch.Optimizer passes one)",
+                    )),
+                    (_, Some(_)) => {
+                        return Err(PyValueError::new_err(
+                            "a launcher is for the triton back end only",
+                        ))
+                    }
+                    (backend, None) => {
+                        Session::new(&recipe.inner, &names, &shapes, &values, backend, threads)
+                    }
+                }
                 .map_err(step_err)?;
             Ok(PySession {
                 inner: Mutex::new(inner),
