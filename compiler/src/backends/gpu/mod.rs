@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::wgsl::{self, Shader};
-use crate::ir::{Dtype, ReduceOp};
+use crate::ir::Dtype;
 use crate::kernel::exec::PassDevice;
 use crate::kernel::{Buf, Kernel};
 
@@ -648,13 +648,7 @@ impl PassDevice for GpuPasses {
                             per[t].push(
                                 row.iter()
                                     .zip(&shader.reductions)
-                                    .map(|(&v, op)| match op {
-                                        // The shader's flag: 1 once an element is not
-                                        // finite; the host's sum of x·0 is then NaN.
-                                        ReduceOp::AllFinite if v != 0.0 => f64::NAN,
-                                        ReduceOp::AllFinite => 0.0,
-                                        _ => f64::from(v),
-                                    })
+                                    .map(|(&v, &op)| super::triton::partial(op, f64::from(v)))
                                     .collect(),
                             );
                         }

@@ -77,8 +77,9 @@ impl TritonPass {
     }
 }
 
-/// A partial as the host combines it: the kernel's finiteness flag becomes the CPU back
-/// ends' sum of `x·0` (NaN once an element is not finite).
+/// A device's partial as the host combines it (Triton's and WGSL's alike): the kernel's
+/// finiteness flag, 1 once an element is not finite, becomes the CPU back ends' sum of
+/// `x·0` (NaN once an element is not finite).
 pub fn partial(op: ReduceOp, v: f64) -> f64 {
     match op {
         ReduceOp::AllFinite if v != 0.0 => f64::NAN,
